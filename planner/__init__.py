@@ -1,0 +1,1 @@
+"""Which plan should we run: search space, placement, ranking, capacity, reports, the pfplan CLI."""

@@ -1,0 +1,62 @@
+"""Shared command-line plumbing: one-line errors, exit codes, ``--debug``, JSON output.
+
+Both ``pfplan`` and ``pfrun`` are thin typer shells over the library. A
+:class:`~profiles.errors.PfplanError` becomes one line on stderr and its exit code
+(2 for bad input, 1 for a failed run); ``--debug`` anywhere on the line shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import click
+import typer
+from rich.console import Console
+
+from profiles.errors import PfplanError
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+"""Tables keep their columns when piped (rich would otherwise assume 80 columns)."""
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout (no colour, no wrapping)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
+    """Run ``app`` and turn toolkit errors into one line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args = [a for a in args if a != "--debug"]
+    try:
+        result = app(args=args, prog_name=prog, standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except PfplanError as exc:
+        if debug:
+            raise
+        err_console.print(f"{prog}: error: {exc.one_line()}", markup=False)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        if debug:
+            raise
+        err_console.print(f"{prog}: error: {exc.format_message()}", markup=False)
+        return 2
+    except click.exceptions.Abort:
+        err_console.print(f"{prog}: interrupted", markup=False)
+        return 130
+    except KeyboardInterrupt:
+        err_console.print(f"{prog}: interrupted", markup=False)
+        return 130
+
+
+def entry_point(app: typer.Typer, prog: str) -> Callable[[], None]:
+    def main() -> None:
+        sys.exit(run_app(app, prog))
+    return main

@@ -1,0 +1,36 @@
+"""``pfplan plan``: check a plan file against its model and topology."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from planner.cli_app import out_console, print_json
+from profiles.loading import load_model_file
+from profiles.models import load_model
+from profiles.topology_graph import load_cluster
+from simulator.plan import ParallelPlan, validate
+
+
+def register(app: typer.Typer) -> None:
+    plan_app = typer.Typer(help="Parallel plans (plan.json).", no_args_is_help=True)
+
+    @plan_app.command("validate")
+    def plan_validate(plan_file: Path = typer.Argument(..., help="plan.json"),
+                      topology: Optional[str] = typer.Option(None, help="Topology (default: the plan's)."),
+                      json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Check every plan rule; exit 2 with all violations in one line if any fail."""
+        plan = load_model_file(ParallelPlan, plan_file)
+        model = load_model(plan.model)
+        topo = topology or plan.topology
+        cluster = load_cluster(topo) if topo else None
+        validate(plan, model, cluster, file=str(plan_file))
+        if json_out:
+            print_json({"valid": True, "world_size": plan.world_size, "degrees": plan.degrees.label()})
+        else:
+            out_console.print(f"{plan_file}: valid ({plan.degrees.label()}, {plan.world_size} ranks, "
+                              f"{model.name} {plan.height_px}×{plan.width_px}, {plan.steps} steps)", markup=False)
+
+    app.add_typer(plan_app, name="plan")

@@ -1,0 +1,80 @@
+"""``pfplan topology``: show a cluster the way ``nvidia-smi topo -m`` does, or import one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from planner.cli_app import out_console, print_json
+from profiles.topology import shipped_topologies
+from profiles.topology_graph import ROUTE_CLASSES, load_cluster
+
+
+def register(app: typer.Typer) -> None:
+    topo = typer.Typer(help="Cluster topologies: show, list, import.", no_args_is_help=True)
+
+    @topo.command("list")
+    def topology_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """List the shipped topologies."""
+        rows = []
+        for name in shipped_topologies():
+            cluster = load_cluster(name)
+            rows.append({"name": name, "devices": len(cluster.devices), "hosts": len(cluster.hosts()),
+                         "gpu": sorted(set(cluster.device_gpu.values())),
+                         "description": cluster.topology.description})
+        if json_out:
+            print_json(rows)
+            return
+        table = Table(title="Shipped topologies")
+        for col in ("name", "devices", "hosts", "gpu", "description"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["name"], str(r["devices"]), str(r["hosts"]), ", ".join(r["gpu"]), r["description"])
+        out_console.print(table)
+
+    @topo.command("show")
+    def topology_show(topology: str = typer.Argument(..., help="Topology file or shipped name (pcie8)."),
+                      json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Print the device × device route-class matrix (like nvidia-smi topo -m)."""
+        cluster = load_cluster(topology)
+        labels = [f"GPU{i}" for i in range(len(cluster.devices))]
+        matrix = cluster.route_matrix()
+        if json_out:
+            routes = {}
+            for a in cluster.devices:
+                for b in cluster.devices:
+                    if a != b:
+                        r = cluster.route(a, b)
+                        routes[f"{a}->{b}"] = {"class": r.route_class, "bottleneck_gb_s": r.bottleneck_gb_s,
+                                               "latency_us": r.latency_us, "path": list(r.nodes)}
+            print_json({"name": cluster.topology.name, "devices": cluster.devices,
+                        "gpu": cluster.device_gpu, "matrix": matrix, "routes": routes})
+            return
+        width = max(5, *(len(c) for c in ROUTE_CLASSES))
+        header = " " * 7 + "".join(label.ljust(width + 1) for label in labels) + "device"
+        lines = [f"{cluster.topology.name}: {cluster.topology.description}".strip(), "", header]
+        for label, device, row in zip(labels, cluster.devices, matrix):
+            cells = "".join(("X" if c == "X" else c).ljust(width + 1) for c in row)
+            lines.append(f"{label.ljust(7)}{cells}{device} ({cluster.device_gpu[device]})")
+        lines += ["", "Legend:", "  X   = self", "  NVL = NVLink", "  PIX = one PCIe switch",
+                  "  PXB = several PCIe switches, no host bridge", "  PHB = through a CPU host bridge",
+                  "  SYS = across the inter-socket link", "  NET = across nodes (NIC + network)"]
+        pairs = []
+        for a in cluster.devices:
+            for b in cluster.devices:
+                if a < b:
+                    r = cluster.route(a, b)
+                    pairs.append((r.route_class, r.bottleneck_gb_s, r.latency_us))
+        summary = {}
+        for cls, bw, lat in pairs:
+            s = summary.setdefault(cls, [0, bw, lat])
+            s[0] += 1
+            s[1], s[2] = min(s[1], bw), max(s[2], lat)
+        lines += ["", "Route classes: " + "; ".join(
+            f"{cls} {n} pairs, ≥{bw:g} GB/s, ≤{lat:g} µs" for cls, (n, bw, lat) in
+            sorted(summary.items(), key=lambda kv: ROUTE_CLASSES.index(kv[0])))]
+        out_console.print("\n".join(lines), markup=False)
+
+    app.add_typer(topo, name="topology")

@@ -1,0 +1,42 @@
+"""JSON Schemas of the file formats, exported to ``docs/schemas/`` (``make schemas``).
+
+A test regenerates them in memory and fails when the committed copies are stale.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from profiles.gpus import GpuCatalog
+from profiles.models import ModelPreset
+from profiles.topology import Topology
+from simulator.plan import ParallelPlan
+
+
+def formats() -> dict[str, type[BaseModel]]:
+    """File name stem → pydantic model of every documented format."""
+    return {"topology": Topology, "plan": ParallelPlan, "model-preset": ModelPreset, "gpu-catalog": GpuCatalog}
+
+
+def render(model: type[BaseModel]) -> str:
+    return json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def export(directory: Path) -> list[Path]:
+    from profiles.loading import write_atomic
+
+    written = []
+    for stem, model in formats().items():
+        path = directory / f"{stem}.schema.json"
+        write_atomic(path, render(model))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in export(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/schemas")):
+        print(f"wrote {path}")

@@ -1,0 +1,57 @@
+"""The one small interface between costs and the simulator.
+
+The simulator asks one question of compute: *how long does this layer take for this
+shape on this device?* A :class:`LayerShape` says which layer and how much of it runs
+here; a :class:`CostModel` answers in seconds. Two implementations exist: the analytic
+roofline (:mod:`profiles.analytic`, from the GPU data sheet) and the profiled one, which
+interpolates measured timings. Communication is priced from the topology's links
+(and measured link curves where a profile has them), not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+EMBED = "embed"
+"""Patch, timestep and text embeddings (run by PipeFusion's first stage)."""
+FINAL = "final"
+"""Output norm and projection back to latent patches (run by the last stage)."""
+
+
+@dataclass(frozen=True, order=True)
+class LayerShape:
+    """One layer's work on one device.
+
+    ``query_tokens`` image tokens pass through the layer's projections and MLP here and
+    attend over ``kv_tokens`` image tokens (plus the model's text tokens), e.g. a PipeFusion
+    patch of a 4096-token image cut in 8 has ``query_tokens=512, kv_tokens=4096``.
+    ``text_query_tokens`` are the text tokens whose projections run here too (joint
+    attention models; None means all of the model's text tokens). ``tensor_shard`` divides
+    heads and MLP width (tensor parallel).
+    """
+
+    kind: str
+    query_tokens: int
+    kv_tokens: int
+    batch: int = 1
+    tensor_shard: int = 1
+    text_query_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.query_tokens < 0 or self.kv_tokens < 0 or self.batch < 1 or self.tensor_shard < 1:
+            raise ValueError(f"invalid layer shape {self}")
+
+
+@runtime_checkable
+class CostModel(Protocol):
+    """Seconds of compute for a layer shape on one device."""
+
+    @property
+    def name(self) -> str:
+        """``analytic:<gpu>`` or ``profile:<file>``, recorded in predictions."""
+        ...
+
+    def layer_time_s(self, shape: LayerShape) -> float:
+        """Time of one forward of the layer for ``shape`` (must not decrease as work grows)."""
+        ...

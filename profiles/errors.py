@@ -1,0 +1,45 @@
+"""Exceptions for the whole toolkit.
+
+Every error a user can cause is a :class:`PfplanError`; the CLI turns one into a single
+line naming the file and field, and exit code 2. Each package owns one subclass::
+
+    PfplanError
+    ├── InputError            bad file, unknown name, wrong field (any package)
+    ├── ProfilesError         profiles/: catalogs, topologies, profiles
+    │   └── TopologyError
+    ├── SimulatorError        simulator/ (defined there)
+    │   └── PlanError
+    ├── PlannerError          planner/ (defined there)
+    └── RuntimeFailure        runtime/ (defined there; exit code 1 when a run fails)
+"""
+
+from __future__ import annotations
+
+
+class PfplanError(Exception):
+    """Base of every error the toolkit raises on purpose."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None) -> None:
+        self.message = message
+        self.file = file
+        self.field = field
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        where = ": ".join(part for part in (self.file, self.field) if part)
+        text = f"{where}: {self.message}" if where else self.message
+        return " ".join(text.split())
+
+
+class InputError(PfplanError):
+    """A file, name or value given by the user is not what was expected."""
+
+
+class ProfilesError(PfplanError):
+    """Errors of the profiles package (catalogs, topologies, profiles)."""
+
+
+class TopologyError(ProfilesError):
+    """A topology that parses but cannot describe a real cluster."""

@@ -1,0 +1,81 @@
+"""Floating-point operations and memory traffic of each layer kind, from its dimensions.
+
+Counts are multiply-adds × 2 of the matrix products (projections, attention scores and
+weighted sums, MLPs); norms, activations and softmax are left out (a few percent).
+Symbols as in :mod:`profiles.architecture`; ``q`` image query tokens, ``k`` image key/value
+tokens, ``t`` text tokens attended, ``tq`` text tokens whose projections run here,
+``s`` tensor-parallel shard.
+
+Per block, one image (batch multiplies everything):
+
+============================  =============================================================
+pixart_block                  self-attn 2q·4h² + 4q·k·h; cross-attn 2q·2h² + 2t·2c·h +
+                              4q·t·h; MLP 2q·2h·f
+sd3/flux double (joint)       image and text streams: 2(q+tq)·4h² projections; attention
+                              4(q+tq)(k+t)·h; two MLPs 2(q+tq)·2h·f
+flux_single_block             2(q+tq)·h·(3h+f) + 2(q+tq)·(h+f)·h + 4(q+tq)(k+t)·h
+dit_block                     2q·4h² + 4q·k·h + 2q·2h·f
+hunyuan_block                 as pixart_block with cross width c (+ skip: 2q·2h·h)
+============================  =============================================================
+"""
+
+from __future__ import annotations
+
+from profiles.architecture import Architecture
+from profiles.cost_model import EMBED, FINAL, LayerShape
+from profiles.errors import InputError
+
+
+def layer_flops(arch: Architecture, shape: LayerShape, *, text_tokens: int) -> float:
+    """FLOPs of one forward of ``shape.kind`` (see the table above)."""
+    h, f, c = arch.hidden_size, arch.ffn_inner, max(arch.text_width, 1)
+    s = shape.tensor_shard
+    q, k = shape.query_tokens, shape.kv_tokens
+    t = text_tokens
+    tq = t if shape.text_query_tokens is None else shape.text_query_tokens
+    kind = shape.kind
+    if kind == EMBED:
+        # patch embedding (latent patch → h) and the text projection of the text tokens.
+        per = 2 * q * arch.latent_channels * arch.patch_size ** 2 * h + 2 * tq * c * h
+        return float(shape.batch * per)
+    if kind == FINAL:
+        return float(shape.batch * 2 * q * h * (arch.patch_size ** 2 * arch.latent_channels * 2 + 2 * h))
+    if kind in ("pixart_block", "hunyuan_block", "hunyuan_skip_block"):
+        flops = 2 * q * 4 * h * h + 4 * q * k * h
+        flops += 2 * q * 2 * h * h + 2 * t * 2 * c * h + 4 * q * t * h
+        flops += 2 * q * 2 * h * f
+        if kind == "hunyuan_skip_block":
+            flops += 2 * q * 2 * h * h
+    elif kind in ("sd3_joint_block", "sd3_joint_block_last", "flux_double_block"):
+        tokens = q + tq
+        flops = 2 * tokens * 4 * h * h + 4 * tokens * (k + t) * h + 2 * tokens * 2 * h * f
+    elif kind == "flux_single_block":
+        tokens = q + tq
+        flops = 2 * tokens * h * (3 * h + f) + 2 * tokens * (h + f) * h + 4 * tokens * (k + t) * h
+    elif kind == "dit_block":
+        flops = 2 * q * 4 * h * h + 4 * q * k * h + 2 * q * 2 * h * f
+    else:
+        raise InputError(f"no FLOP formula for layer kind {kind!r}", field="kind")
+    return float(shape.batch * flops / s)
+
+
+def layer_weight_bytes(arch: Architecture, kind: str, *, dtype_bytes: int, tensor_shard: int = 1) -> float:
+    """Bytes of weights one forward reads (each weight once)."""
+    if kind == EMBED:
+        params = arch.embed_params
+    elif kind == FINAL:
+        params = arch.final_params
+    else:
+        by_kind = {g.kind: g.params for g in arch.blocks}
+        if kind not in by_kind:
+            raise InputError(f"layer kind {kind!r} is not in this model ({', '.join(by_kind)})", field="kind")
+        params = by_kind[kind]
+    return params * dtype_bytes / tensor_shard
+
+
+def layer_activation_bytes(arch: Architecture, shape: LayerShape, *, text_tokens: int, dtype_bytes: int) -> float:
+    """Rough activation traffic: about a dozen reads/writes of a token × hidden tensor, plus K/V read."""
+    tq = text_tokens if shape.text_query_tokens is None else shape.text_query_tokens
+    h = arch.hidden_size / shape.tensor_shard
+    rows = shape.query_tokens + tq
+    return float(shape.batch * dtype_bytes * h * (12 * rows + 2 * (shape.kv_tokens + text_tokens)))

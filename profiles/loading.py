@@ -1,0 +1,150 @@
+"""Reading and writing the toolkit's files with errors a user can act on.
+
+Every format is a pydantic model; this module turns YAML/JSON syntax errors and pydantic
+validation errors into one :class:`InputError` line naming the file, the field path and
+what was expected. Outputs are written atomically (temp file + rename) so an interrupted
+command never leaves a half-written plan or profile behind.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from profiles.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_document(path: Path) -> Any:
+    """Parse a YAML or JSON file (by suffix; YAML otherwise, which also reads JSON)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise InputError("file not found", file=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror})", file=str(path)) from None
+    try:
+        if Path(path).suffix == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+                         file=str(path)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"invalid YAML{where}: {problem}", file=str(path)) from None
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    """``('nodes', 0, 'gpu')`` → ``nodes[0].gpu``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def validation_error(exc: ValidationError, file: str | None) -> InputError:
+    """The first pydantic error as one line (and how many more there were)."""
+    errors = exc.errors()
+    first = errors[0]
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    got = first.get("input")
+    if first["type"] not in ("missing", "extra_forbidden") and not isinstance(got, (dict, list)):
+        message += f" (got {got!r})"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return InputError(message, file=file, field=field_path(first["loc"]) or None)
+
+
+def parse_document(cls: type[M], data: Any, file: str | None = None) -> M:
+    """Validate already-parsed data into ``cls`` with a one-line error."""
+    if not isinstance(data, dict):
+        raise InputError(f"expected a mapping at the top level, got {type(data).__name__}", file=file)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, file) from None
+
+
+def load_model_file(cls: type[M], path: Path | str) -> M:
+    """Read and validate one file into the pydantic model ``cls``."""
+    return parse_document(cls, read_document(Path(path)), file=str(path))
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    """`` (did you mean 'pcie8'?)`` or the list of valid names."""
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean {close[0]!r}? (choices: {', '.join(sorted(choices))})"
+    return f"choices: {', '.join(sorted(choices))}"
+
+
+def resolve_shipped(name_or_path: str, shipped_dir: Path, kind: str,
+                    suffixes: tuple[str, ...] = (".yaml", ".yml", ".json")) -> Path:
+    """A path that exists, else a shipped file named ``name`` (with or without suffix)."""
+    candidate = Path(name_or_path)
+    if candidate.exists():
+        return candidate
+    stem = candidate.name
+    for suffix in suffixes:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    for suffix in suffixes:
+        shipped = shipped_dir / f"{stem}{suffix}"
+        if shipped.exists():
+            return shipped
+    names = sorted({p.stem for p in shipped_dir.iterdir() if p.suffix in suffixes})
+    raise InputError(f"unknown {kind} {name_or_path!r}: not a file and not a shipped {kind}; "
+                     f"{suggest(stem, names)}")
+
+
+def write_atomic(path: Path | str, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+    """Binary twin of :func:`write_atomic` (images, tensors)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_model_json(path: Path | str, model: BaseModel) -> None:
+    """Atomically write a pydantic model as indented JSON."""
+    write_atomic(path, model.model_dump_json(indent=2) + "\n")

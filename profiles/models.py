@@ -1,0 +1,166 @@
+"""The model catalog: shipped presets, user presets, and diffusers ``config.json`` files.
+
+A preset is the diffusers transformer config plus what the config does not say (text
+tokens, CFG, scheduler, a tiny VAE for tests). Everything dimensional is derived from the
+config through :mod:`profiles.architecture`, so there is one source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from profiles.architecture import DIFFUSERS_CLASSES, Architecture, architecture, family_of_class
+from profiles.errors import InputError
+from profiles.loading import load_model_file, read_document, suggest
+
+MODELS_DIR = Path(__file__).parent / "data" / "models"
+
+
+class ModelPreset(BaseModel):
+    """One DiT the toolkit can plan for and run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    name: str = Field(description="Catalog name, e.g. pixart-alpha.")
+    family: Literal["pixart", "sd3", "flux", "dit", "hunyuan"]
+    description: str = ""
+    config: dict[str, Any] = Field(description="diffusers transformer config (the keys of its config.json).")
+    text_tokens: int = Field(ge=0, description="Text tokens the blocks attend to (0: class-conditioned).")
+    text_embed_dim: int = Field(ge=0, description="Width of the precomputed prompt embeddings fed to the model.")
+    pooled_embed_dim: int = Field(0, ge=0, description="Width of pooled prompt embeddings (SD3, Flux), 0 if none.")
+    uses_cfg: bool = Field(description="Classifier-free guidance doubles the batch (and allows cfg=2).")
+    vae_scale_factor: int = Field(8, gt=0, description="Image pixels per latent pixel.")
+    default_resolution: int = Field(1024, gt=0)
+    default_steps: int = Field(20, gt=0)
+    scheduler: str = Field("DPMSolverMultistepScheduler", description="diffusers scheduler class.")
+    scheduler_config: dict[str, Any] = Field(default_factory=dict)
+    vae_config: dict[str, Any] | None = Field(None, description="AutoencoderKL config for a random-weight VAE (tiny presets).")
+    tiny: bool = Field(False, description="A scaled-down test variant with random weights.")
+    tiny_of: str | None = Field(None, description="The real preset this one scales down.")
+    published_params: float | None = Field(None, description="Published parameter count of the transformer.")
+    published_source: str | None = None
+
+    @cached_property
+    def arch(self) -> Architecture:
+        return architecture(self.family, self.config)
+
+    @property
+    def diffusers_class(self) -> str:
+        return DIFFUSERS_CLASSES[self.family]
+
+    @property
+    def layers(self) -> int:
+        return self.arch.layers
+
+    @property
+    def params(self) -> int:
+        return self.arch.params
+
+    def latent_size(self, height_px: int, width_px: int) -> tuple[int, int]:
+        """Latent (rows, cols) for an image, checking the resolution is a whole number of tokens."""
+        step = self.vae_scale_factor * self.arch.patch_size
+        for side, value in (("height", height_px), ("width", width_px)):
+            if value <= 0 or value % step:
+                raise InputError(f"{self.name}: image {side} {value} px must be a positive multiple of "
+                                 f"{step} (VAE factor {self.vae_scale_factor} × patch {self.arch.patch_size})",
+                                 field="resolution")
+        return height_px // self.vae_scale_factor, width_px // self.vae_scale_factor
+
+    def token_grid(self, height_px: int, width_px: int) -> tuple[int, int]:
+        """Image tokens as (rows, cols): patches are cut along rows."""
+        rows, cols = self.latent_size(height_px, width_px)
+        return rows // self.arch.patch_size, cols // self.arch.patch_size
+
+    def image_tokens(self, height_px: int, width_px: int | None = None) -> int:
+        rows, cols = self.token_grid(height_px, height_px if width_px is None else width_px)
+        return rows * cols
+
+    def summary(self) -> dict[str, Any]:
+        """The fields a user compares presets by (``pfplan models --json``)."""
+        a = self.arch
+        return {
+            "name": self.name, "family": self.family, "diffusers_class": self.diffusers_class,
+            "tiny": self.tiny, "blocks": {g.kind: g.count for g in a.blocks}, "layers": a.layers,
+            "hidden_size": a.hidden_size, "heads": a.heads, "head_dim": a.head_dim,
+            "ffn_inner": a.ffn_inner, "patch_size": a.patch_size, "latent_channels": a.latent_channels,
+            "vae_scale_factor": self.vae_scale_factor, "text_tokens": self.text_tokens,
+            "attention": a.attention, "uses_cfg": self.uses_cfg, "params": a.params,
+            "published_params": self.published_params,
+            "default_resolution": self.default_resolution,
+            "image_tokens_at_default": self.image_tokens(self.default_resolution),
+        }
+
+
+def shipped_names() -> list[str]:
+    return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
+
+
+def load_shipped(name: str) -> ModelPreset:
+    return load_model_file(ModelPreset, MODELS_DIR / f"{name}.yaml")
+
+
+def all_presets() -> list[ModelPreset]:
+    return [load_shipped(name) for name in shipped_names()]
+
+
+def preset_from_diffusers_config(path: Path, *, name: str | None = None) -> ModelPreset:
+    """A preset from a diffusers transformer ``config.json`` (defaults for what it lacks)."""
+    data = read_document(path)
+    if not isinstance(data, dict) or "_class_name" not in data:
+        raise InputError("not a diffusers config: no '_class_name'", file=str(path), field="_class_name")
+    try:
+        family = family_of_class(data["_class_name"])
+    except InputError as exc:
+        raise InputError(exc.message, file=str(path), field="_class_name") from None
+    config = {k: v for k, v in data.items() if not k.startswith("_")}
+    defaults: dict[str, dict[str, Any]] = {
+        "pixart": dict(text_tokens=120, text_embed_dim=config.get("caption_channels", 4096), uses_cfg=True),
+        "sd3": dict(text_tokens=333, text_embed_dim=config.get("joint_attention_dim", 4096),
+                    pooled_embed_dim=config.get("pooled_projection_dim", 2048), uses_cfg=True,
+                    scheduler="FlowMatchEulerDiscreteScheduler", default_steps=28),
+        "flux": dict(text_tokens=512, text_embed_dim=config.get("joint_attention_dim", 4096),
+                     pooled_embed_dim=config.get("pooled_projection_dim", 768), uses_cfg=False,
+                     scheduler="FlowMatchEulerDiscreteScheduler", default_steps=28),
+        "dit": dict(text_tokens=0, text_embed_dim=0, uses_cfg=True, scheduler="DDIMScheduler",
+                    default_resolution=256),
+        "hunyuan": dict(text_tokens=config.get("text_len", 77) + config.get("text_len_t5", 256),
+                        text_embed_dim=config.get("cross_attention_dim", 1024), uses_cfg=True,
+                        scheduler="DDPMScheduler"),
+    }
+    preset = ModelPreset(name=name or Path(path).parent.name or Path(path).stem, family=family,
+                         description=f"imported from {path}", config=config, **defaults[family])
+    try:
+        preset.arch  # noqa: B018 - fail now, naming the file, if the config is incomplete
+    except InputError as exc:
+        raise InputError(exc.message, file=str(path), field=exc.field) from None
+    return preset
+
+
+def load_model(name_or_path: str) -> ModelPreset:
+    """A shipped preset by name, a preset YAML/JSON file, or a diffusers ``config.json``."""
+    path = Path(name_or_path)
+    if path.is_dir() and (path / "config.json").exists():
+        return preset_from_diffusers_config(path / "config.json")
+    if path.is_dir() and (path / "transformer" / "config.json").exists():
+        return preset_from_diffusers_config(path / "transformer" / "config.json", name=path.name)
+    if path.is_file():
+        data = read_document(path)
+        if isinstance(data, dict) and "_class_name" in data:
+            return preset_from_diffusers_config(path)
+        preset = load_model_file(ModelPreset, path)
+        try:
+            preset.arch  # noqa: B018
+        except InputError as exc:
+            raise InputError(exc.message, file=str(path), field=exc.field) from None
+        return preset
+    stem = name_or_path.removesuffix(".yaml")
+    if stem in shipped_names():
+        return load_shipped(stem)
+    raise InputError(f"unknown model {name_or_path!r}: not a shipped preset, preset file or diffusers "
+                     f"config; {suggest(stem, shipped_names())}", field="model")

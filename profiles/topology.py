@@ -1,0 +1,114 @@
+"""The cluster topology file format (YAML).
+
+A topology says how devices hang together, the way ``nvidia-smi topo -m`` and NCCL see it:
+nodes → sockets (NUMA) → PCIe switches (possibly nested) → GPUs and NICs, plus NVLink
+domains and the links between sockets and between nodes. Every link carries a bandwidth
+in GB/s *per direction* and a latency in µs. Route classes (NVL, PIX, PXB, PHB, SYS, NET)
+are derived from the shape by :mod:`profiles.topology_graph`, never typed by hand.
+
+Device ids are ``<node>/<gpu>``, e.g. ``node0/gpu3``; a plan's placement uses them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from profiles.loading import load_model_file, resolve_shipped
+
+TOPOLOGIES_DIR = Path(__file__).parent / "data" / "topologies"
+
+
+class Link(BaseModel):
+    """A link's speed: both directions run at this bandwidth independently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bandwidth_gb_s: float = Field(gt=0, description="GB/s (10^9 bytes per second), per direction.")
+    latency_us: float = Field(ge=0, description="One-way latency of the link, µs.")
+
+
+class Switch(BaseModel):
+    """A PCIe switch: its uplink to the parent (socket or switch) and what hangs below it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    uplink: Link = Field(description="Link from this switch to its parent; shared by everything below.")
+    gpus: list[str] = Field(default_factory=list)
+    nics: list[str] = Field(default_factory=list)
+    switches: list[Switch] = Field(default_factory=list, description="Nested switches (routes through them are PXB).")
+
+
+class Socket(BaseModel):
+    """A CPU socket / NUMA node with its PCIe root complex (the host bridge)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    gpus: list[str] = Field(default_factory=list, description="Devices on the root complex directly.")
+    nics: list[str] = Field(default_factory=list)
+    switches: list[Switch] = Field(default_factory=list)
+
+
+class NvlinkDomain(BaseModel):
+    """GPUs joined by NVLink: through an NVSwitch, or pairwise (bridges / a direct mesh)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: list[str] = Field(min_length=2)
+    switched: bool = Field(True, description="True: every GPU has one link to an NVSwitch. False: a direct link per pair.")
+    link: Link = Field(description="Each GPU's NVLink bandwidth (to the switch, or to each peer).")
+
+
+class Node(BaseModel):
+    """One machine; ``count`` > 1 stamps out identical machines named ``<name><i>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    count: int = Field(1, ge=1)
+    gpu: str = Field(description="GPU kind from the catalog (pfplan gpus), or 'cpu'.")
+    sockets: list[Socket] = Field(min_length=1)
+    device_link: Link = Field(description="Each GPU's and NIC's own PCIe link to its switch or socket.")
+    socket_link: Link | None = Field(None, description="Between every two sockets (UPI/QPI); needed with >1 socket.")
+    nvlink: list[NvlinkDomain] = Field(default_factory=list)
+
+    def host_names(self) -> list[str]:
+        return [self.name] if self.count == 1 else [f"{self.name}{i}" for i in range(self.count)]
+
+
+class Topology(BaseModel):
+    """A whole cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    name: str
+    description: str = ""
+    source: str = Field("", description="Where the link figures come from (data sheet, measurement + command).")
+    nodes: list[Node] = Field(min_length=1)
+    network: Link | None = Field(None, description="Each NIC's link into the inter-node fabric; needed with >1 node.")
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Topology:
+        hosts = [h for node in self.nodes for h in node.host_names()]
+        dupes = sorted({h for h in hosts if hosts.count(h) > 1})
+        if dupes:
+            raise ValueError(f"node names repeat: {', '.join(dupes)}")
+        return self
+
+    def host_count(self) -> int:
+        return sum(node.count for node in self.nodes)
+
+
+def load_topology(name_or_path: str | Path) -> Topology:
+    """A topology from a file or a shipped name (``pcie8`` or ``pcie8.yaml``)."""
+    path = resolve_shipped(str(name_or_path), TOPOLOGIES_DIR, "topology")
+    return load_model_file(Topology, path)
+
+
+def shipped_topologies() -> list[str]:
+    return sorted(p.stem for p in TOPOLOGIES_DIR.glob("*.yaml"))

@@ -1,0 +1,1 @@
+"""What would happen if we ran plan X: the plan format, network and cost models, strategies, engine."""
