@@ -15,11 +15,13 @@ from profiles.gpus import GpuCatalog
 from profiles.models import ModelPreset
 from profiles.topology import Topology
 from simulator.plan import ParallelPlan
+from simulator.trace import Trace
 
 
 def formats() -> dict[str, type[BaseModel]]:
     """File name stem → pydantic model of every documented format."""
-    return {"topology": Topology, "plan": ParallelPlan, "model-preset": ModelPreset, "gpu-catalog": GpuCatalog}
+    return {"topology": Topology, "plan": ParallelPlan, "model-preset": ModelPreset, "gpu-catalog": GpuCatalog,
+            "trace": Trace}
 
 
 def render(model: type[BaseModel]) -> str:
