@@ -17,6 +17,15 @@ from rich.console import Console
 
 from profiles.errors import PfplanError
 
+try:  # typer >= 0.2x vendors its own copy of click; its exceptions are not click's
+    from typer._click import exceptions as _vendored_click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _vendored_click = click.exceptions
+
+USAGE_ERRORS = (click.ClickException, _vendored_click.ClickException)
+EXITS = (click.exceptions.Exit, typer.Exit)
+ABORTS = (click.exceptions.Abort, typer.Abort)
+
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 """Tables keep their columns when piped (rich would otherwise assume 80 columns)."""
@@ -41,14 +50,18 @@ def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
             raise
         err_console.print(f"{prog}: error: {exc.one_line()}", markup=False)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except EXITS as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except USAGE_ERRORS as exc:
         if debug:
             raise
-        err_console.print(f"{prog}: error: {exc.format_message()}", markup=False)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help, as click does
+            exc.show()
+            return exc.exit_code
+        message = " ".join(exc.format_message().split())
+        err_console.print(f"{prog}: error: {message} (see {prog} --help)", markup=False)
         return 2
-    except click.exceptions.Abort:
+    except ABORTS:
         err_console.print(f"{prog}: interrupted", markup=False)
         return 130
     except KeyboardInterrupt:

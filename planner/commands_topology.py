@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
 
 from planner.cli_app import out_console, print_json
+from profiles.loading import write_atomic
 from profiles.topology import shipped_topologies
-from profiles.topology_graph import ROUTE_CLASSES, load_cluster
+from profiles.topology_graph import ROUTE_CLASSES, ClusterGraph, load_cluster
+from profiles.topology_import import import_topo_file, topology_yaml
 
 
 def register(app: typer.Typer) -> None:
@@ -76,5 +79,22 @@ def register(app: typer.Typer) -> None:
             f"{cls} {n} pairs, ≥{bw:g} GB/s, ≤{lat:g} µs" for cls, (n, bw, lat) in
             sorted(summary.items(), key=lambda kv: ROUTE_CLASSES.index(kv[0])))]
         out_console.print("\n".join(lines), markup=False)
+
+    @topo.command("import")
+    def topology_import(text: Path = typer.Argument(..., help="Saved output of `nvidia-smi topo -m`."),
+                        output: Path = typer.Option(..., "-o", "--output", help="Topology YAML to write."),
+                        gpu: str = typer.Option(..., "--gpu", help="GPU kind from `pfplan gpus` (e.g. a100-sxm)."),
+                        name: Optional[str] = typer.Option(None, help="Topology name (default: the output's stem).")
+                        ) -> None:
+        """Turn a saved `nvidia-smi topo -m` printout into an editable topology file."""
+        topology = import_topo_file(text, gpu=gpu, name=name or output.stem)
+        write_atomic(output, topology_yaml(topology))
+        cluster = ClusterGraph(topology, file=str(output))
+        counts = ", ".join(f"{cls} {n}" for cls, n in sorted(cluster.route_class_counts.items(),
+                                                              key=lambda kv: ROUTE_CLASSES.index(kv[0])))
+        out_console.print(f"wrote {output}: {len(cluster.devices)} × {gpu}, "
+                          f"{len(topology.nodes[0].sockets)} socket(s); GPU pairs by route class: {counts}. "
+                          "Link speeds are defaults by route class: edit them or run pfplan profile links.",
+                          markup=False)
 
     app.add_typer(topo, name="topology")
