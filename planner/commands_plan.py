@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from planner.cli_app import out_console, print_json
+from profiles.errors import InputError, PfplanError
 from profiles.loading import load_model_file
 from profiles.models import load_model
 from profiles.topology_graph import load_cluster
@@ -23,9 +24,17 @@ def register(app: typer.Typer) -> None:
                       json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Check every plan rule; exit 2 with all violations in one line if any fail."""
         plan = load_model_file(ParallelPlan, plan_file)
-        model = load_model(plan.model)
+        try:
+            model = load_model(plan.model)
+        except PfplanError as exc:
+            raise InputError(exc.message, file=exc.file or str(plan_file), field=exc.field or "model") from None
         topo = topology or plan.topology
-        cluster = load_cluster(topo) if topo else None
+        try:
+            cluster = load_cluster(topo) if topo else None
+        except PfplanError as exc:
+            if exc.file or topology:
+                raise
+            raise InputError(exc.message, file=str(plan_file), field="topology") from None
         validate(plan, model, cluster, file=str(plan_file))
         if json_out:
             print_json({"valid": True, "world_size": plan.world_size, "degrees": plan.degrees.label()})

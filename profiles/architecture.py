@@ -88,8 +88,8 @@ class Architecture:
 
 
 def _require(config: dict[str, Any], key: str, family: str) -> Any:
-    if key not in config:
-        raise InputError(f"the {family} config has no {key!r}", field=f"config.{key}")
+    if config.get(key) is None:
+        raise InputError(f"the {family} config has no {key!r} (a positive integer)", field=f"config.{key}")
     return config[key]
 
 
@@ -214,6 +214,23 @@ FAMILIES: dict[str, Callable[[dict[str, Any]], Architecture]] = {
 }
 
 
+POSITIVE_INT_KEYS = ("num_attention_heads", "attention_head_dim", "num_layers", "num_single_layers", "patch_size",
+                     "in_channels", "out_channels", "cross_attention_dim", "caption_channels", "sample_size",
+                     "pooled_projection_dim", "joint_attention_dim", "caption_projection_dim", "num_embeds_ada_norm",
+                     "hidden_size", "text_len", "text_len_t5", "cross_attention_dim_t5")
+"""Config keys that are sizes: when present (and not null) they must be positive integers."""
+
+
+def _check_sizes(config: dict[str, Any]) -> None:
+    for key in POSITIVE_INT_KEYS:
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"expected a positive integer, got {value!r}", field=f"config.{key}")
+    ratio = config.get("mlp_ratio")
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0):
+        raise InputError(f"expected a positive number, got {ratio!r}", field="config.mlp_ratio")
+
+
 def architecture(family: str, config: dict[str, Any]) -> Architecture:
     """The :class:`Architecture` a diffusers config of ``family`` describes."""
     try:
@@ -221,7 +238,11 @@ def architecture(family: str, config: dict[str, Any]) -> Architecture:
     except KeyError:
         raise InputError(f"unknown model family {family!r}; choices: {', '.join(FAMILIES)}",
                          field="family") from None
-    return build(config)
+    _check_sizes(config)
+    try:
+        return build(config)
+    except (TypeError, ValueError) as exc:  # a value of a type no check above knows about
+        raise InputError(f"the {family} config has a value of the wrong type ({exc})", field="config") from None
 
 
 def family_of_class(class_name: str) -> str:

@@ -12,6 +12,7 @@ import difflib
 import json
 import os
 import tempfile
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,13 +57,33 @@ def field_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def validation_error(exc: ValidationError, file: str | None) -> InputError:
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (``list[Switch] | None`` → ``[Switch]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def fields_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names allowed where ``loc`` points (list indices and dict keys are skipped)."""
+    current = cls
+    for part in loc[:-1]:
+        if isinstance(part, str) and part in current.model_fields:
+            inner = _models_in(current.model_fields[part].annotation)
+            if not inner:
+                return []
+            current = inner[0]
+    return list(current.model_fields)
+
+
+def validation_error(exc: ValidationError, file: str | None, cls: type[BaseModel] | None = None) -> InputError:
     """The first pydantic error as one line (and how many more there were)."""
     errors = exc.errors()
     first = errors[0]
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        message = "unknown field"
+        allowed = fields_at(cls, first["loc"]) if cls is not None else []
+        message = f"unknown field; {suggest(str(first['loc'][-1]), allowed)}" if allowed else "unknown field"
     elif first["type"] == "missing":
         message = "required field is missing"
     got = first.get("input")
@@ -80,7 +101,7 @@ def parse_document(cls: type[M], data: Any, file: str | None = None) -> M:
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc, file) from None
+        raise validation_error(exc, file, cls) from None
 
 
 def load_model_file(cls: type[M], path: Path | str) -> M:

@@ -162,5 +162,8 @@ def load_model(name_or_path: str) -> ModelPreset:
     stem = name_or_path.removesuffix(".yaml")
     if stem in shipped_names():
         return load_shipped(stem)
+    if path.suffix in (".json", ".yaml", ".yml") or len(path.parts) > 1:
+        raise InputError("file not found (expected a preset name, preset file or diffusers config)",
+                         file=name_or_path)
     raise InputError(f"unknown model {name_or_path!r}: not a shipped preset, preset file or diffusers "
                      f"config; {suggest(stem, shipped_names())}", field="model")
