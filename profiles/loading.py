@@ -86,6 +86,8 @@ def validation_error(exc: ValidationError, file: str | None, cls: type[BaseModel
         message = f"unknown field; {suggest(str(first['loc'][-1]), allowed)}" if allowed else "unknown field"
     elif first["type"] == "missing":
         message = "required field is missing"
+    elif first["loc"] == ("schema_version",) and first["type"] == "literal_error":
+        message = f"unsupported version; this pfplan reads {first['msg'].removeprefix('Input should be ')}"
     got = first.get("input")
     if first["type"] not in ("missing", "extra_forbidden") and not isinstance(got, (dict, list)):
         message += f" (got {got!r})"
@@ -96,8 +98,10 @@ def validation_error(exc: ValidationError, file: str | None, cls: type[BaseModel
 
 def parse_document(cls: type[M], data: Any, file: str | None = None) -> M:
     """Validate already-parsed data into ``cls`` with a one-line error."""
+    if data is None:
+        raise InputError("the file is empty; expected a mapping of fields", file=file)
     if not isinstance(data, dict):
-        raise InputError(f"expected a mapping at the top level, got {type(data).__name__}", file=file)
+        raise InputError(f"expected a mapping of fields at the top level, got a {type(data).__name__}", file=file)
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
