@@ -78,8 +78,11 @@ def parse_topo_text(text: str, file: str | None = None) -> TopoMatrix:
     def error(message: str, lineno: int | None) -> InputError:
         return InputError(message, file=file, field=f"line {lineno}" if lineno else None)
 
-    header_at = next((i for i, line in enumerate(lines)
-                      if len(t := _tokens(line)) >= 2 and _GPU_LABEL.fullmatch(t[0]) and _GPU_LABEL.fullmatch(t[1])),
+    def is_cell(token: str) -> bool:
+        return token == "X" or token in PCIE_CLASSES or bool(_NV.fullmatch(token))
+
+    header_at = next((i for i, line in enumerate(lines)  # GPU0 first, and not a row (whose next token is a cell)
+                      if (t := _tokens(line)) and _GPU_LABEL.fullmatch(t[0]) and not (len(t) > 1 and is_cell(t[1]))),
                      None)
     if header_at is None:
         raise error("not an nvidia-smi topo -m printout: no header line of GPU0 GPU1 ... columns", None)
@@ -108,6 +111,8 @@ def parse_topo_text(text: str, file: str | None = None) -> TopoMatrix:
             if (col == label) != (value == "X") or not (value == "X" or value in PCIE_CLASSES or _NV.fullmatch(value)):
                 expected = "X on the diagonal" if col == label else "one of NV#, PIX, PXB, PHB, NODE, SYS"
                 raise error(f"row {label}, column {col}: {value!r}, expected {expected}", lineno)
+            if _NV.fullmatch(value) and not (_GPU_LABEL.fullmatch(label) and _GPU_LABEL.fullmatch(col)):
+                raise error(f"row {label}, column {col}: {value} joins a NIC; NVLink joins GPUs only", lineno)
             cells[(label, col)] = value
         affinity = dict(zip(extras, values[n:]))
         numa_value = affinity.get("NUMA Affinity", "N/A")
@@ -155,38 +160,52 @@ class _UnionFind:
         return list(out.values())
 
 
-def _device_name(matrix: TopoMatrix, label: str) -> str:
+def _device_name(label: str) -> str:
+    """The topology's name for a printout column: ``GPU3`` → ``gpu3``, ``mlx5_0`` stays."""
     return label.lower()
 
 
 def _sockets(matrix: TopoMatrix, file: str | None) -> list[tuple[str, list[str]]]:
-    """(socket name, its devices): GPUs by NUMA node, NICs with the devices they are not SYS to."""
+    """(socket name, its devices): one socket per NUMA node.
+
+    Devices a PCIe class other than SYS joins share a socket, and so do GPUs reporting the
+    same NUMA node. Groups that only NV# joins (NVLink hides the PCIe class) stay apart
+    when they report different NUMA nodes or some pair between them is SYS; otherwise
+    they are taken to share a socket.
+    """
     labels, cells = matrix.labels, matrix.cells
-    gpus = matrix.gpus()
-    by_numa = all(matrix.numa[g] is not None for g in gpus)
     uf = _UnionFind(labels)
     for a, b in combinations(labels, 2):
-        cls = cells[(a, b)]
-        if cls in ("PIX", "PXB", "PHB", "NODE") or (not by_numa and _NV.fullmatch(cls)):
+        if cells[(a, b)] in ("PIX", "PXB", "PHB", "NODE"):
             uf.union(a, b)
-    if by_numa:
-        for a, b in combinations(gpus, 2):
-            if matrix.numa[a] == matrix.numa[b]:
-                uf.union(a, b)
-    out = []
-    for k, members in enumerate(uf.groups(labels)):
+    for a, b in combinations(matrix.gpus(), 2):
+        if matrix.numa[a] is not None and matrix.numa[a] == matrix.numa[b]:
+            uf.union(a, b)
+    numa_of: list[set[int]] = []
+    groups: list[list[str]] = []
+    for members in uf.groups(labels):
         for a, b in combinations(members, 2):
             if cells[(a, b)] == "SYS":
-                why = f"on NUMA node {matrix.numa[a]}" if by_numa and a in gpus and b in gpus \
-                    else "joined through other devices"
+                why = f"both on NUMA node {matrix.numa[a]}" if matrix.numa.get(a) is not None \
+                    and matrix.numa[a] == matrix.numa.get(b) else "joined by PCIe through other devices"
                 raise InputError(f"{a}-{b} is SYS but they are {why}; SYS must cross NUMA nodes",
-                                 file=file, field=f"line {matrix.line_of[a]}")
+                                 file=file, field=f"line {max(matrix.line_of[a], matrix.line_of[b])}")
         nodes = {matrix.numa[m] for m in members if matrix.numa.get(m) is not None}
         if len(nodes) > 1:
             raise InputError(f"{', '.join(members)} are joined by PCIe but report NUMA nodes "
                              f"{sorted(nodes)}", file=file, field=f"line {matrix.line_of[members[0]]}")
-        out.append((f"numa{nodes.pop()}" if nodes else f"socket{k}", members))
-    return out
+        for k, other in enumerate(groups):
+            if not (nodes and numa_of[k] and nodes != numa_of[k]) \
+                    and all(cells[(a, b)] != "SYS" for a in members for b in other):
+                other.extend(members)
+                numa_of[k] |= nodes
+                break
+        else:
+            groups.append(list(members))
+            numa_of.append(nodes)
+    order = {label: i for i, label in enumerate(labels)}
+    return [(f"numa{min(nodes)}" if nodes else f"socket{k}", sorted(members, key=order.__getitem__))
+            for k, (members, nodes) in enumerate(zip(groups, numa_of))]
 
 
 def _pcie_tree(matrix: TopoMatrix, members: list[str], link: Link, counter: list[int]) -> Socket:
@@ -205,7 +224,7 @@ def _pcie_tree(matrix: TopoMatrix, members: list[str], link: Link, counter: list
         return f"sw{counter[0] - 1}"
 
     def split(devices: list[str]) -> tuple[list[str], list[str]]:
-        names = [_device_name(matrix, d) for d in devices]
+        names = [_device_name(d) for d in devices]
         return ([n for d, n in zip(devices, names) if _GPU_LABEL.fullmatch(d)],
                 [n for d, n in zip(devices, names) if not _GPU_LABEL.fullmatch(d)])
 
@@ -233,7 +252,7 @@ def _nvlink(matrix: TopoMatrix) -> list[NvlinkDomain]:
     counts = {(a, b): int(m.group(1)) for a, b in combinations(gpus, 2)
               if (m := _NV.fullmatch(matrix.cells[(a, b)]))}
     link = lambda n: Link(bandwidth_gb_s=n * NVLINK_PER_LINK_GB_S, latency_us=NVLINK_LATENCY_US)  # noqa: E731
-    names = {g: _device_name(matrix, g) for g in gpus}
+    names = {g: _device_name(g) for g in gpus}
     if len(gpus) > 1 and len(counts) == len(gpus) * (len(gpus) - 1) // 2 and len(set(counts.values())) == 1:
         return [NvlinkDomain(gpus=[names[g] for g in gpus], switched=True, link=link(next(iter(counts.values()))))]
     return [NvlinkDomain(gpus=[names[a], names[b]], switched=False, link=link(n)) for (a, b), n in counts.items()]
@@ -247,7 +266,7 @@ def pcie_link_for(gpu: str) -> Link:
 
 
 def topology_from_matrix(matrix: TopoMatrix, *, gpu: str, name: str, file: str | None = None) -> Topology:
-    """Build the topology and check its GPU route classes reproduce the printout."""
+    """Build the topology and check its route classes reproduce the printout."""
     pcie = pcie_link_for(gpu)
     counter = [0]
     sockets = []
@@ -271,14 +290,27 @@ def topology_from_matrix(matrix: TopoMatrix, *, gpu: str, name: str, file: str |
     return topology
 
 
+def _nics_as_devices(topology: Topology) -> Topology:
+    """A copy in which NICs count as devices, so routes to and between them can be checked too."""
+    def switch(sw: Switch) -> Switch:
+        return sw.model_copy(update={"gpus": sw.gpus + sw.nics, "nics": [],
+                                     "switches": [switch(child) for child in sw.switches]})
+
+    node = topology.nodes[0]
+    sockets = [s.model_copy(update={"gpus": s.gpus + s.nics, "nics": [],
+                                    "switches": [switch(sw) for sw in s.switches]}) for s in node.sockets]
+    return topology.model_copy(update={"nodes": [node.model_copy(update={"sockets": sockets})]})
+
+
 def _check_round_trip(matrix: TopoMatrix, topology: Topology, file: str | None) -> None:
+    """Every printed pair, GPUs and NICs, gets its printed class back from the built graph."""
     try:
-        cluster = ClusterGraph(topology, file=file)
+        cluster = ClusterGraph(_nics_as_devices(topology), file=file)
     except PfplanError as exc:
         raise InputError(f"the printout does not describe a connected machine: {exc.message}", file=file) from None
-    for a, b in combinations(matrix.gpus(), 2):
+    for a, b in combinations(matrix.labels, 2):
         expected = expected_route_class(matrix.cells[(a, b)])
-        got = cluster.route(f"node0/{_device_name(matrix, a)}", f"node0/{_device_name(matrix, b)}").route_class
+        got = cluster.route(f"node0/{_device_name(a)}", f"node0/{_device_name(b)}").route_class
         if got != expected:
             raise InputError(f"{a}-{b} is {matrix.cells[(a, b)]}, but the other entries put them {got} apart; "
                              "the matrix does not describe one PCIe tree", file=file,

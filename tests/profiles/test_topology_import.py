@@ -92,6 +92,26 @@ def test_single_socket_without_numa_affinity():
     assert len(topology.nodes[0].sockets) == 1 and topology.nodes[0].socket_link is None
 
 
+def test_without_numa_affinity_nics_tell_the_sockets_apart():
+    text = (SAMPLES / "dgx-a100.txt").read_text()
+    text = re.sub(r"\t[0-9,-]+\t\d+$", "", text, flags=re.M).replace("\tCPU Affinity\tNUMA Affinity", "")
+    matrix = parse_topo_text(text)
+    assert set(matrix.numa.values()) == {None}
+    topology = topology_from_matrix(matrix, gpu="a100-sxm", name="dgx")
+    sockets = topology.nodes[0].sockets
+    assert [s.name for s in sockets] == ["socket0", "socket1", "socket2", "socket3"]
+    assert ClusterGraph(topology).route_matrix() == printed_gpu_classes(text)
+
+
+def test_gpus_only_nvlink_joins_share_one_socket():
+    text = "\tGPU0\tGPU1\tGPU2\tGPU3\n" + "".join(
+        f"GPU{i}\t" + "\t".join(" X " if i == j else "NV18" for j in range(4)) + "\n" for i in range(4))
+    topology = topology_from_matrix(parse_topo_text(text), gpu="h100-sxm", name="hgx4")
+    (socket,) = topology.nodes[0].sockets
+    assert socket.gpus == ["gpu0", "gpu1", "gpu2", "gpu3"]
+    assert topology.nodes[0].nvlink[0].link.bandwidth_gb_s == 18 * 20.0
+
+
 def render_topo_text(cluster: ClusterGraph) -> str:
     """A shipped topology printed the way nvidia-smi would (NVL as NV12, no NICs)."""
     labels = [f"GPU{i}" for i in range(len(cluster.devices))]
@@ -131,9 +151,12 @@ BAD = {
     "asymmetric": ("\tGPU0\tGPU1\nGPU0\t X \tPIX\nGPU1\tPXB\t X \n", "line 3: GPU0-GPU1 is PIX but GPU1-GPU0 is PXB"),
     "bad numa": ("\tGPU0\tGPU1\tNUMA Affinity\nGPU0\t X \tPIX\tzero\nGPU1\tPIX\t X \t0\n", "NUMA Affinity 'zero'"),
     "SYS inside a NUMA node": ("\tGPU0\tGPU1\tNUMA Affinity\nGPU0\t X \tSYS\t0\nGPU1\tSYS\t X \t0\n",
-                               "GPU0-GPU1 is SYS but they are on NUMA node 0"),
+                               "GPU0-GPU1 is SYS but they are both on NUMA node 0"),
     "PCIe across NUMA nodes": ("\tGPU0\tGPU1\tNUMA Affinity\nGPU0\t X \tPIX\t0\nGPU1\tPIX\t X \t1\n",
                                "joined by PCIe but report NUMA nodes [0, 1]"),
+    "NVLink to a NIC": ("\tGPU0\tNIC0\nGPU0\t X \tNV4\nNIC0\tNV4\t X \n", "line 2: row GPU0, column NIC0: NV4 joins a NIC"),
+    "NIC not in the tree": ("\tGPU0\tGPU1\tNIC0\nGPU0\t X \tPIX\tPIX\nGPU1\tPIX\t X \tPXB\nNIC0\tPIX\tPXB\t X \n",
+                            "line 4: GPU1-NIC0 is PXB, but the other entries put them PIX apart"),
     "not a tree": ("\tGPU0\tGPU1\tGPU2\nGPU0\t X \tPIX\tPXB\nGPU1\tPIX\t X \tPIX\nGPU2\tPXB\tPIX\t X \n",
                    "line 4: GPU0-GPU2 is PXB, but the other entries put them PIX apart"),
 }
