@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from itertools import combinations
+from itertools import combinations, count
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -208,7 +209,7 @@ def _sockets(matrix: TopoMatrix, file: str | None) -> list[tuple[str, list[str]]
             for k, (members, nodes) in enumerate(zip(groups, numa_of))]
 
 
-def _pcie_tree(matrix: TopoMatrix, members: list[str], link: Link, counter: list[int]) -> Socket:
+def _pcie_tree(matrix: TopoMatrix, name: str, members: list[str], link: Link, switch_names: Iterator[str]) -> Socket:
     """One socket's PCIe tree: PIX groups on a switch, PXB-joined groups under a parent switch."""
     cells = matrix.cells
     pix, pxb = _UnionFind(members), _UnionFind(members)
@@ -219,16 +220,12 @@ def _pcie_tree(matrix: TopoMatrix, members: list[str], link: Link, counter: list
         elif cells[(a, b)] == "PXB":
             pxb.union(a, b)
 
-    def next_name() -> str:
-        counter[0] += 1
-        return f"sw{counter[0] - 1}"
-
     def split(devices: list[str]) -> tuple[list[str], list[str]]:
         names = [_device_name(d) for d in devices]
         return ([n for d, n in zip(devices, names) if _GPU_LABEL.fullmatch(d)],
                 [n for d, n in zip(devices, names) if not _GPU_LABEL.fullmatch(d)])
 
-    socket = Socket(name="", gpus=[], nics=[], switches=[])
+    socket = Socket(name=name)
     for cluster in pxb.groups(members):
         groups = pix.groups(cluster)
         if len(groups) == 1 and len(groups[0]) == 1:
@@ -237,12 +234,12 @@ def _pcie_tree(matrix: TopoMatrix, members: list[str], link: Link, counter: list
             socket.nics.extend(nics)
         elif len(groups) == 1:
             gpus, nics = split(groups[0])
-            socket.switches.append(Switch(name=next_name(), uplink=link, gpus=gpus, nics=nics))
+            socket.switches.append(Switch(name=next(switch_names), uplink=link, gpus=gpus, nics=nics))
         else:
-            parent = Switch(name=next_name(), uplink=link)
+            parent = Switch(name=next(switch_names), uplink=link)
             for group in groups:
                 gpus, nics = split(group)
-                parent.switches.append(Switch(name=next_name(), uplink=link, gpus=gpus, nics=nics))
+                parent.switches.append(Switch(name=next(switch_names), uplink=link, gpus=gpus, nics=nics))
             socket.switches.append(parent)
     return socket
 
@@ -268,11 +265,9 @@ def pcie_link_for(gpu: str) -> Link:
 def topology_from_matrix(matrix: TopoMatrix, *, gpu: str, name: str, file: str | None = None) -> Topology:
     """Build the topology and check its route classes reproduce the printout."""
     pcie = pcie_link_for(gpu)
-    counter = [0]
-    sockets = []
-    for socket_name, members in _sockets(matrix, file):
-        socket = _pcie_tree(matrix, members, pcie, counter)
-        sockets.append(socket.model_copy(update={"name": socket_name}))
+    switch_names = (f"sw{i}" for i in count())
+    sockets = [_pcie_tree(matrix, socket_name, members, pcie, switch_names)
+               for socket_name, members in _sockets(matrix, file)]
     nvlink = _nvlink(matrix)
     gen = next((g for g, bw in PCIE_X16_GB_S.items() if bw == pcie.bandwidth_gb_s), "")
     source = (f"imported from {file or 'an nvidia-smi topo -m printout'}; link figures are defaults by route "
