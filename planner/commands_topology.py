@@ -81,13 +81,13 @@ def register(app: typer.Typer) -> None:
         out_console.print("\n".join(lines), markup=False)
 
     @topo.command("import")
-    def topology_import(text: Path = typer.Argument(..., help="Saved output of `nvidia-smi topo -m`."),
+    def topology_import(printout: Path = typer.Argument(..., help="Saved output of `nvidia-smi topo -m`."),
                         output: Path = typer.Option(..., "-o", "--output", help="Topology YAML to write."),
                         gpu: str = typer.Option(..., "--gpu", help="GPU kind from `pfplan gpus` (e.g. a100-sxm)."),
                         name: Optional[str] = typer.Option(None, help="Topology name (default: the output's stem).")
                         ) -> None:
         """Turn a saved `nvidia-smi topo -m` printout into an editable topology file."""
-        topology = import_topo_file(text, gpu=gpu, name=name or output.stem)
+        topology = import_topo_file(printout, gpu=gpu, name=name or output.stem)
         write_atomic(output, topology_yaml(topology))
         cluster = ClusterGraph(topology, file=str(output))
         counts = ", ".join(f"{cls} {n}" for cls, n in sorted(cluster.route_class_counts.items(),

@@ -19,6 +19,7 @@ NET    through NICs and the inter-node network
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import combinations
@@ -35,6 +36,12 @@ ROUTE_CLASSES = ("NVL", "PIX", "PXB", "PHB", "SYS", "NET")
 
 LinkId = tuple[str, str]
 """A directed link: data flows from the first graph node to the second."""
+
+
+def _natural_key(name: str) -> list[object]:
+    """``gpu10`` after ``gpu9``: devices are listed host by host in numeric order, whatever the
+    order of the switches in the file (an imported ``nvidia-smi`` GPU3 stays the fourth)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class ClusterGraph:
         self.device_host: dict[str, str] = {}
         self._routes: dict[tuple[str, str], Route] = {}
         self._build()
+        hosts = list(dict.fromkeys(self.device_host.values()))
+        self.devices.sort(key=lambda d: (hosts.index(self.device_host[d]), _natural_key(d)))
         self._check_connected()
 
     # -- construction -------------------------------------------------------------------

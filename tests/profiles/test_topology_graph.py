@@ -67,3 +67,17 @@ def test_cross_node_route_goes_through_a_nic_and_the_fabric():
     route = load_cluster("l40-2node").route("node0/gpu2", "node1/gpu2")
     assert "fabric" in route.nodes
     assert any(n.endswith("nic0") for n in route.nodes)
+
+
+def test_devices_are_listed_in_numeric_order_whatever_the_file_order():
+    from profiles.topology import Topology
+    from profiles.topology_graph import ClusterGraph
+
+    link = {"bandwidth_gb_s": 22, "latency_us": 1.0}
+    gpus_on_switch = [f"gpu{i}" for i in range(3, 11)]
+    topology = Topology.model_validate({"name": "t", "nodes": [{
+        "name": "node0", "gpu": "l40", "device_link": link, "sockets": [
+            {"name": "cpu0", "gpus": ["gpu2", "gpu1", "gpu0"],
+             "switches": [{"name": "sw0", "uplink": link, "gpus": gpus_on_switch}]}]}]})
+    devices = ClusterGraph(topology).devices
+    assert devices == [f"node0/gpu{i}" for i in range(11)]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from itertools import combinations
+from itertools import combinations, count
 from pathlib import Path
 
 import networkx as nx
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from profiles.errors import InputError
-from profiles.topology import load_topology, shipped_topologies
+from profiles.topology import Topology, load_topology, shipped_topologies
 from profiles.topology_graph import ClusterGraph, load_cluster
 from profiles.topology_import import import_topo_file, parse_topo_text, topology_from_matrix
 
@@ -183,3 +185,38 @@ def test_topology_import_command_writes_a_loadable_file(pfplan, tmp_path):
     assert cluster.route("node0/gpu4", "node0/gpu6").route_class == "PHB"
     shown = pfplan("topology", "show", out)
     assert shown.code == 0 and "node0/gpu7 (l40)" in shown.out
+
+
+@st.composite
+def pcie_trees(draw) -> Topology:
+    """A random single-node PCIe machine: 1-2 sockets, switches nested up to two deep."""
+    gpu_ids = count()
+
+    def gpus(low: int, high: int) -> list[str]:
+        return [f"gpu{next(gpu_ids)}" for _ in range(draw(st.integers(low, high)))]
+
+    switch_ids = count()
+    link = {"bandwidth_gb_s": 22, "latency_us": 1.0}
+    sockets = []
+    for s in range(draw(st.integers(1, 2))):
+        switches = []
+        for _ in range(draw(st.integers(0, 2))):
+            children = [{"name": f"sw{next(switch_ids)}", "uplink": link, "gpus": gpus(1, 3)}
+                        for _ in range(draw(st.integers(0, 2)))]
+            switches.append({"name": f"sw{next(switch_ids)}", "uplink": link, "gpus": gpus(0 if children else 1, 2),
+                             "switches": children})
+        sockets.append({"name": f"cpu{s}", "gpus": gpus(0, 2), "switches": switches})
+    total = next(gpu_ids)
+    assume(total >= 2 and all(s["gpus"] or s["switches"] for s in sockets))
+    return Topology.model_validate({"name": "random", "nodes": [{
+        "name": "node0", "gpu": "l40", "sockets": sockets, "device_link": link,
+        "socket_link": {"bandwidth_gb_s": 20, "latency_us": 2.0} if len(sockets) > 1 else None}]})
+
+
+@settings(max_examples=40, deadline=None)
+@given(pcie_trees())
+def test_any_pcie_tree_survives_print_and_import(topology):
+    cluster = ClusterGraph(topology)
+    imported = ClusterGraph(topology_from_matrix(parse_topo_text(render_topo_text(cluster)), gpu="l40",
+                                                 name="random"))
+    assert imported.route_matrix() == cluster.route_matrix()
