@@ -189,3 +189,8 @@ def test_real_processes_print_one_line_and_exit_2(tmp_path):
     assert_one_line_error(result, "plan.json: degrees.cfg:")
     debug = run_subprocess("planner", "plan", "validate", plan, "--debug", timeout=120)
     assert debug.code != 0 and "Traceback" in debug.err and "PlanError" in debug.err
+
+
+def test_pfrun_usage_errors_are_one_line_too(pfrun):
+    result = pfrun("--bogus")
+    assert result.code == 2 and result.err.splitlines() == ["pfrun: error: No such option: --bogus (see pfrun --help)"]
