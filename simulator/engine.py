@@ -12,7 +12,7 @@ nothing here is random.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Generator
 
 import simpy
@@ -33,9 +33,6 @@ from simulator.workload import INNER_AXES, Actor, Workload, build_workload
 
 TIME_UNIT_S = 1.0
 """simpy time is in seconds."""
-
-BREAKDOWN_KEYS = ("warmup", "embed", "compute", "final", "scheduler", "exposed_communication", "bubble")
-
 
 @dataclass(frozen=True)
 class SimEvent:
@@ -59,6 +56,8 @@ class SimEvent:
 
 @dataclass(frozen=True)
 class PassCost:
+    """One stage pass over one item, priced once and reused for every step (costs do not change)."""
+
     compute_s: float
     embed_s: float
     final_s: float
@@ -68,6 +67,8 @@ class PassCost:
 
 @dataclass
 class SimulationResult:
+    """What :func:`simulate` predicts; ``prediction`` is what a plan file stores."""
+
     prediction: Prediction
     fits: bool
     oom: list[str]

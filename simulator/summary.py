@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from simulator.engine import Simulation, SimulationResult
 
 BUSY = ("embed", "compute", "final")
+BREAKDOWN_KEYS = ("warmup", "embed", "compute", "final", "scheduler", "exposed_communication", "bubble")
 
 
 def breakdown(sim: Simulation, latency_s: float) -> dict[str, float]:
@@ -43,7 +44,7 @@ def breakdown(sim: Simulation, latency_s: float) -> dict[str, float]:
     out["exposed_communication"] = after.get("exposed_communication", 0.0)
     out["bubble"] = max(latency_s - warm - sum(out[k] for k in ("embed", "compute", "final",
                                                                     "exposed_communication")), 0.0)
-    return out
+    return {key: out[key] for key in BREAKDOWN_KEYS}
 
 
 def utilisation(sim: Simulation, latency_s: float) -> dict[str, float]:
