@@ -110,7 +110,11 @@ def register(app: typer.Typer) -> None:
         cluster = load_cluster(plan.topology)
         validate(plan, preset, cluster, file=str(plan_file) if plan_file else "--parallel")
         devices = plan.devices(cluster)
-        cost_model = cost_model_for(preset, cluster.gpu_of(devices[0]), profile)
+        try:
+            cost_model = cost_model_for(preset, cluster.gpu_of(devices[0]), profile)
+        except ModuleNotFoundError as exc:  # the profiler part is not in this build
+            raise InputError(f"profiles cannot be read by this build ({exc.name} is missing); "
+                             "leave out --profile to use the analytic cost model", field="--profile") from None
         result = simulate(plan, preset, cluster, cost_model, record_trace=trace is not None)
         if trace is not None and result.trace is not None:
             result.trace.metadata.command = "pfplan simulate"

@@ -9,6 +9,7 @@ from simulator.engine import simulate
 from simulator.estimate import estimate_latency_s
 from simulator.memory import memory_per_device
 from simulator.plan import ParallelPlan, parse_parallel_spec
+from simulator.trace import CATEGORIES
 
 SPECS = ["serial=1", "pipefusion=4,patches=8,warmup=1", "ulysses=4", "ring=4", "tensor=4",
          "distrifusion=4,warmup=1", "cfg=2,pipefusion=2,patches=4,warmup=1", "ulysses=2,ring=2",
@@ -28,5 +29,8 @@ def test_strategies_simulate(spec):
     assert set(p.peak_memory_bytes) == set(plan.devices(cluster))
     assert all(0 < u <= 1 + 1e-9 for u in result.utilisation.values())
     assert result.trace is not None and result.trace.ranks() == list(range(plan.world_size))
+    assert {e.cat for e in result.trace.work()} <= set(CATEGORIES)
+    assert all("step" in e.args and "stage" in e.args for e in result.trace.work())
+    assert all("layers" in e.args for e in result.trace.work() if e.cat == "compute")
     assert estimate_latency_s(plan, model, cluster, cm) > 0
     assert memory_per_device(plan, model, cluster)[cluster.devices[0]].total == p.peak_memory_bytes[cluster.devices[0]]
