@@ -19,7 +19,7 @@ from profiles.models import ModelPreset
 from profiles.topology_graph import ClusterGraph
 from simulator.plan import ParallelPlan
 from simulator.strategies.base import CollectiveSpec
-from simulator.strategies.cfg import prediction_bytes
+from simulator.strategies.cfg import latent_bytes, prediction_bytes
 
 ROUNDS = {"all_reduce": lambda n: 2 * (n - 1), "all_gather": lambda n: n - 1,
           "ring_pass": lambda n: n - 1, "all_to_all": lambda n: n - 1}
@@ -60,11 +60,12 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
             nxt = work.actor(0, 0, stage + 1)
             t += sim.net.duration_s(cluster.route(actor.devices[0], nxt.devices[0]), act)
         else:
-            latent = prediction_bytes(model, cost.local_query_tokens, work.dtype_bytes)
+            latent = latent_bytes(model, cost.local_query_tokens, work.dtype_bytes)
             t += sim.net.duration_s(cluster.route(actor.devices[0], first.devices[0]), latent)
             if work.degrees["cfg"] > 1:
                 peer = work.actor(0, 1, stage)
-                t += sim.net.duration_s(cluster.route(actor.devices[0], peer.devices[0]), latent)
+                output = prediction_bytes(model, cost.local_query_tokens, work.dtype_bytes)
+                t += sim.net.duration_s(cluster.route(actor.devices[0], peer.devices[0]), output)
         return t
 
     warm = work.warmup_steps

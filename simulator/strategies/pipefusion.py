@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Generator
 
-from simulator.strategies.cfg import prediction_bytes
+from simulator.strategies.cfg import latent_bytes, prediction_bytes
 from simulator.workload import Actor
 
 if TYPE_CHECKING:
@@ -87,8 +87,8 @@ def stage_actor(sim: Simulation, actor: Actor) -> Generator:
                                      "activations", **tags))
                 continue
             yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
-            latent = prediction_bytes(sim.model, tokens, work.dtype_bytes)
             if work.degrees["cfg"] > 1:
-                yield from sim.cfg_exchange(actor, latent, **tags)
+                yield from sim.cfg_exchange(actor, prediction_bytes(sim.model, tokens, work.dtype_bytes), **tags)
+            latent = latent_bytes(sim.model, tokens, work.dtype_bytes)
             peer = work.actor(actor.data, actor.cfg, 0)
             env.process(sim.send(actor, peer, latent, return_key(actor, step, item), "latent", **tags))

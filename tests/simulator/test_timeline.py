@@ -88,5 +88,5 @@ def test_cfg_parallel_halves_the_batch_and_exchanges_once_per_item():
     result = simulate(plan, TINY, star_cluster(2), ConstantCost(1.0), record_trace=True)
     exchanges = [e for e in result.events if e.name == "cfg-exchange"]
     assert len(exchanges) == 2 * 3  # each of the two groups, every step
-    latent = 256 * 4 * 4 * 2  # tokens × patch area × latent channels × bytes
-    assert sum(result.traffic.by_route_class.values()) == 2 * 3 * latent
+    prediction = 256 * 4 * 8 * 2  # tokens × patch area × output channels (noise + σ) × bytes
+    assert sum(result.traffic.by_route_class.values()) == 2 * 3 * prediction
