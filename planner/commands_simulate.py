@@ -21,6 +21,7 @@ from profiles.models import load_model
 from profiles.topology_graph import load_cluster
 from simulator.engine import SimulationResult, simulate
 from simulator.memory import GIB
+from simulator.network import NETWORK_MODELS
 from simulator.plan import ParallelPlan, parse_parallel_spec, validate
 from simulator.trace import write_trace
 
@@ -98,9 +99,12 @@ def register(app: typer.Typer) -> None:
         plan_file: Optional[Path] = typer.Option(None, "--plan", help="plan.json to simulate."),
         parallel: Optional[str] = typer.Option(None, help='Degrees, e.g. "pipefusion=8,patches=16,warmup=1".'),
         trace: Optional[Path] = typer.Option(None, help="Write the simulated Chrome trace here."),
+        network: str = typer.Option("fair", help="Link contention model: fair (shared bandwidth) or fifo (queue)."),
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Predict the latency, memory and traffic of one plan."""
+        if network not in NETWORK_MODELS:
+            raise InputError(f"unknown model {network!r}; models: {', '.join(NETWORK_MODELS)}", field="--network")
         plan = build_plan(plan_file=plan_file, parallel=parallel, model=model, resolution=resolution,
                           height=height, width=width, steps=steps, topology=topology)
         if plan.topology is None:
@@ -115,7 +119,7 @@ def register(app: typer.Typer) -> None:
         except ModuleNotFoundError as exc:  # the profiler part is not in this build
             raise InputError(f"profiles cannot be read by this build ({exc.name} is missing); "
                              "leave out --profile to use the analytic cost model", field="--profile") from None
-        result = simulate(plan, preset, cluster, cost_model, record_trace=trace is not None)
+        result = simulate(plan, preset, cluster, cost_model, record_trace=trace is not None, network_model=network)
         if trace is not None and result.trace is not None:
             result.trace.metadata.command = "pfplan simulate"
             write_trace(trace, result.trace)

@@ -21,9 +21,10 @@ from profiles.cost_model import EMBED, FINAL, CostModel, LayerShape
 from profiles.models import ModelPreset
 from profiles.topology_graph import ClusterGraph
 from simulator import collectives
+from simulator.errors import SimulatorError
 from simulator.memory import MemoryBreakdown
-from simulator.network import Network, TrafficLog
-from simulator.plan import ParallelPlan, Prediction
+from simulator.network import NETWORK_MODELS, TrafficLog
+from simulator.plan import ParallelPlan, Prediction, validate
 from simulator.strategies import registry
 from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy
 from simulator.strategies.cfg import prediction_bytes
@@ -91,10 +92,14 @@ class Simulation:
     """One run: the environment, the network, the actors' records. Not reusable across runs."""
 
     def __init__(self, plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
-                 *, record: bool = False, bandwidth_scale: float = 1.0, dtype_bytes: int = 2) -> None:
+                 *, record: bool = False, bandwidth_scale: float = 1.0, dtype_bytes: int = 2,
+                 network_model: str = "fair") -> None:
         self.plan, self.model, self.cluster, self.cost_model = plan, model, cluster, cost_model
         self.env = simpy.Environment()
-        self.net = Network(self.env, cluster, bandwidth_scale=bandwidth_scale)
+        if network_model not in NETWORK_MODELS:
+            raise SimulatorError(f"unknown network model {network_model!r}; models: {', '.join(NETWORK_MODELS)}",
+                                 field="network_model")
+        self.net = NETWORK_MODELS[network_model](self.env, cluster, bandwidth_scale=bandwidth_scale)
         self.work: Workload = build_workload(plan, model, cluster, dtype_bytes=dtype_bytes)
         reg = registry()
         self.strategies: list[tuple[StageStrategy, int]] = [
@@ -103,11 +108,14 @@ class Simulation:
         self.events: list[SimEvent] = []
         self.totals: dict[str, dict[str, float]] = {a.label: {} for a in self.work.actors}
         self.after_warmup: dict[str, dict[str, float]] = {a.label: {} for a in self.work.actors}
-        self.warmup_end_s = 0.0
+        self.warmup_end_s: dict[tuple[int, int], float] = {}
+        """(data, cfg) replica → when its last warm-up latent was back on stage 0."""
         self._events: dict[tuple, simpy.Event] = {}
         self._costs: dict[tuple, PassCost] = {}
         self._layer_costs: dict[LayerShape, float] = {}
         self._groups: dict[tuple[str, str], list[list[str]]] = {}
+        self._sends: list[simpy.Process] = []
+        self.finished_s = 0.0
 
     # -- bookkeeping ----------------------------------------------------------------------
     def event(self, key: tuple) -> simpy.Event:
@@ -123,7 +131,7 @@ class Simulation:
             totals = self.totals[actor.label]
             totals[cat] = totals.get(cat, 0.0) + end - start
             if step is None or step >= self.work.warmup_steps:
-                clipped = max(start, self.warmup_end_s)
+                clipped = max(start, self.warmup_end_s.get((actor.data, actor.cfg), 0.0))
                 if end > clipped:
                     after = self.after_warmup[actor.label]
                     after[cat] = after.get(cat, 0.0) + end - clipped
@@ -218,7 +226,7 @@ class Simulation:
                                          ("route_class", route.route_class))))
         self.event(key).succeed(start)
         if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
-            self.warmup_end_s = max(self.warmup_end_s, self.env.now)
+            self.warmup_end_s[(actor.data, actor.cfg)] = self.env.now
 
     def cfg_exchange(self, actor: Actor, nbytes: int, **tags: Any) -> Generator:
         """Swap noise predictions with the other CFG group's last stage; wait for both directions."""
@@ -232,10 +240,21 @@ class Simulation:
         self.note(actor, began, self.env.now, "exposed_communication", "cfg-exchange", **tags)
 
     # -- run ------------------------------------------------------------------------------
+    def spawn(self, process: Generator) -> None:
+        """Start a background transfer that the generation must wait for (sends between stages)."""
+        self._sends.append(self.env.process(process))
+
     def run(self) -> SimulationResult:
-        for actor in self.work.actors:
-            self.env.process(stage_actor(self, actor))
-        self.env.run()
+        """Run until every actor and every send has finished (not until the event queue is empty:
+        the fair-share network leaves superseded completion timers behind)."""
+        env = self.env
+        env.run(until=env.all_of([env.process(stage_actor(self, actor)) for actor in self.work.actors]))
+        while True:
+            pending = [p for p in self._sends if p.is_alive]
+            if not pending:
+                break
+            env.run(until=env.all_of(pending))
+        self.finished_s = env.now
         return summarise(self)
 
 
@@ -246,7 +265,14 @@ def summarise(sim: Simulation) -> SimulationResult:
 
 
 def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *,
-             record_trace: bool = False, bandwidth_scale: float = 1.0, dtype_bytes: int = 2) -> SimulationResult:
-    """Simulate one generation of ``plan``; ``record_trace`` also keeps every event and builds a Trace."""
+             record_trace: bool = False, bandwidth_scale: float = 1.0, dtype_bytes: int = 2,
+             network_model: str = "fair") -> SimulationResult:
+    """Simulate one generation of ``plan``; ``record_trace`` also keeps every event and builds a Trace.
+
+    ``network_model``: ``"fair"`` (links shared equally by concurrent transfers) or ``"fifo"``
+    (links as capacity-1 resources, transfers queue); see :mod:`simulator.network`.
+    Raises :class:`~simulator.errors.PlanError` listing every rule the plan breaks.
+    """
+    validate(plan, model, cluster)
     return Simulation(plan, model, cluster, cost_model, record=record_trace, bandwidth_scale=bandwidth_scale,
-                      dtype_bytes=dtype_bytes).run()
+                      dtype_bytes=dtype_bytes, network_model=network_model).run()

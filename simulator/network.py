@@ -1,14 +1,25 @@
-"""The network: every directed link of the topology is a simpy resource that carries one transfer at a time.
+"""The network: transfers over the directed links of the topology, and how they contend.
 
-Following ns.py, a transfer's time is its propagation delay (the route's summed link
-latencies, once per message) plus its serialisation delay (bytes over the route's
-bottleneck bandwidth). A transfer holds *every* link on its route for that whole time, so
-two transfers that share any link (a PCIe switch uplink, the cross-socket link) run one
-after the other, while transfers over disjoint links overlap. Links are acquired in one
-global order (sorted link ids), so two transfers can never each hold a link the other waits
-for (no deadlock). This is a circuit-switched approximation: a real link would share its
-bandwidth between concurrent flows instead of queueing them; the total time of a set of
-contending transfers is the same, the order of their completions is not.
+Following ns.py, a transfer's time alone is its propagation delay (the route's summed
+link latencies, once per message) plus its serialisation delay (bytes over the route's
+bottleneck bandwidth). Two models say what happens when transfers share a link (a PCIe
+switch uplink, the cross-socket link, a NIC); transfers over disjoint links never interact,
+and the two directions of a link are separate:
+
+``fifo`` (:class:`Network`)
+    Every directed link is a capacity-1 FIFO resource; a transfer holds every link of its
+    route for its whole time, acquired in one global order (sorted link ids: no deadlock).
+    Sharing transfers run one after the other. Simple and exact for isolated pairs, but a
+    small latency-critical message queues behind a bulk transfer that started first
+    (head-of-line blocking), which real NCCL traffic, cut into small chunks, does not
+    suffer; the ordering also makes the model prone to scheduling anomalies.
+
+``fair`` (:class:`FairShareNetwork`, the default)
+    A fluid model: each link's bandwidth is split equally between the transfers crossing
+    it, and a transfer moves at the smallest share along its route; rates are recomputed
+    whenever a transfer starts or ends on one of its links. Two transfers through one link
+    both take twice as long as one alone. This is what chunked, interleaved NCCL streams
+    look like on the wire.
 """
 
 from __future__ import annotations
@@ -64,7 +75,7 @@ class Link:
 
 
 class Network:
-    """Links of ``cluster`` as capacity-1 resources in ``env``.
+    """``fifo`` model: links of ``cluster`` as capacity-1 resources in ``env``.
 
     ``bandwidth_scale`` multiplies every link's bandwidth (what-if studies and the
     monotonicity property tests).
@@ -108,3 +119,118 @@ class Network:
         yield self.env.timeout(self.duration_s(route, nbytes, messages))
         for link in links:
             link.release()
+
+
+class _Flow:
+    """A transfer in flight under the fair-share model."""
+
+    __slots__ = ("remaining", "latency_left", "links", "rate", "updated", "version", "done")
+
+    def __init__(self, nbytes: float, latency_s: float, links: tuple["_FairLink", ...], done: simpy.Event) -> None:
+        self.remaining = float(nbytes)
+        self.latency_left = latency_s
+        self.links = links
+        self.rate = 0.0
+        self.updated = 0.0
+        self.version = 0
+        self.done = done
+
+
+class _FairLink:
+    __slots__ = ("bytes_per_s", "flows")
+
+    def __init__(self, bytes_per_s: float) -> None:
+        self.bytes_per_s = bytes_per_s
+        self.flows: dict[_Flow, None] = {}  # insertion-ordered: deterministic iteration
+
+
+class FairShareNetwork(Network):
+    """``fair`` model: every link's bandwidth shared equally by the transfers crossing it.
+
+    A transfer first pays its route latency, during which it already counts as a user of
+    its links (the latency is microseconds; this keeps one event per uncontended transfer),
+    then moves its bytes at ``min over its links of bandwidth / users``. When a transfer
+    starts or ends, the transfers sharing a link with it get their progress brought up to
+    date and a new rate, and their completion is rescheduled (stale completions are
+    ignored by version number).
+    """
+
+    def __init__(self, env: simpy.Environment, cluster: ClusterGraph, *, bandwidth_scale: float = 1.0) -> None:
+        super().__init__(env, cluster, bandwidth_scale=bandwidth_scale)
+        self._fair_links: dict[LinkId, _FairLink] = {}
+        self._fair_routes: dict[tuple[LinkId, ...], tuple[_FairLink, ...]] = {}
+
+    def _route_links(self, route: Route) -> tuple[_FairLink, ...]:
+        out = self._fair_routes.get(route.links)
+        if out is None:
+            made = []
+            for link in route.links:
+                state = self._fair_links.get(link)
+                if state is None:
+                    bandwidth = self.cluster.link(link)["bandwidth_gb_s"] * 1e9 * self.bandwidth_scale
+                    state = self._fair_links[link] = _FairLink(bandwidth)
+                made.append(state)
+            out = self._fair_routes[route.links] = tuple(made)
+        return out
+
+    def _advance(self, flow: _Flow, now: float) -> None:
+        elapsed = now - flow.updated
+        if elapsed > 0:
+            waiting = min(flow.latency_left, elapsed)
+            flow.latency_left -= waiting
+            flow.remaining = max(flow.remaining - flow.rate * (elapsed - waiting), 0.0)
+        flow.updated = now
+
+    def _reschedule(self, flow: _Flow) -> None:
+        flow.rate = min(link.bytes_per_s / len(link.flows) for link in flow.links)
+        flow.version += 1
+        version = flow.version
+        timer = self.env.timeout(flow.latency_left + flow.remaining / flow.rate)
+        timer.callbacks.append(lambda _ev, f=flow, v=version: self._finish(f, v))
+
+    def _neighbours(self, flow: _Flow) -> dict[_Flow, None]:
+        out: dict[_Flow, None] = {}
+        for link in flow.links:
+            for other in link.flows:
+                if other is not flow:
+                    out[other] = None
+        return out
+
+    def _finish(self, flow: _Flow, version: int) -> None:
+        if version != flow.version:
+            return  # rescheduled since
+        now = self.env.now
+        neighbours = self._neighbours(flow)
+        for other in neighbours:
+            self._advance(other, now)
+        for link in flow.links:
+            del link.flows[flow]
+        for other in neighbours:
+            self._reschedule(other)
+        flow.done.succeed()
+
+    def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
+        """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""
+        route = self.cluster.route(src, dst)
+        if not route.links or (nbytes <= 0 and messages <= 0):
+            return
+        self.traffic.add(route, int(nbytes))
+        now = self.env.now
+        flow = _Flow(nbytes, messages * route.latency_us * 1e-6, self._route_links(route), self.env.event())
+        flow.updated = now
+        neighbours: dict[_Flow, None] = {}
+        for link in flow.links:
+            for other in link.flows:
+                neighbours[other] = None
+        for other in neighbours:
+            self._advance(other, now)
+        for link in flow.links:
+            link.flows[flow] = None
+        for other in neighbours:
+            self._reschedule(other)
+        self._reschedule(flow)
+        yield flow.done
+
+
+NETWORK_MODELS = {"fair": FairShareNetwork, "fifo": Network}
+"""Contention model name → network class (see the module docstring)."""

@@ -3,7 +3,7 @@
 The breakdown is read off one *reference* stage group: the one busiest after the warm-up
 (compute, embeddings, final layer and exposed communication together), i.e. the
 bottleneck of the steady state. ``warmup`` is the wall time until the last warm-up step's
-latent is back on stage 0; after it, the reference group's time is its compute, embed,
+latent is back on stage 0 (of the reference group's replica); after it, the reference group's time is its compute, embed,
 final, exposed communication, and ``bubble`` (waiting for input that was not sent yet).
 The keys sum to the latency. The scheduler step and the VAE decode are not priced (the cost
 model has no such layers): ``scheduler`` is reported as 0.
@@ -26,17 +26,20 @@ BREAKDOWN_KEYS = ("warmup", "embed", "compute", "final", "scheduler", "exposed_c
 
 
 def breakdown(sim: Simulation, latency_s: float) -> dict[str, float]:
-    warm = min(sim.warmup_end_s, latency_s) if sim.work.warmup_steps > 0 else 0.0
-    if sim.work.warmup_steps >= sim.work.steps:
-        warm = latency_s
-    labels = [a.label for a in sim.work.actors]
+    actors = list(sim.work.actors)
 
-    def busy(label: str) -> float:
-        after = sim.after_warmup[label]
+    def warm_end(actor) -> float:
+        if sim.work.warmup_steps >= sim.work.steps:
+            return latency_s
+        return min(sim.warmup_end_s.get((actor.data, actor.cfg), 0.0), latency_s)
+
+    def busy(actor) -> float:
+        after = sim.after_warmup[actor.label]
         return sum(after.get(k, 0.0) for k in (*BUSY, "exposed_communication"))
 
-    ref = max(labels, key=lambda label: (busy(label), -labels.index(label)))
-    after = sim.after_warmup[ref] if warm < latency_s else {}
+    ref = max(actors, key=lambda a: (busy(a), -actors.index(a)))
+    warm = warm_end(ref)
+    after = sim.after_warmup[ref.label] if warm < latency_s else {}
     out = {"warmup": warm}
     for key in ("embed", "compute", "final"):
         out[key] = after.get(key, 0.0)
@@ -81,7 +84,7 @@ def build_trace(sim: Simulation, latency_s: float) -> Trace:
 def build_result(sim: Simulation) -> SimulationResult:
     from simulator.engine import SimulationResult
 
-    latency = float(sim.env.now)
+    latency = float(sim.finished_s)
     memory = memory_per_device(sim.plan, sim.model, sim.cluster, dtype_bytes=sim.work.dtype_bytes)
     oom = oom_messages(memory, sim.cluster)
     prediction = Prediction(

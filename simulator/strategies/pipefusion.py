@@ -79,11 +79,11 @@ def stage_actor(sim: Simulation, actor: Actor) -> Generator:
             for (src, dst), count in work.skip_layers.items():
                 if src == actor.stage:
                     peer = work.actor(actor.data, actor.cfg, dst)
-                    env.process(sim.send(actor, peer, activation * count, skip_key(actor, src, dst, step, item),
+                    sim.spawn(sim.send(actor, peer, activation * count, skip_key(actor, src, dst, step, item),
                                          "skip", **tags))
             if actor.stage < last:
                 peer = work.actor(actor.data, actor.cfg, actor.stage + 1)
-                env.process(sim.send(actor, peer, activation, input_key(actor, actor.stage + 1, step, item),
+                sim.spawn(sim.send(actor, peer, activation, input_key(actor, actor.stage + 1, step, item),
                                      "activations", **tags))
                 continue
             yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
@@ -91,4 +91,4 @@ def stage_actor(sim: Simulation, actor: Actor) -> Generator:
                 yield from sim.cfg_exchange(actor, prediction_bytes(sim.model, tokens, work.dtype_bytes), **tags)
             latent = latent_bytes(sim.model, tokens, work.dtype_bytes)
             peer = work.actor(actor.data, actor.cfg, 0)
-            env.process(sim.send(actor, peer, latent, return_key(actor, step, item), "latent", **tags))
+            sim.spawn(sim.send(actor, peer, latent, return_key(actor, step, item), "latent", **tags))

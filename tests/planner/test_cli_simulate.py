@@ -50,6 +50,9 @@ def test_bad_input_is_one_line_and_exit_2(pfplan):
     assert r.code == 2 and "unknown key 'bogus'" in r.err
     r = pfplan("simulate", "--model", "pixart-alpha", "--topology", "pcie8")
     assert r.code == 2 and "exactly one of --plan" in r.err
+    r = pfplan("simulate", "--model", "pixart-alpha", "--topology", "pcie8", "--parallel", "ulysses=2",
+               "--network", "bogus")
+    assert r.code == 2 and "--network: unknown model 'bogus'; models: fair, fifo" in r.err
     r = pfplan("simulate", "--model", "pixart-alpha", "--parallel", "cfg=3")
     assert r.code == 2 and r.err.count("\n") == 1
 
@@ -58,3 +61,13 @@ def test_oom_is_flagged(pfplan):
     r = pfplan("simulate", "--model", "flux-dev", "--resolution", "1024", "--topology", "t4x4", "--parallel", "ulysses=4")
     assert r.code == 0
     assert "OOM node0/gpu0: needs" in r.out
+
+
+def test_both_network_models_run(pfplan):
+    out = {}
+    for model in ("fair", "fifo"):
+        r = pfplan("simulate", "--model", "pixart-alpha", "--topology", "a100-pcie4", "--parallel",
+                   "pipefusion=2,ring=2,patches=4,warmup=1", "--network", model, "--json")
+        assert r.code == 0, r.err
+        out[model] = json.loads(r.out)["prediction"]["latency_s"]
+    assert out["fair"] > 0 and out["fifo"] > 0

@@ -34,3 +34,13 @@ def test_strategies_simulate(spec):
     assert all("layers" in e.args for e in result.trace.work() if e.cat == "compute")
     assert estimate_latency_s(plan, model, cluster, cm) > 0
     assert memory_per_device(plan, model, cluster)[cluster.devices[0]].total == p.peak_memory_bytes[cluster.devices[0]]
+
+
+def test_an_invalid_plan_is_refused_with_every_violation():
+    from simulator.errors import PlanError
+
+    model, cluster = load_model("pixart-alpha"), load_cluster("a100-pcie4")
+    plan = ParallelPlan(model="pixart-alpha", height_px=1024, width_px=1024, steps=4,
+                        **parse_parallel_spec("ulysses=3,tensor=2"))
+    with pytest.raises(PlanError, match="ulysses\\(3\\) does not divide heads\\(16\\).*tensor combines only"):
+        simulate(plan, model, cluster, cost_model_for(model, "a100-pcie"))

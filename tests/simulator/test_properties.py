@@ -33,7 +33,7 @@ def model(name):
 
 
 @st.composite
-def scenarios(draw):
+def scenarios(draw, shuffle: bool = False):
     topo = draw(st.sampled_from(TOPOLOGIES))
     name = draw(st.sampled_from(MODELS))
     steps = draw(st.integers(1, 3))
@@ -48,6 +48,9 @@ def scenarios(draw):
                         degrees=Degrees(**degrees), patches=draw(st.sampled_from([1, 2, 4, 8])),
                         warmup_steps=draw(st.integers(0, steps)))
     assume(not violations(plan, model(name), cluster(topo)))
+    if shuffle:  # a random placement: contention patterns change
+        devices = draw(st.permutations(cluster(topo).devices))[:plan.world_size]
+        plan = plan.model_copy(update={"placement": list(devices)})
     return plan, topo
 
 
@@ -86,8 +89,26 @@ def test_faster_compute_is_never_slower(scenario, factor):
     assert run(plan, topo, cost=ScaledCost(base, factor)).latency_s <= run(plan, topo, cost=base).latency_s * (1 + 1e-9)
 
 
+ANOMALY = 0.02
+"""Transfers are scheduled as they come, a list schedule, so Graham's anomalies exist: with
+scrambled placements (cross-node all-to-alls of different groups sharing one link) faster
+compute can reorder who shares with whom and finish slightly later; hypothesis found a
+0.4 % case under the fifo model (docs/simulator.md). Default placements have shown none."""
+
+
 @PROPERTY
-@given(scenarios())
+@given(scenarios(shuffle=True), st.sampled_from([0.5, 0.9]), st.sampled_from([1.5, 2.0, 10.0]))
+def test_random_placements_are_monotone_up_to_queueing_anomalies(scenario, compute, bandwidth):
+    plan, topo = scenario
+    m = model(plan.model)
+    base = AnalyticCostModel.for_gpu(m, cluster(topo).gpu_of(cluster(topo).devices[0]))
+    reference = run(plan, topo, cost=base).latency_s
+    assert run(plan, topo, cost=ScaledCost(base, compute)).latency_s <= reference * (1 + ANOMALY)
+    assert run(plan, topo, cost=base, bandwidth_scale=bandwidth).latency_s <= reference * (1 + ANOMALY)
+
+
+@PROPERTY
+@given(st.one_of(scenarios(), scenarios(shuffle=True)))
 def test_latency_bounds_bytes_and_breakdown(scenario):
     plan, topo = scenario
     r = run(plan, topo)
