@@ -92,3 +92,14 @@ def test_estimate_is_close_to_the_simulation_for_pipefusion_on_pcie():
     cluster = load_cluster("a100-pcie4")
     assert estimate_latency_s(p, PIXART, cluster, cost) == pytest.approx(simulate(p, PIXART, cluster, cost).latency_s,
                                                                          rel=0.1)
+
+
+@pytest.mark.parametrize("split", [[10, 6, 6, 6], [4, 8, 8, 8], [7, 7, 7, 7]])
+def test_uneven_stage_split_runs_at_the_pace_of_the_slowest_stage(split):
+    """K patches through a flow line: one pass through every stage, then one slowest stage per patch."""
+    t, w, m = 6, 1, 8
+    p = plan(steps=t, degrees=Degrees(pipefusion=4), patches=m, warmup_steps=w, stage_split=split)
+    k = (t - w) * m
+    expected = w * 28 + 28 + (k - 1) * max(split)
+    assert simulate(p, PIXART, star_cluster(4, **FREE_COMM), ConstantCost(1.0)).latency_s == pytest.approx(expected,
+                                                                                                           rel=0.01)
