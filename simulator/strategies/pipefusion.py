@@ -80,11 +80,11 @@ def stage_actor(sim: Simulation, actor: Actor) -> Generator:
                 if src == actor.stage:
                     peer = work.actor(actor.data, actor.cfg, dst)
                     sim.spawn(sim.send(actor, peer, activation * count, skip_key(actor, src, dst, step, item),
-                                         "skip", **tags))
+                                       "skip", **tags))
             if actor.stage < last:
                 peer = work.actor(actor.data, actor.cfg, actor.stage + 1)
                 sim.spawn(sim.send(actor, peer, activation, input_key(actor, actor.stage + 1, step, item),
-                                     "activations", **tags))
+                                   "activations", **tags))
                 continue
             yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
             if work.degrees["cfg"] > 1:
