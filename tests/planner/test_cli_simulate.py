@@ -71,3 +71,16 @@ def test_both_network_models_run(pfplan):
         assert r.code == 0, r.err
         out[model] = json.loads(r.out)["prediction"]["latency_s"]
     assert out["fair"] > 0 and out["fifo"] > 0
+
+
+def test_simulate_as_a_real_process(tmp_path):
+    from tests.conftest import run_subprocess
+
+    trace = tmp_path / "t.json"
+    r = run_subprocess("planner", "simulate", "--model", "pixart-alpha", "--topology", "a100-pcie4",
+                       "--parallel", "pipefusion=4,patches=8,warmup=1", "--steps", "4", "--trace", trace, timeout=120)
+    assert r.code == 0, r.err
+    assert "predicted latency:" in r.out and trace.exists()
+    bad = run_subprocess("planner", "simulate", "--model", "pixart-alpha", "--topology", "nope",
+                         "--parallel", "ulysses=2", timeout=120)
+    assert bad.code == 2 and bad.err.count("\n") == 1 and "Traceback" not in bad.err
