@@ -21,7 +21,7 @@ from profiles.models import load_model
 from profiles.topology_graph import load_cluster
 from simulator.engine import SimulationResult, simulate
 from simulator.memory import GIB
-from simulator.network import NETWORK_MODELS
+from simulator.network import NETWORK_MODELS, LinkFit
 from simulator.plan import ParallelPlan, parse_parallel_spec, validate
 from simulator.trace import write_trace
 
@@ -47,6 +47,19 @@ def build_plan(*, plan_file: Optional[Path], parallel: Optional[str], model: Opt
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise InputError(f"{where}: {err['msg']}", field="--parallel") from None
+
+
+def link_fits_from(profile: str) -> dict[str, LinkFit]:
+    """Measured latency and bandwidth per route class from a profile's ``links`` section."""
+    try:
+        from profiles.profile_format import load_profile  # provided by the profiler part
+    except ModuleNotFoundError as exc:
+        raise InputError(f"profiles cannot be read by this build ({exc.name} is missing)", field="--links") from None
+    fits = {fit.route_class: LinkFit(fit.latency_us, fit.bandwidth_gb_s) for fit in load_profile(profile).links}
+    if not fits:
+        raise InputError(f"profile {profile} has no measured links (make one with `pfplan profile links`)",
+                         field="--links")
+    return fits
 
 
 def result_json(plan: ParallelPlan, result: SimulationResult) -> dict:
@@ -100,6 +113,8 @@ def register(app: typer.Typer) -> None:
         parallel: Optional[str] = typer.Option(None, help='Degrees, e.g. "pipefusion=8,patches=16,warmup=1".'),
         trace: Optional[Path] = typer.Option(None, help="Write the simulated Chrome trace here."),
         network: str = typer.Option("fair", help="Link contention model: fair (shared bandwidth) or fifo (queue)."),
+        links: Optional[str] = typer.Option(None, help="Profile with measured links (pfplan profile links): "
+                                                        "their latency/bandwidth per route class replace the topology's."),
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Predict the latency, memory and traffic of one plan."""
@@ -119,7 +134,9 @@ def register(app: typer.Typer) -> None:
         except ModuleNotFoundError as exc:  # the profiler part is not in this build
             raise InputError(f"profiles cannot be read by this build ({exc.name} is missing); "
                              "leave out --profile to use the analytic cost model", field="--profile") from None
-        result = simulate(plan, preset, cluster, cost_model, record_trace=trace is not None, network_model=network)
+        fits = link_fits_from(links) if links else None
+        result = simulate(plan, preset, cluster, cost_model, record_trace=trace is not None, network_model=network,
+                          link_fits=fits)
         if trace is not None and result.trace is not None:
             result.trace.metadata.command = "pfplan simulate"
             write_trace(trace, result.trace)

@@ -23,7 +23,7 @@ from profiles.topology_graph import ClusterGraph
 from simulator import collectives
 from simulator.errors import SimulatorError
 from simulator.memory import MemoryBreakdown
-from simulator.network import NETWORK_MODELS, TrafficLog
+from simulator.network import NETWORK_MODELS, LinkFit, TrafficLog
 from simulator.plan import ParallelPlan, Prediction, validate
 from simulator.strategies import registry
 from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy
@@ -93,13 +93,14 @@ class Simulation:
 
     def __init__(self, plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
                  *, record: bool = False, bandwidth_scale: float = 1.0, dtype_bytes: int = 2,
-                 network_model: str = "fair") -> None:
+                 network_model: str = "fair", link_fits: dict[str, LinkFit] | None = None) -> None:
         self.plan, self.model, self.cluster, self.cost_model = plan, model, cluster, cost_model
         self.env = simpy.Environment()
         if network_model not in NETWORK_MODELS:
             raise SimulatorError(f"unknown network model {network_model!r}; models: {', '.join(NETWORK_MODELS)}",
                                  field="network_model")
-        self.net = NETWORK_MODELS[network_model](self.env, cluster, bandwidth_scale=bandwidth_scale)
+        self.net = NETWORK_MODELS[network_model](self.env, cluster, bandwidth_scale=bandwidth_scale,
+                                                 link_fits=link_fits)
         self.work: Workload = build_workload(plan, model, cluster, dtype_bytes=dtype_bytes)
         reg = registry()
         self.strategies: list[tuple[StageStrategy, int]] = [
@@ -266,13 +267,15 @@ def summarise(sim: Simulation) -> SimulationResult:
 
 def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *,
              record_trace: bool = False, bandwidth_scale: float = 1.0, dtype_bytes: int = 2,
-             network_model: str = "fair") -> SimulationResult:
+             network_model: str = "fair", link_fits: dict[str, LinkFit] | None = None) -> SimulationResult:
     """Simulate one generation of ``plan``; ``record_trace`` also keeps every event and builds a Trace.
 
     ``network_model``: ``"fair"`` (links shared equally by concurrent transfers) or ``"fifo"``
     (links as capacity-1 resources, transfers queue); see :mod:`simulator.network`.
+    ``link_fits``: measured latency and bandwidth per route class, used in place of the
+    topology's figures for routes of those classes.
     Raises :class:`~simulator.errors.PlanError` listing every rule the plan breaks.
     """
     validate(plan, model, cluster)
     return Simulation(plan, model, cluster, cost_model, record=record_trace, bandwidth_scale=bandwidth_scale,
-                      dtype_bytes=dtype_bytes, network_model=network_model).run()
+                      dtype_bytes=dtype_bytes, network_model=network_model, link_fits=link_fits).run()

@@ -17,6 +17,7 @@ from __future__ import annotations
 from profiles.cost_model import CostModel
 from profiles.models import ModelPreset
 from profiles.topology_graph import ClusterGraph
+from simulator.network import LinkFit
 from simulator.plan import ParallelPlan
 from simulator.strategies.base import CollectiveSpec
 from simulator.strategies.cfg import latent_bytes, prediction_bytes
@@ -41,11 +42,11 @@ def _collective_s(sim, actor, spec: CollectiveSpec) -> float:
 
 
 def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
-                       *, dtype_bytes: int = 2) -> float:
+                       *, dtype_bytes: int = 2, link_fits: dict[str, LinkFit] | None = None) -> float:
     """Estimated seconds of one generation (closed form; see the module docstring for what it ignores)."""
     from simulator.engine import Simulation
 
-    sim = Simulation(plan, model, cluster, cost_model, dtype_bytes=dtype_bytes)
+    sim = Simulation(plan, model, cluster, cost_model, dtype_bytes=dtype_bytes, link_fits=link_fits)
     work = sim.work
     first = work.actor(0, 0, 0)
 

@@ -33,6 +33,14 @@ import simpy
 from profiles.topology_graph import ClusterGraph, LinkId, Route
 
 
+@dataclass(frozen=True)
+class LinkFit:
+    """Measured point-to-point behaviour of one route class: time ≈ latency + bytes / bandwidth."""
+
+    latency_us: float
+    bandwidth_gb_s: float
+
+
 @dataclass
 class TrafficLog:
     """Bytes moved, counted once per transfer (by route class) and at both ends (per device)."""
@@ -78,13 +86,19 @@ class Network:
     """``fifo`` model: links of ``cluster`` as capacity-1 resources in ``env``.
 
     ``bandwidth_scale`` multiplies every link's bandwidth (what-if studies and the
-    monotonicity property tests).
+    monotonicity property tests). ``link_fits`` maps a route class (``PIX``, ``SYS``, …) to a
+    measured ``LinkFit`` (``latency_us``, ``bandwidth_gb_s``: what ``pfplan profile links``
+    fits); transfers on routes of that class take the measured latency and bandwidth in
+    place of the topology's data-sheet figures (under contention, the route's links count
+    as scaled by measured / data-sheet bottleneck bandwidth).
     """
 
-    def __init__(self, env: simpy.Environment, cluster: ClusterGraph, *, bandwidth_scale: float = 1.0) -> None:
+    def __init__(self, env: simpy.Environment, cluster: ClusterGraph, *, bandwidth_scale: float = 1.0,
+                 link_fits: dict[str, LinkFit] | None = None) -> None:
         self.env = env
         self.cluster = cluster
         self.bandwidth_scale = bandwidth_scale
+        self.link_fits = dict(link_fits or {})
         self.traffic = TrafficLog()
         self._links: dict[LinkId, Link] = {}
         self._order: dict[tuple[LinkId, ...], tuple[Link, ...]] = {}
@@ -100,7 +114,16 @@ class Network:
         """Time of a transfer alone on ``route``: ``messages`` latencies plus bytes over the bottleneck."""
         if not route.links:
             return 0.0
-        return messages * route.latency_us * 1e-6 + nbytes / (route.bottleneck_gb_s * 1e9 * self.bandwidth_scale)
+        return messages * self.latency_s(route) + nbytes / self.route_bytes_per_s(route)
+
+    def latency_s(self, route: Route) -> float:
+        fit = self.link_fits.get(route.route_class)
+        return (fit.latency_us if fit else route.latency_us) * 1e-6
+
+    def route_bytes_per_s(self, route: Route) -> float:
+        """The route's speed alone: the measured fit of its class, else its bottleneck link."""
+        fit = self.link_fits.get(route.route_class)
+        return (fit.bandwidth_gb_s if fit else route.bottleneck_gb_s) * 1e9 * self.bandwidth_scale
 
     def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
         """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""
@@ -124,12 +147,15 @@ class Network:
 class _Flow:
     """A transfer in flight under the fair-share model."""
 
-    __slots__ = ("remaining", "latency_left", "links", "rate", "updated", "version", "done")
+    __slots__ = ("remaining", "latency_left", "links", "speed", "rate", "updated", "version", "done")
 
-    def __init__(self, nbytes: float, latency_s: float, links: tuple["_FairLink", ...], done: simpy.Event) -> None:
+    def __init__(self, nbytes: float, latency_s: float, links: tuple["_FairLink", ...], speed: float,
+                 done: simpy.Event) -> None:
         self.remaining = float(nbytes)
         self.latency_left = latency_s
         self.links = links
+        self.speed = speed
+        """Measured / data-sheet speed of the route (1 without a link fit)."""
         self.rate = 0.0
         self.updated = 0.0
         self.version = 0
@@ -155,8 +181,9 @@ class FairShareNetwork(Network):
     ignored by version number).
     """
 
-    def __init__(self, env: simpy.Environment, cluster: ClusterGraph, *, bandwidth_scale: float = 1.0) -> None:
-        super().__init__(env, cluster, bandwidth_scale=bandwidth_scale)
+    def __init__(self, env: simpy.Environment, cluster: ClusterGraph, *, bandwidth_scale: float = 1.0,
+                 link_fits: dict[str, LinkFit] | None = None) -> None:
+        super().__init__(env, cluster, bandwidth_scale=bandwidth_scale, link_fits=link_fits)
         self._fair_links: dict[LinkId, _FairLink] = {}
         self._fair_routes: dict[tuple[LinkId, ...], tuple[_FairLink, ...]] = {}
 
@@ -182,7 +209,7 @@ class FairShareNetwork(Network):
         flow.updated = now
 
     def _reschedule(self, flow: _Flow) -> None:
-        flow.rate = min(link.bytes_per_s / len(link.flows) for link in flow.links)
+        flow.rate = flow.speed * min(link.bytes_per_s / len(link.flows) for link in flow.links)
         flow.version += 1
         version = flow.version
         timer = self.env.timeout(flow.latency_left + flow.remaining / flow.rate)
@@ -216,7 +243,8 @@ class FairShareNetwork(Network):
             return
         self.traffic.add(route, int(nbytes))
         now = self.env.now
-        flow = _Flow(nbytes, messages * route.latency_us * 1e-6, self._route_links(route), self.env.event())
+        speed = self.route_bytes_per_s(route) / (route.bottleneck_gb_s * 1e9 * self.bandwidth_scale)
+        flow = _Flow(nbytes, messages * self.latency_s(route), self._route_links(route), speed, self.env.event())
         flow.updated = now
         neighbours: dict[_Flow, None] = {}
         for link in flow.links:

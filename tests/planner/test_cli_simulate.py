@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from simulator.plan import Degrees, ParallelPlan
 from simulator.trace import load_trace
 
@@ -84,3 +86,19 @@ def test_simulate_as_a_real_process(tmp_path):
     bad = run_subprocess("planner", "simulate", "--model", "pixart-alpha", "--topology", "nope",
                          "--parallel", "ulysses=2", timeout=120)
     assert bad.code == 2 and bad.err.count("\n") == 1 and "Traceback" not in bad.err
+
+
+def test_measured_links_from_a_profile(pfplan):
+    pytest.importorskip("profiles.profile_format", reason="the profiler part is not in this build")
+    base = ["simulate", "--model", "pixart-tiny", "--topology", "cpu2", "--parallel", "pipefusion=2,patches=2,warmup=1",
+            "--json"]
+    plain = pfplan(*base)
+    measured = pfplan(*base, "--links", "cpu2-links")
+    assert plain.code == 0 and measured.code == 0, measured.err
+    assert json.loads(measured.out)["prediction"]["latency_s"] != json.loads(plain.out)["prediction"]["latency_s"]
+
+
+def test_links_need_the_profiler_or_a_links_profile(pfplan):
+    r = pfplan("simulate", "--model", "pixart-tiny", "--topology", "cpu2", "--parallel", "ulysses=2",
+               "--links", "no-such-profile")
+    assert r.code == 2 and r.err.count("\n") == 1

@@ -129,3 +129,26 @@ def test_fair_sharing_takes_the_smallest_share_along_the_route():
     done, _ = run_transfers(cluster, {"a": ("node0/gpu0", "node0/gpu2", GB), "b": ("node0/gpu1", "node0/gpu2", GB),
                                       "c": ("node0/gpu0", "node0/gpu3", GB)}, "fair")
     assert done == {"a": pytest.approx(2.0), "b": pytest.approx(2.0), "c": pytest.approx(2.0)}
+
+
+@BOTH
+def test_measured_link_fits_replace_the_topology_figures_for_their_route_class(model):
+    from simulator.network import LinkFit
+
+    cluster = load_cluster("a100-pcie4")
+    env = simpy.Environment()
+    net = NETWORK_MODELS[model](env, cluster, link_fits={"PIX": LinkFit(latency_us=50.0, bandwidth_gb_s=5.0)})
+    env.process(net.transfer("node0/gpu0", "node0/gpu1", GB))  # PIX: measured
+    env.run()
+    assert env.now == pytest.approx(50e-6 + GB / 5e9)
+    env3 = simpy.Environment()  # a measurement above the data sheet wins too
+    net3 = NETWORK_MODELS[model](env3, cluster, link_fits={"PIX": LinkFit(latency_us=0.0, bandwidth_gb_s=44.0)})
+    env3.process(net3.transfer("node0/gpu0", "node0/gpu1", GB))
+    env3.process(net3.transfer("node0/gpu0", "node0/gpu1", GB))
+    env3.run()
+    assert env3.now == pytest.approx(2 * GB / 44e9)
+    env2 = simpy.Environment()
+    net2 = NETWORK_MODELS[model](env2, cluster, link_fits={"PIX": LinkFit(latency_us=50.0, bandwidth_gb_s=5.0)})
+    env2.process(net2.transfer("node0/gpu0", "node0/gpu2", GB))  # PHB: the topology's figures
+    env2.run()
+    assert env2.now == pytest.approx(cluster.route("node0/gpu0", "node0/gpu2").transfer_time_s(GB))
