@@ -1,0 +1,264 @@
+"""The network: transfers over the directed links of the topology, and how they contend.
+
+Following ns.py, a transfer's time alone is its propagation delay (the route's summed
+link latencies, once per message) plus its serialisation delay (bytes over the route's
+bottleneck bandwidth). Two models say what happens when transfers share a link (a PCIe
+switch uplink, the cross-socket link, a NIC); transfers over disjoint links never interact,
+and the two directions of a link are separate:
+
+``fifo`` (:class:`Network`)
+    Every directed link is a capacity-1 FIFO resource; a transfer holds every link of its
+    route for its whole time, acquired in one global order (sorted link ids: no deadlock).
+    Sharing transfers run one after the other. Simple and exact for isolated pairs, but a
+    small latency-critical message queues behind a bulk transfer that started first
+    (head-of-line blocking), which real NCCL traffic, cut into small chunks, does not
+    suffer; the ordering also makes the model prone to scheduling anomalies.
+
+``fair`` (:class:`FairShareNetwork`, the default)
+    A fluid model: each link's bandwidth is split equally between the transfers crossing
+    it, and a transfer moves at the smallest share along its route; rates are recomputed
+    whenever a transfer starts or ends on one of its links. Two transfers through one link
+    both take twice as long as one alone. This is what chunked, interleaved NCCL streams
+    look like on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from collections import deque
+from typing import Generator
+
+import simpy
+
+from profiles.topology_graph import ClusterGraph, LinkId, Route
+
+
+@dataclass(frozen=True)
+class LinkFit:
+    """Measured point-to-point behaviour of one route class: time ≈ latency + bytes / bandwidth."""
+
+    latency_us: float
+    bandwidth_gb_s: float
+
+
+@dataclass
+class TrafficLog:
+    """Bytes moved, counted once per transfer (by route class) and at both ends (per device)."""
+
+    by_route_class: dict[str, int] = field(default_factory=dict)
+    sent_by_device: dict[str, int] = field(default_factory=dict)
+    received_by_device: dict[str, int] = field(default_factory=dict)
+    by_link: dict[LinkId, int] = field(default_factory=dict)
+    transfers: int = 0
+
+    def add(self, route: Route, nbytes: int) -> None:
+        self.transfers += 1
+        self.by_route_class[route.route_class] = self.by_route_class.get(route.route_class, 0) + nbytes
+        self.sent_by_device[route.src] = self.sent_by_device.get(route.src, 0) + nbytes
+        self.received_by_device[route.dst] = self.received_by_device.get(route.dst, 0) + nbytes
+        for link in route.links:
+            self.by_link[link] = self.by_link.get(link, 0) + nbytes
+
+
+class Link:
+    """A capacity-1 FIFO resource for one directed link.
+
+    Same semantics as ``simpy.Resource(capacity=1)`` (first come, first served; the holder
+    hands the link straight to the next waiter on release), but taking a free link costs
+    no simpy event: most transfers find their links free, and this halves the events of a
+    large simulation.
+    """
+
+    __slots__ = ("busy", "waiting")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiting: deque[simpy.Event] = deque()
+
+    def release(self) -> None:
+        if self.waiting:
+            self.waiting.popleft().succeed()  # ownership passes on; the link stays busy
+        else:
+            self.busy = False
+
+
+class Network:
+    """``fifo`` model: links of ``cluster`` as capacity-1 resources in ``env``.
+
+    ``bandwidth_scale`` multiplies every link's bandwidth (what-if studies and the
+    monotonicity property tests). ``link_fits`` maps a route class (``PIX``, ``SYS``, …) to a
+    measured ``LinkFit`` (``latency_us``, ``bandwidth_gb_s``: what ``pfplan profile links``
+    fits); transfers on routes of that class take the measured latency and bandwidth in
+    place of the topology's data-sheet figures (under contention, the route's links count
+    as scaled by measured / data-sheet bottleneck bandwidth).
+    """
+
+    def __init__(self, env: simpy.Environment, cluster: ClusterGraph, *, bandwidth_scale: float = 1.0,
+                 link_fits: dict[str, LinkFit] | None = None) -> None:
+        self.env = env
+        self.cluster = cluster
+        self.bandwidth_scale = bandwidth_scale
+        self.link_fits = dict(link_fits or {})
+        self.traffic = TrafficLog()
+        self._links: dict[LinkId, Link] = {}
+        self._order: dict[tuple[LinkId, ...], tuple[Link, ...]] = {}
+
+    def _held_links(self, links: tuple[LinkId, ...]) -> tuple[Link, ...]:
+        """The route's links as resources, in the one global acquisition order (sorted ids)."""
+        out = self._order.get(links)
+        if out is None:
+            out = self._order[links] = tuple(self._links.setdefault(link, Link()) for link in sorted(links))
+        return out
+
+    def duration_s(self, route: Route, nbytes: float, messages: int = 1) -> float:
+        """Time of a transfer alone on ``route``: ``messages`` latencies plus bytes over the bottleneck."""
+        if not route.links:
+            return 0.0
+        return messages * self.latency_s(route) + nbytes / self.route_bytes_per_s(route)
+
+    def latency_s(self, route: Route) -> float:
+        fit = self.link_fits.get(route.route_class)
+        return (fit.latency_us if fit else route.latency_us) * 1e-6
+
+    def route_bytes_per_s(self, route: Route) -> float:
+        """The route's speed alone: the measured fit of its class, else its bottleneck link."""
+        fit = self.link_fits.get(route.route_class)
+        return (fit.bandwidth_gb_s if fit else route.bottleneck_gb_s) * 1e9 * self.bandwidth_scale
+
+    def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
+        """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""
+        route = self.cluster.route(src, dst)
+        if not route.links or (nbytes <= 0 and messages <= 0):
+            return
+        self.traffic.add(route, int(nbytes))
+        links = self._held_links(route.links)
+        for link in links:
+            if link.busy:
+                turn = self.env.event()
+                link.waiting.append(turn)
+                yield turn
+            else:
+                link.busy = True
+        yield self.env.timeout(self.duration_s(route, nbytes, messages))
+        for link in links:
+            link.release()
+
+
+class _Flow:
+    """A transfer in flight under the fair-share model."""
+
+    __slots__ = ("remaining", "latency_left", "links", "speed", "rate", "updated", "version", "done")
+
+    def __init__(self, nbytes: float, latency_s: float, links: tuple["_FairLink", ...], speed: float,
+                 done: simpy.Event) -> None:
+        self.remaining = float(nbytes)
+        self.latency_left = latency_s
+        self.links = links
+        self.speed = speed
+        """Measured / data-sheet speed of the route (1 without a link fit)."""
+        self.rate = 0.0
+        self.updated = 0.0
+        self.version = 0
+        self.done = done
+
+
+class _FairLink:
+    __slots__ = ("bytes_per_s", "flows")
+
+    def __init__(self, bytes_per_s: float) -> None:
+        self.bytes_per_s = bytes_per_s
+        self.flows: dict[_Flow, None] = {}  # insertion-ordered: deterministic iteration
+
+
+class FairShareNetwork(Network):
+    """``fair`` model: every link's bandwidth shared equally by the transfers crossing it.
+
+    A transfer first pays its route latency, during which it already counts as a user of
+    its links (the latency is microseconds; this keeps one event per uncontended transfer),
+    then moves its bytes at ``min over its links of bandwidth / users``. When a transfer
+    starts or ends, the transfers sharing a link with it get their progress brought up to
+    date and a new rate, and their completion is rescheduled (stale completions are
+    ignored by version number).
+    """
+
+    def __init__(self, env: simpy.Environment, cluster: ClusterGraph, *, bandwidth_scale: float = 1.0,
+                 link_fits: dict[str, LinkFit] | None = None) -> None:
+        super().__init__(env, cluster, bandwidth_scale=bandwidth_scale, link_fits=link_fits)
+        self._fair_links: dict[LinkId, _FairLink] = {}
+        self._fair_routes: dict[tuple[LinkId, ...], tuple[_FairLink, ...]] = {}
+
+    def _route_links(self, route: Route) -> tuple[_FairLink, ...]:
+        out = self._fair_routes.get(route.links)
+        if out is None:
+            made = []
+            for link in route.links:
+                state = self._fair_links.get(link)
+                if state is None:
+                    bandwidth = self.cluster.link(link)["bandwidth_gb_s"] * 1e9 * self.bandwidth_scale
+                    state = self._fair_links[link] = _FairLink(bandwidth)
+                made.append(state)
+            out = self._fair_routes[route.links] = tuple(made)
+        return out
+
+    def _advance(self, flow: _Flow, now: float) -> None:
+        elapsed = now - flow.updated
+        if elapsed > 0:
+            waiting = min(flow.latency_left, elapsed)
+            flow.latency_left -= waiting
+            flow.remaining = max(flow.remaining - flow.rate * (elapsed - waiting), 0.0)
+        flow.updated = now
+
+    def _reschedule(self, flow: _Flow) -> None:
+        flow.rate = flow.speed * min(link.bytes_per_s / len(link.flows) for link in flow.links)
+        flow.version += 1
+        version = flow.version
+        timer = self.env.timeout(flow.latency_left + flow.remaining / flow.rate)
+        timer.callbacks.append(lambda _ev, f=flow, v=version: self._finish(f, v))
+
+    def _neighbours(self, flow: _Flow) -> dict[_Flow, None]:
+        out: dict[_Flow, None] = {}
+        for link in flow.links:
+            for other in link.flows:
+                if other is not flow:
+                    out[other] = None
+        return out
+
+    def _finish(self, flow: _Flow, version: int) -> None:
+        if version != flow.version:
+            return  # rescheduled since
+        now = self.env.now
+        neighbours = self._neighbours(flow)
+        for other in neighbours:
+            self._advance(other, now)
+        for link in flow.links:
+            del link.flows[flow]
+        for other in neighbours:
+            self._reschedule(other)
+        flow.done.succeed()
+
+    def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
+        """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""
+        route = self.cluster.route(src, dst)
+        if not route.links or (nbytes <= 0 and messages <= 0):
+            return
+        self.traffic.add(route, int(nbytes))
+        now = self.env.now
+        speed = self.route_bytes_per_s(route) / (route.bottleneck_gb_s * 1e9 * self.bandwidth_scale)
+        flow = _Flow(nbytes, messages * self.latency_s(route), self._route_links(route), speed, self.env.event())
+        flow.updated = now
+        neighbours: dict[_Flow, None] = {}
+        for link in flow.links:
+            for other in link.flows:
+                neighbours[other] = None
+        for other in neighbours:
+            self._advance(other, now)
+        for link in flow.links:
+            link.flows[flow] = None
+        for other in neighbours:
+            self._reschedule(other)
+        self._reschedule(flow)
+        yield flow.done
+
+
+NETWORK_MODELS = {"fair": FairShareNetwork, "fifo": Network}
+"""Contention model name → network class (see the module docstring)."""
