@@ -15,8 +15,8 @@ dozen blocks and stages an exact dynamic programme is instant:
     best[k][j] = min over i < j of max(best[k-1][i], cost(i, j))
 
 where ``cost(i, j)`` is blocks ``i..j-1`` plus the stage's extras. Worked example: block
-costs ``[1, 1, 1, 1, 1, 1]``, embed 1, final 0, 2 stages → ``[2, 4]`` (stage 0 pays 1 + 2,
-stage 1 pays 4), not the even ``[3, 3]`` (4 and 3).
+costs ``[1, 1, 1, 1, 1, 1]``, embed 2, final 0, 2 stages → ``[2, 4]`` (stage 0 pays 2 + 2,
+stage 1 pays 4), not the even ``[3, 3]`` (5 and 3).
 """
 
 from __future__ import annotations
