@@ -1,0 +1,66 @@
+"""Collectives as sets of point-to-point transfers on the real routes, joined with ``env.all_of``.
+
+Each algorithm is decomposed into rounds; in a round every rank sends one chunk to one peer
+over the topology route between their devices, and the next round starts when all the
+round's transfers are done (NCCL's ring and pairwise algorithms are round-synchronous to a
+good approximation). Because the chunks travel through :class:`~simulator.network.Network`,
+rounds whose routes share a link (two GPUs behind one PCIe uplink) take longer, exactly as
+the hardware would make them.
+
+``messages`` lets a caller fold several identical collectives (say one per layer of a
+pipeline stage) into one: the bytes are the total, and each round pays the route latency
+``messages`` times. Closed form for a ring all-reduce of ``S`` bytes on ``n`` ranks over
+disjoint links of bandwidth ``B`` and latency ``α``: ``2(n−1)/n · S/B + 2(n−1)·α``.
+"""
+
+from __future__ import annotations
+
+from typing import Generator, Sequence
+
+from simulator.network import Network
+
+
+def _round(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: int) -> Generator:
+    procs = [net.env.process(net.transfer(src, dst, int(nbytes), messages)) for src, dst in pairs if src != dst]
+    if procs:
+        yield net.env.all_of(procs)
+
+
+def ring_rounds(net: Network, devices: Sequence[str], chunk_bytes: float, rounds: int,
+                messages: int = 1) -> Generator:
+    """``rounds`` rounds of every rank sending ``chunk_bytes`` to the next rank of the ring."""
+    n = len(devices)
+    if n < 2:
+        return
+    pairs = [(devices[i], devices[(i + 1) % n]) for i in range(n)]
+    for _ in range(rounds):
+        yield from _round(net, pairs, chunk_bytes, messages)
+
+
+def all_reduce(net: Network, devices: Sequence[str], nbytes: float, messages: int = 1) -> Generator:
+    """Ring all-reduce of a ``nbytes`` buffer: reduce-scatter then all-gather, 2(n−1) rounds of nbytes/n."""
+    n = len(devices)
+    yield from ring_rounds(net, devices, nbytes / max(n, 1), 2 * (n - 1), messages)
+
+
+def all_gather(net: Network, devices: Sequence[str], bytes_per_rank: float, messages: int = 1) -> Generator:
+    """Ring all-gather: n−1 rounds, each rank forwarding one rank's ``bytes_per_rank`` block."""
+    yield from ring_rounds(net, devices, bytes_per_rank, len(devices) - 1, messages)
+
+
+def all_to_all(net: Network, devices: Sequence[str], bytes_per_rank: float, messages: int = 1) -> Generator:
+    """Pairwise all-to-all of a ``bytes_per_rank`` buffer: in round k rank i sends 1/n of it to rank i+k."""
+    n = len(devices)
+    for k in range(1, n):
+        pairs = [(devices[i], devices[(i + k) % n]) for i in range(n)]
+        yield from _round(net, pairs, bytes_per_rank / n, messages)
+
+
+def exchange(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: int = 1) -> Generator:
+    """One round of simultaneous point-to-point sends (CFG's prediction swap, stage-to-stage sends)."""
+    yield from _round(net, pairs, nbytes, messages)
+
+
+ALGORITHMS = {"all_reduce": all_reduce, "all_gather": all_gather, "all_to_all": all_to_all,
+              "ring_pass": all_gather}
+"""Collective kind → algorithm; a ring-attention K/V pass moves data like an all-gather."""

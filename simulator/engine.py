@@ -1,0 +1,245 @@
+"""The simpy engine: runs a plan's schedule on the topology's links and reports what would happen.
+
+:func:`simulate` builds the :class:`~simulator.workload.Workload`, one simpy actor per stage
+group (see :mod:`simulator.strategies.pipefusion`), and a :class:`~simulator.network.Network`
+of link resources; compute times come only from the cost model's ``layer_time_s``. Each
+actor records what it did when (compute, embeddings, final layer, exposed communication,
+waiting); from that the engine derives the latency, its breakdown, utilisation, traffic
+and, on request, a Chrome trace. Time is in seconds throughout (``TIME_UNIT_S``). The same
+inputs give the same event log: simpy orders simultaneous events by creation order, and
+nothing here is random.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Generator
+
+import simpy
+
+from profiles.cost_model import EMBED, FINAL, CostModel, LayerShape
+from profiles.models import ModelPreset
+from profiles.topology_graph import ClusterGraph
+from simulator import collectives
+from simulator.memory import MemoryBreakdown
+from simulator.network import Network, TrafficLog
+from simulator.plan import ParallelPlan, Prediction
+from simulator.strategies import registry
+from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy
+from simulator.strategies.cfg import prediction_bytes
+from simulator.strategies.pipefusion import cfg_key, stage_actor
+from simulator.trace import Trace
+from simulator.workload import INNER_AXES, Actor, Workload, build_workload
+
+TIME_UNIT_S = 1.0
+"""simpy time is in seconds."""
+
+BREAKDOWN_KEYS = ("warmup", "embed", "compute", "final", "scheduler", "exposed_communication", "bubble")
+
+
+@dataclass(frozen=True)
+class SimEvent:
+    """One interval of one stage group's timeline (all its ranks do the same thing)."""
+
+    start_s: float
+    end_s: float
+    actor: str
+    cat: str
+    name: str
+    step: int | None = None
+    patch: int | None = None
+    stage: int | None = None
+    ranks: tuple[int, ...] = ()
+    args: tuple[tuple[str, Any], ...] = ()
+
+    def brief(self) -> tuple:
+        """``(actor, cat, step, patch, start, end)`` with times rounded: what timeline tests compare."""
+        return (self.actor, self.cat, self.step, self.patch, round(self.start_s, 9), round(self.end_s, 9))
+
+
+@dataclass(frozen=True)
+class PassCost:
+    compute_s: float
+    embed_s: float
+    final_s: float
+    local_query_tokens: int
+    specs: tuple[CollectiveSpec, ...]
+
+
+@dataclass
+class SimulationResult:
+    prediction: Prediction
+    fits: bool
+    oom: list[str]
+    utilisation: dict[str, float]
+    memory: dict[str, MemoryBreakdown]
+    traffic: TrafficLog
+    events: list[SimEvent] = field(default_factory=list)
+    """Every recorded interval when ``record_trace`` (else empty)."""
+    trace: Trace | None = None
+
+    @property
+    def latency_s(self) -> float:
+        return self.prediction.latency_s
+
+    def log(self) -> list[tuple]:
+        return [e.brief() for e in self.events]
+
+
+class Simulation:
+    """One run: the environment, the network, the actors' records. Not reusable across runs."""
+
+    def __init__(self, plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
+                 *, record: bool = False, bandwidth_scale: float = 1.0, dtype_bytes: int = 2) -> None:
+        self.plan, self.model, self.cluster, self.cost_model = plan, model, cluster, cost_model
+        self.env = simpy.Environment()
+        self.net = Network(self.env, cluster, bandwidth_scale=bandwidth_scale)
+        self.work: Workload = build_workload(plan, model, cluster, dtype_bytes=dtype_bytes)
+        reg = registry()
+        self.strategies: list[tuple[StageStrategy, int]] = [
+            (reg.get(axis)(), self.work.degrees[axis]) for axis in INNER_AXES if self.work.degrees[axis] > 1]
+        self.record = record
+        self.events: list[SimEvent] = []
+        self.totals: dict[str, dict[str, float]] = {a.label: {} for a in self.work.actors}
+        self.after_warmup: dict[str, dict[str, float]] = {a.label: {} for a in self.work.actors}
+        self.warmup_end_s = 0.0
+        self._events: dict[tuple, simpy.Event] = {}
+        self._costs: dict[tuple, PassCost] = {}
+        self._layer_costs: dict[LayerShape, float] = {}
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def event(self, key: tuple) -> simpy.Event:
+        ev = self._events.get(key)
+        if ev is None:
+            ev = self._events[key] = self.env.event()
+        return ev
+
+    def note(self, actor: Actor, start: float, end: float, cat: str, name: str, **tags: Any) -> None:
+        """Account ``[start, end)`` to ``cat`` on ``actor`` (and keep the event when recording)."""
+        step = tags.pop("step", None)
+        if end > start:
+            totals = self.totals[actor.label]
+            totals[cat] = totals.get(cat, 0.0) + end - start
+            if step is None or step >= self.work.warmup_steps:
+                clipped = max(start, self.warmup_end_s)
+                if end > clipped:
+                    after = self.after_warmup[actor.label]
+                    after[cat] = after.get(cat, 0.0) + end - clipped
+        if self.record and end > start:
+            patch, stage = tags.pop("patch", None), tags.pop("stage", None)
+            self.events.append(SimEvent(start, end, actor.label, cat, name, step, patch, stage, actor.ranks,
+                                        tuple(sorted(tags.items()))))
+
+    def record_wait(self, actor: Actor, start: float, end: float, sent_at: float, **tags: Any) -> None:
+        """Split a wait for input into bubble (the data was not sent yet) and exposed communication."""
+        split = min(max(sent_at, start), end)
+        self.note(actor, start, split, "bubble", "wait", **dict(tags))
+        self.note(actor, split, end, "exposed_communication", "recv", **dict(tags))
+
+    # -- costs ----------------------------------------------------------------------------
+    def _layer_s(self, shape: LayerShape) -> float:
+        for strategy, degree in self.strategies:
+            shape = strategy.shard(shape, degree)
+        t = self._layer_costs.get(shape)
+        if t is None:
+            t = self._layer_costs[shape] = float(self.cost_model.layer_time_s(shape))
+        return t
+
+    def pass_cost(self, stage: int, item: int | None, *, warmup: bool) -> PassCost:
+        key = (stage, item, warmup)
+        cost = self._costs.get(key)
+        if cost is not None:
+            return cost
+        work = self.work
+        q, k, b = work.tokens(item), work.image_tokens, work.batch
+        compute = sum(self._layer_s(LayerShape(kind, q, k, b)) for kind in work.stage_kinds[stage])
+        embed = self._layer_s(LayerShape(EMBED, q, q, b)) if stage == 0 else 0.0
+        final = self._layer_s(LayerShape(FINAL, q, q, b)) if stage == work.stages - 1 else 0.0
+        local = LayerShape(work.stage_kinds[stage][0], q, k, b)
+        for strategy, degree in self.strategies:
+            local = strategy.shard(local, degree)
+        pw = PassWork(q, k, b, len(work.stage_kinds[stage]), work.hidden, work.dtype_bytes, warmup,
+                      prediction_bytes(self.model, q, work.dtype_bytes))
+        specs = tuple(spec for strategy, degree in self.strategies
+                      for spec in strategy.collectives(pw, degree, local.query_tokens))
+        cost = self._costs[key] = PassCost(compute, embed, final, local.query_tokens, specs)
+        return cost
+
+    # -- actions (simpy generators) ---------------------------------------------------------
+    def compute(self, actor: Actor, seconds: float, cat: str, name: str, **tags: Any) -> Generator:
+        if seconds <= 0:
+            return
+        start = self.env.now
+        yield self.env.timeout(seconds)
+        self.note(actor, start, self.env.now, cat, name, **tags)
+
+    def collective(self, actor: Actor, spec: CollectiveSpec) -> Generator:
+        algorithm = collectives.ALGORITHMS[spec.kind]
+        procs = [self.env.process(algorithm(self.net, group, spec.bytes_per_rank, spec.messages))
+                 for group in self.work.inner_groups(actor, spec.axis) if len(group) > 1]
+        if procs:
+            yield self.env.all_of(procs)
+
+    def stage_pass(self, actor: Actor, cost: PassCost, **tags: Any) -> Generator:
+        env = self.env
+        start = env.now
+        background = [env.process(self.collective(actor, s)) for s in cost.specs if s.overlapped]
+        yield env.timeout(cost.compute_s)
+        self.note(actor, start, env.now, "compute", "blocks", **dict(tags))
+        if background:
+            waited = env.now
+            yield env.all_of(background)
+            self.note(actor, waited, env.now, "exposed_communication", "overlapped-collective", **dict(tags))
+        for spec in cost.specs:
+            if not spec.overlapped:
+                began = env.now
+                yield from self.collective(actor, spec)
+                self.note(actor, began, env.now, "exposed_communication", f"{spec.kind}:{spec.axis}",
+                          **dict(tags), bytes=int(spec.bytes_per_rank))
+
+    def send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str,
+             **tags: Any) -> Generator:
+        """Point-to-point from each rank of ``actor`` to the same-position rank of ``peer``; then fire ``key``."""
+        start = self.env.now
+        pairs = list(zip(actor.devices, peer.devices))
+        yield from collectives.exchange(self.net, pairs, nbytes_per_rank)
+        if self.record and self.env.now > start:
+            route = self.cluster.route(*pairs[0])
+            self.events.append(SimEvent(start, self.env.now, actor.label, "send", name, tags.get("step"),
+                                        tags.get("patch"), tags.get("stage"), actor.ranks,
+                                        (("bytes", nbytes_per_rank), ("peer", peer.ranks[0]),
+                                         ("route_class", route.route_class))))
+        self.event(key).succeed(start)
+        if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
+            self.warmup_end_s = max(self.warmup_end_s, self.env.now)
+
+    def cfg_exchange(self, actor: Actor, nbytes: int, **tags: Any) -> Generator:
+        """Swap noise predictions with the other CFG group's last stage; wait for both directions."""
+        step, item = tags["step"], tags["patch"]
+        peer = self.work.actor(actor.data, 1 - actor.cfg, actor.stage)
+        began = self.env.now
+        own = self.env.process(collectives.exchange(self.net, list(zip(actor.devices, peer.devices)), nbytes))
+        mine = self.event(cfg_key(actor, step, item))
+        own.callbacks.append(lambda _ev: mine.succeed(self.env.now))
+        yield self.env.all_of([own, self.event(cfg_key(peer, step, item))])
+        self.note(actor, began, self.env.now, "exposed_communication", "cfg-exchange", **tags)
+
+    # -- run ------------------------------------------------------------------------------
+    def run(self) -> SimulationResult:
+        for actor in self.work.actors:
+            self.env.process(stage_actor(self, actor))
+        self.env.run()
+        return summarise(self)
+
+
+def summarise(sim: Simulation) -> SimulationResult:
+    from simulator.summary import build_result
+
+    return build_result(sim)
+
+
+def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *,
+             record_trace: bool = False, bandwidth_scale: float = 1.0, dtype_bytes: int = 2) -> SimulationResult:
+    """Simulate one generation of ``plan``; ``record_trace`` also keeps every event and builds a Trace."""
+    return Simulation(plan, model, cluster, cost_model, record=record_trace, bandwidth_scale=bandwidth_scale,
+                      dtype_bytes=dtype_bytes).run()

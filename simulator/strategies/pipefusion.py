@@ -1,0 +1,94 @@
+"""PipeFusion's displaced patch pipeline, the schedule every plan runs (one stage when it is off).
+
+Each stage group is one simpy actor that works through its items in order: the whole image
+in each of the ``W`` synchronous warm-up steps, then patch ``m`` of step ``t`` for every
+later step. An item starts on stage ``d`` when its input has arrived: from stage ``d−1``
+(the patch's activations), or, on stage 0, the patch's latent sent back by the last stage
+after its scheduler step of step ``t−1``. Sends are asynchronous, so with free communication
+stage ``d`` runs patch ``m`` of step ``t`` at micro-step ``t·M + m + d`` (after warm-up),
+the pipeline fills once per image when ``M ≥ N`` and idles when ``M < N``. With ``W = T``
+every step is a synchronous full-image pass through the stages: no staleness benefit.
+
+Stage 0 also runs the embeddings, the last stage the final layer, the CFG exchange (when
+CFG parallel) and the scheduler. HunyuanDiT's long skips are extra sends from the stage of
+a skip's source block to the stage of its mirror block, which waits for them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Generator
+
+from simulator.strategies.cfg import prediction_bytes
+from simulator.workload import Actor
+
+if TYPE_CHECKING:
+    from simulator.engine import Simulation
+
+
+def input_key(actor: Actor, stage: int, step: int, item: int | None) -> tuple:
+    return ("in", actor.data, actor.cfg, stage, step, item)
+
+
+def return_key(actor: Actor, step: int, item: int | None) -> tuple:
+    return ("ret", actor.data, actor.cfg, step, item)
+
+
+def skip_key(actor: Actor, src: int, dst: int, step: int, item: int | None) -> tuple:
+    return ("skip", actor.data, actor.cfg, src, dst, step, item)
+
+
+def cfg_key(actor: Actor, step: int, item: int | None) -> tuple:
+    return ("cfg", actor.data, actor.cfg, step, item)
+
+
+def dependencies(sim: Simulation, actor: Actor, step: int, item: int | None) -> list:
+    """The events item (step, item) waits for on ``actor``'s stage."""
+    work = sim.work
+    deps = []
+    if actor.stage == 0:
+        if step > 0:
+            previous = item if item is not None and work.items(step - 1) != [None] else None
+            deps.append(sim.event(return_key(actor, step - 1, previous)))
+    else:
+        deps.append(sim.event(input_key(actor, actor.stage, step, item)))
+    for (src, dst) in work.skip_layers:
+        if dst == actor.stage:
+            deps.append(sim.event(skip_key(actor, src, dst, step, item)))
+    return deps
+
+
+def stage_actor(sim: Simulation, actor: Actor) -> Generator:
+    """The simpy process of one stage group."""
+    env, work = sim.env, sim.work
+    last = work.stages - 1
+    for step in range(work.steps):
+        for item in work.items(step):
+            tags = {"step": step, "patch": item, "stage": actor.stage}
+            deps = dependencies(sim, actor, step, item)
+            if deps:
+                waited_from = env.now
+                yield env.all_of(deps)
+                sent_at = max(e.value for e in deps)
+                sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
+            cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps)
+            if actor.stage == 0:
+                yield from sim.compute(actor, cost.embed_s, "embed", "embed", **tags)
+            yield from sim.stage_pass(actor, cost, **tags)
+            tokens = cost.local_query_tokens
+            activation = tokens * work.hidden * work.batch * work.dtype_bytes
+            for (src, dst), count in work.skip_layers.items():
+                if src == actor.stage:
+                    peer = work.actor(actor.data, actor.cfg, dst)
+                    env.process(sim.send(actor, peer, activation * count, skip_key(actor, src, dst, step, item),
+                                         "skip", **tags))
+            if actor.stage < last:
+                peer = work.actor(actor.data, actor.cfg, actor.stage + 1)
+                env.process(sim.send(actor, peer, activation, input_key(actor, actor.stage + 1, step, item),
+                                     "activations", **tags))
+                continue
+            yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
+            latent = prediction_bytes(sim.model, tokens, work.dtype_bytes)
+            if work.degrees["cfg"] > 1:
+                yield from sim.cfg_exchange(actor, latent, **tags)
+            peer = work.actor(actor.data, actor.cfg, 0)
+            env.process(sim.send(actor, peer, latent, return_key(actor, step, item), "latent", **tags))

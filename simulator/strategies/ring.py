@@ -1,0 +1,36 @@
+"""Ring attention sequence parallelism: K/V blocks travel around the ring, overlapped with attention.
+
+Each of ``r`` ranks holds ``q/r`` query tokens and ``k/r`` keys/values of the item. For
+every attention layer the K/V blocks make ``r−1`` hops around the ring while each rank
+computes partial attention on the block it holds, so the transfers overlap compute. The
+simulator overlaps a pass's ring traffic with the whole pass's compute (an optimistic
+reading: in reality only the attention part can hide it) and charges what sticks out as
+exposed communication.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from profiles.cost_model import LayerShape
+from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy, ceil_div
+
+
+class Ring(StageStrategy):
+    name = "ring"
+    axis = "ring"
+
+    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
+        text = shape.text_query_tokens
+        return replace(shape, query_tokens=ceil_div(shape.query_tokens, degree),
+                       text_query_tokens=None if text is None else ceil_div(text, degree))
+
+    def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
+        if degree < 2:
+            return []
+        # K and V of this rank's share of the keys, per layer (heads already split by Ulysses
+        # when both are on: local_query_tokens then counts the Ulysses share too).
+        # K/V block = (k/r tokens) × (h/u): k × local/q with local = q/(u·r).
+        kv_share = work.kv_tokens * local_query_tokens / max(work.query_tokens, 1)
+        per_layer = 2 * kv_share * work.hidden * work.batch * work.dtype_bytes
+        return [CollectiveSpec("ring", "ring_pass", per_layer * work.layers, work.layers, overlapped=True)]

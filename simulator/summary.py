@@ -1,0 +1,97 @@
+"""From a finished simulation to its result: latency breakdown, utilisation, memory, traffic, trace.
+
+The breakdown is read off one *reference* stage group: the one busiest after the warm-up
+(compute, embeddings, final layer and exposed communication together), i.e. the
+bottleneck of the steady state. ``warmup`` is the wall time until the last warm-up step's
+latent is back on stage 0; after it, the reference group's time is its compute, embed,
+final, exposed communication, and ``bubble`` (waiting for input that was not sent yet).
+The keys sum to the latency. The scheduler step and the VAE decode are not priced (the cost
+model has no such layers): ``scheduler`` is reported as 0.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from simulator.memory import capacity_bytes, memory_per_device, oom_messages
+from simulator.plan import Prediction
+from simulator.strategies.data import throughput_images_per_s
+from simulator.trace import Trace, TraceEvent, TraceMeta, track_names
+
+if TYPE_CHECKING:
+    from simulator.engine import Simulation, SimulationResult
+
+BUSY = ("embed", "compute", "final")
+
+
+def breakdown(sim: Simulation, latency_s: float) -> dict[str, float]:
+    warm = min(sim.warmup_end_s, latency_s) if sim.work.warmup_steps > 0 else 0.0
+    if sim.work.warmup_steps >= sim.work.steps:
+        warm = latency_s
+    labels = [a.label for a in sim.work.actors]
+
+    def busy(label: str) -> float:
+        after = sim.after_warmup[label]
+        return sum(after.get(k, 0.0) for k in (*BUSY, "exposed_communication"))
+
+    ref = max(labels, key=lambda label: (busy(label), -labels.index(label)))
+    after = sim.after_warmup[ref] if warm < latency_s else {}
+    out = {"warmup": warm}
+    for key in ("embed", "compute", "final"):
+        out[key] = after.get(key, 0.0)
+    out["scheduler"] = 0.0
+    out["exposed_communication"] = after.get("exposed_communication", 0.0)
+    out["bubble"] = max(latency_s - warm - sum(out[k] for k in ("embed", "compute", "final",
+                                                                    "exposed_communication")), 0.0)
+    return out
+
+
+def utilisation(sim: Simulation, latency_s: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for actor in sim.work.actors:
+        busy = sum(sim.totals[actor.label].get(k, 0.0) for k in BUSY)
+        for device in actor.devices:
+            out[device] = busy / latency_s if latency_s > 0 else 0.0
+    return {device: out[device] for device in sim.work.devices}
+
+
+def build_trace(sim: Simulation, latency_s: float) -> Trace:
+    events = track_names(len(sim.work.devices))
+    for ev in sim.events:
+        args = {"step": ev.step, "patch": ev.patch, "stage": ev.stage, **dict(ev.args)}
+        if ev.step is not None:
+            args["warmup"] = ev.step < sim.work.warmup_steps
+        if ev.cat == "compute" and ev.stage is not None:
+            layers = sim.plan.stage_layers(sim.model)[ev.stage]
+            args["layers"] = f"{layers.start}-{layers.stop - 1}"
+            args["layer"] = layers.start
+        cat = {"exposed_communication": "collective", "bubble": "wait"}.get(ev.cat, ev.cat)
+        if ev.name == "recv":
+            cat = "recv"
+        for rank in ev.ranks:
+            events.append(TraceEvent(name=ev.name, cat=cat, ts=ev.start_s * 1e6, dur=(ev.end_s - ev.start_s) * 1e6,
+                                     tid=rank, args={k: v for k, v in args.items() if v is not None}))
+    meta = TraceMeta(source="simulated", model=sim.model.name,
+                     plan=sim.plan.model_dump(mode="json", exclude={"prediction", "provenance"}),
+                     device=sim.cost_model.name, latency_s=latency_s)
+    return Trace(traceEvents=events, metadata=meta)
+
+
+def build_result(sim: Simulation) -> SimulationResult:
+    from simulator.engine import SimulationResult
+
+    latency = float(sim.env.now)
+    memory = memory_per_device(sim.plan, sim.model, sim.cluster, dtype_bytes=sim.work.dtype_bytes)
+    oom = oom_messages(memory, sim.cluster)
+    prediction = Prediction(
+        latency_s=latency,
+        breakdown_s=breakdown(sim, latency),
+        peak_memory_bytes={d: m.total for d, m in memory.items()},
+        memory_capacity_bytes={d: capacity_bytes(sim.cluster, d) for d in memory},
+        bytes_by_route_class=dict(sorted(sim.net.traffic.by_route_class.items())),
+        throughput_images_per_s=throughput_images_per_s(sim.plan, latency),
+        cost_model=sim.cost_model.name,
+    )
+    return SimulationResult(prediction=prediction, fits=not oom, oom=oom, utilisation=utilisation(sim, latency),
+                            memory=memory, traffic=sim.net.traffic, events=list(sim.events),
+                            trace=build_trace(sim, latency) if sim.record else None)
