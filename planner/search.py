@@ -129,11 +129,11 @@ def prepare(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,
 
 
 def simulate_prediction(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,
-                        cost_model: CostModel) -> tuple[Prediction | None, str | None]:
+                        cost_model: CostModel, dtype_bytes: int) -> tuple[Prediction | None, str | None]:
     """The simulator's prediction, or why the simulated run does not fit."""
     from simulator.engine import simulate
 
-    result = simulate(plan, model, cluster, cost_model)
+    result = simulate(plan, model, cluster, cost_model, dtype_bytes=dtype_bytes)
     if not result.fits:
         worst = max(result.prediction.peak_memory_bytes, key=result.prediction.peak_memory_bytes.get,
                     default=None)
@@ -152,7 +152,7 @@ def baseline_latency(model: ModelPreset, cluster: ClusterGraph, cost_model: Cost
     peak, capacity, _ = memory_check(serial, model, cluster, dtype_bytes)
     if peak > capacity:
         return None
-    prediction, _ = simulate_prediction(serial, model, cluster, cost_model)
+    prediction, _ = simulate_prediction(serial, model, cluster, cost_model, dtype_bytes)
     return prediction.latency_s if prediction else None
 
 
@@ -190,7 +190,7 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
             counts["does_not_fit"] += 1
             rejected.append(Rejected(plan, does_not_fit(peak, capacity, device), peak))
             continue
-        estimate = estimate_latency_s(plan, model, cluster, cost_model)
+        estimate = estimate_latency_s(plan, model, cluster, cost_model, dtype_bytes=dtype_bytes)
         fitting.append((Candidate(plan, placement.name, estimate, peak, capacity, device, reason), shape))
     report("estimating", len(shapes), len(shapes))
     if not fitting:
@@ -213,7 +213,7 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
             variants = variants[:1]
         best: Candidate | None = None
         for plan, placement in variants:
-            prediction, why = simulate_prediction(plan, model, cluster, cost_model)
+            prediction, why = simulate_prediction(plan, model, cluster, cost_model, dtype_bytes)
             if prediction is None:
                 rejected.append(Rejected(plan, f"{why} (simulated, {placement.name} placement)"))
                 continue
