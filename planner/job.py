@@ -45,7 +45,8 @@ def run_search(cluster: ClusterGraph, model: ModelPreset, cost_model: CostModel,
                steps: int, settings: SearchSettings, topology: str) -> SearchResult:
     """Search with a transient progress bar on stderr."""
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+                  TimeElapsedColumn(), console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as bar:
         tasks: dict[str, object] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
