@@ -63,6 +63,10 @@ def finished_plan(report: SearchReport, *, provenance: Provenance) -> ParallelPl
              f"placement: {best.placement_name}"]
     if best.runnable_reason:
         notes.append(f"not runnable: {best.runnable_reason}")
+        runnable = next((r for r in report.candidates if r.runnable_reason is None), None)
+        if runnable is not None:
+            notes.append(f"best runnable plan: #{runnable.rank} {runnable.label} (M={runnable.plan.patches}), "
+                         f"{runnable.latency_s:.3g} s; rerun with --runnable-only to write it")
     return best.plan.model_copy(update={"provenance": provenance, "notes": notes})
 
 
@@ -114,5 +118,7 @@ def register(app: typer.Typer) -> None:
         if output is not None:
             out_console.print(f"wrote {output} ({plan.degrees.label()}, predicted {report.candidates[0].latency_s:.3g} s)",
                               markup=False)
+        for note in plan.notes[1:]:
+            out_console.print(f"note: {note}", markup=False)
 
     commands_capacity.register(app)

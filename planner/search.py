@@ -287,7 +287,7 @@ def breakdown_difference(cand: Candidate, best: Candidate) -> str:
         return ""
     text = f"{key.replace('_', ' ')} {mine[key]:.3g} s vs {theirs.get(key, 0.0):.3g} s"
     traffic = {k: v for k, v in cand.prediction.bytes_by_route_class.items() if v > 0}
-    if traffic and ("comm" in key or "wait" in key or "idle" in key or "bubble" in key):
+    if traffic and "comm" in key:
         slowest = max(traffic, key=lambda c: ("X", "NVL", "PIX", "PXB", "PHB", "SYS", "NET").index(c)
                       if c in ("X", "NVL", "PIX", "PXB", "PHB", "SYS", "NET") else -1)
         text += f" ({traffic[slowest] / GB:.2g} GB over {slowest} links)"
