@@ -1,0 +1,123 @@
+"""``pfplan simulate``: predict latency, memory and traffic of one plan on one topology.
+
+A thin shell over :func:`simulator.engine.simulate`: build or load the plan, check it, pick
+the cost model (a profile, or the topology GPU's analytic roofline), simulate, print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from planner.cli_app import out_console, print_json
+from profiles.costs import cost_model_for
+from profiles.errors import InputError
+from profiles.loading import load_model_file
+from profiles.models import load_model
+from profiles.topology_graph import load_cluster
+from simulator.engine import SimulationResult, simulate
+from simulator.memory import GIB
+from simulator.plan import ParallelPlan, parse_parallel_spec, validate
+from simulator.trace import write_trace
+
+
+def build_plan(*, plan_file: Optional[Path], parallel: Optional[str], model: Optional[str],
+               resolution: Optional[int], height: Optional[int], width: Optional[int],
+               steps: Optional[int], topology: Optional[str]) -> ParallelPlan:
+    """The plan from ``--plan`` or from ``--model``/``--parallel`` and friends (exactly one of the two)."""
+    if (plan_file is None) == (parallel is None):
+        raise InputError("give exactly one of --plan FILE or --parallel SPEC", field="--plan/--parallel")
+    if plan_file is not None:
+        plan = load_model_file(ParallelPlan, plan_file)
+        return plan.model_copy(update={"topology": topology or plan.topology})
+    if model is None:
+        raise InputError("--parallel needs --model", field="--model")
+    preset = load_model(model)
+    size = resolution or preset.default_resolution
+    fields = parse_parallel_spec(parallel or "")
+    try:
+        return ParallelPlan(model=model, height_px=height or size, width_px=width or size,
+                            steps=steps or preset.default_steps, topology=topology, **fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InputError(f"{where}: {err['msg']}", field="--parallel") from None
+
+
+def result_json(plan: ParallelPlan, result: SimulationResult) -> dict:
+    return {"plan": plan.model_dump(mode="json", exclude={"prediction", "provenance"}),
+            "prediction": result.prediction.model_dump(mode="json"), "fits": result.fits, "oom": result.oom,
+            "utilisation": result.utilisation,
+            "memory_bytes": {d: m.as_dict() for d, m in result.memory.items()}}
+
+
+def print_result(plan: ParallelPlan, result: SimulationResult, gpu_of: dict[str, str]) -> None:
+    p = result.prediction
+    out_console.print(f"{plan.model} {plan.height_px}×{plan.width_px}, {plan.steps} steps, {plan.degrees.label()}"
+                      f" (patches {plan.patches}, warm-up {plan.warmup_steps}) — cost model {p.cost_model}",
+                      markup=False)
+    out_console.print(f"predicted latency: {p.latency_s:.4f} s", markup=False)
+    table = Table(title="Where the time goes (bottleneck stage group)")
+    table.add_column("part")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    for key, value in p.breakdown_s.items():
+        table.add_row(key, f"{value:.4f}", f"{100 * value / p.latency_s:.1f}%" if p.latency_s else "-")
+    out_console.print(table)
+    mem = Table(title="Memory and utilisation per device (GiB)")
+    for col in ("device", "gpu", "parameters", "activations", "kv buffers", "receive", "total", "capacity",
+                "fits", "utilisation"):
+        mem.add_column(col, justify="left" if col in ("device", "gpu", "fits") else "right")
+    for device, m in result.memory.items():
+        cap = p.memory_capacity_bytes[device]
+        mem.add_row(device, gpu_of[device], *(f"{v / GIB:.2f}" for v in
+                                              (m.parameters, m.activations, m.kv_buffers, m.receive_buffers,
+                                               m.total, cap)),
+                    "yes" if m.total <= cap else "OOM", f"{100 * result.utilisation[device]:.1f}%")
+    out_console.print(mem)
+    for line in result.oom:
+        out_console.print(f"OOM {line}", markup=False)
+    traffic = ", ".join(f"{cls} {b / 1e9:.3f} GB" for cls, b in p.bytes_by_route_class.items()) or "none"
+    out_console.print(f"bytes moved by route class: {traffic}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("simulate")
+    def simulate_cmd(
+        model: Optional[str] = typer.Option(None, help="Model preset, preset file or diffusers config."),
+        resolution: Optional[int] = typer.Option(None, help="Square image side in pixels (default: the model's)."),
+        height: Optional[int] = typer.Option(None, help="Image height in pixels (overrides --resolution)."),
+        width: Optional[int] = typer.Option(None, help="Image width in pixels (overrides --resolution)."),
+        steps: Optional[int] = typer.Option(None, help="Diffusion steps (default: the model's)."),
+        topology: Optional[str] = typer.Option(None, help="Topology file or shipped name (pcie8)."),
+        profile: Optional[str] = typer.Option(None, help="Profile; default: the GPU's analytic roofline."),
+        plan_file: Optional[Path] = typer.Option(None, "--plan", help="plan.json to simulate."),
+        parallel: Optional[str] = typer.Option(None, help='Degrees, e.g. "pipefusion=8,patches=16,warmup=1".'),
+        trace: Optional[Path] = typer.Option(None, help="Write the simulated Chrome trace here."),
+        json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Predict the latency, memory and traffic of one plan."""
+        plan = build_plan(plan_file=plan_file, parallel=parallel, model=model, resolution=resolution,
+                          height=height, width=width, steps=steps, topology=topology)
+        if plan.topology is None:
+            raise InputError("a topology is needed (--topology NAME or the plan's topology field)",
+                             field="--topology")
+        preset = load_model(plan.model)
+        cluster = load_cluster(plan.topology)
+        validate(plan, preset, cluster, file=str(plan_file) if plan_file else "--parallel")
+        devices = plan.devices(cluster)
+        cost_model = cost_model_for(preset, cluster.gpu_of(devices[0]), profile)
+        result = simulate(plan, preset, cluster, cost_model, record_trace=trace is not None)
+        if trace is not None and result.trace is not None:
+            result.trace.metadata.command = "pfplan simulate"
+            write_trace(trace, result.trace)
+        if json_out:
+            print_json(result_json(plan, result))
+        else:
+            print_result(plan, result, cluster.device_gpu)
+            if trace is not None:
+                out_console.print(f"trace written to {trace}", markup=False)
