@@ -102,3 +102,17 @@ def test_a_model_that_fits_nowhere_is_one_clear_error(tmp_path):
         run(str(preset), "t4x4", 256)
     line = info.value.one_line()
     assert "no plan fits huge-one-block" in line and "GB >" in line and "\n" not in line
+
+
+def test_pipeline_plans_carry_the_balanced_split_and_placements_were_compared():
+    from planner.stage_split import choose_split
+
+    model, cluster, result = run("flux-dev", "pcie8", 1024, steps=28,
+                                 settings=SearchSettings(simulate_top=8, runnable_only=True))
+    cost = cost_model_for(model, "l40")
+    piped = [c for c in result.ranked if c.plan.degrees.pipefusion > 1]
+    assert piped
+    for c in piped:
+        assert c.plan.stage_split == choose_split(c.plan, model, cost)
+        assert len(c.plan.placement) == c.plan.world_size
+    assert {c.placement_name for c in result.ranked if c.simulated} <= {"greedy", "grouped", "topology", "reversed"}
