@@ -90,9 +90,13 @@ class SearchResult:
 @dataclass(frozen=True)
 class SearchSettings:
     objective: Objective = "latency"
+    """latency of one generation, or throughput (images/s, data replicas counted)."""
     min_warmup: int = 1
+    """Warm-up steps every stale strategy (PipeFusion, DistriFusion) runs: the quality floor."""
     max_devices: int | None = None
+    """Use at most this many devices (None: the whole cluster)."""
     runnable_only: bool = False
+    """Only plans pfrun executes today."""
     simulate_top: int = 10
     """How many shapes (best by estimate) the event simulator ranks."""
     placement_top: int = 4
