@@ -21,9 +21,11 @@ from simulator.network import Network
 
 
 def _round(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: int) -> Generator:
-    procs = [net.env.process(net.transfer(src, dst, int(nbytes), messages)) for src, dst in pairs if src != dst]
-    if procs:
-        yield net.env.all_of(procs)
+    moves = [(src, dst) for src, dst in pairs if src != dst]
+    if len(moves) == 1:  # one transfer: no process of its own needed
+        yield from net.transfer(moves[0][0], moves[0][1], int(nbytes), messages)
+    elif moves:
+        yield net.env.all_of([net.env.process(net.transfer(src, dst, int(nbytes), messages)) for src, dst in moves])
 
 
 def ring_rounds(net: Network, devices: Sequence[str], chunk_bytes: float, rounds: int,

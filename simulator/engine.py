@@ -106,6 +106,7 @@ class Simulation:
         self._events: dict[tuple, simpy.Event] = {}
         self._costs: dict[tuple, PassCost] = {}
         self._layer_costs: dict[LayerShape, float] = {}
+        self._groups: dict[tuple[str, str], list[list[str]]] = {}
 
     # -- bookkeeping ----------------------------------------------------------------------
     def event(self, key: tuple) -> simpy.Event:
@@ -175,10 +176,15 @@ class Simulation:
 
     def collective(self, actor: Actor, spec: CollectiveSpec) -> Generator:
         algorithm = collectives.ALGORITHMS[spec.kind]
-        procs = [self.env.process(algorithm(self.net, group, spec.bytes_per_rank, spec.messages))
-                 for group in self.work.inner_groups(actor, spec.axis) if len(group) > 1]
-        if procs:
-            yield self.env.all_of(procs)
+        key = (actor.label, spec.axis)
+        groups = self._groups.get(key)
+        if groups is None:
+            groups = self._groups[key] = [g for g in self.work.inner_groups(actor, spec.axis) if len(g) > 1]
+        if len(groups) == 1:
+            yield from algorithm(self.net, groups[0], spec.bytes_per_rank, spec.messages)
+        elif groups:
+            yield self.env.all_of([self.env.process(algorithm(self.net, g, spec.bytes_per_rank, spec.messages))
+                                   for g in groups])
 
     def stage_pass(self, actor: Actor, cost: PassCost, **tags: Any) -> Generator:
         env = self.env

@@ -14,6 +14,7 @@ contending transfers is the same, the order of their completions is not.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections import deque
 from typing import Generator
 
 import simpy
@@ -40,6 +41,28 @@ class TrafficLog:
             self.by_link[link] = self.by_link.get(link, 0) + nbytes
 
 
+class Link:
+    """A capacity-1 FIFO resource for one directed link.
+
+    Same semantics as ``simpy.Resource(capacity=1)`` (first come, first served; the holder
+    hands the link straight to the next waiter on release), but taking a free link costs
+    no simpy event: most transfers find their links free, and this halves the events of a
+    large simulation.
+    """
+
+    __slots__ = ("busy", "waiting")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiting: deque[simpy.Event] = deque()
+
+    def release(self) -> None:
+        if self.waiting:
+            self.waiting.popleft().succeed()  # ownership passes on; the link stays busy
+        else:
+            self.busy = False
+
+
 class Network:
     """Links of ``cluster`` as capacity-1 resources in ``env``.
 
@@ -52,13 +75,15 @@ class Network:
         self.cluster = cluster
         self.bandwidth_scale = bandwidth_scale
         self.traffic = TrafficLog()
-        self._links: dict[LinkId, simpy.Resource] = {}
+        self._links: dict[LinkId, Link] = {}
+        self._order: dict[tuple[LinkId, ...], tuple[Link, ...]] = {}
 
-    def _resource(self, link: LinkId) -> simpy.Resource:
-        res = self._links.get(link)
-        if res is None:
-            res = self._links[link] = simpy.Resource(self.env, capacity=1)
-        return res
+    def _held_links(self, links: tuple[LinkId, ...]) -> tuple[Link, ...]:
+        """The route's links as resources, in the one global acquisition order (sorted ids)."""
+        out = self._order.get(links)
+        if out is None:
+            out = self._order[links] = tuple(self._links.setdefault(link, Link()) for link in sorted(links))
+        return out
 
     def duration_s(self, route: Route, nbytes: float, messages: int = 1) -> float:
         """Time of a transfer alone on ``route``: ``messages`` latencies plus bytes over the bottleneck."""
@@ -72,13 +97,14 @@ class Network:
         if not route.links or (nbytes <= 0 and messages <= 0):
             return
         self.traffic.add(route, int(nbytes))
-        held = []
-        try:
-            for link in sorted(route.links):
-                req = self._resource(link).request()
-                held.append((link, req))
-                yield req
-            yield self.env.timeout(self.duration_s(route, nbytes, messages))
-        finally:
-            for link, req in held:
-                self._resource(link).release(req)
+        links = self._held_links(route.links)
+        for link in links:
+            if link.busy:
+                turn = self.env.event()
+                link.waiting.append(turn)
+                yield turn
+            else:
+                link.busy = True
+        yield self.env.timeout(self.duration_s(route, nbytes, messages))
+        for link in links:
+            link.release()

@@ -1,0 +1,77 @@
+"""Collectives decomposed into point-to-point rounds match their closed forms on uncontended routes."""
+
+from __future__ import annotations
+
+import pytest
+import simpy
+
+from profiles.topology_graph import load_cluster
+from simulator import collectives
+from simulator.network import Network
+from tests.simulator.fakes import star_cluster
+
+
+def run(cluster, algorithm, devices, nbytes, messages=1):
+    env = simpy.Environment()
+    net = Network(env, cluster)
+    env.process(algorithm(net, devices, nbytes, messages))
+    env.run()
+    return env.now, net
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_ring_all_reduce_closed_form_on_nvswitch(n):
+    cluster = load_cluster("a100-nvlink8")
+    devices = cluster.devices[:n]
+    route = cluster.route(devices[0], devices[1])
+    bandwidth, alpha = route.bottleneck_gb_s * 1e9, route.latency_us * 1e-6
+    size = 256 * 2 ** 20
+    took, net = run(cluster, collectives.all_reduce, devices, size)
+    closed = 2 * (n - 1) / n * size / bandwidth + 2 * (n - 1) * alpha
+    assert took == pytest.approx(closed, rel=0.01)
+    assert sum(net.traffic.by_route_class.values()) == pytest.approx(2 * (n - 1) * size, rel=1e-6)
+
+
+def test_all_gather_and_all_to_all_closed_forms_on_a_star():
+    cluster = star_cluster(4, bandwidth_gb_s=10.0, latency_us=3.0)
+    devices = cluster.devices
+    bandwidth, alpha = 10e9, 2 * 3e-6  # two links per route
+    size = 10 ** 8
+    took, _ = run(cluster, collectives.all_gather, devices, size)
+    assert took == pytest.approx(3 * (alpha + size / bandwidth), rel=0.01)
+    took, _ = run(cluster, collectives.all_to_all, devices, size)
+    assert took == pytest.approx(3 * (alpha + size / 4 / bandwidth), rel=0.01)
+
+
+def test_messages_multiply_latency_only():
+    cluster = star_cluster(2, bandwidth_gb_s=1.0, latency_us=100.0)
+    one, _ = run(cluster, collectives.all_reduce, cluster.devices, 10 ** 6, messages=1)
+    ten, _ = run(cluster, collectives.all_reduce, cluster.devices, 10 ** 6, messages=10)
+    assert ten - one == pytest.approx(2 * 9 * 2 * 100e-6)
+
+
+def test_ring_rounds_wait_for_the_slowest_hop():
+    """On pcie8 the ring crosses the sockets: every round takes as long as its slowest route."""
+    cluster = load_cluster("pcie8")
+    devices, n, size = cluster.devices, 8, 10 ** 8
+    took, _ = run(cluster, collectives.all_reduce, devices, size)
+    slowest = max(cluster.route(devices[i], devices[(i + 1) % n]).transfer_time_s(size / n) for i in range(n))
+    assert took == pytest.approx(2 * (n - 1) * slowest, rel=1e-9)
+
+
+def test_two_groups_behind_the_same_uplinks_contend():
+    """a100-pcie4: groups {gpu0, gpu2} and {gpu1, gpu3} both cross sw0's and sw1's uplinks."""
+    cluster = load_cluster("a100-pcie4")
+    d = cluster.devices
+    size = 10 ** 8
+
+    def both():
+        env = simpy.Environment()
+        net = Network(env, cluster)
+        env.process(collectives.all_gather(net, [d[0], d[2]], size))
+        env.process(collectives.all_gather(net, [d[1], d[3]], size))
+        env.run()
+        return env.now
+
+    alone, _ = run(cluster, collectives.all_gather, [d[0], d[2]], size)
+    assert both() == pytest.approx(2 * alone, rel=1e-6)
