@@ -1,40 +1,55 @@
-"""``make demo``: the main job end to end on this machine's embedded default.
+"""``make demo``: the main job end to end on this machine.
 
-Today it walks through what is built: the model catalog, the ``cpu2`` topology (this
-machine's two CPU ranks) and a PipeFusion plan for the tiny PixArt preset checked
-against both. Each step runs the real ``pfplan`` command in-process.
+Search the ``cpu2`` topology (this machine's two CPU ranks) for the tiny PixArt preset,
+restricted to plans ``pfrun`` runs, write ``plan.json``, run it with ``pfrun`` and print
+the predicted latency beside the measured one. Each step runs the real command in-process.
+The prediction uses the cost model the search used (the analytic CPU roofline unless a
+profile is given with ``--profile``), so a large gap here is what calibration is for.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import sys
 import tempfile
 from pathlib import Path
 
 from planner.cli import app
 from planner.cli_app import run_app
-from profiles.loading import write_model_json
-from simulator.plan import Degrees, ParallelPlan
+from simulator.plan import ParallelPlan
 
-STEPS: list[tuple[str, list[str]]] = [
-    ("model catalog", ["models"]),
-    ("this machine as a topology", ["topology", "show", "cpu2"]),
-]
+MODEL, TOPOLOGY, STEPS = "pixart-tiny", "cpu2", "4"
 
 
-def main() -> int:
-    for title, args in STEPS:
-        print(f"\n== {title}: pfplan {' '.join(args)}", flush=True)
-        code = run_app(app, "pfplan", args)
-        if code:
-            return code
+def main(argv: list[str] | None = None) -> int:
+    extra = list(sys.argv[1:] if argv is None else argv)
+    print(f"\n== this machine as a topology: pfplan topology show {TOPOLOGY}", flush=True)
+    if code := run_app(app, "pfplan", ["topology", "show", TOPOLOGY]):
+        return code
     with tempfile.TemporaryDirectory() as tmp:
         plan_file = Path(tmp) / "plan.json"
-        plan = ParallelPlan(model="pixart-tiny", height_px=256, width_px=256, steps=4,
-                            degrees=Degrees(pipefusion=2), patches=4, warmup_steps=1, topology="cpu2")
-        write_model_json(plan_file, plan)
-        print(f"\n== a PipeFusion plan: pfplan plan validate {plan_file.name}", flush=True)
-        return run_app(app, "pfplan", ["plan", "validate", str(plan_file)])
+        search = ["search", "--topology", TOPOLOGY, "--model", MODEL, "--steps", STEPS, "--runnable-only",
+                  "--top", "5", "-o", str(plan_file), *extra]
+        print(f"\n== choose the plan: pfplan {' '.join(search)}", flush=True)
+        if code := run_app(app, "pfplan", search):
+            return code
+        plan = ParallelPlan.model_validate_json(plan_file.read_text())
+        print(f"\n== run it: pfrun --plan {plan_file.name}", flush=True)
+        from runtime.cli import app as pfrun_app
+
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            code = run_app(pfrun_app, "pfrun", ["--plan", str(plan_file), "--json"])
+        if code:
+            return code
+        measured = json.loads(captured.getvalue())["latency_s"]
+        predicted = plan.prediction.latency_s if plan.prediction else float("nan")
+        print(f"\n{plan.degrees.label()} on {TOPOLOGY}: predicted {predicted:.3g} s "
+              f"({plan.prediction.cost_model if plan.prediction else '-'}), measured {measured:.3g} s, "
+              f"measured/predicted {measured / predicted:.2f}")
+    return 0
 
 
 if __name__ == "__main__":
