@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from planner import commands_catalog, commands_plan, commands_topology
+from planner import commands_catalog, commands_plan, commands_profile, commands_topology
 from planner.cli_app import entry_point
 
 app = typer.Typer(
@@ -20,7 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (commands_catalog, commands_topology, commands_plan):
+for module in (commands_catalog, commands_topology, commands_plan, commands_profile):
     module.register(app)
 
 main = entry_point(app, "pfplan")

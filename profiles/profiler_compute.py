@@ -209,7 +209,8 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
     small = reduced_preset(preset)
     kinds = small.arch.block_kinds()
     first_of = {kind: kinds.index(kind) for kind in dict.fromkeys(kinds)}
-    model = build_transformer(preset, device=device, dtype=dtype, seed=settings.seed,
+    model = build_transformer(preset, device=device, dtype=None if settings.dtype == "fp32" else dtype,
+                              seed=settings.seed,
                               config_overrides=small.config)
     blocks = transformer_blocks(model)
     if len(blocks) != len(kinds):
