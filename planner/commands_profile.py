@@ -7,6 +7,7 @@ command line that reproduces it (every option spelled out, defaults included).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -33,7 +34,9 @@ def command_line(ctx: typer.Context) -> str:
             if value:
                 parts.append(flag)
             continue
-        parts += [flag, str(value)]
+        if value == "":
+            continue
+        parts += [flag, shlex.quote(str(value))]
     return " ".join(parts)
 
 
@@ -145,7 +148,7 @@ def register(app: typer.Typer) -> None:
         """Measure point-to-point and collective times per route class; fit latency and bandwidth."""
         import yaml
 
-        from profiles.profiler_links import LinkSettings, links_profile, measure_links, measured_topology
+        from profiles.profiler_links import LinkSettings, links_profile, measure_links, measured_topology, rank_plan
         from profiles.topology_graph import load_cluster
 
         if device not in ("cpu", "cuda"):
@@ -153,6 +156,7 @@ def register(app: typer.Typer) -> None:
         cluster = load_cluster(topology)
         settings = LinkSettings(nprocs=nprocs, device=device, sizes_bytes=size_list(sizes), all_pairs=all_pairs,
                                 collectives=collectives, repeats=repeats)
+        rank_plan(cluster, settings)  # bad --nprocs fails here, before anything starts
         command = command_line(ctx)
         err_console.print(f"measuring links with {nprocs} ranks on {cluster.topology.name} …")
         raw = measure_links(cluster, settings)
@@ -204,6 +208,7 @@ def register(app: typer.Typer) -> None:
                       steps: int = typer.Option(..., "--steps", min=1),
                       measured_serial: float = typer.Option(..., "--measured-serial",
                                                             help="Measured serial latency, seconds."),
+                      source: str = typer.Option("", "--source", help="Where the measurement comes from."),
                       output: Path = typer.Option(..., "-o", "--output")) -> None:
         """Scale a profile so its serial prediction matches one measured run."""
         from profiles.models import load_model
@@ -214,7 +219,7 @@ def register(app: typer.Typer) -> None:
         preset.latent_size(resolution, resolution)
         path = profile_path(profile)
         calibrated = calibrate(load_profile(path), preset, file=str(path), resolution_px=resolution, steps=steps,
-                               measured_serial_s=measured_serial, command=command_line(ctx))
+                               measured_serial_s=measured_serial, command=command_line(ctx), source=source)
         write_model_json(output, calibrated)
         record = calibrated.provenance.calibration
         out_console.print(f"{output}: ×{record.factor:.4g} (predicted {record.predicted_serial_s:.4g} s, "

@@ -76,7 +76,7 @@ def _exact(q: int, kv: int, batch: int, shard: int, seconds: float) -> Timing:
 
 
 def calibrate(profile: Profile, model: ModelPreset, *, file: str, resolution_px: int, steps: int,
-              measured_serial_s: float, command: str) -> Profile:
+              measured_serial_s: float, command: str, source: str = "") -> Profile:
     """``profile`` with every time scaled so its serial prediction equals ``measured_serial_s``."""
     from profiles.errors import InputError
     from profiles.profiled import ProfiledCostModel, check_compatible
@@ -93,7 +93,8 @@ def calibrate(profile: Profile, model: ModelPreset, *, file: str, resolution_px:
                      for t in timings] for kind, timings in profile.layers.items()}
     record = Calibration(factor=factor, measured_serial_s=measured_serial_s, predicted_serial_s=predicted,
                          resolution_px=resolution_px, steps=steps, batch=batch,
-                         previous_kind=profile.provenance.kind, command=command, created_at=utc_now())
+                         previous_kind=profile.provenance.kind, source=source, command=command,
+                         created_at=utc_now())
     provenance = profile.provenance.model_copy(update={
         "kind": "calibrated", "calibration": record,
         "notes": [*profile.provenance.notes,

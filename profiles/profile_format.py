@@ -114,6 +114,7 @@ class Calibration(BaseModel):
     steps: int = Field(gt=0)
     batch: int = Field(ge=1, description="2 when the model uses CFG (both branches in one batch).")
     previous_kind: str = Field(description="Provenance kind of the profile before calibration.")
+    source: str = Field("", description="Where the measured figure comes from (a run, a publication).")
     command: str
     created_at: str
 
