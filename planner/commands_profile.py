@@ -32,7 +32,9 @@ def command_line(ctx: typer.Context) -> str:
         flag = max(param.opts, key=len)
         if param.is_flag:
             if value:
-                parts.append(flag)
+                parts.append(max(param.opts, key=len))
+            elif param.secondary_opts:
+                parts.append(param.secondary_opts[0])
             continue
         if value == "":
             continue
@@ -139,7 +141,7 @@ def register(app: typer.Typer) -> None:
               all_pairs: bool = typer.Option(False, "--all-pairs", help="Measure every rank pair, not one per route class."),
               sizes: Optional[str] = typer.Option(None, "--sizes", help="Message sizes, e.g. 4K,64K,1M,16M."),
               device: str = typer.Option("cpu", "--device", help="cpu (gloo) or cuda (NCCL)."),
-              repeats: int = typer.Option(5, "--repeats", min=1),
+              repeats: int = typer.Option(7, "--repeats", min=1),
               collectives: bool = typer.Option(True, "--collectives/--no-collectives",
                                                help="Also time all_gather, all_to_all, all_reduce."),
               output: Path = typer.Option(..., "-o", "--output", help="Links profile JSON to write."),

@@ -47,7 +47,7 @@ class LinkSettings:
     all_pairs: bool = False
     collectives: bool = True
     warmup: int = 2
-    repeats: int = 5
+    repeats: int = 7
     timeout_s: float = 120.0
 
     def sizes(self) -> tuple[int, ...]:
@@ -119,6 +119,7 @@ def _measure(rank: int, world: int, settings: LinkSettings, plan: RankPlan) -> d
             buf = torch.zeros(size // 4, dtype=torch.float32, device=device).contiguous()
             times = []
             for i in range(settings.warmup + settings.repeats):
+                dist.barrier()
                 _sync(device)
                 start = time.perf_counter()
                 if rank == a:

@@ -165,3 +165,11 @@ def test_cost_model_factory_uses_the_profile(tmp_path) -> None:
 
     cost = cost_model_for(load_model("pixart-tiny"), "cpu", write(tmp_path, synthetic()))
     assert cost.name.startswith("profile:") and cost.name.endswith("p.json")
+
+
+def test_link_fit_recovers_latency_and_bandwidth() -> None:
+    from profiles.profiler_links import fit_latency_bandwidth
+
+    points = [(n, 50e-6 + n / 2e9) for n in (4096, 65536, 1 << 20, 16 << 20)]
+    latency_us, bandwidth_gb_s = fit_latency_bandwidth(points)
+    assert latency_us == pytest.approx(50, rel=1e-6) and bandwidth_gb_s == pytest.approx(2, rel=1e-6)
