@@ -37,9 +37,13 @@ def forward_inputs(preset: ModelPreset, *, rows: int, cols: int, batch: int, dev
     t = preset.text_tokens
     timestep = torch.full((batch,), 500, device=device, dtype=torch.long)
     if preset.family == "pixart":
+        # PixArt-α 1024 embeds the image size and aspect ratio (ignored by models without them).
+        height, width = rows * p * preset.vae_scale_factor, cols * p * preset.vae_scale_factor
+        sizes = {"resolution": torch.tensor([[height, width]] * batch, device=device, dtype=dtype),
+                 "aspect_ratio": torch.tensor([[height / width]] * batch, device=device, dtype=dtype)}
         return dict(hidden_states=randn(batch, arch.latent_channels, rows * p, cols * p),
                     encoder_hidden_states=randn(batch, t, preset.text_embed_dim), timestep=timestep,
-                    added_cond_kwargs={"resolution": None, "aspect_ratio": None}, return_dict=False)
+                    added_cond_kwargs=sizes, return_dict=False)
     if preset.family == "dit":
         labels = torch.zeros((batch,), device=device, dtype=torch.long)
         return dict(hidden_states=randn(batch, arch.latent_channels, rows * p, cols * p), timestep=timestep,

@@ -143,3 +143,23 @@ def test_sum_of_layer_costs_predicts_a_timed_serial_forward(pfplan, tmp_path) ->
         sys.__stdout__.write(f"serial forward: predicted {predicted * 1e3:.2f} ms, measured {measured * 1e3:.2f} ms\n")
         ratios.append(predicted / measured)
     assert statistics.median(ratios) == pytest.approx(1.0, abs=SERIAL_TOLERANCE), ratios
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("pixart-tiny", {"use_additional_conditions": True, "num_attention_heads": 3,  # PixArt-α 1024 embeds size
+                     "cross_attention_dim": 48}),  # and aspect ratio (in thirds of the width)
+    ("hunyuan-tiny", {"use_style_cond_and_image_meta_size": True, "hidden_size": 32}),  # as hunyuan-dit
+])
+def test_forward_inputs_cover_the_real_presets_conditioning(name: str, overrides: dict) -> None:
+    from profiles.model_build import build_transformer
+    from profiles.model_inputs import forward_inputs
+    from profiles.models import ModelPreset
+
+    data = load_model(name).model_dump()
+    data["config"] = {**data["config"], **overrides}
+    preset = ModelPreset(**data)
+    model = build_transformer(preset, config_overrides={"num_layers": 4} if name.startswith("hunyuan") else None)
+    inputs = forward_inputs(preset, rows=4, cols=16, batch=2, device="cpu", dtype=torch.float32)
+    with torch.inference_mode():
+        (out,) = model(**inputs)
+    assert out.shape[0] == 2 and out.shape[-2:] == (8, 32)
