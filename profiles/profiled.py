@@ -17,6 +17,9 @@ batch or shard never measured) is not guessed at: the model warns, naming the sh
 answers with the analytic roofline scaled by this profile's measured efficiency (median of
 measured / analytic over the kind's rows).
 
+Embed and final are replicated, not split, under tensor parallelism: a tensor shard
+never measured for them is priced as the whole layer.
+
 Joint-attention blocks (SD3, Flux) also run text tokens through their projections; a shape
 with ``text_query_tokens`` below the model's text count is priced as if the missing text
 tokens were missing image queries.
@@ -171,7 +174,10 @@ class ProfiledCostModel:
         q = float(shape.query_tokens)
         if shape.kind in JOINT_KINDS and shape.text_query_tokens is not None:
             q = max(1.0, q + shape.text_query_tokens - self.model.text_tokens)
-        surface = self.surfaces.get((shape.kind, shape.batch, shape.tensor_shard))
+        shard = shape.tensor_shard
+        if shape.kind in (EMBED, FINAL) and (shape.kind, shape.batch, shard) not in self.surfaces:
+            shard = 1  # embeddings and the output layer stay whole (replicated) under tensor parallelism
+        surface = self.surfaces.get((shape.kind, shape.batch, shard))
         if surface is None:
             why = f"no timings for {shape.kind} at batch {shape.batch}, tensor_shard {shape.tensor_shard}"
         else:

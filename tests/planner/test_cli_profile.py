@@ -92,6 +92,10 @@ def test_bad_values_are_one_line(pfplan, tmp_path) -> None:
                           tmp_path / "p.json"), "resolution", "multiple of 16")
     one_line_error(pfplan("profile", "compute", "--model", "pixart-tiny", "--dtype", "fp8", "-o",
                           tmp_path / "p.json"), "dtype")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        one_line_error(pfplan("profile", "compute", "--model", "pixart-tiny", "--device", "cuda", "-o",
+                              tmp_path / "p.json"), "no CUDA device")
     one_line_error(pfplan("profile", "analytic", "--gpu", "h1000", "--model", "flux-dev", "-o",
                           tmp_path / "p.json"), "unknown GPU 'h1000'")
     one_line_error(pfplan("profile", "links", "--nprocs", "3", "--sizes", "4K", "-o", tmp_path / "l.json"),

@@ -173,3 +173,11 @@ def test_link_fit_recovers_latency_and_bandwidth() -> None:
     points = [(n, 50e-6 + n / 2e9) for n in (4096, 65536, 1 << 20, 16 << 20)]
     latency_us, bandwidth_gb_s = fit_latency_bandwidth(points)
     assert latency_us == pytest.approx(50, rel=1e-6) and bandwidth_gb_s == pytest.approx(2, rel=1e-6)
+
+
+def test_embed_and_final_are_whole_under_tensor_parallelism() -> None:
+    cost = cost_model(synthetic())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cost.layer_time_s(LayerShape("embed", 256, 256, tensor_shard=4)) == \
+            cost.layer_time_s(LayerShape("embed", 256, 256))
