@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from profiles.profile_format import load_profile
 from profiles.topology_graph import load_cluster
