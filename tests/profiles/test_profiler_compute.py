@@ -25,7 +25,8 @@ def test_workloads_cover_patches_shards_and_batches() -> None:
     keys = {(w.query_tokens, w.kv_tokens, w.batch) for w in work}
     for batch in (1, 2):
         assert {(256 // m, 256, batch) for m in (1, 2, 4, 8)} <= keys  # whole image and PipeFusion patches
-        assert {(128, 128, batch), (64, 64, batch)} <= keys  # local S/N shards
+        assert {(128, 128, batch), (64, 64, batch)} <= keys  # local S/N shards …
+        assert {(128 // m, 128, batch) for m in (1, 2, 4, 8)} <= keys  # … with their own patch columns
     assert (16, 256, 1) not in keys  # 16 patches exceed --max-patches 8
     assert len(keys) == len(work)
 
