@@ -8,7 +8,10 @@ command line that reproduces it (every option spelled out, defaults included).
 from __future__ import annotations
 
 import shlex
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 from typing import Optional
 
 import typer
@@ -70,6 +73,20 @@ def size_list(text: str | None) -> tuple[int, ...]:
             raise InputError(f"size {item!r} must be a positive multiple of 4 bytes", field="sizes")
         out.append(value)
     return tuple(sorted(set(out)))
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Print each warning raised inside as one ``pfplan: warning:`` line (no source excerpt)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen = set()
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if text not in seen:
+            seen.add(text)
+            err_console.print(f"pfplan: warning: {text}", markup=False)
 
 
 def _progress() -> Progress:
@@ -220,8 +237,9 @@ def register(app: typer.Typer) -> None:
         preset = load_model(model)
         preset.latent_size(resolution, resolution)
         path = profile_path(profile)
-        calibrated = calibrate(load_profile(path), preset, file=str(path), resolution_px=resolution, steps=steps,
-                               measured_serial_s=measured_serial, command=command_line(ctx), source=source)
+        with warnings_as_lines():
+            calibrated = calibrate(load_profile(path), preset, file=str(path), resolution_px=resolution, steps=steps,
+                                   measured_serial_s=measured_serial, command=command_line(ctx), source=source)
         write_model_json(output, calibrated)
         record = calibrated.provenance.calibration
         out_console.print(f"{output}: ×{record.factor:.4g} (predicted {record.predicted_serial_s:.4g} s, "

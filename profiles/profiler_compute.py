@@ -31,8 +31,10 @@ from profiles.models import ModelPreset
 from profiles.profile_format import Profile, ProfileProvenance, SoftwareStack, Timing
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-GPU_NAME_HINTS = (("H200", "h200"), ("H100", "h100-sxm"), ("A100-PCIE", "a100-pcie"), ("A100", "a100-sxm"),
-                  ("L40S", "l40s"), ("L40", "l40"), ("L20", "l20"), ("4090", "rtx4090"), ("T4", "t4"))
+GPU_NAME_HINTS = ((("H200",), "h200"), (("H100",), "h100-sxm"), (("A100", "PCIE"), "a100-pcie"),
+                  (("A100",), "a100-sxm"), (("L40S",), "l40s"), (("L40",), "l40"), (("L20",), "l20"),
+                  (("4090",), "rtx4090"), (("T4",), "t4"))
+"""Words of a CUDA device name → catalog GPU (first match wins; --gpu overrides)."""
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,16 @@ def device_identity(device: str, gpu: str | None) -> tuple[str, str]:
     name = torch.cuda.get_device_name(torch.device(device))
     if gpu:
         return gpu, name
-    for hint, catalog_name in GPU_NAME_HINTS:
-        if hint in name.upper().replace(" ", "-"):
-            return catalog_name, name
-    raise InputError(f"cannot tell which catalog GPU {name!r} is; pass --gpu (see pfplan gpus)", field="gpu")
+    return catalog_gpu_for(name), name
+
+
+def catalog_gpu_for(device_name: str) -> str:
+    """``NVIDIA A100 80GB PCIe`` → ``a100-pcie``; unknown names ask for ``--gpu``."""
+    upper = device_name.upper()
+    for words, catalog_name in GPU_NAME_HINTS:
+        if all(word in upper for word in words):
+            return catalog_name
+    raise InputError(f"cannot tell which catalog GPU {device_name!r} is; pass --gpu (see pfplan gpus)", field="gpu")
 
 
 @dataclass

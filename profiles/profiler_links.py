@@ -239,7 +239,9 @@ def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, 
         curves.append(CollectiveCurve(op=op, group_size=g, latency_us=latency, bandwidth_gb_s=bandwidth,
                                       points=points))
     first = cluster.devices[0]
-    device_name = torch.cuda.get_device_name(0) if settings.device == "cuda" else (platform.processor() or "cpu")
+    from profiles.profiler_compute import device_identity
+
+    _, device_name = device_identity("cuda:0" if settings.device == "cuda" else "cpu", cluster.device_gpu[first])
     nccl = None
     if settings.device == "cuda":
         nccl = ".".join(map(str, torch.cuda.nccl.version()))

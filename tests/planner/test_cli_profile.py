@@ -103,3 +103,13 @@ def test_bad_values_are_one_line(pfplan, tmp_path) -> None:
     one_line_error(pfplan("profile", "calibrate", "--profile", "no-such-profile", "--model", "flux-dev",
                           "--resolution", "1024", "--steps", "28", "--measured-serial", "1", "-o", tmp_path / "c.json"),
                    "unknown profile 'no-such-profile'")
+
+
+def test_calibrating_outside_the_measured_range_warns_in_one_line_per_shape(pfplan, tmp_path) -> None:
+    result = pfplan("profile", "calibrate", "--profile", "pixart-tiny-cpu", "--model", "pixart-tiny", "--resolution",
+                    "1024", "--steps", "4", "--measured-serial", "1", "-o", tmp_path / "c.json")
+    assert result.code == 0, result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("pfplan: warning:") for line in lines)
+    assert "pixart_block (query_tokens=4096, kv_tokens=4096, batch=2" in result.err
+    assert "kv_tokens 4096 outside measured 64..1024" in result.err

@@ -164,3 +164,23 @@ def test_forward_inputs_cover_the_real_presets_conditioning(name: str, overrides
     with torch.inference_mode():
         (out,) = model(**inputs)
     assert out.shape[0] == 2 and out.shape[-2:] == (8, 32)
+
+
+@pytest.mark.parametrize("device_name,catalog", [
+    ("NVIDIA H100 80GB HBM3", "h100-sxm"), ("NVIDIA A100 80GB PCIe", "a100-pcie"),
+    ("NVIDIA A100-SXM4-80GB", "a100-sxm"), ("NVIDIA L40S", "l40s"), ("NVIDIA L40", "l40"),
+    ("NVIDIA GeForce RTX 4090", "rtx4090"), ("Tesla T4", "t4"), ("NVIDIA H200", "h200")])
+def test_cuda_device_names_map_to_the_catalog(device_name: str, catalog: str) -> None:
+    from profiles.gpus import get_gpu
+    from profiles.profiler_compute import catalog_gpu_for
+
+    assert catalog_gpu_for(device_name) == catalog
+    get_gpu(catalog)
+
+
+def test_unknown_cuda_device_asks_for_gpu() -> None:
+    from profiles.errors import InputError
+    from profiles.profiler_compute import catalog_gpu_for
+
+    with pytest.raises(InputError, match="pass --gpu"):
+        catalog_gpu_for("NVIDIA RTX A4000")
