@@ -113,3 +113,18 @@ def test_calibrating_outside_the_measured_range_warns_in_one_line_per_shape(pfpl
     assert len(lines) == 3 and all(line.startswith("pfplan: warning:") for line in lines)
     assert "pixart_block (query_tokens=4096, kv_tokens=4096, batch=2" in result.err
     assert "kv_tokens 4096 outside measured 64..1024" in result.err
+
+
+@pytest.mark.slow
+def test_links_under_torchrun(tmp_path) -> None:
+    """Under torchrun each process is one rank (RANK/WORLD_SIZE set); rank 0 writes the file."""
+    from profiles.profiler_links import _free_port
+
+    out = tmp_path / "links.json"
+    result = run_subprocess("torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+                            "-m", "planner", "profile", "links", "--nprocs", "2", "--sizes", "4K,256K",
+                            "--no-collectives", "-o", out, timeout=240)
+    assert result.code == 0, result.err
+    profile = load_profile(out)
+    assert [f.route_class for f in profile.links] == ["PHB"] and not profile.collectives
+    assert profile.provenance.command.endswith(f"--no-collectives --output {out}")
