@@ -39,9 +39,7 @@ def command_line(ctx: typer.Context) -> str:
             elif param.secondary_opts:
                 parts.append(param.secondary_opts[0])
             continue
-        if value == "":
-            continue
-        parts += [flag, shlex.quote(str(value))]
+        parts += [flag, shlex.quote(str(value))]  # '' stays '' (an empty list is not the default)
     return " ".join(parts)
 
 
@@ -117,6 +115,10 @@ def register(app: typer.Typer) -> None:
                                                           help="Image sizes, px (default: the preset's and twice it)."),
                 max_patches: int = typer.Option(32, "--max-patches", min=1, help="Largest PipeFusion patch count."),
                 threads: int = typer.Option(1, "--threads", min=1, help="torch threads (CPU)."),
+                batches: str = typer.Option("1,2", "--batches", help="Batch sizes (2: both CFG branches)."),
+                tensor_shards: str = typer.Option("1,2,4", "--tensor-shards",
+                                                  help="Tensor-parallel widths (kept where they divide the heads)."),
+                shards: str = typer.Option("2,4", "--shards", help="Local sequence shards S/N ('' for none)."),
                 warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed calls per shape."),
                 repeats: int = typer.Option(7, "--repeats", min=1, help="Timed samples per shape."),
                 gpu: Optional[str] = typer.Option(None, "--gpu", help="Catalog GPU name (default: from the device)."),
@@ -137,7 +139,11 @@ def register(app: typer.Typer) -> None:
             from profiles.gpus import get_gpu
 
             get_gpu(gpu)
+        batch_sizes, widths = int_list(batches, "batches"), int_list(tensor_shards, "tensor-shards")
+        if not batch_sizes or not widths:
+            raise InputError("--batches and --tensor-shards need at least one value", field="batches")
         settings = ComputeSettings(device=device, dtype=dtype, resolutions_px=res, max_patches=max_patches,
+                                   batches=batch_sizes, tensor_shards=widths, shards=int_list(shards, "shards"),
                                    threads=threads, warmup=warmup, repeats=repeats, gpu=gpu)
         command = command_line(ctx)
         with _progress() as bar:

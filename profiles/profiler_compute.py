@@ -235,6 +235,9 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
         raise RuntimeError(f"built {len(blocks)} blocks, expected {len(kinds)} ({kinds})")
     heads = preset.arch.heads
     tensor_shards = [s for s in settings.tensor_shards if heads % s == 0]
+    if not tensor_shards:
+        raise InputError(f"no tensor shard in {list(settings.tensor_shards)} divides heads({heads})",
+                         field="tensor-shards")
     sharded = {(kind, s): shard_block(blocks[i], s) for kind, i in first_of.items() for s in tensor_shards}
 
     work = workloads(preset, settings)

@@ -95,6 +95,10 @@ def test_bad_values_are_one_line(pfplan, tmp_path) -> None:
     if not torch.cuda.is_available():
         one_line_error(pfplan("profile", "compute", "--model", "pixart-tiny", "--device", "cuda", "-o",
                               tmp_path / "p.json"), "no CUDA device")
+    one_line_error(pfplan("profile", "compute", "--model", "pixart-tiny", "--tensor-shards", "3", "-o",
+                          tmp_path / "p.json"), "tensor-shards", "divides heads(2)")
+    one_line_error(pfplan("profile", "compute", "--model", "pixart-tiny", "--batches", "1,x", "-o",
+                          tmp_path / "p.json"), "batches", "whole numbers")
     one_line_error(pfplan("profile", "analytic", "--gpu", "h1000", "--model", "flux-dev", "-o",
                           tmp_path / "p.json"), "unknown GPU 'h1000'")
     one_line_error(pfplan("profile", "links", "--nprocs", "3", "--sizes", "4K", "-o", tmp_path / "l.json"),
