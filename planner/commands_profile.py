@@ -251,4 +251,42 @@ def register(app: typer.Typer) -> None:
         out_console.print(f"{output}: ×{record.factor:.4g} (predicted {record.predicted_serial_s:.4g} s, "
                           f"measured {record.measured_serial_s:.4g} s)", markup=False)
 
+    @prof.command("show")
+    def show(profile: str = typer.Argument(..., help="Profile file or shipped name ('list': shipped names)."),
+             json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
+        """Summarise a profile: model, device, software stack, provenance, layer kinds, links."""
+        from planner.cli_app import print_json
+        from profiles.profile_format import load_profile, shipped_profiles
+
+        if profile == "list":
+            names = shipped_profiles()
+            if json_out:
+                print_json(names)
+            else:
+                out_console.print("\n".join(names), markup=False)
+            return
+        p = load_profile(profile)
+        summary = {"model": p.model, "device": p.device, "device_name": p.device_name,
+                   "software": p.software.model_dump(exclude_none=True), "provenance": p.provenance.kind,
+                   "command": p.provenance.command, "created_at": p.provenance.created_at,
+                   "calibration_factor": p.provenance.calibration.factor if p.provenance.calibration else None,
+                   "layers": {k: len(v) for k, v in p.layers.items()},
+                   "links": {f.route_class: {"latency_us": f.latency_us, "bandwidth_gb_s": f.bandwidth_gb_s}
+                             for f in p.links}}
+        if json_out:
+            print_json(summary)
+            return
+        lines = [f"{profile}: {p.model or 'links'} on {p.device} ({p.device_name}), {p.provenance.kind} "
+                 f"{p.provenance.created_at}", f"  command: {p.provenance.command}",
+                 "  software: " + ", ".join(f"{k} {v}" for k, v in summary["software"].items())]
+        if p.provenance.calibration:
+            c = p.provenance.calibration
+            lines.append(f"  calibrated ×{c.factor:.4g} to {c.measured_serial_s:g} s ({c.source or 'no source given'})")
+        out_console.print("\n".join(lines), markup=False)
+        if p.layers:
+            _summary(p, "layers")
+        for f in p.links:
+            out_console.print(f"  {f.route_class}: {f.latency_us:.1f} µs + bytes / {f.bandwidth_gb_s:.3f} GB/s",
+                              markup=False)
+
     app.add_typer(prof, name="profile")

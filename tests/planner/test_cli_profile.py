@@ -132,3 +132,13 @@ def test_links_under_torchrun(tmp_path) -> None:
     profile = load_profile(out)
     assert [f.route_class for f in profile.links] == ["PHB"] and not profile.collectives
     assert profile.provenance.command.endswith(f"--no-collectives --output {out}")
+
+
+def test_show_summarises_a_shipped_profile(pfplan) -> None:
+    result = pfplan("profile", "show", "pixart-tiny-cpu", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["model"] == "pixart-tiny" and summary["provenance"] == "measured"
+    assert summary["layers"]["pixart_block"] > 0 and summary["software"]["dtype"] == "fp32"
+    listed = pfplan("profile", "show", "list", "--json")
+    assert "pixart-tiny-cpu" in json.loads(listed.out)
