@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import typer
 
-from planner import commands_catalog, commands_plan, commands_search, commands_simulate, commands_topology
+from planner import (commands_catalog, commands_plan, commands_profile, commands_search, commands_simulate,
+                     commands_topology)
 from planner.cli_app import entry_point
 
 app = typer.Typer(
@@ -20,7 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (commands_catalog, commands_topology, commands_plan, commands_simulate, commands_search):
+for module in (commands_catalog, commands_topology, commands_plan, commands_simulate, commands_search,
+               commands_profile):
     module.register(app)
 
 main = entry_point(app, "pfplan")

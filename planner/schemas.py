@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from profiles.gpus import GpuCatalog
 from profiles.models import ModelPreset
+from profiles.profile_format import Profile
 from profiles.topology import Topology
 from simulator.plan import ParallelPlan
 from simulator.trace import Trace
@@ -21,7 +22,7 @@ from simulator.trace import Trace
 def formats() -> dict[str, type[BaseModel]]:
     """File name stem → pydantic model of every documented format."""
     return {"topology": Topology, "plan": ParallelPlan, "model-preset": ModelPreset, "gpu-catalog": GpuCatalog,
-            "trace": Trace}
+            "trace": Trace, "profile": Profile}
 
 
 def render(model: type[BaseModel]) -> str:

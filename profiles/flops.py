@@ -1,7 +1,10 @@
 """Floating-point operations and memory traffic of each layer kind, from its dimensions.
 
 Counts are multiply-adds × 2 of the matrix products (projections, attention scores and
-weighted sums, MLPs); norms, activations and softmax are left out (a few percent).
+weighted sums, MLPs); norms, activations, softmax and the AdaLN modulation projections
+(which act on one timestep vector per image, not per token) are left out.
+``tests/profiles/test_flops.py`` checks every block kind against a hand count and against
+``torch.utils.flop_counter`` on the real diffusers block.
 Symbols as in :mod:`profiles.architecture`; ``q`` image query tokens, ``k`` image key/value
 tokens, ``t`` text tokens attended, ``tq`` text tokens whose projections run here,
 ``s`` tensor-parallel shard.
@@ -13,6 +16,9 @@ pixart_block                  self-attn 2q·4h² + 4q·k·h; cross-attn 2q·2h²
                               4q·t·h; MLP 2q·2h·f
 sd3/flux double (joint)       image and text streams: 2(q+tq)·4h² projections; attention
                               4(q+tq)(k+t)·h; two MLPs 2(q+tq)·2h·f
+sd3_joint_block_last          as joint, but the text stream (context_pre_only) has no
+                              output projection and no MLP: 2tq·3h² + 2q·4h² + 4(q+tq)(k+t)·h
+                              + 2q·2h·f
 flux_single_block             2(q+tq)·h·(3h+f) + 2(q+tq)·(h+f)·h + 4(q+tq)(k+t)·h
 dit_block                     2q·4h² + 4q·k·h + 2q·2h·f
 hunyuan_block                 as pixart_block with cross width c (+ skip: 2q·2h·h)
@@ -46,9 +52,11 @@ def layer_flops(arch: Architecture, shape: LayerShape, *, text_tokens: int) -> f
         flops += 2 * q * 2 * h * f
         if kind == "hunyuan_skip_block":
             flops += 2 * q * 2 * h * h
-    elif kind in ("sd3_joint_block", "sd3_joint_block_last", "flux_double_block"):
+    elif kind in ("sd3_joint_block", "flux_double_block"):
         tokens = q + tq
         flops = 2 * tokens * 4 * h * h + 4 * tokens * (k + t) * h + 2 * tokens * 2 * h * f
+    elif kind == "sd3_joint_block_last":
+        flops = 2 * q * 4 * h * h + 2 * tq * 3 * h * h + 4 * (q + tq) * (k + t) * h + 2 * q * 2 * h * f
     elif kind == "flux_single_block":
         tokens = q + tq
         flops = 2 * tokens * h * (3 * h + f) + 2 * tokens * (h + f) * h + 4 * tokens * (k + t) * h

@@ -1,0 +1,175 @@
+"""The profile file format (JSON): measured or derived costs of one model on one device.
+
+A profile is what the simulator's profiled cost model reads. It says which model and
+device it describes, under which software stack it was measured (predictions drift when
+torch, diffusers, the attention kernel or the dtype change, so the loader compares them),
+the time of each layer kind for the shapes plans need, link fits per route class and
+collective curves, and where all of it came from (the command that produced it, and any
+calibration applied afterwards).
+
+A timing is keyed by ``(query_tokens, kv_tokens, batch, tensor_shard)`` exactly as
+:class:`profiles.cost_model.LayerShape` is; text tokens are always the model's full count.
+A profile made by ``pfplan profile links`` has no model and no layers, only links.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from profiles.loading import load_model_file, resolve_shipped
+
+PROFILES_DIR = Path(__file__).parent / "data" / "profiles"
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp (seconds) for provenance records."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+class Timing(BaseModel):
+    """Repeated timings of one layer kind for one shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query_tokens: int = Field(ge=0, description="Image tokens whose projections and MLP run.")
+    kv_tokens: int = Field(ge=0, description="Image tokens attended over (PipeFusion: the whole image).")
+    batch: int = Field(1, ge=1, description="Images per call (2 under classifier-free guidance).")
+    tensor_shard: int = Field(1, ge=1, description="Heads and MLP width divided by this (tensor parallel).")
+    median_s: float = Field(ge=0, description="Median of the repeats, seconds.")
+    p10_s: float = Field(ge=0, description="10th percentile of the repeats, seconds.")
+    p90_s: float = Field(ge=0, description="90th percentile of the repeats, seconds.")
+    min_s: float = Field(ge=0)
+    max_s: float = Field(ge=0)
+    repeats: int = Field(ge=1, description="Timed calls (after warm-up); 1 for analytic entries.")
+
+    @property
+    def key(self) -> tuple[int, int, int, int]:
+        return (self.query_tokens, self.kv_tokens, self.batch, self.tensor_shard)
+
+
+class LinkPoint(BaseModel):
+    """One message size and the time it took."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bytes: int = Field(gt=0)
+    seconds: float = Field(ge=0, description="Median one-way time (p2p) or completion time (collective).")
+    repeats: int = Field(1, ge=1)
+
+
+class LinkFit(BaseModel):
+    """Point-to-point time ≈ latency + bytes / bandwidth, fitted per route class."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    route_class: str = Field(description="NVL / PIX / PXB / PHB / SYS / NET (from the topology).")
+    pairs: list[str] = Field(default_factory=list, description="Rank pairs measured, e.g. '0->1'.")
+    latency_us: float = Field(ge=0, description="Fitted intercept, µs.")
+    bandwidth_gb_s: float = Field(gt=0, description="Fitted 1/slope, GB/s (10^9 B/s) one way.")
+    points: list[LinkPoint] = Field(default_factory=list)
+
+
+class CollectiveCurve(BaseModel):
+    """Completion time of one collective versus message size, for one group size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    op: Literal["all_gather", "all_to_all", "all_reduce"]
+    group_size: int = Field(ge=2)
+    bytes_meaning: str = Field("bytes of each rank's input tensor", description="What LinkPoint.bytes counts.")
+    latency_us: float = Field(ge=0, description="Fitted intercept, µs.")
+    bandwidth_gb_s: float = Field(gt=0, description="Fitted bytes-per-rank over time slope, GB/s.")
+    points: list[LinkPoint] = Field(default_factory=list)
+
+
+class SoftwareStack(BaseModel):
+    """What the timings depend on besides the hardware (None: not applicable, e.g. analytic)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    torch: str | None = None
+    diffusers: str | None = None
+    python: str | None = None
+    cuda: str | None = Field(None, description="torch.version.cuda, None on CPU.")
+    nccl: str | None = None
+    attention_kernel: str | None = Field(None, description="SDPA backend(s) enabled, e.g. 'flash,mem_efficient,math'.")
+    dtype: str | None = Field(None, description="fp32 / bf16 / fp16.")
+    threads: int | None = Field(None, description="torch intra-op threads.")
+    distributed_backend: str | None = Field(None, description="gloo / nccl (link profiles).")
+
+
+class Calibration(BaseModel):
+    """What ``pfplan profile calibrate`` did."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    factor: float = Field(gt=0, description="Every layer time was multiplied by this.")
+    measured_serial_s: float = Field(gt=0, description="The measured serial run, seconds.")
+    predicted_serial_s: float = Field(gt=0, description="The profile's serial prediction before scaling.")
+    resolution_px: int = Field(gt=0)
+    steps: int = Field(gt=0)
+    batch: int = Field(ge=1, description="2 when the model uses CFG (both branches in one batch).")
+    previous_kind: str = Field(description="Provenance kind of the profile before calibration.")
+    source: str = Field("", description="Where the measured figure comes from (a run, a publication).")
+    command: str
+    created_at: str
+
+
+class ProfileProvenance(BaseModel):
+    """Where the numbers came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["measured", "analytic", "calibrated"]
+    command: str = Field(description="The command line that produced this file.")
+    created_at: str = Field(default_factory=utc_now)
+    host: str | None = None
+    analytic: dict[str, float] | None = Field(
+        None, description="Roofline efficiency constants used (analytic profiles).")
+    calibration: Calibration | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class Profile(BaseModel):
+    """One model on one device (or, for link profiles, one set of ranks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    model: str | None = Field(None, description="Model preset name; None for a links-only profile.")
+    model_family: str | None = None
+    device: str = Field(description="GPU catalog name (pfplan gpus), e.g. 'cpu', 'h100-sxm'.")
+    device_name: str = Field(description="What the device calls itself (CPU model / CUDA device name).")
+    software: SoftwareStack = Field(default_factory=SoftwareStack)
+    text_tokens: int | None = Field(None, description="Text tokens the timed layers attended to.")
+    layers: dict[str, list[Timing]] = Field(default_factory=dict, description="Layer kind → timings.")
+    links: list[LinkFit] = Field(default_factory=list)
+    collectives: list[CollectiveCurve] = Field(default_factory=list)
+    provenance: ProfileProvenance
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        if self.layers and not self.model:
+            raise ValueError("a profile with layer timings must name its model")
+        for kind, timings in self.layers.items():
+            keys = [t.key for t in timings]
+            if len(set(keys)) != len(keys):
+                raise ValueError(f"layers.{kind}: a (query, kv, batch, tensor_shard) shape repeats")
+        return self
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    """A profile file, or a shipped profile by name (``pixart-tiny-cpu``)."""
+    return resolve_shipped(str(name_or_path), PROFILES_DIR, "profile", suffixes=(".json",))
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    return load_model_file(Profile, profile_path(name_or_path))
+
+
+def shipped_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.json"))

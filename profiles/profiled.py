@@ -1,0 +1,242 @@
+"""The profiled cost model: measured layer times, interpolated, never silently extrapolated.
+
+A profile holds, per layer kind, batch and tensor shard, times at a scatter of
+``(query_tokens, kv_tokens)`` shapes: for each measured key/value length ``kv`` (a
+"level": the whole image at one resolution, or a local shard) several query lengths. A
+shape in between is priced by interpolating in log space:
+
+1. at each level, log time is piecewise linear in log q through the measured points,
+   after a running maximum makes it non-decreasing (measurement noise must not make a
+   bigger patch cheaper); above a level's largest q it stays at that value;
+2. each level's curve is raised to at least the level below it (more keys never cost less);
+3. between two levels, log time is linear in log kv.
+
+Both steps keep the result non-decreasing in q and in kv. A shape outside the measured
+range (q below the smallest measured query at a bracketing level, kv outside the levels, a
+batch or shard never measured) is not guessed at: the model warns, naming the shape, and
+answers with the analytic roofline scaled by this profile's measured efficiency (median of
+measured / analytic over the kind's rows).
+
+Embed and final are replicated, not split, under tensor parallelism: a tensor shard
+never measured for them is priced as the whole layer.
+
+Joint-attention blocks (SD3, Flux) also run text tokens through their projections; a shape
+with ``text_query_tokens`` below the model's text count is priced as if the missing text
+tokens were missing image queries.
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib.metadata
+import math
+import statistics
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from profiles.analytic import AnalyticCostModel
+from profiles.cost_model import EMBED, FINAL, LayerShape
+from profiles.errors import InputError
+from profiles.models import ModelPreset
+from profiles.profile_format import Profile, Timing, load_profile, profile_path
+
+JOINT_KINDS = ("sd3_joint_block", "sd3_joint_block_last", "flux_double_block", "flux_single_block")
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+class ProfileRangeWarning(UserWarning):
+    """A shape outside a profile's measured range was priced by the scaled analytic model."""
+
+
+class ProfileStackWarning(UserWarning):
+    """A profile was measured under a different software stack than the one installed."""
+
+
+@dataclass
+class Curve:
+    """Non-decreasing log-log interpolation of time over query tokens at one kv level."""
+
+    log_q: list[float]
+    log_t: list[float]
+
+    @classmethod
+    def of(cls, points: list[tuple[int, float]]) -> Curve:
+        points = sorted((q, t) for q, t in points if q > 0)
+        log_q, log_t, best = [], [], -math.inf
+        for q, t in points:
+            best = max(best, math.log(max(t, 1e-12)))
+            if log_q and log_q[-1] == math.log(q):
+                log_t[-1] = best
+                continue
+            log_q.append(math.log(q))
+            log_t.append(best)
+        return cls(log_q, log_t)
+
+    @property
+    def q_min(self) -> float:
+        return math.exp(self.log_q[0])
+
+    @property
+    def q_max(self) -> float:
+        return math.exp(self.log_q[-1])
+
+    def __call__(self, q: float) -> float | None:
+        """log time at ``q`` (held flat above the largest q); None below the smallest."""
+        x = math.log(q)
+        if x < self.log_q[0] - 1e-12:
+            return None
+        if x >= self.log_q[-1]:
+            return self.log_t[-1]
+        i = bisect.bisect_right(self.log_q, x)
+        x0, x1, y0, y1 = self.log_q[i - 1], self.log_q[i], self.log_t[i - 1], self.log_t[i]
+        return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+@dataclass
+class Surface:
+    """Time over (q, kv) for one layer kind, batch and tensor shard."""
+
+    kv_levels: list[int]
+    curves: list[Curve]
+
+    @classmethod
+    def of(cls, timings: list[Timing], *, ignore_kv: bool = False) -> Surface:
+        by_kv: dict[int, list[tuple[int, float]]] = {}
+        for t in timings:
+            by_kv.setdefault(0 if ignore_kv else t.kv_tokens, []).append((t.query_tokens, t.median_s))
+        levels = sorted(by_kv)
+        return cls(levels, [Curve.of(by_kv[kv]) for kv in levels])
+
+    def _level(self, j: int, q: float) -> float | None:
+        """Level ``j``'s log time at ``q``, raised to every lower level defined there."""
+        values = [v for v in (c(q) for c in self.curves[: j + 1]) if v is not None]
+        own = self.curves[j](q)
+        return None if own is None else max(values)
+
+    def log_time(self, q: float, kv: float) -> tuple[float | None, str]:
+        """(log seconds, '') inside the measured range, else (None, why not)."""
+        if len(self.kv_levels) == 1 and self.kv_levels[0] == 0:
+            kv = 0
+        if kv < self.kv_levels[0] or kv > self.kv_levels[-1]:
+            return None, f"kv_tokens {kv:g} outside measured {self.kv_levels[0]}..{self.kv_levels[-1]}"
+        j = bisect.bisect_left(self.kv_levels, kv)
+        if self.kv_levels[j] == kv:
+            curve = self.curves[j]
+            if not curve.q_min <= q <= curve.q_max * (1 + 1e-9):
+                return None, f"query_tokens {q:g} outside measured {curve.q_min:g}..{curve.q_max:g} at kv {kv:g}"
+            return self._level(j, q), ""
+        lo, hi = self._level(j - 1, q), self._level(j, q)
+        if lo is None or hi is None or q > self.curves[j].q_max * (1 + 1e-9):
+            return None, (f"query_tokens {q:g} not measured at both kv {self.kv_levels[j - 1]} and "
+                          f"{self.kv_levels[j]}")
+        w = (math.log(kv) - math.log(self.kv_levels[j - 1])) / (math.log(self.kv_levels[j]) - math.log(self.kv_levels[j - 1]))
+        return (1 - w) * lo + w * max(lo, hi), ""
+
+
+@dataclass
+class ProfiledCostModel:
+    """Seconds per layer shape from a profile (see the module docstring)."""
+
+    profile: Profile
+    model: ModelPreset
+    file: str
+    analytic: AnalyticCostModel
+    surfaces: dict[tuple[str, int, int], Surface] = field(default_factory=dict)
+    efficiency: dict[str, float] = field(default_factory=dict)
+    _warned: set[LayerShape] = field(default_factory=set)
+
+    @classmethod
+    def from_profile(cls, profile: Profile, model: ModelPreset, *, file: str) -> ProfiledCostModel:
+        dtype_bytes = DTYPE_BYTES.get(profile.software.dtype or "", None)
+        analytic = AnalyticCostModel.for_gpu(model, profile.device, dtype_bytes=dtype_bytes)
+        out = cls(profile, model, file, analytic)
+        for kind, timings in profile.layers.items():
+            groups: dict[tuple[int, int], list[Timing]] = {}
+            for t in timings:
+                groups.setdefault((t.batch, t.tensor_shard), []).append(t)
+            for (batch, shard), rows in groups.items():
+                if any(t.query_tokens > 0 for t in rows):
+                    out.surfaces[(kind, batch, shard)] = Surface.of(rows, ignore_kv=kind in (EMBED, FINAL))
+            ratios = [t.median_s / a for t in timings if t.query_tokens > 0
+                      and (a := analytic.layer_time_s(LayerShape(kind, t.query_tokens, t.kv_tokens, t.batch,
+                                                                 t.tensor_shard))) > 0]
+            out.efficiency[kind] = statistics.median(ratios) if ratios else 1.0
+        return out
+
+    @property
+    def name(self) -> str:
+        return f"profile:{self.file}"
+
+    def layer_time_s(self, shape: LayerShape) -> float:
+        if shape.query_tokens == 0:
+            return 0.0
+        q = float(shape.query_tokens)
+        if shape.kind in JOINT_KINDS and shape.text_query_tokens is not None:
+            q = max(1.0, q + shape.text_query_tokens - self.model.text_tokens)
+        shard = shape.tensor_shard
+        if shape.kind in (EMBED, FINAL) and (shape.kind, shape.batch, shard) not in self.surfaces:
+            shard = 1  # embeddings and the output layer stay whole (replicated) under tensor parallelism
+        surface = self.surfaces.get((shape.kind, shape.batch, shard))
+        if surface is None:
+            why = f"no timings for {shape.kind} at batch {shape.batch}, tensor_shard {shape.tensor_shard}"
+        else:
+            value, why = surface.log_time(q, float(shape.kv_tokens))
+            if value is not None:
+                return math.exp(value)
+        return self._fallback(shape, why)
+
+    def _fallback(self, shape: LayerShape, why: str) -> float:
+        scale = self.efficiency.get(shape.kind, 1.0)
+        if shape not in self._warned:
+            self._warned.add(shape)
+            warnings.warn(f"{self.file}: {shape} is outside the measured range ({why}); using the analytic "
+                          f"model × {scale:.3g} (this profile's measured efficiency)", ProfileRangeWarning,
+                          stacklevel=3)
+        return scale * self.analytic.layer_time_s(shape)
+
+
+def _major_minor(version: str | None) -> str | None:
+    return None if version is None else ".".join(version.split("+")[0].split(".")[:2])
+
+
+def installed_version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_compatible(profile: Profile, model: ModelPreset, *, file: str, gpu_name: str | None = None,
+                     dtype: str | None = None) -> None:
+    """Refuse a profile of another model, device or dtype; warn, by field name, about a changed stack."""
+    if profile.model is None or not profile.layers:
+        raise InputError("a links-only profile has no layer timings; give a compute profile", file=file,
+                         field="layers")
+    if profile.model != model.name:
+        raise InputError(f"profile of model {profile.model!r}, not {model.name!r}", file=file, field="model")
+    missing = [k for k in dict.fromkeys([EMBED, *model.arch.block_kinds(), FINAL]) if k not in profile.layers]
+    if missing:
+        raise InputError(f"no timings for layer kinds {', '.join(missing)}", file=file, field="layers")
+    if gpu_name is not None and gpu_name != profile.device:
+        raise InputError(f"profile measured on {profile.device!r}, but the plan runs on {gpu_name!r}", file=file,
+                         field="device")
+    if dtype is not None and profile.software.dtype is not None and dtype != profile.software.dtype:
+        raise InputError(f"profile measured in {profile.software.dtype}, but {dtype} was asked for", file=file,
+                         field="software.dtype")
+    for package in ("torch", "diffusers"):
+        recorded = getattr(profile.software, package)
+        here = installed_version(package)
+        if recorded and here and _major_minor(recorded) != _major_minor(here):
+            warnings.warn(f"{file}: software.{package} is {recorded} in the profile but {here} is installed; "
+                          f"timings may have drifted", ProfileStackWarning, stacklevel=3)
+
+
+def load_profiled_cost_model(path_or_name: str | Path, model: ModelPreset, gpu_name: str | None = None, *,
+                             dtype: str | None = None) -> ProfiledCostModel:
+    """The cost model of a profile file or shipped profile name, checked against ``model``."""
+    path = profile_path(path_or_name)
+    profile = load_profile(path)
+    check_compatible(profile, model, file=str(path), gpu_name=gpu_name, dtype=dtype)
+    return ProfiledCostModel.from_profile(profile, model, file=Path(path).name if Path(path).parent.name == "profiles"
+                                          else str(path))

@@ -1,0 +1,267 @@
+"""``pfplan profile compute``: time every layer kind of a model for the shapes plans need.
+
+The model is built with one block of each kind (config overrides, so Flux-size blocks fit
+on one device) at its real dimensions with seeded random weights. For each resolution
+``S`` (a ``rows × cols`` token grid) and batch, the reduced model runs forward on:
+
+* the whole image (``q = kv = S``);
+* PipeFusion patches: ``rows/M`` token rows as queries, attending over all ``S`` keys
+  (:mod:`profiles.block_probe`'s stale-K/V attention), for every ``M`` dividing ``rows``
+  up to ``--max-patches``; the same shape serves sequence-parallel and DistriFusion shards;
+* local shards: ``q = kv = S/N`` for N = 2, 4;
+* tensor-parallel widths: blocks narrowed to 1/s of their heads and MLP
+  (:mod:`profiles.tensor_shard`) for each s dividing the head count (up to 4).
+
+Each block is then called on its captured arguments: warm-up calls, then repeats, median
+and spread (on CUDA with synchronisation). Embed and final come from the same forwards'
+hook timestamps. The result is a :class:`~profiles.profile_format.Profile`.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from profiles.cost_model import EMBED, FINAL
+from profiles.errors import InputError
+from profiles.models import ModelPreset
+from profiles.profile_format import Profile, ProfileProvenance, SoftwareStack, Timing
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+GPU_NAME_HINTS = (("H200", "h200"), ("H100", "h100-sxm"), ("A100-PCIE", "a100-pcie"), ("A100", "a100-sxm"),
+                  ("L40S", "l40s"), ("L40", "l40"), ("L20", "l20"), ("4090", "rtx4090"), ("T4", "t4"))
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """What to measure and how often."""
+
+    device: str = "cpu"
+    dtype: str = "fp32"
+    resolutions_px: tuple[int, ...] = ()
+    """Image sizes (square); empty: the preset's default resolution and twice it."""
+    max_patches: int = 32
+    batches: tuple[int, ...] = (1, 2)
+    shards: tuple[int, ...] = (2, 4)
+    """Local sequence shards q = kv = S/N."""
+    tensor_shards: tuple[int, ...] = (1, 2, 4)
+    """Kept where they divide the head count."""
+    threads: int | None = 1
+    warmup: int = 2
+    repeats: int = 7
+    min_sample_s: float = 0.002
+    """Fast calls are looped until one sample lasts this long (timer resolution, overheads)."""
+    seed: int = 0
+    gpu: str | None = None
+    """Catalog GPU name (default: guessed from the CUDA device name; 'cpu' on CPU)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One forward of the reduced model: queries on a ``q_rows × cols`` grid, ``kv`` keys."""
+
+    resolution_px: int
+    q_rows: int
+    cols: int
+    kv_tokens: int
+    batch: int
+
+    @property
+    def query_tokens(self) -> int:
+        return self.q_rows * self.cols
+
+
+def workloads(preset: ModelPreset, settings: ComputeSettings) -> list[Workload]:
+    """Every forward the profile needs, smallest first (see the module docstring)."""
+    out: dict[tuple[int, int, int], Workload] = {}
+    resolutions = settings.resolutions_px or (preset.default_resolution, 2 * preset.default_resolution)
+    for res in resolutions:
+        rows, cols = preset.token_grid(res, res)
+        splits = {m for m in range(1, min(rows, settings.max_patches) + 1) if rows % m == 0 and m & (m - 1) == 0}
+        for batch in settings.batches:
+            for m in sorted(splits):
+                _add(out, Workload(res, rows // m, cols, rows * cols, batch))
+            for n in settings.shards:
+                if rows % n == 0:
+                    _add(out, Workload(res, rows // n, cols, rows // n * cols, batch))
+    return sorted(out.values(), key=lambda w: (w.batch, w.kv_tokens, w.query_tokens))
+
+
+def _add(out: dict[tuple[int, int, int], Workload], w: Workload) -> None:
+    """Keep the first workload of each (query, kv, batch) key: a profile's rows are unique."""
+    out.setdefault((w.query_tokens, w.kv_tokens, w.batch), w)
+
+
+def software_stack(device: str, dtype: str, threads: int | None) -> SoftwareStack:
+    import diffusers
+    import torch
+
+    cuda = torch.version.cuda if device.startswith("cuda") else None
+    nccl = None
+    kernel = "torch.sdpa(cpu)"
+    if device.startswith("cuda"):
+        try:
+            nccl = ".".join(map(str, torch.cuda.nccl.version()))
+        except Exception:  # noqa: BLE001 - NCCL missing is recorded as None
+            nccl = None
+        enabled = [name for name, on in (("flash", torch.backends.cuda.flash_sdp_enabled()),
+                                         ("mem_efficient", torch.backends.cuda.mem_efficient_sdp_enabled()),
+                                         ("cudnn", torch.backends.cuda.cudnn_sdp_enabled()),
+                                         ("math", torch.backends.cuda.math_sdp_enabled())) if on]
+        kernel = f"torch.sdpa({','.join(enabled)})"
+    return SoftwareStack(torch=torch.__version__, diffusers=diffusers.__version__,
+                         python=platform.python_version(), cuda=cuda, nccl=nccl, attention_kernel=kernel,
+                         dtype=dtype, threads=threads if not device.startswith("cuda") else None)
+
+
+def device_identity(device: str, gpu: str | None) -> tuple[str, str]:
+    """(catalog name, the device's own name)."""
+    if not device.startswith("cuda"):
+        name = platform.processor() or platform.machine()
+        try:
+            for line in open("/proc/cpuinfo"):
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        return gpu or "cpu", name
+    import torch
+
+    name = torch.cuda.get_device_name(torch.device(device))
+    if gpu:
+        return gpu, name
+    for hint, catalog_name in GPU_NAME_HINTS:
+        if hint in name.upper().replace(" ", "-"):
+            return catalog_name, name
+    raise InputError(f"cannot tell which catalog GPU {name!r} is; pass --gpu (see pfplan gpus)", field="gpu")
+
+
+@dataclass
+class Timer:
+    """Warm-up, repeats, median and spread; synchronised on CUDA."""
+
+    settings: ComputeSettings
+    sync: Callable[[], None] = field(default=lambda: None)
+
+    def samples(self, call: Callable[[], Any]) -> list[float]:
+        for _ in range(self.settings.warmup):
+            call()
+        self.sync()
+        start = time.perf_counter()
+        call()
+        self.sync()
+        once = time.perf_counter() - start
+        loops = max(1, int(self.settings.min_sample_s / max(once, 1e-7)))
+        out = []
+        for _ in range(self.settings.repeats):
+            start = time.perf_counter()
+            for _ in range(loops):
+                call()
+            self.sync()
+            out.append((time.perf_counter() - start) / loops)
+        return out
+
+
+def summarise(samples: list[float], *, query_tokens: int, kv_tokens: int, batch: int,
+              tensor_shard: int = 1) -> Timing:
+    ordered = sorted(samples)
+    deciles = statistics.quantiles(ordered, n=10, method="inclusive") if len(ordered) > 1 else ordered * 9
+    return Timing(query_tokens=query_tokens, kv_tokens=kv_tokens, batch=batch, tensor_shard=tensor_shard,
+                  median_s=statistics.median(ordered), p10_s=deciles[0], p90_s=deciles[-1],
+                  min_s=ordered[0], max_s=ordered[-1], repeats=len(ordered))
+
+
+def reduced_preset(preset: ModelPreset) -> ModelPreset:
+    """The same model with one block of each kind (for its block-kind list)."""
+    from profiles.model_inputs import single_block_overrides
+
+    data = preset.model_dump()
+    data["config"] = {**preset.config, **single_block_overrides(preset)}
+    return ModelPreset(**data)
+
+
+def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: str,
+                    progress: Callable[[int, str], None] | None = None) -> Profile:
+    """Measure ``preset`` (see the module docstring); ``progress(total_or_0, label)`` reports steps."""
+    import torch
+
+    from profiles.block_probe import ForwardCapture, stale_kv
+    from profiles.model_build import build_transformer, transformer_blocks
+    from profiles.model_inputs import forward_inputs, output_module
+    from profiles.tensor_shard import shard_block
+
+    device = settings.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda asked for, but torch sees no CUDA device", field="device")
+    if settings.dtype not in DTYPES:
+        raise InputError(f"unknown dtype {settings.dtype!r}; choices: {', '.join(DTYPES)}", field="dtype")
+    if settings.threads and not device.startswith("cuda"):
+        torch.set_num_threads(settings.threads)
+    dtype = getattr(torch, DTYPES[settings.dtype])
+    catalog_name, device_name = device_identity(device, settings.gpu)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    timer = Timer(settings, sync)
+
+    small = reduced_preset(preset)
+    kinds = small.arch.block_kinds()
+    first_of = {kind: kinds.index(kind) for kind in dict.fromkeys(kinds)}
+    model = build_transformer(preset, device=device, dtype=None if settings.dtype == "fp32" else dtype,
+                              seed=settings.seed,
+                              config_overrides=small.config)
+    blocks = transformer_blocks(model)
+    if len(blocks) != len(kinds):
+        raise RuntimeError(f"built {len(blocks)} blocks, expected {len(kinds)} ({kinds})")
+    heads = preset.arch.heads
+    tensor_shards = [s for s in settings.tensor_shards if heads % s == 0]
+    sharded = {(kind, s): shard_block(blocks[i], s) for kind, i in first_of.items() for s in tensor_shards}
+
+    work = workloads(preset, settings)
+    if progress:
+        progress(len(work), "")
+    layers: dict[str, list[Timing]] = {kind: [] for kind in [EMBED, *first_of, FINAL]}
+    with torch.inference_mode():
+        for w in work:
+            inputs = forward_inputs(preset, rows=w.q_rows, cols=w.cols, batch=w.batch, device=device,
+                                    dtype=dtype, seed=settings.seed)
+            capture = ForwardCapture(model, blocks, time.perf_counter, sync, output_module(preset, model))
+            embed, final = [], []
+            try:
+                for i in range(settings.warmup + settings.repeats):
+                    capture.reset()
+                    try:
+                        model(**inputs)
+                    except RuntimeError:
+                        if "end" not in capture.marks:  # only DiT's unpatchify may fail after the end
+                            raise
+                    if i >= settings.warmup:
+                        embed.append(capture.embed_s)
+                        final.append(capture.final_s)
+            finally:
+                capture.remove()
+            q = w.query_tokens
+            if w.kv_tokens == q:  # embed/final cost does not depend on the keys attended
+                layers[EMBED].append(summarise(embed, query_tokens=q, kv_tokens=q, batch=w.batch))
+                layers[FINAL].append(summarise(final, query_tokens=q, kv_tokens=q, batch=w.batch))
+            extra = w.kv_tokens - q
+            for kind, index in first_of.items():
+                args, kwargs = capture.calls[index]
+                for s in tensor_shards:
+                    block = sharded[(kind, s)]
+                    with stale_kv([block], extra):
+                        samples = timer.samples(lambda: block(*args, **kwargs))
+                    layers[kind].append(summarise(samples, query_tokens=q, kv_tokens=w.kv_tokens,
+                                                  batch=w.batch, tensor_shard=s))
+            if progress:
+                progress(0, f"{w.resolution_px}px q={q} kv={w.kv_tokens} b={w.batch}")
+    return Profile(model=preset.name, model_family=preset.family, device=catalog_name, device_name=device_name,
+                   software=software_stack(device, settings.dtype, settings.threads),
+                   text_tokens=preset.text_tokens, layers=layers,
+                   provenance=ProfileProvenance(kind="measured", command=command, host=platform.node(),
+                                                notes=[f"warmup {settings.warmup}, repeats {settings.repeats}, "
+                                                       f"samples of at least {settings.min_sample_s * 1e3:g} ms",
+                                                       "patch shapes attend over the whole image's K/V "
+                                                       "(stale-K/V attention), text tokens always whole"]))

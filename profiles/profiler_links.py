@@ -1,0 +1,300 @@
+"""``pfplan profile links``: measure point-to-point and collective times between ranks.
+
+Ranks are placed on the topology's devices in order (rank i on device i). For each route
+class the first ``nprocs`` devices span (or for every pair, ``--all-pairs``), a ping-pong
+between the pair's ranks gives the one-way time of each message size (half the round
+trip); the fit ``time = latency + bytes / bandwidth`` is weighted by 1/time², so small
+messages pin the latency and large ones the bandwidth. All-gather, all-to-all and
+all-reduce are timed the same way for each group size (2, 4, … and all ranks).
+
+Launch: locally this module starts ``nprocs`` processes itself (``fork`` on CPU, the fast
+start; ``spawn`` for CUDA, which must not be forked), one thread per rank, gloo on CPU and
+NCCL on CUDA, with a timeout on every collective. Under ``torchrun`` (``RANK`` and
+``WORLD_SIZE`` set) each process measures as one of the ranks and rank 0 writes the file.
+Every tensor sent is contiguous (gloo hangs the receiver otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from profiles.errors import InputError
+from profiles.profile_format import CollectiveCurve, LinkFit, LinkPoint, Profile, ProfileProvenance, SoftwareStack
+from profiles.topology_graph import ClusterGraph
+
+KB = 1024
+CPU_SIZES = tuple(4 * KB * 4 ** i for i in range(7))  # 4 KB … 16 MB
+GPU_SIZES = tuple(4 * KB * 4 ** i for i in range(10))  # 4 KB … 1 GB
+OPS = ("all_gather", "all_to_all", "all_reduce")
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    nprocs: int = 2
+    device: str = "cpu"
+    sizes_bytes: tuple[int, ...] = ()
+    """Message sizes; empty: 4 KB … 16 MB on CPU, … 256 MB on CUDA."""
+    all_pairs: bool = False
+    collectives: bool = True
+    warmup: int = 2
+    repeats: int = 7
+    timeout_s: float = 120.0
+
+    def sizes(self) -> tuple[int, ...]:
+        if self.sizes_bytes:
+            return self.sizes_bytes
+        return CPU_SIZES if self.device == "cpu" else tuple(s for s in GPU_SIZES if s <= 256 * KB * KB)
+
+
+@dataclass
+class RankPlan:
+    """What every rank runs, in the same order (pairs by route class, collective groups)."""
+
+    pairs: list[tuple[int, int, str]] = field(default_factory=list)
+    group_sizes: list[int] = field(default_factory=list)
+
+
+def rank_plan(cluster: ClusterGraph, settings: LinkSettings) -> RankPlan:
+    """Which rank pairs to measure: one per route class (first found), or all of them."""
+    n = settings.nprocs
+    if n < 2:
+        raise InputError("need at least 2 processes", field="nprocs")
+    if n > len(cluster.devices):
+        raise InputError(f"{n} processes but the topology has {len(cluster.devices)} devices", field="nprocs")
+    plan = RankPlan()
+    seen: set[str] = set()
+    for a in range(n):
+        for b in range(a + 1, n):
+            cls = cluster.route(cluster.devices[a], cluster.devices[b]).route_class
+            if settings.all_pairs or cls not in seen:
+                plan.pairs.append((a, b, cls))
+                seen.add(cls)
+    plan.group_sizes = sorted({g for g in (2 ** i for i in range(1, 8)) if g <= n} | {n})
+    return plan
+
+
+def fit_latency_bandwidth(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """(latency µs, bandwidth GB/s) of ``t = a + bytes·s``, least squares weighted by 1/t²."""
+    w = [1.0 / max(t, 1e-9) ** 2 for _, t in points]
+    sw = sum(w)
+    sx = sum(wi * n for wi, (n, _) in zip(w, points))
+    sy = sum(wi * t for wi, (_, t) in zip(w, points))
+    sxx = sum(wi * n * n for wi, (n, _) in zip(w, points))
+    sxy = sum(wi * n * t for wi, (n, t) in zip(w, points))
+    det = sw * sxx - sx * sx
+    slope = (sw * sxy - sx * sy) / det if det > 0 else 0.0
+    if slope <= 0:  # flat curve: bandwidth from the largest message alone
+        n_max, t_max = max(points)
+        slope = t_max / n_max
+    intercept = max(0.0, (sy - slope * sx) / sw)
+    return intercept * 1e6, 1.0 / slope / 1e9
+
+
+def _sync(device: Any) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def _measure(rank: int, world: int, settings: LinkSettings, plan: RankPlan) -> dict[str, Any]:
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if settings.device == "cuda" else "cpu")
+    out: dict[str, Any] = {"p2p": [], "collectives": []}
+    for a, b, cls in plan.pairs:
+        dist.barrier()
+        for size in settings.sizes():
+            buf = torch.zeros(size // 4, dtype=torch.float32, device=device).contiguous()
+            times = []
+            for i in range(settings.warmup + settings.repeats):
+                dist.barrier()
+                _sync(device)
+                start = time.perf_counter()
+                if rank == a:
+                    dist.send(buf, b)
+                    dist.recv(buf, b)
+                elif rank == b:
+                    dist.recv(buf, a)
+                    dist.send(buf, a)
+                _sync(device)
+                if i >= settings.warmup:
+                    times.append((time.perf_counter() - start) / 2)
+            if rank == a:
+                out["p2p"].append({"pair": f"{a}->{b}", "route_class": cls, "bytes": size,
+                                   "seconds": statistics.median(times), "repeats": len(times)})
+    if not settings.collectives:
+        return out
+    for g in plan.group_sizes:
+        group = dist.new_group(list(range(g))) if g < world else dist.group.WORLD
+        for op in OPS:
+            for size in settings.sizes():
+                if rank >= g:
+                    continue
+                elems = max(g, (size // 4) // g * g)
+                src = torch.ones(elems, dtype=torch.float32, device=device).contiguous()
+                dst = torch.empty(elems * g if op == "all_gather" else elems, dtype=torch.float32, device=device)
+                times = []
+                for i in range(settings.warmup + settings.repeats):
+                    dist.barrier(group=group)
+                    _sync(device)
+                    start = time.perf_counter()
+                    if op == "all_gather" and device.type == "cuda":
+                        dist.all_gather_into_tensor(dst, src, group=group)
+                    elif op == "all_gather":
+                        dist.all_gather(list(dst.chunk(g)), src, group=group)
+                    elif op == "all_to_all":
+                        dist.all_to_all_single(dst, src, group=group)
+                    else:
+                        dist.all_reduce(src, group=group)
+                    _sync(device)
+                    if i >= settings.warmup:
+                        times.append(time.perf_counter() - start)
+                if rank == 0:
+                    out["collectives"].append({"op": op, "group_size": g, "bytes": elems * 4,
+                                               "seconds": statistics.median(times), "repeats": len(times)})
+        dist.barrier()
+    return out
+
+
+def _worker(rank: int, world: int, port: int, settings: LinkSettings, plan: RankPlan, out_path: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    backend = "nccl" if settings.device == "cuda" else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(rank % torch.cuda.device_count())
+    dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(seconds=settings.timeout_s))
+    try:
+        result = _measure(rank, world, settings, plan)
+        if rank == 0:
+            Path(out_path).write_text(json.dumps(result))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure_links(cluster: ClusterGraph, settings: LinkSettings) -> dict[str, Any] | None:
+    """Run the measurement; the raw results on rank 0 (or the local launcher), else None."""
+    plan = rank_plan(cluster, settings)
+    with tempfile.TemporaryDirectory(prefix="pfplan-links-") as tmp:
+        out_path = str(Path(tmp) / "links.json")
+        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # under torchrun
+            rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+            if world != settings.nprocs:
+                settings = LinkSettings(**{**asdict(settings), "nprocs": world})
+                plan = rank_plan(cluster, settings)
+            _worker(rank, world, int(os.environ.get("MASTER_PORT", "29500")), settings, plan, out_path)
+            return json.loads(Path(out_path).read_text()) if rank == 0 else None
+        import torch.multiprocessing as mp
+
+        method = "spawn" if settings.device == "cuda" else "fork"
+        mp.start_processes(_worker, args=(settings.nprocs, _free_port(), settings, plan, out_path),
+                           nprocs=settings.nprocs, start_method=method, join=True)
+        return json.loads(Path(out_path).read_text())
+
+
+def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, Any], *, command: str) -> Profile:
+    """Fit the raw timings into a links-only :class:`Profile`."""
+    import torch
+
+    by_class: dict[str, list[dict[str, Any]]] = {}
+    for row in raw["p2p"]:
+        by_class.setdefault(row["route_class"], []).append(row)
+    links = []
+    for cls, rows in by_class.items():
+        sizes: dict[int, list[float]] = {}
+        for r in rows:
+            sizes.setdefault(r["bytes"], []).append(r["seconds"])
+        points = [LinkPoint(bytes=n, seconds=statistics.median(ts), repeats=settings.repeats * len(ts))
+                  for n, ts in sorted(sizes.items())]
+        latency, bandwidth = fit_latency_bandwidth([(p.bytes, p.seconds) for p in points])
+        links.append(LinkFit(route_class=cls, pairs=sorted({r["pair"] for r in rows}), latency_us=latency,
+                             bandwidth_gb_s=bandwidth, points=points))
+    curves = []
+    keys = sorted({(r["op"], r["group_size"]) for r in raw["collectives"]})
+    for op, g in keys:
+        rows = [r for r in raw["collectives"] if r["op"] == op and r["group_size"] == g]
+        points = [LinkPoint(bytes=r["bytes"], seconds=r["seconds"], repeats=r["repeats"]) for r in rows]
+        latency, bandwidth = fit_latency_bandwidth([(p.bytes, p.seconds) for p in points])
+        curves.append(CollectiveCurve(op=op, group_size=g, latency_us=latency, bandwidth_gb_s=bandwidth,
+                                      points=points))
+    first = cluster.devices[0]
+    device_name = torch.cuda.get_device_name(0) if settings.device == "cuda" else (platform.processor() or "cpu")
+    nccl = None
+    if settings.device == "cuda":
+        nccl = ".".join(map(str, torch.cuda.nccl.version()))
+    return Profile(model=None, device=cluster.device_gpu[first], device_name=device_name,
+                   software=SoftwareStack(torch=torch.__version__, python=platform.python_version(),
+                                          cuda=torch.version.cuda if settings.device == "cuda" else None, nccl=nccl,
+                                          threads=1, distributed_backend="nccl" if settings.device == "cuda" else "gloo"),
+                   links=links, collectives=curves,
+                   provenance=ProfileProvenance(kind="measured", command=command, host=platform.node(),
+                                                notes=[f"{settings.nprocs} ranks on {cluster.topology.name} devices "
+                                                       f"0..{settings.nprocs - 1}; p2p = half a ping-pong; "
+                                                       f"medians of {settings.repeats} after {settings.warmup} warm-up"]))
+
+
+def measured_topology(cluster: ClusterGraph, profile: Profile, *, command: str) -> Any:
+    """A copy of the cluster's topology whose link figures come from ``profile``'s fits.
+
+    A route's latency is the sum of its links' and its bandwidth their minimum, so a fitted
+    class sets the links that class runs over: the nearest PCIe class (PIX, PXB or PHB) sets
+    every device link (latency split evenly over the route's links), NVL the NVLink domains,
+    SYS the socket link and NET the network (each less the device links' share of latency).
+    Switch uplinks and classes not measured keep their figures; ``source`` says which is which.
+    """
+    from profiles.topology import Link
+
+    fits = {f.route_class: f for f in profile.links}
+    reps = {}
+    for a_i, a in enumerate(cluster.devices):
+        for b in cluster.devices[a_i + 1:]:
+            reps.setdefault(cluster.route(a, b).route_class, cluster.route(a, b))
+    topo = cluster.topology.model_copy(deep=True)
+    pcie = next((c for c in ("PIX", "PXB", "PHB") if c in fits and c in reps), None)
+    device_latency = None
+    for node in topo.nodes:
+        if pcie:
+            fit = fits[pcie]
+            device_latency = fit.latency_us / max(1, len(reps[pcie].links))
+            node.device_link = Link(bandwidth_gb_s=fit.bandwidth_gb_s, latency_us=device_latency)
+        if "NVL" in fits and "NVL" in reps:
+            fit = fits["NVL"]
+            for domain in node.nvlink:
+                domain.link = Link(bandwidth_gb_s=fit.bandwidth_gb_s,
+                                   latency_us=fit.latency_us / max(1, len(reps["NVL"].links)))
+        if "SYS" in fits and "SYS" in reps and node.socket_link is not None:
+            fit = fits["SYS"]
+            rest = (len(reps["SYS"].links) - 1) * (device_latency or 0.0)
+            node.socket_link = Link(bandwidth_gb_s=fit.bandwidth_gb_s, latency_us=max(0.0, fit.latency_us - rest))
+    if "NET" in fits and "NET" in reps and topo.network is not None:
+        fit = fits["NET"]
+        rest = (len(reps["NET"].links) - 1) * (device_latency or 0.0)
+        topo.network = Link(bandwidth_gb_s=fit.bandwidth_gb_s, latency_us=max(0.0, fit.latency_us - rest))
+    measured = sorted(c for c in fits if c in reps and (c == pcie or c in ("NVL", "SYS", "NET")))
+    kept = sorted(c for c in reps if c not in measured)
+    topo.source = (f"link figures of route classes {', '.join(measured) or 'none'} measured by `{command}` "
+                   f"on {profile.provenance.created_at}"
+                   + (f"; classes {', '.join(kept)} and switch uplinks keep the figures of "
+                      f"{cluster.topology.name}" if kept else "; switch uplinks keep their previous figures"))
+    return topo

@@ -1,0 +1,183 @@
+"""The profiled cost model: monotone interpolation, warned fallback, refusals by field name."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from profiles.cost_model import LayerShape
+from profiles.errors import InputError
+from profiles.models import load_model
+from profiles.profile_format import Profile, ProfileProvenance, SoftwareStack, Timing
+from profiles.profiled import (ProfileRangeWarning, ProfileStackWarning, ProfiledCostModel, Surface,
+                               load_profiled_cost_model)
+
+LEVELS = (64, 256, 1024)
+SPLITS = (1, 2, 4, 8)
+
+
+def timing(q: int, kv: int, seconds: float, batch: int = 1, shard: int = 1) -> Timing:
+    return Timing(query_tokens=q, kv_tokens=kv, batch=batch, tensor_shard=shard, median_s=seconds, p10_s=seconds,
+                  p90_s=seconds, min_s=seconds, max_s=seconds, repeats=1)
+
+
+def synthetic(times: list[float] | None = None, *, model: str = "pixart-tiny") -> Profile:
+    """Block timings at kv levels × patch splits (plus embed/final), in the given order."""
+    shapes = [(kv // m, kv) for kv in LEVELS for m in SPLITS]
+    times = times or [1e-6 * q * (1 + kv / 512) for q, kv in shapes]
+    block = [timing(q, kv, t) for (q, kv), t in zip(shapes, times)]
+    flat = [timing(kv, kv, 1e-6 * kv) for kv in LEVELS]
+    return Profile(model=model, device="cpu", device_name="test", software=SoftwareStack(dtype="fp32"),
+                   layers={"embed": flat, "pixart_block": block, "final": flat},
+                   provenance=ProfileProvenance(kind="measured", command="test"))
+
+
+def cost_model(profile: Profile) -> ProfiledCostModel:
+    return ProfiledCostModel.from_profile(profile, load_model("pixart-tiny"), file="test.json")
+
+
+def test_exact_at_measured_monotone_points() -> None:
+    profile = synthetic()
+    cost = cost_model(profile)
+    for t in profile.layers["pixart_block"]:
+        shape = LayerShape("pixart_block", t.query_tokens, t.kv_tokens)
+        assert cost.layer_time_s(shape) == pytest.approx(t.median_s, rel=1e-9)
+
+
+def test_between_levels_is_between_neighbours() -> None:
+    cost = cost_model(synthetic())
+    lo = cost.layer_time_s(LayerShape("pixart_block", 128, 256))
+    hi = cost.layer_time_s(LayerShape("pixart_block", 128, 1024))
+    mid = cost.layer_time_s(LayerShape("pixart_block", 128, 512))
+    assert lo < mid < hi
+
+
+times_strategy = st.lists(st.floats(min_value=1e-6, max_value=1.0), min_size=len(LEVELS) * len(SPLITS),
+                          max_size=len(LEVELS) * len(SPLITS))
+
+
+@settings(max_examples=60, deadline=None)
+@given(times=times_strategy, q=st.floats(min_value=8, max_value=1024), kv=st.floats(min_value=64, max_value=1024),
+       dq=st.floats(min_value=1.0, max_value=8.0), dkv=st.floats(min_value=1.0, max_value=8.0))
+def test_interpolation_is_monotone(times: list[float], q: float, kv: float, dq: float, dkv: float) -> None:
+    """Even from noisy (non-monotone) measurements, more queries or more keys never cost less."""
+    surface = Surface.of(synthetic(times).layers["pixart_block"])
+    base, _ = surface.log_time(q, kv)
+    more_q, _ = surface.log_time(q * dq, kv)
+    more_kv, _ = surface.log_time(q, min(kv * dkv, 1024))
+    if base is not None and more_q is not None:
+        assert more_q >= base - 1e-12
+    if base is not None and more_kv is not None:
+        assert more_kv >= base - 1e-12
+
+
+@settings(max_examples=30, deadline=None)
+@given(times=times_strategy)
+def test_interpolation_stays_within_measured_extremes(times: list[float]) -> None:
+    surface = Surface.of(synthetic(times).layers["pixart_block"])
+    for q in (8, 20, 100, 300, 1000):
+        for kv in (64, 100, 256, 700, 1024):
+            value, _ = surface.log_time(q, kv)
+            if value is not None:
+                assert math.log(min(times)) - 1e-9 <= value <= math.log(max(times)) + 1e-9
+
+
+def test_outside_range_warns_by_shape_and_falls_back_to_scaled_analytic() -> None:
+    cost = cost_model(synthetic())
+    shape = LayerShape("pixart_block", 4096, 4096)
+    with pytest.warns(ProfileRangeWarning, match=r"query_tokens=4096.*kv_tokens 4096 outside measured 64\.\.1024"):
+        value = cost.layer_time_s(shape)
+    assert value == pytest.approx(cost.efficiency["pixart_block"] * cost.analytic.layer_time_s(shape))
+    with pytest.warns(ProfileRangeWarning, match="no timings for pixart_block at batch 3"):
+        cost.layer_time_s(LayerShape("pixart_block", 64, 256, batch=3))
+
+
+def test_inside_range_does_not_warn() -> None:
+    cost = cost_model(synthetic())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cost.layer_time_s(LayerShape("pixart_block", 200, 300))
+        cost.layer_time_s(LayerShape("embed", 100, 100))
+
+
+def write(tmp_path, profile: Profile, name: str = "p.json"):
+    path = tmp_path / name
+    path.write_text(profile.model_dump_json())
+    return path
+
+
+def test_profile_of_another_model_is_refused(tmp_path) -> None:
+    path = write(tmp_path, synthetic())
+    with pytest.raises(InputError, match="profile of model 'pixart-tiny', not 'dit-tiny'") as err:
+        load_profiled_cost_model(path, load_model("dit-tiny"))
+    assert err.value.field == "model" and "\n" not in err.value.one_line()
+
+
+def test_other_device_and_dtype_are_refused_by_field(tmp_path) -> None:
+    path = write(tmp_path, synthetic())
+    with pytest.raises(InputError) as err:
+        load_profiled_cost_model(path, load_model("pixart-tiny"), gpu_name="h100-sxm")
+    assert err.value.field == "device"
+    with pytest.raises(InputError) as err:
+        load_profiled_cost_model(path, load_model("pixart-tiny"), dtype="bf16")
+    assert err.value.field == "software.dtype"
+
+
+def test_other_software_stack_is_warned_about_by_field(tmp_path) -> None:
+    profile = synthetic()
+    profile = profile.model_copy(update={"software": SoftwareStack(torch="1.13.1", diffusers="0.1.0", dtype="fp32")})
+    path = write(tmp_path, profile)
+    with pytest.warns(ProfileStackWarning) as record:
+        load_profiled_cost_model(path, load_model("pixart-tiny"))
+    messages = " ".join(str(w.message) for w in record)
+    assert "software.torch is 1.13.1" in messages and "software.diffusers is 0.1.0" in messages
+
+
+def test_missing_layer_kind_and_links_only_are_refused(tmp_path) -> None:
+    profile = synthetic()
+    partial = profile.model_copy(update={"layers": {"pixart_block": profile.layers["pixart_block"]}})
+    with pytest.raises(InputError, match="no timings for layer kinds embed, final"):
+        load_profiled_cost_model(write(tmp_path, partial), load_model("pixart-tiny"))
+    links_only = Profile(device="cpu", device_name="x", provenance=ProfileProvenance(kind="measured", command="t"))
+    with pytest.raises(InputError, match="links-only"):
+        load_profiled_cost_model(write(tmp_path, links_only, "l.json"), load_model("pixart-tiny"))
+
+
+def test_corrupt_json_is_one_line(tmp_path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"schema_version": 1, "model": ')
+    with pytest.raises(InputError, match="invalid JSON at line 1"):
+        load_profiled_cost_model(path, load_model("pixart-tiny"))
+    data = json.loads(synthetic().model_dump_json())
+    data["layers"]["pixart_block"][0]["median_s"] = -1
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"layers\.pixart_block\[0\]\.median_s"):
+        load_profiled_cost_model(path, load_model("pixart-tiny"))
+
+
+def test_cost_model_factory_uses_the_profile(tmp_path) -> None:
+    from profiles.costs import cost_model_for
+
+    cost = cost_model_for(load_model("pixart-tiny"), "cpu", write(tmp_path, synthetic()))
+    assert cost.name.startswith("profile:") and cost.name.endswith("p.json")
+
+
+def test_link_fit_recovers_latency_and_bandwidth() -> None:
+    from profiles.profiler_links import fit_latency_bandwidth
+
+    points = [(n, 50e-6 + n / 2e9) for n in (4096, 65536, 1 << 20, 16 << 20)]
+    latency_us, bandwidth_gb_s = fit_latency_bandwidth(points)
+    assert latency_us == pytest.approx(50, rel=1e-6) and bandwidth_gb_s == pytest.approx(2, rel=1e-6)
+
+
+def test_embed_and_final_are_whole_under_tensor_parallelism() -> None:
+    cost = cost_model(synthetic())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cost.layer_time_s(LayerShape("embed", 256, 256, tensor_shard=4)) == \
+            cost.layer_time_s(LayerShape("embed", 256, 256))
