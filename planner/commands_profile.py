@@ -8,7 +8,10 @@ command line that reproduces it (every option spelled out, defaults included).
 from __future__ import annotations
 
 import shlex
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 from typing import Optional
 
 import typer
@@ -36,9 +39,7 @@ def command_line(ctx: typer.Context) -> str:
             elif param.secondary_opts:
                 parts.append(param.secondary_opts[0])
             continue
-        if value == "":
-            continue
-        parts += [flag, shlex.quote(str(value))]
+        parts += [flag, shlex.quote(str(value))]  # '' stays '' (an empty list is not the default)
     return " ".join(parts)
 
 
@@ -72,6 +73,20 @@ def size_list(text: str | None) -> tuple[int, ...]:
     return tuple(sorted(set(out)))
 
 
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Print each warning raised inside as one ``pfplan: warning:`` line (no source excerpt)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen = set()
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if text not in seen:
+            seen.add(text)
+            err_console.print(f"pfplan: warning: {text}", markup=False)
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[label]}"), TimeElapsedColumn(), console=err_console, transient=True)
@@ -100,6 +115,10 @@ def register(app: typer.Typer) -> None:
                                                           help="Image sizes, px (default: the preset's and twice it)."),
                 max_patches: int = typer.Option(32, "--max-patches", min=1, help="Largest PipeFusion patch count."),
                 threads: int = typer.Option(1, "--threads", min=1, help="torch threads (CPU)."),
+                batches: str = typer.Option("1,2", "--batches", help="Batch sizes (2: both CFG branches)."),
+                tensor_shards: str = typer.Option("1,2,4", "--tensor-shards",
+                                                  help="Tensor-parallel widths (kept where they divide the heads)."),
+                shards: str = typer.Option("2,4", "--shards", help="Local sequence shards S/N ('' for none)."),
                 warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed calls per shape."),
                 repeats: int = typer.Option(7, "--repeats", min=1, help="Timed samples per shape."),
                 gpu: Optional[str] = typer.Option(None, "--gpu", help="Catalog GPU name (default: from the device)."),
@@ -120,7 +139,11 @@ def register(app: typer.Typer) -> None:
             from profiles.gpus import get_gpu
 
             get_gpu(gpu)
+        batch_sizes, widths = int_list(batches, "batches"), int_list(tensor_shards, "tensor-shards")
+        if not batch_sizes or not widths:
+            raise InputError("--batches and --tensor-shards need at least one value", field="batches")
         settings = ComputeSettings(device=device, dtype=dtype, resolutions_px=res, max_patches=max_patches,
+                                   batches=batch_sizes, tensor_shards=widths, shards=int_list(shards, "shards"),
                                    threads=threads, warmup=warmup, repeats=repeats, gpu=gpu)
         command = command_line(ctx)
         with _progress() as bar:
@@ -220,11 +243,50 @@ def register(app: typer.Typer) -> None:
         preset = load_model(model)
         preset.latent_size(resolution, resolution)
         path = profile_path(profile)
-        calibrated = calibrate(load_profile(path), preset, file=str(path), resolution_px=resolution, steps=steps,
-                               measured_serial_s=measured_serial, command=command_line(ctx), source=source)
+        with warnings_as_lines():
+            calibrated = calibrate(load_profile(path), preset, file=str(path), resolution_px=resolution, steps=steps,
+                                   measured_serial_s=measured_serial, command=command_line(ctx), source=source)
         write_model_json(output, calibrated)
         record = calibrated.provenance.calibration
         out_console.print(f"{output}: ×{record.factor:.4g} (predicted {record.predicted_serial_s:.4g} s, "
                           f"measured {record.measured_serial_s:.4g} s)", markup=False)
+
+    @prof.command("show")
+    def show(profile: str = typer.Argument(..., help="Profile file or shipped name ('list': shipped names)."),
+             json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
+        """Summarise a profile: model, device, software stack, provenance, layer kinds, links."""
+        from planner.cli_app import print_json
+        from profiles.profile_format import load_profile, shipped_profiles
+
+        if profile == "list":
+            names = shipped_profiles()
+            if json_out:
+                print_json(names)
+            else:
+                out_console.print("\n".join(names), markup=False)
+            return
+        p = load_profile(profile)
+        summary = {"model": p.model, "device": p.device, "device_name": p.device_name,
+                   "software": p.software.model_dump(exclude_none=True), "provenance": p.provenance.kind,
+                   "command": p.provenance.command, "created_at": p.provenance.created_at,
+                   "calibration_factor": p.provenance.calibration.factor if p.provenance.calibration else None,
+                   "layers": {k: len(v) for k, v in p.layers.items()},
+                   "links": {f.route_class: {"latency_us": f.latency_us, "bandwidth_gb_s": f.bandwidth_gb_s}
+                             for f in p.links}}
+        if json_out:
+            print_json(summary)
+            return
+        lines = [f"{profile}: {p.model or 'links'} on {p.device} ({p.device_name}), {p.provenance.kind} "
+                 f"{p.provenance.created_at}", f"  command: {p.provenance.command}",
+                 "  software: " + ", ".join(f"{k} {v}" for k, v in summary["software"].items())]
+        if p.provenance.calibration:
+            c = p.provenance.calibration
+            lines.append(f"  calibrated ×{c.factor:.4g} to {c.measured_serial_s:g} s ({c.source or 'no source given'})")
+        out_console.print("\n".join(lines), markup=False)
+        if p.layers:
+            _summary(p, "layers")
+        for f in p.links:
+            out_console.print(f"  {f.route_class}: {f.latency_us:.1f} µs + bytes / {f.bandwidth_gb_s:.3f} GB/s",
+                              markup=False)
 
     app.add_typer(prof, name="profile")

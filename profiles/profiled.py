@@ -124,7 +124,8 @@ class Surface:
         if self.kv_levels[j] == kv:
             curve = self.curves[j]
             if not curve.q_min <= q <= curve.q_max * (1 + 1e-9):
-                return None, f"query_tokens {q:g} outside measured {curve.q_min:g}..{curve.q_max:g} at kv {kv:g}"
+                where = f" at kv_tokens {kv:g}" if kv else ""
+                return None, f"query_tokens {q:g} outside measured {curve.q_min:g}..{curve.q_max:g}{where}"
             return self._level(j, q), ""
         lo, hi = self._level(j - 1, q), self._level(j, q)
         if lo is None or hi is None or q > self.curves[j].q_max * (1 + 1e-9):
@@ -190,7 +191,9 @@ class ProfiledCostModel:
         scale = self.efficiency.get(shape.kind, 1.0)
         if shape not in self._warned:
             self._warned.add(shape)
-            warnings.warn(f"{self.file}: {shape} is outside the measured range ({why}); using the analytic "
+            label = (f"{shape.kind} (query_tokens={shape.query_tokens}, kv_tokens={shape.kv_tokens}, "
+                     f"batch={shape.batch}, tensor_shard={shape.tensor_shard})")
+            warnings.warn(f"{self.file}: {label} is outside the measured range ({why}); using the analytic "
                           f"model × {scale:.3g} (this profile's measured efficiency)", ProfileRangeWarning,
                           stacklevel=3)
         return scale * self.analytic.layer_time_s(shape)

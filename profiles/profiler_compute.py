@@ -8,7 +8,7 @@ on one device) at its real dimensions with seeded random weights. For each resol
 * PipeFusion patches: ``rows/M`` token rows as queries, attending over all ``S`` keys
   (:mod:`profiles.block_probe`'s stale-K/V attention), for every ``M`` dividing ``rows``
   up to ``--max-patches``; the same shape serves sequence-parallel and DistriFusion shards;
-* local shards: ``q = kv = S/N`` for N = 2, 4;
+* local shards: ``kv = S/N`` for N = 2, 4, each with its own column of patch splits;
 * tensor-parallel widths: blocks narrowed to 1/s of their heads and MLP
   (:mod:`profiles.tensor_shard`) for each s dividing the head count (up to 4).
 
@@ -31,8 +31,10 @@ from profiles.models import ModelPreset
 from profiles.profile_format import Profile, ProfileProvenance, SoftwareStack, Timing
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-GPU_NAME_HINTS = (("H200", "h200"), ("H100", "h100-sxm"), ("A100-PCIE", "a100-pcie"), ("A100", "a100-sxm"),
-                  ("L40S", "l40s"), ("L40", "l40"), ("L20", "l20"), ("4090", "rtx4090"), ("T4", "t4"))
+GPU_NAME_HINTS = ((("H200",), "h200"), (("H100",), "h100-sxm"), (("A100", "PCIE"), "a100-pcie"),
+                  (("A100",), "a100-sxm"), (("L40S",), "l40s"), (("L40",), "l40"), (("L20",), "l20"),
+                  (("4090",), "rtx4090"), (("T4",), "t4"))
+"""Words of a CUDA device name → catalog GPU (first match wins; --gpu overrides)."""
 
 
 @dataclass(frozen=True)
@@ -75,19 +77,29 @@ class Workload:
 
 
 def workloads(preset: ModelPreset, settings: ComputeSettings) -> list[Workload]:
-    """Every forward the profile needs, smallest first (see the module docstring)."""
+    """Every forward the profile needs, smallest first (see the module docstring).
+
+    Each key/value length measured (the whole image, and each local shard of ``rows/N``
+    rows) gets the full column of patch splits, so the profiled cost model can interpolate
+    between any two of them. Example: pixart-tiny at 256 px (16 × 16 tokens), max 4
+    patches, shards 2 and 4 → kv 256 with q 256, 128, 64; kv 128 with q 128, 64, 32;
+    kv 64 with q 64, 32, 16.
+    """
     out: dict[tuple[int, int, int], Workload] = {}
     resolutions = settings.resolutions_px or (preset.default_resolution, 2 * preset.default_resolution)
     for res in resolutions:
         rows, cols = preset.token_grid(res, res)
-        splits = {m for m in range(1, min(rows, settings.max_patches) + 1) if rows % m == 0 and m & (m - 1) == 0}
+        grids = [rows] + [rows // n for n in settings.shards if rows % n == 0 and n > 1]
         for batch in settings.batches:
-            for m in sorted(splits):
-                _add(out, Workload(res, rows // m, cols, rows * cols, batch))
-            for n in settings.shards:
-                if rows % n == 0:
-                    _add(out, Workload(res, rows // n, cols, rows // n * cols, batch))
+            for grid_rows in grids:
+                for m in _splits(grid_rows, settings.max_patches):
+                    _add(out, Workload(res, grid_rows // m, cols, grid_rows * cols, batch))
     return sorted(out.values(), key=lambda w: (w.batch, w.kv_tokens, w.query_tokens))
+
+
+def _splits(rows: int, max_patches: int) -> list[int]:
+    """Power-of-two patch counts that cut ``rows`` token rows evenly (1 = the whole grid)."""
+    return [m for m in range(1, min(rows, max_patches) + 1) if rows % m == 0 and m & (m - 1) == 0]
 
 
 def _add(out: dict[tuple[int, int, int], Workload], w: Workload) -> None:
@@ -134,10 +146,16 @@ def device_identity(device: str, gpu: str | None) -> tuple[str, str]:
     name = torch.cuda.get_device_name(torch.device(device))
     if gpu:
         return gpu, name
-    for hint, catalog_name in GPU_NAME_HINTS:
-        if hint in name.upper().replace(" ", "-"):
-            return catalog_name, name
-    raise InputError(f"cannot tell which catalog GPU {name!r} is; pass --gpu (see pfplan gpus)", field="gpu")
+    return catalog_gpu_for(name), name
+
+
+def catalog_gpu_for(device_name: str) -> str:
+    """``NVIDIA A100 80GB PCIe`` → ``a100-pcie``; unknown names ask for ``--gpu``."""
+    upper = device_name.upper()
+    for words, catalog_name in GPU_NAME_HINTS:
+        if all(word in upper for word in words):
+            return catalog_name
+    raise InputError(f"cannot tell which catalog GPU {device_name!r} is; pass --gpu (see pfplan gpus)", field="gpu")
 
 
 @dataclass
@@ -217,6 +235,9 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
         raise RuntimeError(f"built {len(blocks)} blocks, expected {len(kinds)} ({kinds})")
     heads = preset.arch.heads
     tensor_shards = [s for s in settings.tensor_shards if heads % s == 0]
+    if not tensor_shards:
+        raise InputError(f"no tensor shard in {list(settings.tensor_shards)} divides heads({heads})",
+                         field="tensor-shards")
     sharded = {(kind, s): shard_block(blocks[i], s) for kind, i in first_of.items() for s in tensor_shards}
 
     work = workloads(preset, settings)

@@ -100,6 +100,13 @@ def fit_latency_bandwidth(points: list[tuple[int, float]]) -> tuple[float, float
     return intercept * 1e6, 1.0 / slope / 1e9
 
 
+def _local_rank(rank: int) -> int:
+    """The GPU index of ``rank`` on its node (torchrun sets LOCAL_RANK; local launches use one node)."""
+    import torch
+
+    return int(os.environ.get("LOCAL_RANK", rank)) % max(1, torch.cuda.device_count())
+
+
 def _sync(device: Any) -> None:
     if device.type == "cuda":
         import torch
@@ -111,7 +118,7 @@ def _measure(rank: int, world: int, settings: LinkSettings, plan: RankPlan) -> d
     import torch
     import torch.distributed as dist
 
-    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if settings.device == "cuda" else "cpu")
+    device = torch.device(f"cuda:{_local_rank(rank)}" if settings.device == "cuda" else "cpu")
     out: dict[str, Any] = {"p2p": [], "collectives": []}
     for a, b, cls in plan.pairs:
         dist.barrier()
@@ -177,7 +184,7 @@ def _worker(rank: int, world: int, port: int, settings: LinkSettings, plan: Rank
     torch.set_num_threads(1)
     backend = "nccl" if settings.device == "cuda" else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(rank % torch.cuda.device_count())
+        torch.cuda.set_device(_local_rank(rank))
     dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(seconds=settings.timeout_s))
     try:
         result = _measure(rank, world, settings, plan)
@@ -239,7 +246,9 @@ def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, 
         curves.append(CollectiveCurve(op=op, group_size=g, latency_us=latency, bandwidth_gb_s=bandwidth,
                                       points=points))
     first = cluster.devices[0]
-    device_name = torch.cuda.get_device_name(0) if settings.device == "cuda" else (platform.processor() or "cpu")
+    from profiles.profiler_compute import device_identity
+
+    _, device_name = device_identity("cuda:0" if settings.device == "cuda" else "cpu", cluster.device_gpu[first])
     nccl = None
     if settings.device == "cuda":
         nccl = ".".join(map(str, torch.cuda.nccl.version()))

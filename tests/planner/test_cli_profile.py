@@ -95,6 +95,10 @@ def test_bad_values_are_one_line(pfplan, tmp_path) -> None:
     if not torch.cuda.is_available():
         one_line_error(pfplan("profile", "compute", "--model", "pixart-tiny", "--device", "cuda", "-o",
                               tmp_path / "p.json"), "no CUDA device")
+    one_line_error(pfplan("profile", "compute", "--model", "pixart-tiny", "--tensor-shards", "3", "-o",
+                          tmp_path / "p.json"), "tensor-shards", "divides heads(2)")
+    one_line_error(pfplan("profile", "compute", "--model", "pixart-tiny", "--batches", "1,x", "-o",
+                          tmp_path / "p.json"), "batches", "whole numbers")
     one_line_error(pfplan("profile", "analytic", "--gpu", "h1000", "--model", "flux-dev", "-o",
                           tmp_path / "p.json"), "unknown GPU 'h1000'")
     one_line_error(pfplan("profile", "links", "--nprocs", "3", "--sizes", "4K", "-o", tmp_path / "l.json"),
@@ -103,3 +107,38 @@ def test_bad_values_are_one_line(pfplan, tmp_path) -> None:
     one_line_error(pfplan("profile", "calibrate", "--profile", "no-such-profile", "--model", "flux-dev",
                           "--resolution", "1024", "--steps", "28", "--measured-serial", "1", "-o", tmp_path / "c.json"),
                    "unknown profile 'no-such-profile'")
+
+
+def test_calibrating_outside_the_measured_range_warns_in_one_line_per_shape(pfplan, tmp_path) -> None:
+    result = pfplan("profile", "calibrate", "--profile", "pixart-tiny-cpu", "--model", "pixart-tiny", "--resolution",
+                    "1024", "--steps", "4", "--measured-serial", "1", "-o", tmp_path / "c.json")
+    assert result.code == 0, result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("pfplan: warning:") for line in lines)
+    assert "pixart_block (query_tokens=4096, kv_tokens=4096, batch=2" in result.err
+    assert "kv_tokens 4096 outside measured 64..1024" in result.err
+
+
+@pytest.mark.slow
+def test_links_under_torchrun(tmp_path) -> None:
+    """Under torchrun each process is one rank (RANK/WORLD_SIZE set); rank 0 writes the file."""
+    from profiles.profiler_links import _free_port
+
+    out = tmp_path / "links.json"
+    result = run_subprocess("torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+                            "-m", "planner", "profile", "links", "--nprocs", "2", "--sizes", "4K,256K",
+                            "--no-collectives", "-o", out, timeout=240)
+    assert result.code == 0, result.err
+    profile = load_profile(out)
+    assert [f.route_class for f in profile.links] == ["PHB"] and not profile.collectives
+    assert profile.provenance.command.endswith(f"--no-collectives --output {out}")
+
+
+def test_show_summarises_a_shipped_profile(pfplan) -> None:
+    result = pfplan("profile", "show", "pixart-tiny-cpu", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["model"] == "pixart-tiny" and summary["provenance"] == "measured"
+    assert summary["layers"]["pixart_block"] > 0 and summary["software"]["dtype"] == "fp32"
+    listed = pfplan("profile", "show", "list", "--json")
+    assert "pixart-tiny-cpu" in json.loads(listed.out)

@@ -76,6 +76,29 @@ def test_interpolation_is_monotone(times: list[float], q: float, kv: float, dq: 
         assert more_kv >= base - 1e-12
 
 
+sparse_points = st.lists(st.tuples(st.sampled_from((64, 128, 256, 512, 1024)), st.integers(0, 5),
+                                   st.floats(min_value=1e-6, max_value=1.0)), min_size=1, max_size=25)
+
+
+@settings(max_examples=80, deadline=None)
+@given(points=sparse_points, q=st.floats(min_value=2, max_value=1024), kv=st.floats(min_value=64, max_value=1024),
+       dq=st.floats(min_value=1.0, max_value=16.0), dkv=st.floats(min_value=1.0, max_value=16.0))
+def test_interpolation_is_monotone_for_sparse_measurements(points, q: float, kv: float, dq: float,
+                                                            dkv: float) -> None:
+    """Whatever subset of shapes was measured, in any order, with any noise."""
+    rows = {}
+    for level, split, seconds in points:
+        rows[(level >> split, level)] = timing(level >> split, level, seconds)
+    surface = Surface.of(list(rows.values()))
+    base, _ = surface.log_time(q, kv)
+    more_q, _ = surface.log_time(q * dq, kv)
+    more_kv, _ = surface.log_time(q, min(kv * dkv, 1024))
+    more_both, _ = surface.log_time(q * dq, min(kv * dkv, 1024))
+    for other in (more_q, more_kv, more_both):
+        if base is not None and other is not None:
+            assert other >= base - 1e-12
+
+
 @settings(max_examples=30, deadline=None)
 @given(times=times_strategy)
 def test_interpolation_stays_within_measured_extremes(times: list[float]) -> None:
