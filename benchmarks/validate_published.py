@@ -130,7 +130,8 @@ def flux_section() -> list[str]:
     published = {name: pub for name, (_, pub) in PUBLISHED_FLUX_H100.items()}
     lines = ["", "## Flux.1-dev 1024 px, 28 steps, 4×H100 NVLink (xDiT), on the first 4 GPUs of `h100-nvlink8`", "",
              f"Cost model `{cost.name}`.", "",
-             "| method | published s | simulated s | sim / pub | speed-up vs 1 GPU (pub / sim) |", "|---|---|---|---|---|"]
+             "| method | published s | simulated s | sim / pub | speed-up vs 1 GPU (pub / sim) |",
+             "|---|---|---|---|---|"]
     for name, pub in published.items():
         sim = simulated[name]
         lines.append(f"| {name} | {pub:.2f} | {sim:.3f} | {sim / pub:.2f} | "

@@ -6,8 +6,8 @@ into stages; inside each stage a *stage group* of ranks shares the work of every
 (Ulysses, Ring, tensor parallel or DistriFusion). A :class:`StageStrategy` says how one of
 these shares a pass: what the per-rank layer shape becomes (:meth:`shard`) and which
 collectives it needs (:meth:`collectives`), each either blocking (on the critical path of
-the pass) or overlapped with (a stated fraction of) the pass's compute. Adding a strategy means adding a module
-that defines one class and registers it.
+the pass) or overlapped with (a stated fraction of) the pass's compute. Adding a strategy
+means adding a module that defines one class and registers it.
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ class CollectiveSpec:
     overlap_fraction: float = 1.0
     """Overlapped only: the fraction ``f`` of the pass's compute ``C`` it can hide behind.
 
-    Per layer the collective's data exist only after the first ``(1−f)`` of the layer's
-    compute and are needed by its end, so the pass takes ``(1−f)·C + max(f·C, comm)``; the
-    engine starts the collective ``(1−f)·C`` into the pass. 1 for traffic that may overlap the
+    Per layer the collective can run beside only ``f`` of the layer's compute (Ring: its
+    K/V exist after the projections and are consumed by the attention, before the MLP), so
+    the pass takes ``(1−f)·C + max(f·C, comm)``; the engine starts the collective
+    ``(1−f)·C`` into the pass and waits for it at the end, which gives the same total. 1 for traffic that may overlap the
     whole pass (DistriFusion's stale K/V, needed only at the next step)."""
 
     def __post_init__(self) -> None:

@@ -6,8 +6,9 @@ Every layer all-gathers the fresh K/V slices asynchronously, overlapped with the
 compute: the K/V of layer ``l`` at step ``t`` are needed only by layer ``l`` at step ``t+1``,
 so the whole pass may hide them (overlap fraction 1, unlike Ring attention). The first
 ``W`` (warm-up) steps are synchronous: the all-gathers sit on the critical path. The first
-step is synchronous even when ``W = 0``: there is no earlier step whose K/V could stand in. At the end of each step the output patches are all-gathered so every rank
-holds the whole latent for the scheduler.
+step is synchronous even when ``W = 0``: there is no earlier step whose K/V could stand in.
+At the end of each step the output patches are all-gathered so every rank holds the whole
+latent for the scheduler.
 """
 
 from __future__ import annotations
