@@ -97,3 +97,12 @@ def test_distrifusion_first_step_is_synchronous_even_without_warmup():
     blocking = BLOCKS * per_layer / 1e6  # one round at 1 MB/s
     assert distrifusion_exposed(0) >= blocking
     assert distrifusion_exposed(0) == pytest.approx(distrifusion_exposed(1))
+
+
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_estimate_prices_distrifusion_first_step_synchronously_like_the_engine(warmup):
+    plan = ParallelPlan(model="pixart-tiny", height_px=256, width_px=256, steps=3,
+                        degrees=Degrees(distrifusion=2), warmup_steps=warmup)
+    cluster = star_cluster(2, bandwidth_gb_s=1e-3)
+    simulated = simulate(plan, TINY, cluster, ConstantCost(1.0)).latency_s
+    assert estimate_latency_s(plan, TINY, cluster, ConstantCost(1.0)) == pytest.approx(simulated)
