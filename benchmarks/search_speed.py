@@ -4,8 +4,8 @@ Part 1 times the two searches issue #6 bounds at 10 s on the 2-core development 
 each as a user runs it (a fresh ``python -m planner search`` process, import time
 included), median of ``--repeat`` runs. Part 2 runs the search in-process over the
 published comparisons of REFERENCES §2 and prints, for each, the winner and the best
-PipeFusion-based (pipefusion > 1) and sequence-parallel (ulysses or ring > 1, no
-pipeline) plans with their rank, so the docs can state which trend the simulator
+PipeFusion-based (pipefusion > 1), sequence-parallel (ulysses or ring > 1, no
+pipeline), DistriFusion and tensor-parallel plans with their rank, so the docs can state which trend the simulator
 reproduces. Prints Markdown; paste it into docs/search.md with the command line.
 
     python benchmarks/search_speed.py [--repeat 3]
@@ -58,6 +58,10 @@ def kind(label: str) -> str:
         return "pipefusion"
     if parts & {"ulysses", "ring"}:
         return "sp"
+    if "distrifusion" in parts:
+        return "distrifusion"
+    if "tensor" in parts:
+        return "tensor"
     return "other"
 
 
@@ -81,7 +85,8 @@ def trend_row(topology: str, model_name: str, resolution: int, steps: int) -> st
     win = ranked[0]
     base = f"{result.baseline_latency_s:.3g}" if result.baseline_latency_s else "-"
     return (f"| {topology} | {model_name} {resolution} | {base} | {win.plan.degrees.label()} "
-            f"M={win.plan.patches} {win.latency_s:.3g} s | {best_of('pipefusion')} | {best_of('sp')} |")
+            f"M={win.plan.patches} {win.latency_s:.3g} s | {best_of('pipefusion')} | {best_of('sp')} | "
+            f"{best_of('distrifusion')} | {best_of('tensor')} |")
 
 
 def main() -> None:
@@ -93,8 +98,9 @@ def main() -> None:
     for case in TIMED:
         wall, cmd = time_cli(*case, repeat=args.repeat)
         print(f"| `pfplan {cmd.split(' ', 2)[2]}` | {wall:.2f} | {LIMIT_S:g} | {'yes' if wall <= LIMIT_S else 'NO'} |")
-    print("\n| topology | model px | 1 GPU s | winner | best PipeFusion-based | best sequence-parallel |")
-    print("|---|---|---|---|---|---|")
+    print("\n| topology | model px | 1 GPU s | winner | best PipeFusion-based | best sequence-parallel "
+          "| best DistriFusion | best tensor-parallel |")
+    print("|---|---|---|---|---|---|---|---|")
     for case in TRENDS:
         print(trend_row(*case), flush=True)
 

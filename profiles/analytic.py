@@ -2,18 +2,29 @@
 
 A layer takes the longer of its FLOPs at the achievable compute rate and its bytes at the
 memory bandwidth, and never less than a fixed per-layer launch floor. The achievable rate
-falls for small problems: efficiency ``e(n) = e_max · n / (n + n_half)`` for ``n`` tokens
-processed per weight load (batch × query tokens), which is how eager PyTorch behaves when
-patches get small. The default constants are guesses to be replaced by calibration
-(``pfplan profile calibrate``); a profile records which values it used.
+falls for small problems: efficiency ``e(n) = e_max · n / (n + n_half)`` where ``n`` is the
+work of one layer call in *full-width token equivalents*: batch × tokens (image queries plus,
+in joint-attention blocks, the text tokens projected here) ÷ tensor shard. A GPU fills its SMs with output tiles of
+each matmul and attention kernel; their number is tokens × output width (or tokens × heads),
+so a call gets smaller, and less efficient, the same way whether its tokens are cut (Ulysses,
+Ring, PipeFusion and DistriFusion patches) or its width and heads are (tensor parallel):
+``n`` tokens at shard ``s`` count like ``n/s`` tokens at full width. Counting tokens alone
+would leave a tensor-sharded call at full efficiency. The text-only matmuls of
+cross-attention blocks and of the embedding (:func:`~profiles.flops.text_only_flops`) are
+separate calls with the text's rows and are priced at their own efficiency. Time stays
+monotone in the work: each part's FLOPs ``F`` are ∝ its ``n``, so ``F/e(n) ∝ n + n_half``
+grows with ``n`` (and falls with the shard). The default constants are
+guesses to be replaced by calibration (``pfplan profile calibrate``); a profile records
+which values it used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from profiles.cost_model import LayerShape
-from profiles.flops import layer_activation_bytes, layer_flops, layer_weight_bytes
+from profiles.cost_model import EMBED, FINAL, LayerShape
+from profiles.flops import (JOINT_ATTENTION_KINDS, layer_activation_bytes, layer_flops, layer_weight_bytes,
+                           text_only_flops)
 from profiles.gpus import GpuSpec, get_gpu
 from profiles.models import ModelPreset
 
@@ -25,7 +36,9 @@ class Efficiency:
     max_efficiency: float = 0.6
     """Fraction of the data-sheet peak reached by large matmuls in eager PyTorch."""
     half_efficiency_tokens: float = 256.0
-    """Tokens per layer call at which efficiency is half of max."""
+    """Full-width token equivalents per layer call (batch × tokens ÷ tensor shard) at which
+    efficiency is half of max. A guess: the order at which a bf16 matmul of width ~1-3k no
+    longer fills an A100/H100 (a few hundred 128×128 output tiles per kernel)."""
     layer_floor_us: float = 40.0
     """Kernel-launch floor of one block (about 10-20 kernels in eager mode)."""
     scale: float = 1.0
@@ -60,12 +73,25 @@ class AnalyticCostModel:
     def layer_time_s(self, shape: LayerShape) -> float:
         arch = self.model.arch
         eff = self.efficiency
-        tokens = shape.batch * (shape.query_tokens + (shape.text_query_tokens or 0))
-        rate = self.gpu.peak_tflops * 1e12 * eff.max_efficiency * tokens / (tokens + eff.half_efficiency_tokens)
-        compute = self.flops(shape) / rate if rate > 0 else 0.0
+        text = shape.text_query_tokens
+        if text is None:  # None: all the model's text tokens, which only joint blocks project
+            text = self.model.text_tokens if shape.kind in JOINT_ATTENTION_KINDS else 0
+        text_flops, text_rows = text_only_flops(arch, shape, text_tokens=self.model.text_tokens)
+        # embed and final run whole under tensor parallelism (layer_flops does not shard them)
+        shard = 1 if shape.kind in (EMBED, FINAL) else shape.tensor_shard
+        compute = self._compute_s(self.flops(shape) - text_flops, shape.batch * (shape.query_tokens + text) / shard) \
+            + self._compute_s(text_flops, shape.batch * text_rows / shard)
         traffic = layer_weight_bytes(arch, shape.kind, dtype_bytes=self.dtype_bytes,
                                      tensor_shard=shape.tensor_shard) \
             + layer_activation_bytes(arch, shape, text_tokens=self.model.text_tokens,
                                      dtype_bytes=self.dtype_bytes)
         memory = traffic / (self.gpu.memory_bandwidth_gb_s * 1e9)
         return eff.scale * max(compute, memory, eff.layer_floor_us * 1e-6)
+
+    def _compute_s(self, flops: float, tokens: float) -> float:
+        """``flops`` done by calls of ``tokens`` full-width token equivalents, at ``e(tokens)``."""
+        if flops <= 0 or tokens <= 0:
+            return 0.0
+        eff = self.efficiency
+        rate = self.gpu.peak_tflops * 1e12 * eff.max_efficiency * tokens / (tokens + eff.half_efficiency_tokens)
+        return flops / rate if rate > 0 else 0.0

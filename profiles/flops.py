@@ -31,6 +31,9 @@ from profiles.architecture import Architecture
 from profiles.cost_model import EMBED, FINAL, LayerShape
 from profiles.errors import InputError
 
+JOINT_ATTENTION_KINDS = ("sd3_joint_block", "sd3_joint_block_last", "flux_double_block", "flux_single_block")
+"""Blocks whose text tokens run through the projections and attention beside the image tokens."""
+
 
 def layer_flops(arch: Architecture, shape: LayerShape, *, text_tokens: int) -> float:
     """FLOPs of one forward of ``shape.kind`` (see the table above)."""
@@ -65,6 +68,51 @@ def layer_flops(arch: Architecture, shape: LayerShape, *, text_tokens: int) -> f
     else:
         raise InputError(f"no FLOP formula for layer kind {kind!r}", field="kind")
     return float(shape.batch * flops / s)
+
+
+def text_only_flops(arch: Architecture, shape: LayerShape, *, text_tokens: int) -> tuple[float, int]:
+    """``(FLOPs, rows)`` of the part of :func:`layer_flops` whose matmuls run on text tokens alone.
+
+    Cross-attention blocks (PixArt, HunyuanDiT) project the text to keys and values
+    (2t·2c·h) and the embedding projects the text (2tq·c·h) whatever the number of image
+    queries: separate matmuls with ``t`` rows (per image; ``rows`` is per image too), which a
+    cost model must not price as part of the image-query work. 0 for every other kind (joint
+    blocks run their text rows beside the image rows, counted in their query tokens).
+    """
+    h, c = arch.hidden_size, max(arch.text_width, 1)
+    t = text_tokens
+    tq = t if shape.text_query_tokens is None else shape.text_query_tokens
+    if shape.kind == EMBED:
+        return float(shape.batch * 2 * tq * c * h), tq
+    if shape.kind in ("pixart_block", "hunyuan_block", "hunyuan_skip_block"):
+        return float(shape.batch * 2 * t * 2 * c * h / shape.tensor_shard), t
+    return 0.0, 0
+
+
+def attention_flops(arch: Architecture, shape: LayerShape, *, text_tokens: int) -> float:
+    """FLOPs of the attention products (QKᵀ and the weighted sum of V) over the image keys.
+
+    This is the part of :func:`layer_flops` that consumes the layer's image K/V: the
+    self-attention of PixArt, HunyuanDiT and DiT (4q·k·h; their cross-attention reads text
+    K/V and is left out), and the whole joint attention of SD3 and Flux (4(q+tq)(k+t)·h).
+    Its share of :func:`layer_flops` is how much of a layer's compute can hide a transfer
+    of that layer's K/V (Ring attention); projections and MLPs cannot, since the K/V do not
+    exist before the projections and are no longer needed after the attention.
+    """
+    h = arch.hidden_size
+    q, k = shape.query_tokens, shape.kv_tokens
+    t = text_tokens
+    tq = t if shape.text_query_tokens is None else shape.text_query_tokens
+    kind = shape.kind
+    if kind in (EMBED, FINAL):
+        return 0.0
+    if kind in ("pixart_block", "hunyuan_block", "hunyuan_skip_block", "dit_block"):
+        flops = 4 * q * k * h
+    elif kind in JOINT_ATTENTION_KINDS:
+        flops = 4 * (q + tq) * (k + t) * h
+    else:
+        raise InputError(f"no FLOP formula for layer kind {kind!r}", field="kind")
+    return float(shape.batch * flops / shape.tensor_shard)
 
 
 def layer_weight_bytes(arch: Architecture, kind: str, *, dtype_bytes: int, tensor_shard: int = 1) -> float:

@@ -18,6 +18,7 @@ from typing import Any, Generator
 import simpy
 
 from profiles.cost_model import EMBED, FINAL, CostModel, LayerShape
+from profiles.flops import attention_flops, layer_flops
 from profiles.models import ModelPreset
 from profiles.topology_graph import ClusterGraph
 from simulator import collectives
@@ -156,8 +157,9 @@ class Simulation:
             t = self._layer_costs[shape] = float(self.cost_model.layer_time_s(shape))
         return t
 
-    def pass_cost(self, stage: int, item: int | None, *, warmup: bool) -> PassCost:
-        key = (stage, item, warmup)
+    def pass_cost(self, stage: int, item: int | None, *, warmup: bool, first: bool = False) -> PassCost:
+        """Price one pass of ``stage`` over ``item``; ``first``: the generation's first step."""
+        key = (stage, item, warmup, first)
         cost = self._costs.get(key)
         if cost is not None:
             return cost
@@ -170,11 +172,24 @@ class Simulation:
         for strategy, degree in self.strategies:
             local = strategy.shard(local, degree)
         pw = PassWork(q, k, b, len(work.stage_kinds[stage]), work.hidden, work.dtype_bytes, warmup,
-                      prediction_bytes(self.model, q, work.dtype_bytes))
+                      prediction_bytes(self.model, q, work.dtype_bytes), self._attention_share(stage, q, k, b),
+                      first)
         specs = tuple(spec for strategy, degree in self.strategies
                       for spec in strategy.collectives(pw, degree, local.query_tokens))
         cost = self._costs[key] = PassCost(compute, embed, final, local.query_tokens, specs)
         return cost
+
+    def _attention_share(self, stage: int, q: int, k: int, b: int) -> float:
+        """Attention-over-image-K/V FLOPs / all FLOPs of the stage's blocks, per rank (any cost model)."""
+        arch, text = self.model.arch, self.model.text_tokens
+        attention = total = 0.0
+        for kind in self.work.stage_kinds[stage]:
+            shape = LayerShape(kind, q, k, b)
+            for strategy, degree in self.strategies:
+                shape = strategy.shard(shape, degree)
+            attention += attention_flops(arch, shape, text_tokens=text)
+            total += layer_flops(arch, shape, text_tokens=text)
+        return min(attention / total, 1.0) if total > 0 else 0.0
 
     # -- actions (simpy generators) ---------------------------------------------------------
     def compute(self, actor: Actor, seconds: float, cat: str, name: str, **tags: Any) -> Generator:
@@ -197,10 +212,22 @@ class Simulation:
                                    for g in groups])
 
     def stage_pass(self, actor: Actor, cost: PassCost, **tags: Any) -> Generator:
+        """Compute the pass; overlapped collectives start ``(1−f)·C`` in and hide behind the rest.
+
+        A collective with overlap fraction ``f`` therefore sticks out by ``max(0, comm − f·C)``
+        (see :attr:`CollectiveSpec.overlap_fraction`); blocking ones run after the compute.
+        """
         env = self.env
         start = env.now
-        background = [env.process(self.collective(actor, s)) for s in cost.specs if s.overlapped]
-        yield env.timeout(cost.compute_s)
+        background: list[simpy.Process] = []
+        elapsed = 0.0
+        for spec in sorted((s for s in cost.specs if s.overlapped), key=lambda s: -s.overlap_fraction):
+            begin = (1.0 - spec.overlap_fraction) * cost.compute_s
+            if begin > elapsed:
+                yield env.timeout(begin - elapsed)
+                elapsed = begin
+            background.append(env.process(self.collective(actor, spec)))
+        yield env.timeout(max(cost.compute_s - elapsed, 0.0))
         self.note(actor, start, env.now, "compute", "blocks", **dict(tags))
         if background:
             waited = env.now

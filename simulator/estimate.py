@@ -50,12 +50,15 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
     work = sim.work
     first = work.actor(0, 0, 0)
 
-    def stage_time(stage: int, item: int | None, warmup: bool) -> float:
+    def stage_time(stage: int, item: int | None, warmup: bool, first_step: bool = False) -> float:
         actor = work.actor(0, 0, stage)
-        cost = sim.pass_cost(stage, item, warmup=warmup)
-        overlapped = sum(_collective_s(sim, actor, s) for s in cost.specs if s.overlapped)
+        cost = sim.pass_cost(stage, item, warmup=warmup, first=first_step)
+        c = cost.compute_s
+        # an overlapped collective starts (1−f)·C into the pass and hides behind the rest.
+        passed = max([c] + [(1.0 - s.overlap_fraction) * c + _collective_s(sim, actor, s)
+                            for s in cost.specs if s.overlapped])
         blocking = sum(_collective_s(sim, actor, s) for s in cost.specs if not s.overlapped)
-        t = cost.embed_s + max(cost.compute_s, overlapped) + blocking + cost.final_s
+        t = cost.embed_s + passed + blocking + cost.final_s
         act = cost.local_query_tokens * work.hidden * work.batch * work.dtype_bytes
         if stage < work.stages - 1:
             nxt = work.actor(0, 0, stage + 1)
@@ -76,7 +79,11 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
     if rest <= 0:
         return total
     if work.patches == 1:
-        return total + rest * sum(stage_time(d, None, False) for d in range(work.stages))
+        steady = sum(stage_time(d, None, False) for d in range(work.stages))
+        if warm:
+            return total + rest * steady
+        # no warm-up: the first step still has no stale K/V (DistriFusion runs it synchronously).
+        return sum(stage_time(d, None, False, True) for d in range(work.stages)) + (rest - 1) * steady
     per_stage = [sum(stage_time(d, m, False) for m in range(work.patches)) / work.patches
                  for d in range(work.stages)]
     slowest, round_trip = max(per_stage), sum(per_stage)

@@ -6,8 +6,8 @@ into stages; inside each stage a *stage group* of ranks shares the work of every
 (Ulysses, Ring, tensor parallel or DistriFusion). A :class:`StageStrategy` says how one of
 these shares a pass: what the per-rank layer shape becomes (:meth:`shard`) and which
 collectives it needs (:meth:`collectives`), each either blocking (on the critical path of
-the pass) or overlapped with the pass's compute. Adding a strategy means adding a module
-that defines one class and registers it.
+the pass) or overlapped with (a stated fraction of) the pass's compute. Adding a strategy
+means adding a module that defines one class and registers it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ class PassWork:
     """True for synchronous steps (PipeFusion's and DistriFusion's warm-up)."""
     out_bytes: int
     """Bytes of the item's output latent (what DistriFusion gathers at the end of a step)."""
+    attention_share: float = 1.0
+    """Fraction of the stage's per-rank FLOPs spent in attention over the image K/V
+    (:func:`profiles.flops.attention_flops` over :func:`profiles.flops.layer_flops`): the
+    compute a transfer of each layer's K/V can hide behind."""
+    first_step: bool = False
+    """True for the generation's first step: there are no stale activations from an earlier step yet."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,18 @@ class CollectiveSpec:
     messages: int
     overlapped: bool
     """True: runs alongside the pass's compute; False: after it, on the critical path."""
+    overlap_fraction: float = 1.0
+    """Overlapped only: the fraction ``f`` of the pass's compute ``C`` it can hide behind.
+
+    Per layer the collective can run beside only ``f`` of the layer's compute (Ring: its
+    K/V exist after the projections and are consumed by the attention, before the MLP), so
+    the pass takes ``(1−f)·C + max(f·C, comm)``; the engine starts the collective
+    ``(1−f)·C`` into the pass and waits for it at the end, which gives the same total. 1 for traffic that may overlap the
+    whole pass (DistriFusion's stale K/V, needed only at the next step)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.overlap_fraction <= 1.0:
+            raise SimulatorError(f"overlap_fraction {self.overlap_fraction} of {self.axis} is not in [0, 1]")
 
 
 class StageStrategy:

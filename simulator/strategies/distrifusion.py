@@ -3,9 +3,12 @@
 Each of ``n`` ranks runs its ``S/n`` tokens through *all* layers, attending over the whole
 image's K/V, of which only its own slice is fresh; the rest comes from the previous step.
 Every layer all-gathers the fresh K/V slices asynchronously, overlapped with the following
-compute. The first ``W`` (warm-up) steps are synchronous: the all-gathers sit on the
-critical path. At the end of each step the output patches are all-gathered so every rank
-holds the whole latent for the scheduler.
+compute: the K/V of layer ``l`` at step ``t`` are needed only by layer ``l`` at step ``t+1``,
+so the whole pass may hide them (overlap fraction 1, unlike Ring attention). The first
+``W`` (warm-up) steps are synchronous: the all-gathers sit on the critical path. The first
+step is synchronous even when ``W = 0``: there is no earlier step whose K/V could stand in.
+At the end of each step the output patches are all-gathered so every rank holds the whole
+latent for the scheduler.
 """
 
 from __future__ import annotations
@@ -29,6 +32,6 @@ class DistriFusion(StageStrategy):
         per_layer = 2 * local_query_tokens * work.hidden * work.batch * work.dtype_bytes
         return [
             CollectiveSpec("distrifusion", "all_gather", per_layer * work.layers, work.layers,
-                           overlapped=not work.warmup),
+                           overlapped=not (work.warmup or work.first_step)),
             CollectiveSpec("distrifusion", "all_gather", ceil_div(work.out_bytes, degree), 1, overlapped=False),
         ]

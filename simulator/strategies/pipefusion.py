@@ -70,7 +70,7 @@ def stage_actor(sim: Simulation, actor: Actor) -> Generator:
                 yield env.all_of(deps)
                 sent_at = max(e.value for e in deps)
                 sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
-            cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps)
+            cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps, first=step == 0)
             if actor.stage == 0:
                 yield from sim.compute(actor, cost.embed_s, "embed", "embed", **tags)
             yield from sim.stage_pass(actor, cost, **tags)

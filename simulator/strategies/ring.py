@@ -2,10 +2,16 @@
 
 Each of ``r`` ranks holds ``q/r`` query tokens and ``k/r`` keys/values of the item. For
 every attention layer the K/V blocks make ``r−1`` hops around the ring while each rank
-computes partial attention on the block it holds, so the transfers overlap compute. The
-simulator overlaps a pass's ring traffic with the whole pass's compute (an optimistic
-reading: in reality only the attention part can hide it) and charges what sticks out as
-exposed communication.
+computes partial attention on the block it holds, so the transfers overlap compute — but
+only the attention compute of that same layer: layer ``l``'s K/V exist after its
+projections and are consumed by its attention, so neither the projections nor the MLP can
+hide them. And of the attention, only ``(r−1)/r`` can: block ``j+1`` travels while block
+``j`` is computed, and the last block's partial attention runs after the last hop. So the
+ring's traffic may overlap the fraction ``f = a · (r−1)/r`` of the pass's compute, where
+``a`` is the attention share of the FLOPs (:attr:`PassWork.attention_share`); the pass takes
+``(1−f)·C + max(f·C, comm)`` per layer, summed over the stage (exact when the stage's layers
+are alike, as PixArt's, DiT's and Flux's are: Flux's double and single blocks have the same
+dense FLOPs per token), and what sticks out is exposed communication.
 """
 
 from __future__ import annotations
@@ -33,4 +39,6 @@ class Ring(StageStrategy):
         # K/V block = (k/r tokens) × (h/u): k × local/q with local = q/(u·r).
         kv_share = work.kv_tokens * local_query_tokens / max(work.query_tokens, 1)
         per_layer = 2 * kv_share * work.hidden * work.batch * work.dtype_bytes
-        return [CollectiveSpec("ring", "ring_pass", per_layer * work.layers, work.layers, overlapped=True)]
+        hideable = work.attention_share * (degree - 1) / degree
+        return [CollectiveSpec("ring", "ring_pass", per_layer * work.layers, work.layers, overlapped=True,
+                               overlap_fraction=hideable)]
