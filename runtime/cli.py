@@ -79,7 +79,7 @@ def run(
         return
     ref = None
     if reference:
-        ref = execute(job_for(serial_plan(plan), preset, **options))
+        ref = execute(job_for(serial_plan(plan), preset, **options), in_process=True)
     written: list[str] = []
     if out is not None:
         for replica, png in sorted(result.pngs.items()):

@@ -89,8 +89,10 @@ def _child(job: Any, rank: int, world_size: int, init_method: str, results: Any)
     # returning lets multiprocessing flush the queue before the process exits
 
 
-def launch(job: Any, world_size: int) -> list[dict[str, Any]]:
+def launch(job: Any, world_size: int, *, in_process: bool = False) -> list[dict[str, Any]]:
     """Run ``job`` on ``world_size`` ranks; every rank's payload (rank order) or RuntimeFailure."""
+    if in_process and world_size == 1:
+        return [_run_in_process(job)]
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         return _join_torchrun(job)
     if world_size == 1:
@@ -119,7 +121,11 @@ def _join_torchrun(job: Any) -> list[dict[str, Any]]:
 
     from runtime.worker import run_rank
 
+    import torch
+
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if not job.device.startswith("cuda"):
+        torch.set_num_threads(job.threads)
     if world_size != job.plan.world_size:
         raise RuntimeFailure(f"torchrun started {world_size} ranks, the plan needs {job.plan.world_size}")
     _init_group(rank, world_size, "nccl" if job.device.startswith("cuda") else "gloo", job.timeout_s, None)

@@ -179,15 +179,16 @@ def forward_kwargs(preset: ModelPreset, model: Any, latent: torch.Tensor, t: tor
     """Keyword arguments of the whole transformer's forward for a (B, C, H, W) latent."""
     batch, _, h, w = latent.shape
     p = preset.arch.patch_size
-    dtype = latent.dtype
-    kw: dict[str, Any] = {"timestep": model_timestep(preset, t, batch, dtype), "return_dict": False}
+    dtype, dev = latent.dtype, latent.device
+    kw: dict[str, Any] = {"timestep": model_timestep(preset, t.to(dev), batch, dtype), "return_dict": False}
     fam = preset.family
     if fam == "flux":
         kw.update(hidden_states=pack_flux(latent), encoder_hidden_states=branch.prompt_embeds.to(dtype),
                   pooled_projections=branch.pooled_embeds.to(dtype),
-                  txt_ids=torch.zeros(branch.prompt_embeds.shape[1], 3), img_ids=flux_image_ids(h // p, w // p))
+                  txt_ids=torch.zeros(branch.prompt_embeds.shape[1], 3, device=dev),
+                  img_ids=flux_image_ids(h // p, w // p).to(dev))
         if model.config.guidance_embeds:
-            kw["guidance"] = torch.full((batch,), FLUX_GUIDANCE, dtype=dtype)
+            kw["guidance"] = torch.full((batch,), FLUX_GUIDANCE, dtype=dtype, device=dev)
         return kw
     kw["hidden_states"] = latent
     if fam == "dit":
@@ -200,7 +201,7 @@ def forward_kwargs(preset: ModelPreset, model: Any, latent: torch.Tensor, t: tor
     elif fam == "hunyuan":
         kw.update(encoder_hidden_states=branch.prompt_embeds.to(dtype), text_embedding_mask=branch.prompt_mask,
                   encoder_hidden_states_t5=branch.prompt_embeds_2.to(dtype), text_embedding_mask_t5=branch.prompt_mask_2,
-                  image_rotary_emb=hunyuan_rotary(model, h // p, w // p))
+                  image_rotary_emb=tuple(x.to(dev) for x in hunyuan_rotary(model, h // p, w // p)))
     return kw
 
 

@@ -47,11 +47,14 @@ def job_for(plan: ParallelPlan, preset: ModelPreset, **options: Any) -> Job:
     return Job(plan_json=plan.model_dump_json(), preset_json=preset.model_dump_json(), **options)
 
 
-def execute(job: Job) -> RunResult:
-    """Launch every rank of ``job`` (or join torchrun); rank 0 of torchrun and the launcher get the result."""
+def execute(job: Job, *, in_process: bool = False) -> RunResult:
+    """Launch every rank of ``job`` (or join torchrun); rank 0 of torchrun and the launcher get the result.
+
+    ``in_process``: a one-rank job runs in this process even under torchrun (the serial reference).
+    """
     import torch
 
-    payloads = launch(job, job.plan.world_size)
+    payloads = launch(job, job.plan.world_size, in_process=in_process)
     if not payloads:
         return RunResult(latency_s=math.nan, step_times_s=[])
     out = RunResult(latency_s=max(p["end_s"] for p in payloads), step_times_s=[],

@@ -58,7 +58,8 @@ class StagedModel:
     def context(self, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
         m, fam = self.model, self.family
         batch = branch.prompt_embeds.shape[0] if branch.prompt_embeds is not None else branch.class_label.shape[0]
-        ts = model_timestep(self.preset, t, batch, dtype)
+        dev = next(m.parameters()).device
+        ts = model_timestep(self.preset, t.to(dev), batch, dtype)
         ctx = StepContext(batch=batch)
         if fam == "pixart":
             ctx.temb, ctx.temb_extra = m.adaln_single(ts, {"resolution": None, "aspect_ratio": None},
@@ -75,13 +76,14 @@ class StagedModel:
             ts = ts * 1000
             pooled = branch.pooled_embeds.to(dtype)
             if m.config.guidance_embeds:
-                guidance = torch.full((batch,), FLUX_GUIDANCE, dtype=dtype) * 1000
+                guidance = torch.full((batch,), FLUX_GUIDANCE, dtype=dtype, device=dev) * 1000
                 ctx.temb = m.time_text_embed(ts, guidance, pooled)
             else:
                 ctx.temb = m.time_text_embed(ts, pooled)
             ctx.text = m.context_embedder(branch.prompt_embeds.to(dtype))
             text_ids = torch.zeros(ctx.text.shape[1], 3)
-            ctx.rotary = m.pos_embed(torch.cat([text_ids, flux_image_ids(self.rows, self.cols)], 0))
+            ids = torch.cat([text_ids, flux_image_ids(self.rows, self.cols)], 0).to(dev)
+            ctx.rotary = m.pos_embed(ids)
         return ctx
 
     def tokens(self, r0: int, r1: int) -> tuple[int, int]:
