@@ -88,6 +88,7 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
         kv = KVState()
         staged = StagedModel(preset, parts.transformer, rows, cols, kv)
         install_stale_kv(preset.family, staged.blocks[layers.start:layers.stop], kv)
+        drop_other_stages(staged, layers, last=stage == deg.pipefusion - 1)
     cond = make_conditioning(preset, seed=image_seed, prompt=job.prompt,
                              prompt_embeds_file=Path(job.prompt_embeds) if job.prompt_embeds else None)
     if preset.uses_cfg and deg.cfg == 2:
@@ -118,9 +119,29 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
             with rec.span("vae decode", "vae"):
                 png = decode_png(parts.vae, final)
     end_s = rec.now_s()
-    return {"rank": dist.rank, "replica": replica, "events": rec.events, "output": output_rank,
+    params = sum(p.numel() for p in parts.transformer.parameters() if p.device.type != "meta")
+    return {"rank": dist.rank, "replica": replica, "events": rec.events, "output": output_rank, "params": params,
             "latent": final.float().cpu().numpy() if output_rank else None, "png": png, "end_s": end_s,
             "step_end_s": setup.step_end_s if output_rank else None}
+
+
+def drop_other_stages(staged: StagedModel, layers: range, *, last: bool) -> None:
+    """Free the weights of blocks other stages run (parameters ≈ P/N per rank).
+
+    DiT's output layer reads block 0's label/timestep embedding, so the last stage keeps it.
+    """
+    for index, block in enumerate(staged.blocks):
+        if index in layers:
+            continue
+        if last and index == 0 and staged.family == "dit":
+            for name, child in block.named_children():
+                if name != "norm1":
+                    child.to("meta")
+            for name, child in block.norm1.named_children():
+                if name != "emb":
+                    child.to("meta")
+            continue
+        block.to("meta")
 
 
 def decode_png(vae: Any, latent: torch.Tensor) -> bytes:

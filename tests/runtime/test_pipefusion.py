@@ -75,3 +75,17 @@ def test_schedule_runs_every_patch_of_every_step_once(steps, warmup, rows, patch
         assert [u.patch for u in units if u.step == step] == list(range(patches))
         assert spans[0][0] == 0 and spans[-1][1] == rows
         assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+
+
+def test_each_stage_keeps_only_its_blocks_weights():
+    from profiles.model_build import build_transformer, count_parameters, transformer_blocks
+    from profiles.models import load_model
+
+    model = build_transformer(load_model("flux-tiny"))
+    blocks = transformer_blocks(model)
+    total = count_parameters(model)
+    block_params = [sum(p.numel() for p in b.parameters()) for b in blocks]
+    result = run(plan("flux-tiny", steps=1, degrees={"pipefusion": 2}, patches=2, warmup_steps=1,
+                      stage_split=[2, 4]))
+    shared = total - sum(block_params)
+    assert result.params_per_rank == [shared + sum(block_params[:2]), shared + sum(block_params[2:])]
