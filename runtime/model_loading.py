@@ -9,6 +9,7 @@ broadcast. The scheduler and VAE are diffusers' own classes, never copies.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,13 @@ def make_scheduler(preset: ModelPreset, model_path: Path | None = None) -> Any:
     """The preset's diffusers scheduler (from ``model_path/scheduler`` when there is one)."""
     import diffusers
 
-    if model_path is not None and (model_path / "scheduler").is_dir():
-        config = diffusers.ConfigMixin.load_config(str(model_path / "scheduler"))
-        cls = getattr(diffusers, config.get("_class_name", preset.scheduler))
-        return cls.from_config(config)
+    config_file = model_path / "scheduler" / "scheduler_config.json" if model_path is not None else None
+    if config_file is not None and config_file.is_file():
+        name = json.loads(config_file.read_text()).get("_class_name", preset.scheduler)
+        cls = getattr(diffusers, name, None)
+        if cls is None:
+            raise InputError(f"unknown diffusers scheduler {name!r}", file=str(config_file), field="_class_name")
+        return cls.from_pretrained(str(config_file.parent), local_files_only=True)
     try:
         cls = getattr(diffusers, preset.scheduler)
     except AttributeError:

@@ -151,7 +151,7 @@ def run_stage(s: StageSetup) -> torch.Tensor | None:
             t = timesteps[u.step]
             if not whole:
                 ctx = s.staged.context(t, s.branch, dtype)
-        args = dict(step=u.step, patch=u.patch, stage=s.stage, layers=f"{lo}-{hi - 1}", warmup=u.full)
+        args = dict(step=u.step, patch=u.patch, stage=s.stage, layers=f"{lo}-{hi - 1}", layer=lo, warmup=u.full)
         lat_rows = slice(u.r0 * p, u.r1 * p)
         if first and outbound_latent is not None and u.step > 0:
             prev_full = u.step - 1 < s.warmup  # a warm-up step returns the whole latent at once
@@ -161,7 +161,7 @@ def run_stage(s: StageSetup) -> torch.Tensor | None:
                     rows_in = slice(None) if prev_full else lat_rows
                     latent[:, :, rows_in] = outbound_latent.next()
         if whole:
-            with s.rec.span(f"stage{s.stage}", "compute", **args):
+            with s.rec.span("blocks", "compute", **args):
                 model_in = latent.expand(batch, -1, -1, -1)
                 out = s.model(**forward_kwargs(s.preset, s.model, model_in, t, s.branch))[0]
                 noise = noise_from_output(s.preset, out, s.rows, s.cols)
@@ -174,7 +174,7 @@ def run_stage(s: StageSetup) -> torch.Tensor | None:
                 with s.rec.span("recv", "recv", peer=s.pipeline[s.stage - 1], step=u.step, patch=u.patch,
                                 stage=s.stage):
                     hidden, text = _split(inbound.next(), batch, (u.r1 - u.r0) * s.cols, hidden_dim, text_shape)
-            with s.rec.span(f"stage{s.stage}", "compute", **args):
+            with s.rec.span("blocks", "compute", **args):
                 hidden, text = s.staged.run_blocks(lo, hi, hidden, text, ctx, u.r0, u.r1, u.full)
             if not last:
                 msg = hidden.reshape(-1) if text is None else torch.cat([hidden.reshape(-1), text.reshape(-1)])
