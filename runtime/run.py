@@ -30,6 +30,8 @@ class RunResult:
     latents: dict[int, Any] = field(default_factory=dict)
     pngs: dict[int, bytes] = field(default_factory=dict)
     events: list[list[dict[str, Any]]] = field(default_factory=list)
+    cpu_s_per_rank: list[float] = field(default_factory=list)
+    """CPU seconds each rank's process used from the start barrier to its end (all its threads)."""
     params_per_rank: list[int] = field(default_factory=list)
     """Transformer parameters each rank holds after dropping other stages' blocks."""
 
@@ -60,7 +62,8 @@ def execute(job: Job, *, in_process: bool = False) -> RunResult:
     if not payloads:
         return RunResult(latency_s=math.nan, step_times_s=[])
     out = RunResult(latency_s=max(p["end_s"] for p in payloads), step_times_s=[],
-                    events=[p["events"] for p in payloads], params_per_rank=[p["params"] for p in payloads])
+                    events=[p["events"] for p in payloads], params_per_rank=[p["params"] for p in payloads],
+                    cpu_s_per_rank=[p["cpu_s"] for p in payloads])
     for p in payloads:
         if p["output"]:
             out.latents[p["replica"]] = torch.from_numpy(p["latent"])

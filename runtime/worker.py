@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,7 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
         generator=torch.Generator(device="cpu").manual_seed(image_seed), on_step=fault_hook(job, dist.rank))
     dist.barrier()
     rec.restart()
+    cpu0 = time.process_time()
     with torch.inference_mode():
         final = run_stage(setup)
         output_rank = final is not None and coord["cfg"] == 0
@@ -119,8 +121,10 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
             with rec.span("vae decode", "vae"):
                 png = decode_png(parts.vae, final)
     end_s = rec.now_s()
+    cpu_s = time.process_time() - cpu0
     params = sum(p.numel() for p in parts.transformer.parameters() if p.device.type != "meta")
     return {"rank": dist.rank, "replica": replica, "events": rec.events, "output": output_rank, "params": params,
+            "cpu_s": cpu_s,
             "latent": final.float().cpu().numpy() if output_rank else None, "png": png, "end_s": end_s,
             "step_end_s": setup.step_end_s if output_rank else None}
 
