@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -32,6 +33,15 @@ FAULT_ENV = "PFRUN_FAULT"
 def image_path(out: Path, replica: int) -> Path:
     """``image.png`` for replica 0, ``image-1.png`` … for the other data-parallel replicas."""
     return out if replica == 0 else out.with_name(f"{out.stem}-{replica}{out.suffix}")
+
+
+def json_safe(value: Any) -> Any:
+    """JSON has no infinity: an identical image's PSNR (inf) is written as null."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isinf(value):
+        return None
+    return value
 
 
 @app.command()
@@ -59,9 +69,6 @@ def run(
         if not model_path.is_dir():
             raise InputError("not a directory", file=str(model_path), field="--model-path")
         preset = load_model(str(model_path))
-        if prompt is not None and (model_path / "text_encoder").is_dir():
-            raise InputError("encoding prompts with the folder's text encoders is not implemented yet; "
-                             "pass --prompt-embeds", field="--prompt")
     else:
         preset = load_model(plan.model)
     check_runnable(plan, preset, file=str(plan_file))
@@ -74,12 +81,18 @@ def run(
     options = dict(model_path=str(model_path) if model_path else None, seed=seed, prompt=prompt,
                    prompt_embeds=str(prompt_embeds) if prompt_embeds else None, timeout_s=timeout,
                    threads=threads, device=device)
-    result = execute(job_for(plan, preset, fault=os.environ.get(FAULT_ENV), **options))
+    with tempfile.TemporaryDirectory(prefix="pfrun-") as scratch:
+        from runtime.text_encoding import encode_prompt, has_text_encoders, save_conditioning
+
+        if prompt_embeds is None and has_text_encoders(model_path):
+            embeds_file = Path(scratch) / "prompt_embeds.pt"
+            save_conditioning(encode_prompt(preset, model_path, prompt or ""), embeds_file)
+            options.update(prompt=None, prompt_embeds=str(embeds_file))
+        result = execute(job_for(plan, preset, fault=os.environ.get(FAULT_ENV), **options))
+        ref = execute(job_for(serial_plan(plan), preset, **options), in_process=True) \
+            if reference and result.events else None
     if not result.events:  # a torchrun rank other than 0: rank 0 reports
         return
-    ref = None
-    if reference:
-        ref = execute(job_for(serial_plan(plan), preset, **options), in_process=True)
     written: list[str] = []
     if out is not None:
         for replica, png in sorted(result.pngs.items()):
@@ -97,7 +110,7 @@ def run(
         report["reference"] = compare(result.latents[0], ref.latents[0], result.pngs.get(0), ref.pngs.get(0))
         report["reference"]["serial_latency_s"] = ref.latency_s
     if as_json:
-        print_json({k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in report.items()})
+        print_json(json_safe(report))
         return
     out_console.print(f"{preset.name} {plan.degrees.label()} ({plan.world_size} rank"
                       f"{'s' if plan.world_size > 1 else ''}, M={plan.patches}, W={plan.warmup_steps}, "
