@@ -39,3 +39,11 @@ def test_data_parallel_replicas_use_their_own_seeds():
     alone = run(plan("dit-tiny"), seed=6)
     assert float((both.latents[1] - alone.latents[0]).abs().max()) <= 1e-5
     assert float((both.latents[0] - both.latents[1]).abs().max()) > 0
+
+
+def test_data_parallel_replicas_of_pipelines():
+    """data=2 × pipefusion=2 (4 ranks): each replica's pipeline reproduces its serial run."""
+    both = run(plan("flux-tiny", steps=3, degrees={"data": 2, "pipefusion": 2}, patches=2, warmup_steps=3), seed=1)
+    assert max_diff(both, run(plan("flux-tiny", steps=3), seed=1)) <= 1e-5
+    alone = run(plan("flux-tiny", steps=3), seed=2)
+    assert float((both.latents[1] - alone.latents[0]).abs().max()) <= 1e-5
