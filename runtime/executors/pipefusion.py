@@ -9,10 +9,14 @@ scheduler step for the patch and sends the new latent rows back to stage 0, whic
 start step ``t+1`` on that patch at once.
 
 Scheduler state: the schedulers diffusers ships for these presets (DPM-Solver++, DDIM,
-flow-match Euler) are elementwise over the latent but keep history (previous model
-outputs, step index), so the last stage keeps **one scheduler copy per patch** and steps
-each patch with its own copy, also during warm-up (the full latent is stepped patch by
-patch). That is exactly the serial update, and needs no barrier per step.
+flow-match Euler, DDPM) are elementwise over the latent but keep history (previous model
+outputs, step index). Warm-up steps call one scheduler on the whole latent, exactly as the
+serial loop does (same generator draws for stochastic schedulers). At the first patch
+step the last stage splits it into **one copy per patch** (:func:`split_scheduler` cuts
+every latent-shaped tensor of its state to the patch's rows) and steps each patch with its
+own copy: exactly the serial update for deterministic schedulers, without a barrier per
+step. A stochastic scheduler (DDPM) then draws its noise per patch, so it differs from
+the serial draw.
 
 CFG: with ``cfg=1`` a CFG model runs (uncond, cond) as a batch of two; with ``cfg=2`` each
 branch runs on its own pipeline and the two last stages all-gather their predictions per
@@ -113,10 +117,10 @@ class RecvStream:
 
 def run_stage(s: StageSetup) -> torch.Tensor | None:
     """Run this rank's part of the denoising loop; the final latent on the last stage, else None."""
-    scheds = [copy.deepcopy(s.scheduler) for _ in s.patch_rows]
-    for sch in scheds:
-        sch.set_timesteps(s.steps)
-    timesteps = scheds[0].timesteps
+    full_sched = copy.deepcopy(s.scheduler)
+    full_sched.set_timesteps(s.steps)
+    timesteps = full_sched.timesteps
+    scheds: list[Any] | None = None  # one copy per patch, split off at the first patch step
     units = schedule(s.steps, s.warmup, s.patch_rows, s.rows)
     first, last = s.stage == 0, s.stage == s.stages - 1
     lo, hi = s.layers.start, s.layers.stop
@@ -186,12 +190,14 @@ def run_stage(s: StageSetup) -> torch.Tensor | None:
                 noise = s.staged.final(hidden, ctx, u.r0, u.r1)
         noise = _guided(s, noise, u)
         with s.rec.span("scheduler", "scheduler", step=u.step, patch=u.patch, stage=s.stage):
-            for m in ([u.patch] if u.patch is not None else range(len(s.patch_rows))):
-                a, b = patch_of_rows[m]
-                rows = slice((a - u.r0) * p, (b - u.r0) * p)
-                new = scheds[m].step(noise[:, :, rows], t, latent[:, :, a * p: b * p],
-                                     generator=s.generator, return_dict=False)[0]
-                latent[:, :, a * p: b * p] = new
+            if u.full:
+                latent = full_sched.step(noise, t, latent, generator=s.generator, return_dict=False)[0]
+            else:
+                if scheds is None:
+                    scheds = [split_scheduler(full_sched, latent.shape, slice(a * p, b * p))
+                              for a, b in patch_of_rows.values()]
+                latent[:, :, lat_rows] = scheds[u.patch].step(noise, t, latent[:, :, lat_rows],
+                                                              generator=s.generator, return_dict=False)[0]
         if s.stages > 1 and u.step < s.steps - 1:
             rows_out = latent[:, :, lat_rows].contiguous()
             with s.rec.span("send latent", "send", peer=s.pipeline[0], bytes=rows_out.numel() * rows_out.element_size(),
@@ -201,6 +207,28 @@ def run_stage(s: StageSetup) -> torch.Tensor | None:
             s.step_end_s.append(s.rec.now_s())
     s.dist.flush()
     return latent if last else None
+
+
+def split_scheduler(sched: Any, full_shape: torch.Size, rows: slice) -> Any:
+    """A copy of ``sched`` for one patch: every tensor of the latent's shape in its state
+    (DPM-Solver's previous model outputs, last sample, ...) cut to the patch's latent rows.
+
+    The schedulers used here are elementwise, so a copy stepping only these rows computes
+    exactly what the whole-latent scheduler computes for them.
+    """
+    def cut(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.shape == full_shape:
+            return value[:, :, rows].clone()
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(cut(v) for v in value)
+        return value
+
+    out = copy.deepcopy(sched)
+    for name, value in list(vars(out).items()):
+        setattr(out, name, cut(value))
+    return out
 
 
 def _guided(s: StageSetup, noise: torch.Tensor, u: Unit) -> torch.Tensor:

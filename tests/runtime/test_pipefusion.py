@@ -89,3 +89,31 @@ def test_each_stage_keeps_only_its_blocks_weights():
                       stage_split=[2, 4]))
     shared = total - sum(block_params)
     assert result.params_per_rank == [shared + sum(block_params[:2]), shared + sum(block_params[2:])]
+
+
+@pytest.mark.parametrize("name", ["DPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler", "DDIMScheduler"])
+def test_split_scheduler_steps_patches_exactly_like_the_whole_latent(name):
+    import diffusers
+    import torch
+
+    from runtime.executors.pipefusion import split_scheduler
+
+    gen = torch.Generator().manual_seed(0)
+    whole = getattr(diffusers, name)()
+    whole.set_timesteps(5)
+    x = torch.randn(1, 4, 8, 6, generator=gen)
+    outputs = [torch.randn(1, 4, 8, 6, generator=gen) for _ in range(5)]
+    ref = x.clone()
+    for t, eps in zip(whole.timesteps, outputs):
+        ref = whole.step(eps, t, ref, return_dict=False)[0]
+    split = getattr(diffusers, name)()
+    split.set_timesteps(5)
+    y = x.clone()
+    for t, eps in zip(split.timesteps[:2], outputs[:2]):  # two whole-latent (warm-up) steps
+        y = split.step(eps, t, y, return_dict=False)[0]
+    bands = [slice(0, 3), slice(3, 8)]
+    copies = [split_scheduler(split, y.shape, rows) for rows in bands]
+    for t, eps in zip(split.timesteps[2:], outputs[2:]):
+        for sched, rows in zip(copies, bands):
+            y[:, :, rows] = sched.step(eps[:, :, rows], t, y[:, :, rows], return_dict=False)[0]
+    assert torch.allclose(y, ref, atol=1e-6, rtol=0)
