@@ -14,7 +14,7 @@ from simulator.plan import ParallelPlan
 RUNNABLE_AXES: tuple[str, ...] = ("data", "cfg", "pipefusion")
 """Parallel axes the runtime executes; the others (distrifusion, ring, ulysses, tensor) are refused."""
 
-PIPEFUSION_FAMILIES: tuple[str, ...] = ("pixart", "sd3", "flux", "dit")
+PIPEFUSION_FAMILIES: tuple[str, ...] = ("pixart", "sd3", "flux", "dit", "hunyuan")
 """Families whose blocks the PipeFusion executor can split into stages."""
 
 
@@ -30,8 +30,8 @@ def unrunnable_reason(plan: ParallelPlan, model: ModelPreset) -> str | None:
                 f"pfrun yet; it runs {', '.join(RUNNABLE_AXES)}")
     pipelined = plan.degrees.pipefusion > 1 or plan.patches > 1
     if pipelined and model.family not in PIPEFUSION_FAMILIES:
-        return (f"degrees.pipefusion: PipeFusion on {model.family} ({model.name}) is not executed: its long "
-                f"skip connections cross stages and are not sent yet; families: {', '.join(PIPEFUSION_FAMILIES)}")
+        return (f"degrees.pipefusion: PipeFusion on {model.family} ({model.name}) is not executed; "
+                f"families: {', '.join(PIPEFUSION_FAMILIES)}")
     if pipelined and plan.warmup_steps < 1:
         return ("warmup_steps: PipeFusion needs at least one synchronous warm-up step to fill its K/V "
                 "buffers before patches attend to them")

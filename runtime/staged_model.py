@@ -47,13 +47,33 @@ class StagedModel:
         self.family = preset.family
         self.p = preset.arch.patch_size
         self.blocks = transformer_blocks(model)
-        if self.family not in ("pixart", "sd3", "flux", "dit"):
+        if self.family not in ("pixart", "sd3", "flux", "dit", "hunyuan"):
             raise NotImplementedError(f"no staged adapter for family {self.family!r}")
 
     @property
     def carries_text(self) -> bool:
         """Joint-attention families send the text stream along with each patch."""
         return self.family in ("sd3", "flux")
+
+    def skips_entering(self, lo: int) -> int:
+        """HunyuanDiT long skips alive before block ``lo``: blocks ``i < L/2 - 1`` push their
+        output, blocks ``i > L/2`` pop the output of block ``L - 1 - i``. (L=6: blocks 0, 1 push;
+        4 pops block 1's, 5 pops block 0's; entering block 4 two skips are alive.)"""
+        half = len(self.blocks) // 2
+        return min(lo, half - 1) - max(0, lo - half - 1)
+
+    def carried_shape(self, batch: int, text_tokens: int, lo: int, tokens: int) -> tuple[int, ...] | None:
+        """Shape of what a patch carries into block ``lo`` besides its hidden states."""
+        width = self.model.config.num_attention_heads * self.model.config.attention_head_dim
+        if self.carries_text:
+            return (batch, text_tokens, width)
+        if self.family == "hunyuan":
+            k = self.skips_entering(lo)
+            return (k, batch, tokens, width) if k else None
+        return None
+
+    def initial_extra(self, ctx: StepContext) -> torch.Tensor | None:
+        return ctx.text if self.carries_text else None
 
     def context(self, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
         m, fam = self.model, self.family
@@ -72,6 +92,16 @@ class StagedModel:
         elif fam == "sd3":
             ctx.temb = m.time_text_embed(ts, branch.pooled_embeds.to(dtype))
             ctx.text = m.context_embedder(branch.prompt_embeds.to(dtype))
+        elif fam == "hunyuan":
+            from runtime.model_inputs import hunyuan_rotary
+
+            ctx.temb = m.time_extra_emb(ts, branch.prompt_embeds_2.to(dtype), None, None, hidden_dtype=ts.dtype)
+            t5 = branch.prompt_embeds_2.to(dtype)
+            t5 = m.text_embedder(t5.view(-1, t5.shape[-1])).view(batch, t5.shape[1], -1)
+            text = torch.cat([branch.prompt_embeds.to(dtype), t5], dim=1)
+            mask = torch.cat([branch.prompt_mask, branch.prompt_mask_2], dim=-1).unsqueeze(2).bool()
+            ctx.text = torch.where(mask, text, m.text_embedding_padding)
+            ctx.rotary = tuple(x.to(dev) for x in hunyuan_rotary(m, self.rows, self.cols))
         elif fam == "flux":
             ts = ts * 1000
             pooled = branch.pooled_embeds.to(dtype)
@@ -118,10 +148,28 @@ class StagedModel:
             elif self.family == "sd3":
                 text, hidden = block(hidden_states=hidden, encoder_hidden_states=text, temb=ctx.temb,
                                      joint_attention_kwargs=None)
-            else:
+            elif self.family == "flux":
                 text, hidden = block(hidden_states=hidden, encoder_hidden_states=text, temb=ctx.temb,
                                      image_rotary_emb=rotary, joint_attention_kwargs=None)
+        if self.family == "hunyuan":
+            return self._hunyuan_blocks(lo, hi, hidden, text, ctx, r0, r1)
         return hidden, text
+
+    def _hunyuan_blocks(self, lo: int, hi: int, hidden: torch.Tensor, skips_in: torch.Tensor | None,
+                        ctx: StepContext, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """HunyuanDiT blocks; the long-skip stack travels with the patch as one (k, B, n, D) tensor."""
+        half = len(self.blocks) // 2
+        s0, s1 = self.tokens(r0, r1)
+        cos, sin = ctx.rotary
+        rotary = (cos[s0:s1], sin[s0:s1])
+        skips = list(skips_in.unbind(0)) if skips_in is not None else []
+        for i in range(lo, hi):
+            skip = skips.pop() if i > half else None
+            hidden = self.blocks[i](hidden, temb=ctx.temb, encoder_hidden_states=ctx.text,
+                                    image_rotary_emb=rotary, skip=skip)
+            if i < half - 1:
+                skips.append(hidden)
+        return hidden, (torch.stack(skips) if skips else None)
 
     def final(self, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
         """Noise prediction (B, C, (r1-r0)·p, W) for the rows, learned sigma dropped."""
@@ -137,6 +185,8 @@ class StagedModel:
                 cond = self.blocks[0].norm1.emb(ctx.temb, ctx.class_labels, hidden_dtype=hidden.dtype)
                 shift, scale = m.proj_out_1(F.silu(cond)).chunk(2, dim=1)
                 hidden = m.proj_out_2(m.norm_out(hidden) * (1 + scale[:, None]) + shift[:, None])
+            elif fam == "hunyuan":
+                hidden = m.proj_out(m.norm_out(hidden, ctx.temb.to(torch.float32)))
             else:
                 hidden = m.proj_out(m.norm_out(hidden, ctx.temb))
             c_out = hidden.shape[-1] // (p * p)

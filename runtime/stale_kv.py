@@ -157,6 +157,35 @@ class StaleFluxAttnProcessor:
         return out
 
 
+class StaleHunyuanAttnProcessor:
+    """HunyuanDiT self-attention (``attn1``): rotary on queries and keys, keys buffered after it."""
+
+    def __init__(self, state: KVState) -> None:
+        self.kv = KVBuffer(state, seq_dim=2)
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
+                 attention_mask: Any = None, temb: Any = None, image_rotary_emb: Any = None) -> torch.Tensor:
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        b = hidden_states.shape[0]
+        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        d = k.shape[-1] // attn.heads
+        q, k, v = (x.view(b, -1, attn.heads, d).transpose(1, 2) for x in (q, k, v))
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+        if image_rotary_emb is not None:
+            q, k = apply_rotary_emb(q, image_rotary_emb), apply_rotary_emb(k, image_rotary_emb)
+        k, v = self.kv.update(k, v)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+        out = out.transpose(1, 2).reshape(b, -1, attn.heads * d).to(q.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
 def install_stale_kv(family: str, blocks: list[Any], state: KVState) -> int:
     """Swap the self/joint attention processor of each block in ``blocks``; returns how many.
 
@@ -173,6 +202,8 @@ def install_stale_kv(family: str, blocks: list[Any], state: KVState) -> int:
             block.attn.set_processor(StaleJointAttnProcessor(state))
         elif family == "flux":
             block.attn.set_processor(StaleFluxAttnProcessor(state))
+        elif family == "hunyuan":
+            block.attn1.set_processor(StaleHunyuanAttnProcessor(state))
         else:
             raise NotImplementedError(f"no stale K/V processor for family {family!r}")
         count += 1

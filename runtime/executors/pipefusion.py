@@ -30,6 +30,7 @@ text stream it carries) stage to stage, latent rows last stage → stage 0.
 from __future__ import annotations
 
 import copy
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -136,10 +137,17 @@ def run_stage(s: StageSetup) -> torch.Tensor | None:
         start += n
 
     hidden_dim = s.model.config.num_attention_heads * s.model.config.attention_head_dim
-    text_shape = _text_shape(s)
+    text_tokens = s.branch.prompt_embeds.shape[1] if s.branch.prompt_embeds is not None else 0
+
+    def extra_shape(u: Unit) -> tuple[int, ...] | None:
+        """What travels with a patch besides its hidden states (text stream, long skips)."""
+        if s.staged is None:
+            return None
+        return s.staged.carried_shape(batch, text_tokens, lo, (u.r1 - u.r0) * s.cols)
+
     inbound = outbound_latent = None
     if not first:
-        shapes = [(_numel(batch, (u.r1 - u.r0) * s.cols, hidden_dim, text_shape),) for u in units]
+        shapes = [(_numel(batch, (u.r1 - u.r0) * s.cols, hidden_dim, extra_shape(u)),) for u in units]
         inbound = RecvStream(s.dist, s.pipeline[s.stage - 1], shapes, dtype)
     if first and s.stages > 1:
         c, _, w = latent.shape[1:]
@@ -173,11 +181,11 @@ def run_stage(s: StageSetup) -> torch.Tensor | None:
             if first:
                 with s.rec.span("embed", "embed", step=u.step, patch=u.patch, stage=s.stage):
                     hidden = s.staged.embed(latent.expand(batch, -1, -1, -1), u.r0, u.r1)
-                    text = ctx.text if s.staged.carries_text else None
+                    text = s.staged.initial_extra(ctx)
             else:
                 with s.rec.span("recv", "recv", peer=s.pipeline[s.stage - 1], step=u.step, patch=u.patch,
                                 stage=s.stage):
-                    hidden, text = _split(inbound.next(), batch, (u.r1 - u.r0) * s.cols, hidden_dim, text_shape)
+                    hidden, text = _split(inbound.next(), batch, (u.r1 - u.r0) * s.cols, hidden_dim, extra_shape(u))
             with s.rec.span("blocks", "compute", **args):
                 hidden, text = s.staged.run_blocks(lo, hi, hidden, text, ctx, u.r0, u.r1, u.full)
             if not last:
@@ -247,19 +255,10 @@ def _batch(branch: Branch) -> int:
     return int(ref.shape[0])
 
 
-def _text_shape(s: StageSetup) -> tuple[int, ...] | None:
-    """Shape of the text stream a patch carries between stages (joint families only)."""
-    if s.staged is None or not s.staged.carries_text:
-        return None
-    m = s.model
-    width = m.config.num_attention_heads * m.config.attention_head_dim
-    return (_batch(s.branch), s.branch.prompt_embeds.shape[1], width)
-
-
 def _numel(batch: int, tokens: int, hidden: int, text_shape: tuple[int, ...] | None) -> int:
     n = batch * tokens * hidden
     if text_shape is not None:
-        n += text_shape[0] * text_shape[1] * text_shape[2]
+        n += math.prod(text_shape)
     return n
 
 

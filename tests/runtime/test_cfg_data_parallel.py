@@ -26,7 +26,7 @@ def test_cfg_parallel_with_pipefusion_equals_serial_cfg():
     assert max_diff(parallel, serial) <= 1e-5
 
 
-def test_cfg_parallel_runs_the_family_pipefusion_cannot_split():
+def test_cfg_parallel_with_long_skip_family():
     serial = run(plan("hunyuan-tiny", steps=2))
     parallel = run(plan("hunyuan-tiny", steps=2, degrees={"cfg": 2}))
     assert max_diff(parallel, serial) <= 1e-5

@@ -63,7 +63,7 @@ def test_flux_packing_round_trips():
     assert torch.equal(unpack_flux(pack_flux(x), 4, 6), x)
 
 
-@pytest.mark.parametrize("name", ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny"])
+@pytest.mark.parametrize("name", ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny"])
 def test_staged_passes_match_the_diffusers_forward(name):
     """Full pass split into two stages, then row patches over fresh K/V buffers: both equal forward()."""
     preset = load_model(name)

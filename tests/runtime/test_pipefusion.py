@@ -18,10 +18,11 @@ T = 4
 
 @pytest.fixture(scope="module")
 def serial():
-    return {name: run(plan(name, steps=T)) for name in ("pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny")}
+    return {name: run(plan(name, steps=T)) for name in ("pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny",
+                                                         "hunyuan-tiny")}
 
 
-@pytest.mark.parametrize("name", ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny"])
+@pytest.mark.parametrize("name", ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny"])
 def test_two_stages_with_full_warmup_reproduce_serial(name, serial):
     result = run(plan(name, steps=T, degrees={"pipefusion": 2}, patches=4, warmup_steps=T))
     assert max_diff(result, serial[name]) <= 1e-5
@@ -38,6 +39,13 @@ def test_uneven_stage_split_reproduces_serial(serial):
     result = run(plan("flux-tiny", steps=T, degrees={"pipefusion": 2}, patches=2, warmup_steps=T,
                       stage_split=[1, 5]))
     assert max_diff(result, serial["flux-tiny"]) <= 1e-5
+
+
+def test_hunyuan_long_skips_cross_three_uneven_stages(serial):
+    """Blocks 0, 1 push skips that blocks 5, 4 pop: with split [1, 3, 2] they cross two stage boundaries."""
+    result = run(plan("hunyuan-tiny", steps=T, degrees={"pipefusion": 3}, patches=2, warmup_steps=T,
+                      stage_split=[1, 3, 2]))
+    assert max_diff(result, serial["hunyuan-tiny"]) <= 1e-5
 
 
 def test_one_warmup_step_gives_a_finite_different_result(serial):
