@@ -27,7 +27,7 @@ app = typer.Typer(name="pfrun", help="Run a parallel plan (plan.json) with torch
                   "Add --debug to see tracebacks.", add_completion=False, pretty_exceptions_enable=False)
 
 FAULT_ENV = "PFRUN_FAULT"
-"""Test hook: ``RANK:STEP:raise|kill`` makes that rank fail at that step (fault-handling tests)."""
+"""Test hook: ``RANK:STEP:raise|kill|hang`` makes that rank fail or hang at that step (fault tests)."""
 
 
 def image_path(out: Path, replica: int) -> Path:

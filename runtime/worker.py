@@ -47,7 +47,7 @@ class Job:
     device: str = "cpu"
     decode: bool = True
     fault: str | None = None
-    """Test hook ``RANK:STEP:raise|kill``: that rank fails at the start of that step."""
+    """Test hook ``RANK:STEP:raise|kill|hang``: that rank fails (or stops answering) at that step."""
 
     @property
     def plan(self) -> ParallelPlan:
@@ -67,6 +67,8 @@ def fault_hook(job: Job, rank: int):
         if rank == int(f_rank) and step == int(f_step):
             if kind == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if kind == "hang":
+                time.sleep(3600)
             raise RuntimeError(f"injected fault at step {step}")
     return hook
 
