@@ -57,6 +57,7 @@ def run(
     timeout: float = typer.Option(60.0, "--timeout", min=1.0, help="Seconds a rank waits for a peer before the run fails."),
     threads: int = typer.Option(1, "--threads", min=1, help="Intra-op threads per rank on CPU."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when available)."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16 (weights, activations, latents)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Execute the plan and print the measured latency."""
@@ -78,7 +79,9 @@ def run(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
         raise InputError(f"expected cpu, cuda or auto, got {device!r}", field="--device")
-    options = dict(model_path=str(model_path) if model_path else None, seed=seed, prompt=prompt,
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise InputError(f"expected float32, bfloat16 or float16, got {dtype!r}", field="--dtype")
+    options = dict(model_path=str(model_path) if model_path else None, seed=seed, prompt=prompt, dtype=dtype,
                    prompt_embeds=str(prompt_embeds) if prompt_embeds else None, timeout_s=timeout,
                    threads=threads, device=device)
     with tempfile.TemporaryDirectory(prefix="pfrun-") as scratch:

@@ -45,6 +45,8 @@ class Job:
     timeout_s: float = 60.0
     threads: int = 1
     device: str = "cpu"
+    dtype: str = "float32"
+    """Weights, activations and latents: float32, bfloat16 or float16."""
     decode: bool = True
     fault: str | None = None
     """Test hook ``RANK:STEP:raise|kill|hang``: that rank fails (or stops answering) at that step."""
@@ -80,8 +82,9 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
     coord = dist.coord
     replica = coord["data"]
     image_seed = job.seed + replica
+    dtype = getattr(torch, job.dtype)
     parts = load_model_parts(preset, model_path=Path(job.model_path) if job.model_path else None,
-                             seed=WEIGHT_SEED, device=job.device, with_vae=job.decode)
+                             seed=WEIGHT_SEED, device=job.device, dtype=dtype, with_vae=job.decode)
     rows, cols = preset.token_grid(plan.height_px, plan.width_px)
     stage = coord["pipefusion"]
     layers = plan.stage_layers(preset)[stage]
@@ -103,7 +106,7 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
     branch = cond.branches(names)
     device = torch.device(job.device)
     branch = type(branch)(**{k: (v.to(device) if v is not None else None) for k, v in vars(branch).items()})
-    latent = initial_latent(preset, plan.height_px, plan.width_px, image_seed).to(device)
+    latent = initial_latent(preset, plan.height_px, plan.width_px, image_seed, dtype=dtype).to(device)
     rec = Recorder(rank=dist.rank)
     setup = StageSetup(
         preset=preset, model=parts.transformer, scheduler=parts.scheduler, branch=branch, latent=latent,
