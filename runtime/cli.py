@@ -48,8 +48,8 @@ def json_safe(value: Any) -> Any:
 def run(
     plan_file: Path = typer.Option(..., "--plan", help="plan.json written by pfplan search."),
     model_path: Optional[Path] = typer.Option(None, "--model-path", help="Local diffusers folder (transformer/, vae/, scheduler/); default: the plan's preset with seeded random weights."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt text (without text encoders it seeds random embeddings)."),
-    prompt_embeds: Optional[Path] = typer.Option(None, "--prompt-embeds", help="torch.save'd dict {'cond': {...}, 'uncond': {...}} of embeddings."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", help="Prompt text (without text encoders it seeds random embeddings); repeat it to give data-parallel replicas their own prompts."),
+    prompt_embeds: Optional[list[Path]] = typer.Option(None, "--prompt-embeds", help="torch.save'd dict {'cond': {...}, 'uncond': {...}} of embeddings; repeatable like --prompt."),
     seed: int = typer.Option(0, "--seed", help="Seed of the initial latent (replica i uses seed + i)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the image here (PNG, atomically)."),
     trace: Optional[Path] = typer.Option(None, "--trace", help="Write the measured trace (Chrome trace JSON)."),
@@ -64,7 +64,8 @@ def run(
     from runtime.run import check_runnable, compare, execute, job_for, serial_plan
 
     plan = load_model_file(ParallelPlan, plan_file)
-    if prompt is not None and prompt_embeds is not None:
+    prompts, embeds_files = tuple(prompt or ()), tuple(str(p) for p in prompt_embeds or ())
+    if prompts and embeds_files:
         raise InputError("give --prompt or --prompt-embeds, not both", field="--prompt")
     if model_path is not None:
         if not model_path.is_dir():
@@ -73,6 +74,11 @@ def run(
     else:
         preset = load_model(plan.model)
     check_runnable(plan, preset, file=str(plan_file))
+    if embeds_files:
+        from runtime.model_inputs import load_prompt_embeds
+
+        for path in embeds_files:  # a bad file is the user's mistake: one line, exit 2, before any rank starts
+            load_prompt_embeds(preset, Path(path))
     if device == "auto":
         import torch
 
@@ -81,16 +87,18 @@ def run(
         raise InputError(f"expected cpu, cuda or auto, got {device!r}", field="--device")
     if dtype not in ("float32", "bfloat16", "float16"):
         raise InputError(f"expected float32, bfloat16 or float16, got {dtype!r}", field="--dtype")
-    options = dict(model_path=str(model_path) if model_path else None, seed=seed, prompt=prompt, dtype=dtype,
-                   prompt_embeds=str(prompt_embeds) if prompt_embeds else None, timeout_s=timeout,
+    options = dict(model_path=str(model_path) if model_path else None, seed=seed, prompts=prompts, dtype=dtype,
+                   prompt_embeds=embeds_files, timeout_s=timeout,
                    threads=threads, device=device)
     with tempfile.TemporaryDirectory(prefix="pfrun-") as scratch:
         from runtime.text_encoding import encode_prompt, has_text_encoders, save_conditioning
 
-        if prompt_embeds is None and has_text_encoders(model_path):
-            embeds_file = Path(scratch) / "prompt_embeds.pt"
-            save_conditioning(encode_prompt(preset, model_path, prompt or ""), embeds_file)
-            options.update(prompt=None, prompt_embeds=str(embeds_file))
+        if not embeds_files and has_text_encoders(model_path):
+            files = []
+            for i, text in enumerate(prompts or ("",)):  # each prompt encoded once, shared by every rank
+                files.append(str(Path(scratch) / f"prompt_embeds_{i}.pt"))
+                save_conditioning(encode_prompt(preset, model_path, text), Path(files[-1]))
+            options.update(prompts=(), prompt_embeds=tuple(files))
         result = execute(job_for(plan, preset, fault=os.environ.get(FAULT_ENV), **options))
         ref = execute(job_for(serial_plan(plan), preset, **options), in_process=True) \
             if reference and result.events else None

@@ -40,8 +40,10 @@ class Job:
     preset_json: str
     model_path: str | None = None
     seed: int = 0
-    prompt: str | None = None
-    prompt_embeds: str | None = None
+    prompts: tuple[str, ...] = ()
+    """Prompt text per data-parallel replica (replica i uses prompts[i % len]); empty: no text."""
+    prompt_embeds: tuple[str, ...] = ()
+    """``--prompt-embeds`` files, per replica like ``prompts``; they take precedence."""
     timeout_s: float = 60.0
     threads: int = 1
     device: str = "cpu"
@@ -95,8 +97,9 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
         staged = StagedModel(preset, parts.transformer, rows, cols, kv)
         install_stale_kv(preset.family, staged.blocks[layers.start:layers.stop], kv)
         drop_other_stages(staged, layers, last=stage == deg.pipefusion - 1)
-    cond = make_conditioning(preset, seed=image_seed, prompt=job.prompt,
-                             prompt_embeds_file=Path(job.prompt_embeds) if job.prompt_embeds else None)
+    prompt = job.prompts[replica % len(job.prompts)] if job.prompts else None
+    embeds = Path(job.prompt_embeds[replica % len(job.prompt_embeds)]) if job.prompt_embeds else None
+    cond = make_conditioning(preset, seed=image_seed, prompt=prompt, prompt_embeds_file=embeds)
     if preset.uses_cfg and deg.cfg == 2:
         cfg_mode, names = "parallel", ("uncond", "cond")[coord["cfg"]:coord["cfg"] + 1]
     elif preset.uses_cfg:

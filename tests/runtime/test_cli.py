@@ -46,3 +46,27 @@ def test_data_parallel_writes_one_image_per_replica(tmp_path):
     res = run_subprocess("runtime", "--plan", plan_file, "--out", tmp_path / "img.png", "--json", timeout=120)
     assert res.code == 0, res.err
     assert json.loads(res.out)["images"] == [str(tmp_path / "img.png"), str(tmp_path / "img-1.png")]
+
+
+def test_data_parallel_replicas_take_their_own_prompts(tmp_path, pfrun):
+    from runtime.run import execute, job_for
+    from profiles.models import load_model
+
+    p = plan("pixart-tiny", steps=2, degrees={"data": 2})
+    preset = load_model("pixart-tiny")
+    two = execute(job_for(p, preset, prompts=("a cat", "a dog"), decode=False))
+    cat = execute(job_for(plan("pixart-tiny", steps=2), preset, prompts=("a cat",), decode=False))
+    dog = execute(job_for(plan("pixart-tiny", steps=2), preset, prompts=("a dog",), seed=1, decode=False))
+    assert float((two.latents[0] - cat.latents[0]).abs().max()) == 0.0
+    assert float((two.latents[1] - dog.latents[0]).abs().max()) == 0.0
+    plan_file = write_plan(tmp_path / "plan.json", p)
+    assert pfrun("--plan", plan_file, "--prompt", "a cat", "--prompt", "a dog").code == 0
+
+
+def test_bad_prompt_embeds_file_is_one_line_and_exit_2(tmp_path, pfrun):
+    import torch
+
+    plan_file = write_plan(tmp_path / "plan.json", plan("sd3-tiny", steps=1))
+    torch.save({"cond": {"prompt_embedz": torch.zeros(1, 8, 64)}}, tmp_path / "e.pt")
+    res = pfrun("--plan", plan_file, "--prompt-embeds", tmp_path / "e.pt")
+    assert res.code == 2 and res.err.count("\n") == 1 and "prompt_embedz" in res.err
