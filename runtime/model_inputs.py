@@ -122,9 +122,22 @@ def load_prompt_embeds(preset: ModelPreset, path: Path) -> Conditioning:
             raise InputError(f"unknown keys {sorted(unknown)}; keys: {sorted(names)}", file=str(path), field=key)
         return Branch(**{k: (v if v.dim() > 1 or k == "class_label" else v[None]) for k, v in part.items()})
 
+    def check(branch_: Branch, key: str) -> Branch:
+        widths = {"prompt_embeds": preset.text_embed_dim, "pooled_embeds": preset.pooled_embed_dim}
+        if preset.family == "hunyuan":
+            widths = {"prompt_embeds": preset.config.get("cross_attention_dim"),
+                      "prompt_embeds_2": preset.config.get("cross_attention_dim_t5")}
+        for name, width in widths.items():
+            value = getattr(branch_, name)
+            if value is not None and width and value.shape[-1] != width:
+                raise InputError(f"{name} has width {value.shape[-1]}, {preset.name} expects width {width}",
+                                 file=str(path), field=f"{key}.{name}")
+        return branch_
+
     if preset.uses_cfg and "uncond" not in data:
         raise InputError(f"{preset.name} uses CFG: 'uncond' embeddings are required", file=str(path), field="uncond")
-    return Conditioning(cond=branch("cond"), uncond=branch("uncond") if preset.uses_cfg else None)
+    return Conditioning(cond=check(branch("cond"), "cond"),
+                        uncond=check(branch("uncond"), "uncond") if preset.uses_cfg else None)
 
 
 def initial_latent(preset: ModelPreset, height_px: int, width_px: int, seed: int,

@@ -67,6 +67,10 @@ def test_bad_prompt_embeds_file_is_one_line_and_exit_2(tmp_path, pfrun):
     import torch
 
     plan_file = write_plan(tmp_path / "plan.json", plan("sd3-tiny", steps=1))
-    torch.save({"cond": {"prompt_embedz": torch.zeros(1, 8, 64)}}, tmp_path / "e.pt")
+    torch.save({"cond": {"prompt_embedz": torch.zeros(1, 8, 64)}, "uncond": {}}, tmp_path / "e.pt")
     res = pfrun("--plan", plan_file, "--prompt-embeds", tmp_path / "e.pt")
     assert res.code == 2 and res.err.count("\n") == 1 and "prompt_embedz" in res.err
+    good = {"prompt_embeds": torch.zeros(1, 8, 64), "pooled_embeds": torch.zeros(1, 48)}
+    torch.save({"cond": {**good, "prompt_embeds": torch.zeros(1, 8, 32)}, "uncond": good}, tmp_path / "w.pt")
+    res = pfrun("--plan", plan_file, "--prompt-embeds", tmp_path / "w.pt")
+    assert res.code == 2 and res.err.count("\n") == 1 and "width 64" in res.err
