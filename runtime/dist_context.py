@@ -34,6 +34,11 @@ class DistContext:
     timeout_s: float
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cfg_group: Any = None
+    forward_group: Any = None
+    """Stage d → d+1 traffic (hidden states of patches)."""
+    return_group: Any = None
+    """Last stage → stage 0 traffic (latent rows). A separate group per direction keeps NCCL
+    from serialising a pair's sends and receives on one stream (which deadlocks a 2-stage ring)."""
     max_pending_sends: int = 8
     _pending: deque = field(default_factory=deque)
 
@@ -45,10 +50,15 @@ class DistContext:
         """Create every CFG group (all ranks must create all groups, in the same order)."""
         import torch.distributed as dist
 
+        timeout = timedelta(seconds=self.timeout_s)
+        if self.degrees.get("pipefusion", 1) > 1:
+            everyone = list(range(self.world_size))
+            self.forward_group = dist.new_group(everyone, timeout=timeout)
+            self.return_group = dist.new_group(everyone, timeout=timeout)
         if self.degrees.get("cfg", 1) < 2:
             return
         for ranks in groups("cfg", self.degrees):
-            pg = dist.new_group(ranks, timeout=timedelta(seconds=self.timeout_s))
+            pg = dist.new_group(ranks, timeout=timeout)
             if self.rank in ranks:
                 self.cfg_group = pg
 
@@ -66,12 +76,12 @@ class DistContext:
         except Exception as exc:  # noqa: BLE001 - gloo raises RuntimeError subclasses of several kinds
             raise PeerFailure(f"rank {self.rank}: {what} failed: {str(exc).splitlines()[0][:200]}") from None
 
-    def isend(self, tensor: torch.Tensor, dst: int) -> None:
+    def isend(self, tensor: torch.Tensor, dst: int, group: Any = None) -> None:
         """Start a send; waits only when more than ``max_pending_sends`` are outstanding."""
         import torch.distributed as dist
 
         tensor = tensor.contiguous()
-        self._pending.append((dist.isend(tensor, dst), tensor, dst))
+        self._pending.append((dist.isend(tensor, dst, group=group), tensor, dst))
         while len(self._pending) > self.max_pending_sends:
             work, _, peer = self._pending.popleft()
             self._wait(work, f"send to rank {peer}")
@@ -81,11 +91,11 @@ class DistContext:
             work, _, peer = self._pending.popleft()
             self._wait(work, f"send to rank {peer}")
 
-    def irecv(self, shape: tuple[int, ...], dtype: torch.dtype, src: int) -> "PendingRecv":
+    def irecv(self, shape: tuple[int, ...], dtype: torch.dtype, src: int, group: Any = None) -> "PendingRecv":
         import torch.distributed as dist
 
         buf = torch.empty(shape, dtype=dtype, device=self.device)
-        return PendingRecv(self, dist.irecv(buf, src), buf, src)
+        return PendingRecv(self, dist.irecv(buf, src, group=group), buf, src)
 
     def exchange_cfg(self, tensor: torch.Tensor) -> torch.Tensor:
         """All-gather of this branch's prediction with the other CFG branch: (uncond, cond) batch."""

@@ -22,6 +22,9 @@ class Recorder:
     rank: int
     t0: float = field(default_factory=time.perf_counter)
     events: list[dict[str, Any]] = field(default_factory=list)
+    cuda: bool = False
+    """On CUDA a span ends when the current stream is done (not when the kernels were queued);
+    only the compute stream is synchronised, so outstanding sends keep overlapping."""
 
     def restart(self) -> None:
         self.t0 = time.perf_counter()
@@ -36,6 +39,10 @@ class Recorder:
         try:
             yield
         finally:
+            if self.cuda:
+                import torch
+
+                torch.cuda.current_stream().synchronize()
             end = time.perf_counter()
             self.events.append({"name": name, "cat": cat, "ts": (start - self.t0) * 1e6,
                                 "dur": (end - start) * 1e6, "tid": self.rank,

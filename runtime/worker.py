@@ -110,7 +110,7 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
     device = torch.device(job.device)
     branch = type(branch)(**{k: (v.to(device) if v is not None else None) for k, v in vars(branch).items()})
     latent = initial_latent(preset, plan.height_px, plan.width_px, image_seed, dtype=dtype).to(device)
-    rec = Recorder(rank=dist.rank)
+    rec = Recorder(rank=dist.rank, cuda=device.type == "cuda")
     setup = StageSetup(
         preset=preset, model=parts.transformer, scheduler=parts.scheduler, branch=branch, latent=latent,
         steps=plan.steps, warmup=plan.warmup_steps if pipelined else plan.steps,

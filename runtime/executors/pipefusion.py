@@ -101,14 +101,15 @@ class RecvStream:
     """Receives of a known sequence of shapes from one peer, posted ``ahead`` in advance."""
 
     def __init__(self, dist: DistContext, src: int, shapes: list[tuple[int, ...]], dtype: torch.dtype,
-                 ahead: int = 2) -> None:
+                 group: Any, ahead: int = 2) -> None:
         self.dist, self.src, self.shapes, self.dtype, self.ahead = dist, src, deque(shapes), dtype, ahead
+        self.group = group
         self.posted: deque[PendingRecv] = deque()
         self._fill()
 
     def _fill(self) -> None:
         while self.shapes and len(self.posted) < self.ahead:
-            self.posted.append(self.dist.irecv(self.shapes.popleft(), self.dtype, self.src))
+            self.posted.append(self.dist.irecv(self.shapes.popleft(), self.dtype, self.src, self.group))
 
     def next(self) -> torch.Tensor:
         pending = self.posted.popleft()
@@ -148,11 +149,11 @@ def run_stage(s: StageSetup) -> torch.Tensor | None:
     inbound = outbound_latent = None
     if not first:
         shapes = [(_numel(batch, (u.r1 - u.r0) * s.cols, hidden_dim, extra_shape(u)),) for u in units]
-        inbound = RecvStream(s.dist, s.pipeline[s.stage - 1], shapes, dtype)
+        inbound = RecvStream(s.dist, s.pipeline[s.stage - 1], shapes, dtype, s.dist.forward_group)
     if first and s.stages > 1:
         c, _, w = latent.shape[1:]
         shapes = [(1, c, (u.r1 - u.r0) * p, w) for u in units if u.step < s.steps - 1]
-        outbound_latent = RecvStream(s.dist, s.pipeline[-1], shapes, dtype)
+        outbound_latent = RecvStream(s.dist, s.pipeline[-1], shapes, dtype, s.dist.return_group)
 
     ctx: StepContext | None = None
     ctx_step = -1
@@ -192,7 +193,7 @@ def run_stage(s: StageSetup) -> torch.Tensor | None:
                 msg = hidden.reshape(-1) if text is None else torch.cat([hidden.reshape(-1), text.reshape(-1)])
                 with s.rec.span("send", "send", peer=s.pipeline[s.stage + 1], bytes=msg.numel() * msg.element_size(),
                                 step=u.step, patch=u.patch, stage=s.stage):
-                    s.dist.isend(msg, s.pipeline[s.stage + 1])
+                    s.dist.isend(msg, s.pipeline[s.stage + 1], s.dist.forward_group)
                 continue
             with s.rec.span("final", "final", step=u.step, patch=u.patch, stage=s.stage):
                 noise = s.staged.final(hidden, ctx, u.r0, u.r1)
@@ -210,7 +211,7 @@ def run_stage(s: StageSetup) -> torch.Tensor | None:
             rows_out = latent[:, :, lat_rows].contiguous()
             with s.rec.span("send latent", "send", peer=s.pipeline[0], bytes=rows_out.numel() * rows_out.element_size(),
                             step=u.step, patch=u.patch, stage=s.stage):
-                s.dist.isend(rows_out, s.pipeline[0])
+                s.dist.isend(rows_out, s.pipeline[0], s.dist.return_group)
         if u.patch is None or u.patch == len(s.patch_rows) - 1:
             s.step_end_s.append(s.rec.now_s())
     s.dist.flush()
