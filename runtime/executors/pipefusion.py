@@ -60,12 +60,8 @@ class Unit:
 def schedule(steps: int, warmup: int, patch_rows: list[int], rows: int) -> list[Unit]:
     """Units in execution order: ``(3, 1, [2, 2], 4)`` → full step 0, then patches (0-2, 2-4) of steps 1, 2."""
     units = [Unit(i, None, 0, rows) for i in range(min(warmup, steps))]
-    bounds, start = [], 0
-    for n in patch_rows:
-        bounds.append((start, start + n))
-        start += n
     for i in range(min(warmup, steps), steps):
-        units.extend(Unit(i, m, r0, r1) for m, (r0, r1) in enumerate(bounds))
+        units.extend(Unit(i, m, r0, r1) for m, (r0, r1) in enumerate(row_bounds(patch_rows)))
     return units
 
 
@@ -117,105 +113,140 @@ class RecvStream:
         return pending.wait()
 
 
+def row_bounds(patch_rows: list[int]) -> list[tuple[int, int]]:
+    """``[3, 3, 2]`` → ``[(0, 3), (3, 6), (6, 8)]``."""
+    out, start = [], 0
+    for n in patch_rows:
+        out.append((start, start + n))
+        start += n
+    return out
+
+
 def run_stage(s: StageSetup) -> torch.Tensor | None:
     """Run this rank's part of the denoising loop; the final latent on the last stage, else None."""
-    full_sched = copy.deepcopy(s.scheduler)
-    full_sched.set_timesteps(s.steps)
-    timesteps = full_sched.timesteps
-    scheds: list[Any] | None = None  # one copy per patch, split off at the first patch step
-    units = schedule(s.steps, s.warmup, s.patch_rows, s.rows)
-    first, last = s.stage == 0, s.stage == s.stages - 1
-    lo, hi = s.layers.start, s.layers.stop
-    p = s.preset.arch.patch_size
-    dtype = s.latent.dtype
-    latent = s.latent.clone()
-    batch = _batch(s.branch)
-    whole = s.staged is None  # serial, CFG and data parallel: diffusers' own forward on the whole image
-    patch_of_rows = {}
-    start = 0
-    for m, n in enumerate(s.patch_rows):
-        patch_of_rows[m] = (start, start + n)
-        start += n
+    return StageLoop(s).run()
 
-    hidden_dim = s.model.config.num_attention_heads * s.model.config.attention_head_dim
-    text_tokens = s.branch.prompt_embeds.shape[1] if s.branch.prompt_embeds is not None else 0
 
-    def extra_shape(u: Unit) -> tuple[int, ...] | None:
+class StageLoop:
+    """One rank's loop over its units: receive, compute, send; on the last stage also finish.
+
+    ``whole`` (no staged model) is serial, CFG and data parallel: diffusers' own forward on
+    the whole latent, one unit per step.
+    """
+
+    def __init__(self, s: StageSetup) -> None:
+        self.s = s
+        self.full_sched = copy.deepcopy(s.scheduler)
+        self.full_sched.set_timesteps(s.steps)
+        self.patch_scheds: list[Any] | None = None  # split off at the first patch step
+        self.units = schedule(s.steps, s.warmup, s.patch_rows, s.rows)
+        self.first, self.last = s.stage == 0, s.stage == s.stages - 1
+        self.lo, self.hi = s.layers.start, s.layers.stop
+        self.p = s.preset.arch.patch_size
+        self.latent = s.latent.clone()
+        self.batch = _batch(s.branch)
+        self.hidden_dim = s.model.config.num_attention_heads * s.model.config.attention_head_dim
+        self.text_tokens = s.branch.prompt_embeds.shape[1] if s.branch.prompt_embeds is not None else 0
+        dtype = s.latent.dtype
+        self.inbound = self.returned = None
+        if not self.first:
+            shapes = [(self._message_numel(u),) for u in self.units]
+            self.inbound = RecvStream(s.dist, s.pipeline[s.stage - 1], shapes, dtype, s.dist.forward_group)
+        if self.first and s.stages > 1:
+            c, _, w = self.latent.shape[1:]
+            shapes = [(1, c, (u.r1 - u.r0) * self.p, w) for u in self.units if u.step < s.steps - 1]
+            self.returned = RecvStream(s.dist, s.pipeline[-1], shapes, dtype, s.dist.return_group)
+
+    def _extra_shape(self, u: Unit) -> tuple[int, ...] | None:
         """What travels with a patch besides its hidden states (text stream, long skips)."""
-        if s.staged is None:
+        if self.s.staged is None:
             return None
-        return s.staged.carried_shape(batch, text_tokens, lo, (u.r1 - u.r0) * s.cols)
+        return self.s.staged.carried_shape(self.batch, self.text_tokens, self.lo, (u.r1 - u.r0) * self.s.cols)
 
-    inbound = outbound_latent = None
-    if not first:
-        shapes = [(_numel(batch, (u.r1 - u.r0) * s.cols, hidden_dim, extra_shape(u)),) for u in units]
-        inbound = RecvStream(s.dist, s.pipeline[s.stage - 1], shapes, dtype, s.dist.forward_group)
-    if first and s.stages > 1:
-        c, _, w = latent.shape[1:]
-        shapes = [(1, c, (u.r1 - u.r0) * p, w) for u in units if u.step < s.steps - 1]
-        outbound_latent = RecvStream(s.dist, s.pipeline[-1], shapes, dtype, s.dist.return_group)
+    def _message_numel(self, u: Unit) -> int:
+        extra = self._extra_shape(u)
+        return self.batch * (u.r1 - u.r0) * self.s.cols * self.hidden_dim + (math.prod(extra) if extra else 0)
 
-    ctx: StepContext | None = None
-    ctx_step = -1
-    for u in units:
-        if u.step != ctx_step:
-            s.on_step(u.step)
-            ctx_step = u.step
+    def run(self) -> torch.Tensor | None:
+        s = self.s
+        timesteps = self.full_sched.timesteps
+        ctx: StepContext | None = None
+        for i, u in enumerate(self.units):
             t = timesteps[u.step]
-            if not whole:
-                ctx = s.staged.context(t, s.branch, dtype)
-        args = dict(step=u.step, patch=u.patch, stage=s.stage, layers=f"{lo}-{hi - 1}", layer=lo, warmup=u.full)
-        lat_rows = slice(u.r0 * p, u.r1 * p)
-        if first and outbound_latent is not None and u.step > 0:
-            prev_full = u.step - 1 < s.warmup  # a warm-up step returns the whole latent at once
-            if not prev_full or u.patch in (None, 0):
-                with s.rec.span("recv latent", "recv", peer=s.pipeline[-1], step=u.step, patch=u.patch,
-                                stage=s.stage):
-                    rows_in = slice(None) if prev_full else lat_rows
-                    latent[:, :, rows_in] = outbound_latent.next()
-        if whole:
-            with s.rec.span("blocks", "compute", **args):
-                model_in = latent.expand(batch, -1, -1, -1)
-                out = s.model(**forward_kwargs(s.preset, s.model, model_in, t, s.branch))[0]
-                noise = noise_from_output(s.preset, out, s.rows, s.cols)
-        else:
-            if first:
-                with s.rec.span("embed", "embed", step=u.step, patch=u.patch, stage=s.stage):
-                    hidden = s.staged.embed(latent.expand(batch, -1, -1, -1), u.r0, u.r1)
-                    text = s.staged.initial_extra(ctx)
-            else:
-                with s.rec.span("recv", "recv", peer=s.pipeline[s.stage - 1], step=u.step, patch=u.patch,
-                                stage=s.stage):
-                    hidden, text = _split(inbound.next(), batch, (u.r1 - u.r0) * s.cols, hidden_dim, extra_shape(u))
-            with s.rec.span("blocks", "compute", **args):
-                hidden, text = s.staged.run_blocks(lo, hi, hidden, text, ctx, u.r0, u.r1, u.full)
-            if not last:
-                msg = hidden.reshape(-1) if text is None else torch.cat([hidden.reshape(-1), text.reshape(-1)])
-                with s.rec.span("send", "send", peer=s.pipeline[s.stage + 1], bytes=msg.numel() * msg.element_size(),
-                                step=u.step, patch=u.patch, stage=s.stage):
-                    s.dist.isend(msg, s.pipeline[s.stage + 1], s.dist.forward_group)
+            if i == 0 or self.units[i - 1].step != u.step:
+                s.on_step(u.step)
+                ctx = s.staged.context(t, s.branch, self.latent.dtype) if s.staged is not None else None
+            self._receive_latent(u)
+            noise = self._forward(u, t, ctx)
+            if noise is None:  # not the last stage: the patch went on to the next one
                 continue
-            with s.rec.span("final", "final", step=u.step, patch=u.patch, stage=s.stage):
-                noise = s.staged.final(hidden, ctx, u.r0, u.r1)
-        noise = _guided(s, noise, u)
+            self._step_scheduler(u, t, _guided(s, noise, u))
+            if u.patch is None or u.patch == len(s.patch_rows) - 1:
+                s.step_end_s.append(s.rec.now_s())
+        s.dist.flush()
+        return self.latent if self.last else None
+
+    def _receive_latent(self, u: Unit) -> None:
+        """Stage 0: the latent rows the last stage sent back after the previous step."""
+        s = self.s
+        if self.returned is None or u.step == 0:
+            return
+        prev_full = u.step - 1 < s.warmup  # a warm-up step returns the whole latent at once
+        if prev_full and u.patch not in (None, 0):
+            return
+        with s.rec.span("recv latent", "recv", peer=s.pipeline[-1], step=u.step, patch=u.patch, stage=s.stage):
+            rows = slice(None) if prev_full else slice(u.r0 * self.p, u.r1 * self.p)
+            self.latent[:, :, rows] = self.returned.next()
+
+    def _forward(self, u: Unit, t: torch.Tensor, ctx: StepContext | None) -> torch.Tensor | None:
+        """This stage's blocks on the unit; the noise prediction on the last stage, else None."""
+        s = self.s
+        args = dict(step=u.step, patch=u.patch, stage=s.stage, layers=f"{self.lo}-{self.hi - 1}", layer=self.lo,
+                    warmup=u.full)
+        if s.staged is None:
+            with s.rec.span("blocks", "compute", **args):
+                model_in = self.latent.expand(self.batch, -1, -1, -1)
+                out = s.model(**forward_kwargs(s.preset, s.model, model_in, t, s.branch))[0]
+                return noise_from_output(s.preset, out, s.rows, s.cols)
+        tags = dict(step=u.step, patch=u.patch, stage=s.stage)
+        if self.first:
+            with s.rec.span("embed", "embed", **tags):
+                hidden = s.staged.embed(self.latent.expand(self.batch, -1, -1, -1), u.r0, u.r1)
+                extra = s.staged.initial_extra(ctx)
+        else:
+            with s.rec.span("recv", "recv", peer=s.pipeline[s.stage - 1], **tags):
+                hidden, extra = _split(self.inbound.next(), self.batch, (u.r1 - u.r0) * s.cols, self.hidden_dim,
+                                       self._extra_shape(u))
+        with s.rec.span("blocks", "compute", **args):
+            hidden, extra = s.staged.run_blocks(self.lo, self.hi, hidden, extra, ctx, u.r0, u.r1, u.full)
+        if not self.last:
+            msg = hidden.reshape(-1) if extra is None else torch.cat([hidden.reshape(-1), extra.reshape(-1)])
+            with s.rec.span("send", "send", peer=s.pipeline[s.stage + 1], bytes=msg.numel() * msg.element_size(),
+                            **tags):
+                s.dist.isend(msg, s.pipeline[s.stage + 1], s.dist.forward_group)
+            return None
+        with s.rec.span("final", "final", **tags):
+            return s.staged.final(hidden, ctx, u.r0, u.r1)
+
+    def _step_scheduler(self, u: Unit, t: torch.Tensor, noise: torch.Tensor) -> None:
+        """Last stage: the scheduler step of the unit's rows, then the rows back to stage 0."""
+        s, p = self.s, self.p
+        rows = slice(u.r0 * p, u.r1 * p)
         with s.rec.span("scheduler", "scheduler", step=u.step, patch=u.patch, stage=s.stage):
             if u.full:
-                latent = full_sched.step(noise, t, latent, generator=s.generator, return_dict=False)[0]
+                self.latent = self.full_sched.step(noise, t, self.latent, generator=s.generator,
+                                                   return_dict=False)[0]
             else:
-                if scheds is None:
-                    scheds = [split_scheduler(full_sched, latent.shape, slice(a * p, b * p))
-                              for a, b in patch_of_rows.values()]
-                latent[:, :, lat_rows] = scheds[u.patch].step(noise, t, latent[:, :, lat_rows],
-                                                              generator=s.generator, return_dict=False)[0]
+                if self.patch_scheds is None:
+                    self.patch_scheds = [split_scheduler(self.full_sched, self.latent.shape, slice(a * p, b * p))
+                                         for a, b in row_bounds(s.patch_rows)]
+                self.latent[:, :, rows] = self.patch_scheds[u.patch].step(
+                    noise, t, self.latent[:, :, rows], generator=s.generator, return_dict=False)[0]
         if s.stages > 1 and u.step < s.steps - 1:
-            rows_out = latent[:, :, lat_rows].contiguous()
-            with s.rec.span("send latent", "send", peer=s.pipeline[0], bytes=rows_out.numel() * rows_out.element_size(),
+            back = self.latent[:, :, rows].contiguous()
+            with s.rec.span("send latent", "send", peer=s.pipeline[0], bytes=back.numel() * back.element_size(),
                             step=u.step, patch=u.patch, stage=s.stage):
-                s.dist.isend(rows_out, s.pipeline[0], s.dist.return_group)
-        if u.patch is None or u.patch == len(s.patch_rows) - 1:
-            s.step_end_s.append(s.rec.now_s())
-    s.dist.flush()
-    return latent if last else None
+                s.dist.isend(back, s.pipeline[0], s.dist.return_group)
 
 
 def split_scheduler(sched: Any, full_shape: torch.Size, rows: slice) -> Any:
@@ -254,13 +285,6 @@ def _guided(s: StageSetup, noise: torch.Tensor, u: Unit) -> torch.Tensor:
 def _batch(branch: Branch) -> int:
     ref = branch.prompt_embeds if branch.prompt_embeds is not None else branch.class_label
     return int(ref.shape[0])
-
-
-def _numel(batch: int, tokens: int, hidden: int, text_shape: tuple[int, ...] | None) -> int:
-    n = batch * tokens * hidden
-    if text_shape is not None:
-        n += math.prod(text_shape)
-    return n
 
 
 def _split(msg: torch.Tensor, batch: int, tokens: int, hidden: int,
