@@ -7,7 +7,7 @@ the same process launch scheme; the latency is the denoising loop (VAE decode of
 measured by the ranks after a start barrier. The speed-up is the ratio of the two,
 measured in one invocation; the result and the command go to docs/benchmarks-runtime.md.
 
-    python -m benchmarks.pipefusion_speedup [--steps 20] [--patches 4] [--warmup 1] [--repeats 2]
+    python -m benchmarks.pipefusion_speedup [--steps 20] [--patches 2] [--warmup 1] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def previous_rows() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--patches", type=int, default=4)
+    ap.add_argument("--patches", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-write", action="store_true", help="Print only; do not update docs/.")
