@@ -45,6 +45,13 @@ def _init_group(rank: int, world_size: int, backend: str, timeout_s: float, init
     dist.init_process_group(**kwargs)
 
 
+def gpu_index(device_id: str) -> int | None:
+    """The local GPU index of a topology device id: ``node1/gpu3`` → 3 (None if not a GPU id)."""
+    _, _, leaf = device_id.rpartition("/")
+    digits = leaf.removeprefix("gpu")
+    return int(digits) if leaf.startswith("gpu") and digits.isdigit() else None
+
+
 def _make_context(job: Any, rank: int, world_size: int) -> Any:
     import torch
 
@@ -52,7 +59,11 @@ def _make_context(job: Any, rank: int, world_size: int) -> Any:
 
     device = torch.device(job.device)
     if job.device.startswith("cuda"):
-        local = int(os.environ.get("LOCAL_RANK", rank)) % max(torch.cuda.device_count(), 1)
+        count = max(torch.cuda.device_count(), 1)
+        placed = job.plan.placement[rank] if rank < len(job.plan.placement) else None
+        local = gpu_index(placed) if placed else None
+        if local is None or local >= count:
+            local = int(os.environ.get("LOCAL_RANK", rank)) % count
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     return DistContext(rank=rank, world_size=world_size, degrees=job.plan.degrees.as_dict(),
