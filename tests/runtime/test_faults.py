@@ -42,10 +42,3 @@ def test_a_hung_rank_times_out_and_is_named(tmp_path):
     assert elapsed < 3 + 15
     assert not (tmp_path / "image.png").exists()
 
-
-def test_placement_device_ids_give_local_gpu_indices():
-    from runtime.launch import gpu_index
-
-    assert gpu_index("node0/gpu3") == 3
-    assert gpu_index("node1/gpu12") == 12
-    assert gpu_index("node0/cpu0") is None and gpu_index("gpu") is None
