@@ -1,0 +1,38 @@
+"""What ``pfrun`` can execute today, as pure data and one pure function (no torch).
+
+The planner imports :func:`unrunnable_reason` to mark the plans it emits as runnable or
+not, so this module must stay as light as the planner: it reads the plan and the model
+preset only. The runtime calls the same function before it starts any process, so a plan
+is refused with the same one-line reason everywhere.
+"""
+
+from __future__ import annotations
+
+from profiles.models import ModelPreset
+from simulator.plan import ParallelPlan
+
+RUNNABLE_AXES: tuple[str, ...] = ("data", "cfg", "pipefusion")
+"""Parallel axes the runtime executes; the others (distrifusion, ring, ulysses, tensor) are refused."""
+
+PIPEFUSION_FAMILIES: tuple[str, ...] = ("pixart", "sd3", "flux", "dit", "hunyuan")
+"""Families whose blocks the PipeFusion executor can split into stages."""
+
+
+def unrunnable_reason(plan: ParallelPlan, model: ModelPreset) -> str | None:
+    """Why ``pfrun`` cannot execute ``plan`` (one line), or None when it can.
+
+    ``plan`` is assumed to pass :func:`simulator.plan.validate`; this adds only the
+    limits of the runtime itself.
+    """
+    missing = [axis for axis, n in plan.degrees.active().items() if axis not in RUNNABLE_AXES]
+    if missing:
+        return (f"degrees: {', '.join(f'{a}({plan.degrees.as_dict()[a]})' for a in missing)} not executed by "
+                f"pfrun yet; it runs {', '.join(RUNNABLE_AXES)}")
+    pipelined = plan.degrees.pipefusion > 1 or plan.patches > 1
+    if pipelined and model.family not in PIPEFUSION_FAMILIES:
+        return (f"degrees.pipefusion: PipeFusion on {model.family} ({model.name}) is not executed; "
+                f"families: {', '.join(PIPEFUSION_FAMILIES)}")
+    if pipelined and plan.warmup_steps < 1:
+        return ("warmup_steps: PipeFusion needs at least one synchronous warm-up step to fill its K/V "
+                "buffers before patches attend to them")
+    return None

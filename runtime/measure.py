@@ -1,0 +1,58 @@
+"""Measured trace events of one rank, in the shared trace format (:mod:`simulator.trace`).
+
+Each rank records its own spans against a common start (taken right after a barrier;
+``perf_counter`` is one monotonic clock for all local processes). Rank 0 merges the
+ranks' events into one :class:`~simulator.trace.Trace` with ``source="measured"``.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from simulator.trace import Trace, TraceEvent, TraceMeta, track_names
+
+
+@dataclass
+class Recorder:
+    """Spans of one rank; times are µs from ``t0``."""
+
+    rank: int
+    t0: float = field(default_factory=time.perf_counter)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    cuda: bool = False
+    """On CUDA a span ends when the current stream is done (not when the kernels were queued);
+    only the compute stream is synchronised, so outstanding sends keep overlapping."""
+
+    def restart(self) -> None:
+        self.t0 = time.perf_counter()
+        self.events.clear()
+
+    def now_s(self) -> float:
+        return time.perf_counter() - self.t0
+
+    @contextmanager
+    def span(self, name: str, cat: str, **args: Any) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.cuda:
+                import torch
+
+                torch.cuda.current_stream().synchronize()
+            end = time.perf_counter()
+            self.events.append({"name": name, "cat": cat, "ts": (start - self.t0) * 1e6,
+                                "dur": (end - start) * 1e6, "tid": self.rank,
+                                "args": {k: v for k, v in args.items() if v is not None}})
+
+
+def merge_trace(per_rank: list[list[dict[str, Any]]], *, model: str, plan: dict[str, Any], device: str,
+                command: str, latency_s: float | None) -> Trace:
+    events = track_names(len(per_rank))
+    for rank_events in per_rank:
+        events.extend(TraceEvent(**e) for e in rank_events)
+    meta = TraceMeta(source="measured", model=model, plan=plan, device=device, command=command, latency_s=latency_s)
+    return Trace(traceEvents=events, metadata=meta)

@@ -1,0 +1,210 @@
+"""Stale K/V attention: PipeFusion's one change inside the model.
+
+Each self- (or joint-) attention layer of a stage gets a processor that keeps the keys
+and values of the *whole* image sequence in a buffer. On a full-image pass (warm-up) the
+buffer is replaced by the fresh K/V. On a patch pass only the patch's slice of the buffer
+is overwritten and the patch's queries attend over the whole buffer: earlier patches of
+this step are fresh, later ones one step old. With a fresh buffer this is exactly the
+ordinary attention.
+
+Text tokens are never buffered: cross-attention (PixArt) keeps diffusers' processor, and
+joint attention (SD3, Flux) computes the text K/V fresh from the text stream the patch
+carries, then concatenates them with the image buffer in the family's order.
+
+Worked example: 16×16 token grid, patch rows 4..8 → image tokens 64..128 are rewritten
+(``start = 4·16``, ``stop = 8·16``); the other 192 keys are read from the buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class KVState:
+    """Where the current pass writes; shared by every stale-K/V processor of one rank."""
+
+    patch: tuple[int, int] | None = None
+    """Image-token slice of a patch pass; None: a full-image pass (the buffer is replaced)."""
+    text_tokens: int = 0
+    """Text tokens in front of the image tokens (Flux single blocks see one joint sequence)."""
+
+
+class KVBuffer:
+    """The full-sequence K/V of one attention layer; ``seq_dim`` is the token axis."""
+
+    def __init__(self, state: KVState, seq_dim: int) -> None:
+        self.state = state
+        self.seq_dim = seq_dim
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.state.patch is None:
+            self.k, self.v = k.clone(), v.clone()
+            return k, v
+        if self.k is None or self.k.shape[0] != k.shape[0]:
+            raise RuntimeError("stale K/V buffer is empty: a patch pass needs a full (warm-up) pass first")
+        start, stop = self.state.patch
+        self.k.narrow(self.seq_dim, start, stop - start).copy_(k)
+        self.v.narrow(self.seq_dim, start, stop - start).copy_(v)
+        return self.k, self.v
+
+
+class StaleSelfAttnProcessor:
+    """Self-attention of PixArt and DiT blocks (``attn1``), as AttnProcessor2_0 without masks."""
+
+    def __init__(self, state: KVState) -> None:
+        self.kv = KVBuffer(state, seq_dim=2)
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
+                 attention_mask: Any = None, temb: Any = None, **_: Any) -> torch.Tensor:
+        b = hidden_states.shape[0]
+        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        d = k.shape[-1] // attn.heads
+        q, k, v = (x.view(b, -1, attn.heads, d).transpose(1, 2) for x in (q, k, v))
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+        k, v = self.kv.update(k, v)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+        out = out.transpose(1, 2).reshape(b, -1, attn.heads * d).to(q.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
+class StaleJointAttnProcessor:
+    """SD3 joint attention: [image; text] keys, the image part from the buffer."""
+
+    def __init__(self, state: KVState) -> None:
+        self.kv = KVBuffer(state, seq_dim=2)
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: Any = None, **_: Any) -> Any:
+        b, n = hidden_states.shape[:2]
+        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        d = k.shape[-1] // attn.heads
+        q, k, v = (x.view(b, -1, attn.heads, d).transpose(1, 2) for x in (q, k, v))
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+        k, v = self.kv.update(k, v)
+        if encoder_hidden_states is not None:
+            eq, ek, ev = (proj(encoder_hidden_states).view(b, -1, attn.heads, d).transpose(1, 2)
+                          for proj in (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))
+            if attn.norm_added_q is not None:
+                eq = attn.norm_added_q(eq)
+            if attn.norm_added_k is not None:
+                ek = attn.norm_added_k(ek)
+            q, k, v = torch.cat([q, eq], 2), torch.cat([k, ek], 2), torch.cat([v, ev], 2)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+        out = out.transpose(1, 2).reshape(b, -1, attn.heads * d).to(q.dtype)
+        text = None
+        if encoder_hidden_states is not None:
+            out, text = out[:, :n], out[:, n:]
+            if not attn.context_pre_only:
+                text = attn.to_add_out(text)
+        out = attn.to_out[1](attn.to_out[0](out))
+        return (out, text) if encoder_hidden_states is not None else out
+
+
+class StaleFluxAttnProcessor:
+    """Flux attention (double blocks: text as added K/V; single blocks: one [text; image] sequence).
+
+    Keys are buffered after rotary embedding, so the buffer holds each token at its own
+    position; ``image_rotary_emb`` covers [text; this patch] only.
+    """
+
+    def __init__(self, state: KVState) -> None:
+        self.state = state
+        self.kv = KVBuffer(state, seq_dim=1)
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: Any = None, image_rotary_emb: Any = None, **_: Any) -> Any:
+        from diffusers.models.attention_dispatch import dispatch_attention_fn
+        from diffusers.models.embeddings import apply_rotary_emb
+        from diffusers.models.transformers.transformer_flux import _get_qkv_projections
+
+        q, k, v, eq, ek, ev = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
+        q, k, v = (x.unflatten(-1, (-1, attn.head_dim)) for x in (q, k, v))
+        q, k = attn.norm_q(q), attn.norm_k(k)
+        if encoder_hidden_states is not None:
+            text_len = encoder_hidden_states.shape[1]
+            eq, ek, ev = (x.unflatten(-1, (-1, attn.head_dim)) for x in (eq, ek, ev))
+            eq, ek = attn.norm_added_q(eq), attn.norm_added_k(ek)
+            q, k, v = torch.cat([eq, q], 1), torch.cat([ek, k], 1), torch.cat([ev, v], 1)
+        else:
+            text_len = self.state.text_tokens
+        if image_rotary_emb is not None:
+            q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
+            k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
+        img_k, img_v = self.kv.update(k[:, text_len:], v[:, text_len:])
+        k = torch.cat([k[:, :text_len], img_k], 1)
+        v = torch.cat([v[:, :text_len], img_v], 1)
+        out = dispatch_attention_fn(q, k, v, attn_mask=None).flatten(2, 3).to(q.dtype)
+        if encoder_hidden_states is not None:
+            text, out = out[:, :text_len], out[:, text_len:]
+            out = attn.to_out[1](attn.to_out[0](out.contiguous()))
+            return out, attn.to_add_out(text.contiguous())
+        return out
+
+
+class StaleHunyuanAttnProcessor:
+    """HunyuanDiT self-attention (``attn1``): rotary on queries and keys, keys buffered after it."""
+
+    def __init__(self, state: KVState) -> None:
+        self.kv = KVBuffer(state, seq_dim=2)
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
+                 attention_mask: Any = None, temb: Any = None, image_rotary_emb: Any = None) -> torch.Tensor:
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        b = hidden_states.shape[0]
+        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        d = k.shape[-1] // attn.heads
+        q, k, v = (x.view(b, -1, attn.heads, d).transpose(1, 2) for x in (q, k, v))
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+        if image_rotary_emb is not None:
+            q, k = apply_rotary_emb(q, image_rotary_emb), apply_rotary_emb(k, image_rotary_emb)
+        k, v = self.kv.update(k, v)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+        out = out.transpose(1, 2).reshape(b, -1, attn.heads * d).to(q.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
+def install_stale_kv(family: str, blocks: list[Any], state: KVState) -> int:
+    """Swap the self/joint attention processor of each block in ``blocks``; returns how many.
+
+    ``set_processor`` on each attention module works for every family (DiT has no
+    model-level ``set_attn_processor``).
+    """
+    count = 0
+    for block in blocks:
+        if family in ("pixart", "dit"):
+            block.attn1.set_processor(StaleSelfAttnProcessor(state))
+        elif family == "sd3":
+            if getattr(block, "attn2", None) is not None:
+                raise NotImplementedError("SD3.5 dual attention blocks are not supported by the stale K/V processor")
+            block.attn.set_processor(StaleJointAttnProcessor(state))
+        elif family == "flux":
+            block.attn.set_processor(StaleFluxAttnProcessor(state))
+        elif family == "hunyuan":
+            block.attn1.set_processor(StaleHunyuanAttnProcessor(state))
+        else:
+            raise NotImplementedError(f"no stale K/V processor for family {family!r}")
+        count += 1
+    return count

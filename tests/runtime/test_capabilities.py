@@ -1,0 +1,39 @@
+"""What pfrun refuses, and that the planner can ask without importing torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from profiles.models import load_model
+from runtime.capabilities import RUNNABLE_AXES, unrunnable_reason
+from tests.conftest import ROOT
+
+from .helpers import plan
+
+
+@pytest.mark.parametrize("axis", ["tensor", "ulysses", "ring", "distrifusion"])
+def test_axes_not_executed_are_refused_by_name(axis):
+    reason = unrunnable_reason(plan("pixart-tiny", degrees={axis: 2}), load_model("pixart-tiny"))
+    assert reason and f"{axis}(2)" in reason
+
+
+def test_runnable_plans_pass():
+    for degrees in ({}, {"cfg": 2}, {"data": 2}, {"pipefusion": 2}, {"cfg": 2, "pipefusion": 2}):
+        p = plan("sd3-tiny", degrees=degrees, patches=2 if degrees.get("pipefusion") else 1, warmup_steps=1)
+        assert unrunnable_reason(p, load_model("sd3-tiny")) is None
+    assert set(RUNNABLE_AXES) == {"data", "cfg", "pipefusion"}
+
+
+def test_zero_warmup_is_refused_with_the_reason():
+    cold = unrunnable_reason(plan("dit-tiny", degrees={"pipefusion": 2}, patches=2), load_model("dit-tiny"))
+    assert "warm-up" in cold
+    assert unrunnable_reason(plan("hunyuan-tiny", degrees={"pipefusion": 2}, patches=2, warmup_steps=1),
+                             load_model("hunyuan-tiny")) is None
+
+
+def test_capabilities_import_no_torch():
+    code = "import sys, runtime.capabilities; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
