@@ -27,8 +27,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m planner.demo
 
+# Tests that compare wall-clock timings run alone, after the others, so nothing competes for the cores.
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
+	$(PY) -m pytest -q -n $(JOBS) --dist loadfile -m "not timing"
+	$(PY) -m pytest -q -m timing
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -10,7 +10,7 @@ import typer
 
 from planner import (commands_catalog, commands_plan, commands_profile, commands_search,
                      commands_simulate, commands_topology)
-from planner.cli_app import entry_point
+from profiles.cli_support import entry_point
 
 app = typer.Typer(
     name="pfplan",

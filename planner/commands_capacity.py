@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from planner.capacity import capacity_options
-from planner.cli_app import out_console, print_json
+from profiles.cli_support import out_console, print_json
 from planner.job import load_job, resolution_of, run_search
 from planner.report import write_report
 from planner.search import SearchSettings

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from planner.cli_app import out_console, print_json
+from profiles.cli_support import out_console, print_json
 from profiles.gpus import catalog as gpu_catalog
 from profiles.loading import write_atomic
 from profiles.models import all_presets, load_model, preset_from_diffusers_config

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from planner.cli_app import out_console, print_json
+from profiles.cli_support import out_console, print_json
 from profiles.errors import InputError, PfplanError
 from profiles.loading import load_model_file
 from profiles.models import load_model

@@ -18,7 +18,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from planner.cli_app import err_console, out_console
+from profiles.cli_support import err_console, out_console
 from profiles.errors import InputError
 from profiles.loading import write_atomic, write_model_json
 
@@ -255,7 +255,7 @@ def register(app: typer.Typer) -> None:
     def show(profile: str = typer.Argument(..., help="Profile file or shipped name ('list': shipped names)."),
              json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
         """Summarise a profile: model, device, software stack, provenance, layer kinds, links."""
-        from planner.cli_app import print_json
+        from profiles.cli_support import print_json
         from profiles.profile_format import load_profile, shipped_profiles
 
         if profile == "list":

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from planner import commands_capacity
-from planner.cli_app import out_console, print_json
+from profiles.cli_support import out_console, print_json
 from planner.job import load_job, resolution_of, run_search, sha256_of
 from planner.search import GB, SearchSettings
 from planner.search_format import SearchReport, search_report

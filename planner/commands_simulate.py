@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from planner.cli_app import out_console, print_json
+from profiles.cli_support import out_console, print_json
 from profiles.costs import cost_model_for
 from profiles.errors import InputError
 from profiles.loading import load_model_file

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from planner.cli_app import out_console, print_json
+from profiles.cli_support import out_console, print_json
 from profiles.loading import write_atomic
 from profiles.topology import shipped_topologies
 from profiles.topology_graph import ROUTE_CLASSES, ClusterGraph, load_cluster

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from planner.cli import app
-from planner.cli_app import run_app
+from profiles.cli_support import run_app
 from simulator.plan import ParallelPlan
 
 MODEL, TOPOLOGY, STEPS = "pixart-tiny", "cpu2", "4"

@@ -11,7 +11,7 @@ from typing import Optional
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from planner.cli_app import err_console
+from profiles.cli_support import err_console
 from planner.errors import PlannerError
 from planner.search import SearchResult, SearchSettings, search
 from profiles.cost_model import CostModel

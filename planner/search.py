@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable, Literal
 
-from planner.capabilities import unrunnable_reason_function
+from simulator.runnable import unrunnable_reason
 from planner.errors import PlannerError
 from planner.placement import Placement, alternatives, with_placement
 from planner.space import SpaceOptions, plan_shapes
@@ -173,13 +173,12 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
     options = SpaceOptions(height_px, width_px, steps, max_devices, settings.min_warmup)
     shapes = list(plan_shapes(model, options, topology=topology_name))
     dtype_bytes = dtype_bytes_for(cluster)
-    runnable = unrunnable_reason_function()
     counts = {"shapes": len(shapes), "rule_violations": 0, "not_runnable": 0, "does_not_fit": 0}
     rejected: list[Rejected] = []
     fitting: list[tuple[Candidate, ParallelPlan]] = []
     for index, shape in enumerate(shapes):
         report("estimating", index, len(shapes))
-        reason = runnable(shape, model)
+        reason = unrunnable_reason(shape, model)
         if settings.runnable_only and reason:
             counts["not_runnable"] += 1
             continue

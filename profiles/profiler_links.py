@@ -96,7 +96,13 @@ def fit_latency_bandwidth(points: list[tuple[int, float]]) -> tuple[float, float
     if slope <= 0:  # flat curve: bandwidth from the largest message alone
         n_max, t_max = max(points)
         slope = t_max / n_max
-    intercept = max(0.0, (sy - slope * sx) / sw)
+    intercept = (sy - slope * sx) / sw
+    if intercept <= 0:
+        # Noise (other jobs on the cores) can tilt the fit below zero; a link always has some
+        # latency, so take the smallest message's time less its transfer time, or failing
+        # that the smallest message's whole time (an upper bound).
+        n_min, t_min = min(points)
+        intercept = t_min - n_min * slope if t_min > n_min * slope else t_min
     return intercept * 1e6, 1.0 / slope / 1e9
 
 

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import typer
 
-from planner.cli_app import entry_point, out_console, print_json
+from profiles.cli_support import entry_point, out_console, print_json
 from profiles.errors import InputError
 from profiles.loading import load_model_file, write_bytes_atomic
 from profiles.models import load_model

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from profiles.models import ModelPreset
-from runtime.capabilities import unrunnable_reason
+from simulator.runnable import unrunnable_reason
 from runtime.errors import UnrunnablePlan
 from runtime.launch import launch
 from runtime.measure import merge_trace

@@ -24,7 +24,7 @@ class CliResult:
 def pfplan(capsys):
     """Run ``pfplan ARGS`` in-process; returns exit code, stdout and stderr."""
     from planner.cli import app
-    from planner.cli_app import run_app
+    from profiles.cli_support import run_app
 
     def run(*args: str) -> CliResult:
         code = run_app(app, "pfplan", [str(a) for a in args])
@@ -36,7 +36,7 @@ def pfplan(capsys):
 @pytest.fixture
 def pfrun(capsys):
     """Run ``pfrun ARGS`` in-process."""
-    from planner.cli_app import run_app
+    from profiles.cli_support import run_app
     from runtime.cli import app
 
     def run(*args: str) -> CliResult:

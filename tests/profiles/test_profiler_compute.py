@@ -107,6 +107,7 @@ def _bigger_tiny_preset(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_sum_of_layer_costs_predicts_a_timed_serial_forward(pfplan, tmp_path) -> None:
     """Σ embed + blocks + final from the profile vs. the whole model timed directly (1 thread, batch 2).
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from profiles.models import load_model
-from runtime.capabilities import RUNNABLE_AXES, unrunnable_reason
+from simulator.runnable import RUNNABLE_AXES, unrunnable_reason
 from tests.conftest import ROOT
 
 from .helpers import plan
@@ -35,5 +35,5 @@ def test_zero_warmup_is_refused_with_the_reason():
 
 
 def test_capabilities_import_no_torch():
-    code = "import sys, runtime.capabilities; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, simulator.runnable; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

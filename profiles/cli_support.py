@@ -1,6 +1,7 @@
 """Shared command-line plumbing: one-line errors, exit codes, ``--debug``, JSON output.
 
-Both ``pfplan`` and ``pfrun`` are thin typer shells over the library. A
+Both ``pfplan`` (planner) and ``pfrun`` (runtime) are thin typer shells over the library;
+this plumbing sits in the lowest package so that the runtime needs nothing from the planner. A
 :class:`~profiles.errors.PfplanError` becomes one line on stderr and its exit code
 (2 for bad input, 1 for a failed run); ``--debug`` anywhere on the line shows the traceback.
 """

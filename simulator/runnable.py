@@ -1,9 +1,11 @@
 """What ``pfrun`` can execute today, as pure data and one pure function (no torch).
 
-The planner imports :func:`unrunnable_reason` to mark the plans it emits as runnable or
-not, so this module must stay as light as the planner: it reads the plan and the model
-preset only. The runtime calls the same function before it starts any process, so a plan
-is refused with the same one-line reason everywhere.
+It sits beside the plan format because it is part of the same contract ("a plan the
+planner can emit is a plan the runtime can execute"): the planner marks the plans it emits
+as runnable or not with :func:`unrunnable_reason`, and the runtime calls the same function
+before it starts any process, so a plan is refused with the same one-line reason
+everywhere, and neither package imports the other. The runtime's tests check that the
+executors really run every case this says they run.
 """
 
 from __future__ import annotations
