@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m planner.demo
+	$(PY) -m planner.demo $(ARGS)
 
 # Tests that compare wall-clock timings run alone, after the others, so nothing competes for the cores.
 test: $(STAMP)

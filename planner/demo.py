@@ -1,10 +1,18 @@
 """``make demo``: the main job end to end on this machine.
 
-Search the ``cpu2`` topology (this machine's two CPU ranks) for the tiny PixArt preset,
-restricted to plans ``pfrun`` runs, write ``plan.json``, run it with ``pfrun`` and print
-the predicted latency beside the measured one. Each step runs the real command in-process.
-The prediction uses the cost model the search used (the analytic CPU roofline unless a
-profile is given with ``--profile``), so a large gap here is what calibration is for.
+profile → search → run → report, on the ``cpu2`` topology (this machine's two CPU ranks)
+and the tiny PixArt preset:
+
+1. the per-layer profile of ``pixart-tiny`` measured on this CPU (the shipped
+   ``pixart-tiny-cpu`` profile, made by ``pfplan profile compute``; ``--fresh`` measures
+   it again, which takes about a minute);
+2. ``pfplan search`` picks the fastest plan ``pfrun`` can run and writes ``plan.json``;
+3. ``pfrun`` runs it with torch.distributed (gloo), writes the image and the measured trace,
+   and compares the image with a serial run (the price of PipeFusion's stale K/V);
+4. ``pfplan simulate`` writes the simulated trace of the same plan, and ``pfplan report``
+   an HTML report; the predicted and measured latencies are printed side by side.
+
+Every step runs the real command in-process; the files land in ``out/demo/``.
 """
 
 from __future__ import annotations
@@ -13,42 +21,77 @@ import contextlib
 import io
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 from planner.cli import app
 from profiles.cli_support import run_app
 from simulator.plan import ParallelPlan
+from simulator.trace import Trace, load_trace
 
-MODEL, TOPOLOGY, STEPS = "pixart-tiny", "cpu2", "4"
+MODEL, TOPOLOGY, STEPS, PROFILE = "pixart-tiny", "cpu2", "4", "pixart-tiny-cpu"
+
+
+def split_measured(trace: Trace) -> tuple[float, float]:
+    """(denoising loop, VAE decode) seconds of a measured trace: what the simulator prices, and what it does not."""
+    work = trace.work()
+    loop = [e for e in work if e.cat != "vae"]
+    start = min(e.ts for e in work)
+    denoise = (max(e.ts + e.dur for e in loop) - start) / 1e6 if loop else 0.0
+    vae = max((e.dur for e in work if e.cat == "vae"), default=0.0) / 1e6
+    return denoise, vae
+
+
+def pfplan(title: str, args: list[str]) -> int:
+    print(f"\n== {title}: pfplan {' '.join(args)}", flush=True)
+    return run_app(app, "pfplan", args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    extra = list(sys.argv[1:] if argv is None else argv)
-    print(f"\n== this machine as a topology: pfplan topology show {TOPOLOGY}", flush=True)
-    if code := run_app(app, "pfplan", ["topology", "show", TOPOLOGY]):
+    args = list(sys.argv[1:] if argv is None else argv)
+    out = Path("out/demo")
+    out.mkdir(parents=True, exist_ok=True)
+    plan_file, results = out / "plan.json", out / "search.json"
+    if code := pfplan("this machine as a topology", ["topology", "show", TOPOLOGY]):
         return code
-    with tempfile.TemporaryDirectory() as tmp:
-        plan_file = Path(tmp) / "plan.json"
-        search = ["search", "--topology", TOPOLOGY, "--model", MODEL, "--steps", STEPS, "--runnable-only",
-                  "--top", "5", "-o", str(plan_file), *extra]
-        print(f"\n== choose the plan: pfplan {' '.join(search)}", flush=True)
-        if code := run_app(app, "pfplan", search):
+    profile = PROFILE
+    if "--fresh" in args:
+        profile = str(out / "profile.json")
+        if code := pfplan("profile this CPU", ["profile", "compute", "--model", MODEL, "--device", "cpu",
+                                               "--resolutions", "256", "--max-patches", "8", "-o", profile]):
             return code
-        plan = ParallelPlan.model_validate_json(plan_file.read_text())
-        print(f"\n== run it: pfrun --plan {plan_file.name}", flush=True)
-        from runtime.cli import app as pfrun_app
+    else:
+        print(f"\n== profile: the shipped {PROFILE} profile, measured on this CPU "
+              f"(`make demo ARGS=--fresh` measures it again)", flush=True)
+    search = ["search", "--topology", TOPOLOGY, "--model", MODEL, "--steps", STEPS, "--profile", profile,
+              "--runnable-only", "--top", "6", "-o", str(plan_file), "--results", str(results)]
+    if code := pfplan("choose the plan", search):
+        return code
+    plan = ParallelPlan.model_validate_json(plan_file.read_text())
+    run_args = ["--plan", str(plan_file), "--out", str(out / "image.png"), "--trace", str(out / "measured-trace.json"),
+                "--reference", "--json"]
+    print(f"\n== run it: pfrun {' '.join(run_args)}", flush=True)
+    from runtime.cli import app as pfrun_app
 
-        captured = io.StringIO()
-        with contextlib.redirect_stdout(captured):
-            code = run_app(pfrun_app, "pfrun", ["--plan", str(plan_file), "--json"])
-        if code:
-            return code
-        measured = json.loads(captured.getvalue())["latency_s"]
-        predicted = plan.prediction.latency_s if plan.prediction else float("nan")
-        print(f"\n{plan.degrees.label()} on {TOPOLOGY}: predicted {predicted:.3g} s "
-              f"({plan.prediction.cost_model if plan.prediction else '-'}), measured {measured:.3g} s, "
-              f"measured/predicted {measured / predicted:.2f}")
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        code = run_app(pfrun_app, "pfrun", run_args)
+    if code:
+        return code
+    result = json.loads(captured.getvalue())
+    print(json.dumps({k: v for k, v in result.items() if k != "step_times_s"}, indent=2))
+    if code := pfplan("simulate the same plan", ["simulate", "--plan", str(plan_file), "--profile", profile,
+                                                 "--trace", str(out / "simulated-trace.json")]):
+        return code
+    if code := pfplan("report", ["report", str(results), "-o", str(out / "report.html")]):
+        return code
+    measured = result["latency_s"]
+    denoise, vae = split_measured(load_trace(out / "measured-trace.json"))
+    predicted = plan.prediction.latency_s if plan.prediction else float("nan")
+    print(f"\n{plan.degrees.label()} on {TOPOLOGY} ({plan.prediction.cost_model if plan.prediction else '-'}):")
+    print(f"  denoising loop: predicted {predicted:.3g} s, measured {denoise:.3g} s "
+          f"(measured/predicted {denoise / predicted:.2f})")
+    print(f"  VAE decode (not modelled by the simulator): measured {vae:.3g} s; end to end measured {measured:.3g} s")
+    print(f"files: {', '.join(sorted(p.name for p in out.iterdir()))} in {out}/")
     return 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from planner.search_format import SearchReport
 from profiles.gpus import GpuCatalog
 from profiles.models import ModelPreset
 from profiles.profile_format import Profile
@@ -22,7 +23,7 @@ from simulator.trace import Trace
 def formats() -> dict[str, type[BaseModel]]:
     """File name stem → pydantic model of every documented format."""
     return {"topology": Topology, "plan": ParallelPlan, "model-preset": ModelPreset, "gpu-catalog": GpuCatalog,
-            "trace": Trace, "profile": Profile}
+            "trace": Trace, "profile": Profile, "search-results": SearchReport}
 
 
 def render(model: type[BaseModel]) -> str:
