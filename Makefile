@@ -27,10 +27,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m planner.demo $(ARGS)
 
-# Tests that compare wall-clock timings run alone, after the others, so nothing competes for the cores.
+# Tests that compare wall-clock timings run alone, before the others, so nothing competes for the cores.
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(JOBS) --dist loadfile -m "not timing"
 	$(PY) -m pytest -q -m timing
+	$(PY) -m pytest -q -n $(JOBS) --dist loadfile -m "not timing"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
