@@ -63,8 +63,12 @@ def print_comparison(c: TraceComparison) -> None:
     if not c.one_sided:
         out_console.print("both traces have the same categories, ranks, steps and compute units", markup=False)
     for item in c.one_sided:
-        out_console.print(f"only in the {item.side} trace ({item.kind}, not counted as error): {item.name}, "
-                          f"{_ms(item.busy_s)} ms", markup=False)
+        if item.kind == "folded":
+            out_console.print(f"timed apart only in the {item.side} trace, so added to its compute: {item.name}, "
+                              f"{_ms(item.busy_s)} ms", markup=False)
+        else:
+            out_console.print(f"only in the {item.side} trace ({item.kind}, not counted as error): {item.name}, "
+                              f"{_ms(item.busy_s)} ms", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,9 @@ Errors are ``(measured - simulated) / simulated`` in percent; compute units are 
 the ratio measured / simulated. Work only one side has (the VAE decode and the scheduler
 step, which the simulator does not price; a rank or step missing on one side) is listed
 in ``one_sided`` and left out of every error, so an unmodelled part is named, not hidden
-in a percentage. Both traces count time from the start of the run (the barrier before the
+in a percentage. One exception: embedding and final layer timed apart on one side only are
+added to that side's compute (the other side's forward-pass event includes them) and listed
+as ``folded``. Both traces count time from the start of the run (the barrier before the
 first step), so an event's end is the latency up to it.
 
 Busy time is the union of a rank's event intervals in a category group (overlapping
@@ -37,6 +39,9 @@ GROUP_OF_CATEGORY = {"compute": "compute", "embed": "embed", "final": "final", "
                      "send": "communication", "recv": "communication", "collective": "communication",
                      "wait": "communication", "vae": "vae"}
 GROUPS = ("compute", "embed", "final", "scheduler", "communication", "vae")
+FOLDABLE = ("embed", "final")
+"""Parts of a forward pass a producer may time inside its compute event: the runtime's
+unpipelined forward (no PipeFusion) is one ``blocks`` event from embedding to final layer."""
 PLAN_FIELDS_IGNORED = ("prediction", "provenance", "notes", "topology")
 """Plan fields that do not change what runs: what was predicted, where it came from, and the
 topology the simulator priced it on (the measured run ran on whatever hardware it found)."""
@@ -90,7 +95,9 @@ class ComputeUnits(_Model):
 
 class OneSided(_Model):
     side: Literal["simulated", "measured"] = Field(description="The trace that has it.")
-    kind: Literal["category", "rank", "step", "compute_unit"]
+    kind: Literal["category", "folded", "rank", "step", "compute_unit"] = Field(
+        description="folded: embed or final events only this side times apart from its forward pass; they are "
+                    "added to its compute (the other side's compute events include them), so compared, not dropped.")
     name: str
     busy_s: float = Field(description="Its total event time on that side (0 for a compute unit key count).")
 
@@ -128,8 +135,9 @@ def union_s(events: list[TraceEvent]) -> float:
     return total / 1e6
 
 
-def _group(e: TraceEvent) -> str:
-    return GROUP_OF_CATEGORY.get(e.cat, e.cat)
+def regrouped(trace: Trace) -> list[TraceEvent]:
+    """The trace's work events with ``cat`` replaced by its category group."""
+    return [e.model_copy(update={"cat": GROUP_OF_CATEGORY.get(e.cat, e.cat)}) for e in trace.work()]
 
 
 def _plan_fields(plan: dict[str, Any]) -> dict[str, Any]:
@@ -180,10 +188,10 @@ def _plan_label(plan: dict[str, Any]) -> str:
     return f"{p.degrees.label()} (patches {p.patches}, warm-up {p.warmup_steps}, {p.steps} steps)"
 
 
-def _busy_by_group(trace: Trace) -> dict[str, float]:
+def _busy_by_group(events: list[TraceEvent]) -> dict[str, float]:
     by: dict[str, list[TraceEvent]] = defaultdict(list)
-    for e in trace.work():
-        by[_group(e)].append(e)
+    for e in events:
+        by[e.cat].append(e)
     return {g: sum(union_s([e for e in evs if e.tid == r]) for r in {e.tid for e in evs}) for g, evs in by.items()}
 
 
@@ -256,7 +264,15 @@ def compare(simulated: Trace, measured: Trace, *, simulated_file: str = "simulat
             measured_file: str = "measured") -> TraceComparison:
     check_pair(simulated, measured, simulated_file=simulated_file, measured_file=measured_file)
     one_sided: list[OneSided] = []
-    busy = {"simulated": _busy_by_group(simulated), "measured": _busy_by_group(measured)}
+    ev = {"simulated": regrouped(simulated), "measured": regrouped(measured)}
+    for g in FOLDABLE:
+        for side, other in (("simulated", "measured"), ("measured", "simulated")):
+            cats, other_cats = {e.cat for e in ev[side]}, {e.cat for e in ev[other]}
+            if g in cats and g not in other_cats and "compute" in cats and "compute" in other_cats:
+                one_sided.append(OneSided(side=side, kind="folded", name=g,
+                                          busy_s=_busy_by_group(ev[side]).get(g, 0.0)))
+                ev[side] = [e.model_copy(update={"cat": "compute"}) if e.cat == g else e for e in ev[side]]
+    busy = {side: _busy_by_group(events) for side, events in ev.items()}
     order = [*GROUPS, *sorted((set(busy["simulated"]) | set(busy["measured"])) - set(GROUPS))]
     shared = [g for g in order if g in busy["simulated"] and g in busy["measured"]]
     for side, other in (("simulated", "measured"), ("measured", "simulated")):
@@ -264,8 +280,8 @@ def compare(simulated: Trace, measured: Trace, *, simulated_file: str = "simulat
             if g in busy[side] and g not in busy[other]:
                 one_sided.append(OneSided(side=side, kind="category", name=g, busy_s=busy[side][g]))
 
-    sim_ev = [e for e in simulated.work() if _group(e) in shared]
-    meas_ev = [e for e in measured.work() if _group(e) in shared]
+    sim_ev = [e for e in ev["simulated"] if e.cat in shared]
+    meas_ev = [e for e in ev["measured"] if e.cat in shared]
     sim_ranks, meas_ranks = {e.tid for e in sim_ev}, {e.tid for e in meas_ev}
     for side, evs, mine, other in (("simulated", sim_ev, sim_ranks, meas_ranks),
                                    ("measured", meas_ev, meas_ranks, sim_ranks)):
@@ -281,8 +297,8 @@ def compare(simulated: Trace, measured: Trace, *, simulated_file: str = "simulat
     categories = []
     for g in shared:
         for r in ranks:
-            s = union_s([e for e in sim_ev if _group(e) == g and e.tid == r])
-            m = union_s([e for e in meas_ev if _group(e) == g and e.tid == r])
+            s = union_s([e for e in sim_ev if e.cat == g and e.tid == r])
+            m = union_s([e for e in meas_ev if e.cat == g and e.tid == r])
             if s == 0 and m == 0:  # e.g. the final layer on a first stage: nothing to compare
                 continue
             categories.append(CategoryBusy(category=g, rank=r, simulated_s=s, measured_s=m, error_pct=error_pct(s, m)))

@@ -164,3 +164,18 @@ def test_real_run_against_its_simulation(pfplan, pfrun, tmp_path):
     measured = load_trace(tmp_path / "measured.json")
     assert c.latency.measured_s <= measured.metadata.latency_s
     assert c.latency.measured_s > 0 and c.latency.simulated_s > 0 and c.compute_units.median_ratio > 0
+
+
+def test_embed_and_final_timed_apart_on_one_side_are_added_to_its_compute():
+    """The runtime's unpipelined forward is one compute event from embedding to final layer."""
+    sim = [(0, "embed", 0, 100, {"step": 0, "stage": 0}), (0, "compute", 100, 900, {"step": 0, "stage": 0}),
+           (0, "final", 900, 1000, {"step": 0, "stage": 0})]
+    meas = [(0, "compute", 0, 1500, {"step": 0, "stage": 0}), (0, "scheduler", 1500, 1600, {"step": 0, "stage": 0})]
+    c = compare(trace("simulated", sim), trace("measured", meas))
+    assert c.compared_categories == ["compute"]
+    assert [(row.category, row.simulated_s * 1e6, row.measured_s * 1e6) for row in c.categories] == [
+        ("compute", pytest.approx(1000), pytest.approx(1500))]
+    assert c.compute_units.median_ratio == pytest.approx(1.5)
+    assert [(o.side, o.kind, o.name) for o in c.one_sided] == [
+        ("simulated", "folded", "embed"), ("simulated", "folded", "final"), ("measured", "category", "scheduler")]
+    assert c.latency.error_pct == pytest.approx(50)
