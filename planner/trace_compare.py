@@ -155,6 +155,9 @@ def _first_difference(a: Any, b: Any, path: str) -> str | None:
 
 def check_pair(simulated: Trace, measured: Trace, *, simulated_file: str, measured_file: str) -> None:
     """Refuse a pair that is not one simulated and one measured trace of the same plan."""
+    if (simulated.metadata.source, measured.metadata.source) == ("measured", "simulated"):
+        raise InputError("the traces are in the wrong order: give the simulated one first, then the measured one",
+                         file=simulated_file, field="metadata.source")
     if simulated.metadata.source != "simulated":
         raise InputError(f"expected a simulated trace (pfplan simulate --trace), got source "
                          f"{simulated.metadata.source!r}", file=simulated_file, field="metadata.source")

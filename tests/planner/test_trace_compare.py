@@ -106,6 +106,9 @@ def test_busy_time_counts_overlaps_once():
 @pytest.mark.parametrize(("sim", "meas", "field"), [
     (trace("simulated", SIMULATED), trace("simulated", SIMULATED), "metadata.source"),
     (trace("measured", SIMULATED), trace("measured", SIMULATED), "metadata.source"),
+    (trace("measured", MEASURED), trace("simulated", SIMULATED), "metadata.source"),
+    (trace("simulated", SIMULATED).model_copy(update={"metadata": TraceMeta(source="simulated", model="pixart-tiny")}),
+     trace("measured", MEASURED), "metadata.plan"),
     (trace("simulated", SIMULATED), trace("measured", MEASURED, model="dit-tiny"), "metadata.model"),
     (trace("simulated", SIMULATED), trace("measured", MEASURED, plan=PLAN.model_copy(update={"patches": 3})),
      "metadata.plan.patches"),
