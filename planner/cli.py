@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from planner import (commands_catalog, commands_plan, commands_profile, commands_search,
-                     commands_simulate, commands_topology)
+                     commands_simulate, commands_topology, commands_validate)
 from profiles.cli_support import entry_point
 
 app = typer.Typer(
@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 for module in (commands_catalog, commands_topology, commands_profile, commands_plan, commands_simulate,
-               commands_search):
+               commands_search, commands_validate):
     module.register(app)
 
 main = entry_point(app, "pfplan")

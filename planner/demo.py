@@ -1,6 +1,6 @@
 """``make demo``: the main job end to end on this machine.
 
-profile → search → run → report, on the ``cpu2`` topology (this machine's two CPU ranks)
+profile → search → run → simulate → validate → report, on the ``cpu2`` topology (this machine's two CPU ranks)
 and the tiny PixArt preset:
 
 1. the per-layer profile of ``pixart-tiny`` measured on this CPU (the shipped
@@ -9,8 +9,10 @@ and the tiny PixArt preset:
 2. ``pfplan search`` picks the fastest plan ``pfrun`` can run and writes ``plan.json``;
 3. ``pfrun`` runs it with torch.distributed (gloo), writes the image and the measured trace,
    and compares the image with a serial run (the price of PipeFusion's stale K/V);
-4. ``pfplan simulate`` writes the simulated trace of the same plan, and ``pfplan report``
-   an HTML report; the predicted and measured latencies are printed side by side.
+4. ``pfplan simulate`` writes the simulated trace of the same plan, ``pfplan validate``
+   compares it with the measured one (end to end, per category, step and compute unit), and
+   ``pfplan report`` writes an HTML report; the predicted and measured latencies are printed
+   side by side.
 
 Every step runs the real command in-process; the files land in ``out/demo/``.
 """
@@ -81,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in result.items() if k != "step_times_s"}, indent=2))
     if code := pfplan("simulate the same plan", ["simulate", "--plan", str(plan_file), "--profile", profile,
                                                  "--trace", str(out / "simulated-trace.json")]):
+        return code
+    if code := pfplan("compare the simulated and the measured trace",
+                      ["validate", str(out / "simulated-trace.json"), str(out / "measured-trace.json")]):
         return code
     if code := pfplan("report", ["report", str(results), "-o", str(out / "report.html")]):
         return code

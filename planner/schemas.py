@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from planner.search_format import SearchReport
+from planner.trace_compare import TraceComparison
 from profiles.gpus import GpuCatalog
 from profiles.models import ModelPreset
 from profiles.profile_format import Profile
@@ -23,7 +24,8 @@ from simulator.trace import Trace
 def formats() -> dict[str, type[BaseModel]]:
     """File name stem → pydantic model of every documented format."""
     return {"topology": Topology, "plan": ParallelPlan, "model-preset": ModelPreset, "gpu-catalog": GpuCatalog,
-            "trace": Trace, "profile": Profile, "search-results": SearchReport}
+            "trace": Trace, "profile": Profile, "search-results": SearchReport,
+            "trace-comparison": TraceComparison}
 
 
 def render(model: type[BaseModel]) -> str:
