@@ -21,8 +21,8 @@ def register(app: typer.Typer) -> None:
     def capacity_command(
         topology: str = typer.Option(..., help="Topology of one serving box (pcie8)."),
         model: str = typer.Option(..., help="Model preset, preset file or diffusers config."),
-        resolution: Optional[int] = typer.Option(None, help="Image side in pixels (default: the model's)."),
-        steps: Optional[int] = typer.Option(None, help="Diffusion steps (default: the model's)."),
+        resolution: Optional[int] = typer.Option(None, min=1, help="Image side in pixels (default: the model's)."),
+        steps: Optional[int] = typer.Option(None, min=1, help="Diffusion steps (default: the model's)."),
         rate: float = typer.Option(..., help="Images per second to serve."),
         slo_s: Optional[float] = typer.Option(None, "--slo-s", help="Latency objective per image (seconds)."),
         profile: Optional[str] = typer.Option(None, help="Profile JSON (default: analytic roofline)."),
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"expected a positive latency objective, got {slo_s}", field="--slo-s")
         cluster, preset, cost_model = load_job(topology, model, profile)
         res = resolution_of(preset, resolution)
-        steps = steps or preset.default_steps
+        steps = steps if steps is not None else preset.default_steps
         settings = SearchSettings(objective="latency", min_warmup=min_warmup, best_per_device_count=True)
         result = run_search(cluster, preset, cost_model, resolution=res, steps=steps, settings=settings,
                             topology=topology)

@@ -45,11 +45,17 @@ def register(app: typer.Typer) -> None:
                           "yes" if p.uses_cfg else "no", _params(a.params),
                           _params(int(p.published_params)) if p.published_params else "-")
         out_console.print(table)
+        for p in presets:
+            if p.arch.duplicated_params:
+                out_console.print(f"{p.name}: diffusers stores the class/timestep embedding in every block, "
+                                  f"{_params(p.arch.duplicated_params)} more than the original model, whose "
+                                  f"published size counts it once ({_params(p.params - p.arch.duplicated_params)})",
+                                  markup=False)
 
     @models.command("show")
     def models_show(name: str = typer.Argument(..., help="Preset name, preset file or diffusers config.json."),
                     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-                    resolution: Optional[int] = typer.Option(None, help="Also show token counts at this resolution (px).")) -> None:
+                    resolution: Optional[int] = typer.Option(None, min=1, help="Also show token counts at this resolution (px).")) -> None:
         """Show one model's dimensions, block kinds and parameter count."""
         preset = load_model(name)
         info = preset.summary()

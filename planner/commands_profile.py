@@ -8,17 +8,14 @@ command line that reproduces it (every option spelled out, defaults included).
 from __future__ import annotations
 
 import shlex
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from profiles.cli_support import err_console, out_console
+from profiles.cli_support import err_console, out_console, warnings_as_lines
 from profiles.errors import InputError
 from profiles.loading import write_atomic, write_model_json
 
@@ -71,20 +68,6 @@ def size_list(text: str | None) -> tuple[int, ...]:
             raise InputError(f"size {item!r} must be a positive multiple of 4 bytes", field="sizes")
         out.append(value)
     return tuple(sorted(set(out)))
-
-
-@contextmanager
-def warnings_as_lines() -> Iterator[None]:
-    """Print each warning raised inside as one ``pfplan: warning:`` line (no source excerpt)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    seen = set()
-    for w in caught:
-        text = " ".join(str(w.message).split())
-        if text not in seen:
-            seen.add(text)
-            err_console.print(f"pfplan: warning: {text}", markup=False)
 
 
 def _progress() -> Progress:

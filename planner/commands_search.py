@@ -19,7 +19,7 @@ from planner import commands_capacity
 from profiles.cli_support import out_console, print_json
 from planner.job import load_job, resolution_of, run_search, sha256_of
 from planner.search import GB, SearchSettings
-from planner.search_format import SearchReport, search_report
+from planner.search_format import CandidateRecord, SearchReport, search_report
 from profiles.errors import InputError
 from profiles.loading import write_model_json
 from simulator.plan import ParallelPlan, Provenance
@@ -57,17 +57,29 @@ def print_table(report: SearchReport, top: int) -> None:
                       markup=False)
 
 
-def finished_plan(report: SearchReport, *, provenance: Provenance) -> ParallelPlan:
+def chosen_candidate(report: SearchReport, *, allow_unrunnable: bool) -> CandidateRecord:
+    """The plan to write: the best one ``pfrun`` can execute, unless told to take the fastest."""
+    best = report.candidates[0]
+    if allow_unrunnable or best.runnable_reason is None:
+        return best
+    return next((r for r in report.candidates if r.runnable_reason is None), best)
+
+
+def finished_plan(report: SearchReport, *, provenance: Provenance, allow_unrunnable: bool = False) -> ParallelPlan:
+    chosen = chosen_candidate(report, allow_unrunnable=allow_unrunnable)
     best = report.candidates[0]
     notes = [f"chosen by pfplan search ({report.objective}) among {report.counts.get('shapes', 0)} shapes; "
-             f"placement: {best.placement_name}"]
-    if best.runnable_reason:
-        notes.append(f"not runnable: {best.runnable_reason}")
+             f"placement: {chosen.placement_name}"]
+    if chosen.runnable_reason:
+        notes.append(f"not runnable: {chosen.runnable_reason}")
         runnable = next((r for r in report.candidates if r.runnable_reason is None), None)
         if runnable is not None:
             notes.append(f"best runnable plan: #{runnable.rank} {runnable.label} (M={runnable.plan.patches}), "
-                         f"{runnable.latency_s:.3g} s; rerun with --runnable-only to write it")
-    return best.plan.model_copy(update={"provenance": provenance, "notes": notes})
+                         f"{runnable.latency_s:.3g} s; rerun without --allow-unrunnable to write it")
+    elif chosen is not best:
+        notes.append(f"faster but not runnable by pfrun yet: #{best.rank} {best.label} (M={best.plan.patches}), "
+                     f"{best.latency_s:.3g} s ({best.runnable_reason}); --allow-unrunnable writes it")
+    return chosen.plan.model_copy(update={"provenance": provenance, "notes": notes})
 
 
 def register(app: typer.Typer) -> None:
@@ -75,14 +87,17 @@ def register(app: typer.Typer) -> None:
     def search_command(
         topology: str = typer.Option(..., help="Topology file or shipped name (pcie8)."),
         model: str = typer.Option(..., help="Model preset, preset file or diffusers config."),
-        resolution: Optional[int] = typer.Option(None, help="Image side in pixels (default: the model's)."),
-        steps: Optional[int] = typer.Option(None, help="Diffusion steps (default: the model's)."),
+        resolution: Optional[int] = typer.Option(None, min=1, help="Image side in pixels (default: the model's)."),
+        steps: Optional[int] = typer.Option(None, min=1, help="Diffusion steps (default: the model's)."),
         profile: Optional[str] = typer.Option(None, help="Profile JSON (default: the GPU's analytic roofline)."),
         objective: str = typer.Option("latency", help="latency or throughput (images/s)."),
         min_warmup: int = typer.Option(1, min=0, help="Warm-up steps every stale strategy runs (quality floor)."),
         max_gpus: Optional[int] = typer.Option(None, min=1, help="Use at most this many devices."),
         top: int = typer.Option(10, min=1, help="Alternatives to show (and to simulate)."),
         runnable_only: bool = typer.Option(False, "--runnable-only", help="Only plans pfrun runs today."),
+        allow_unrunnable: bool = typer.Option(False, "--allow-unrunnable",
+                                              help="Write the fastest plan even if pfrun cannot run it yet "
+                                                   "(default: the best plan pfrun runs)."),
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the chosen plan here."),
         results: Optional[Path] = typer.Option(None, "--results", help="Write every candidate (search.json)."),
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -92,7 +107,7 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"expected latency or throughput, got {objective!r}", field="--objective")
         cluster, preset, cost_model = load_job(topology, model, profile)
         res = resolution_of(preset, resolution)
-        steps = steps or preset.default_steps
+        steps = steps if steps is not None else preset.default_steps
         settings = SearchSettings(objective=objective, min_warmup=min_warmup,  # type: ignore[arg-type]
                                   max_devices=max_gpus, runnable_only=runnable_only, simulate_top=top)
         result = run_search(cluster, preset, cost_model, resolution=res, steps=steps, settings=settings,
@@ -101,10 +116,11 @@ def register(app: typer.Typer) -> None:
                                topology=cluster.topology.name, objective=objective, cost_model=cost_model.name)
         command = (f"pfplan search --topology {topology} --model {model} --resolution {res} --steps {steps}"
                    f"{f' --profile {profile}' if profile else ''} --objective {objective} --min-warmup {min_warmup}"
-                   f"{f' --max-gpus {max_gpus}' if max_gpus else ''}{' --runnable-only' if runnable_only else ''}")
+                   f"{f' --max-gpus {max_gpus}' if max_gpus else ''}{' --runnable-only' if runnable_only else ''}"
+                   f"{' --allow-unrunnable' if allow_unrunnable else ''}")
         provenance = Provenance(command=command, topology=topology, topology_sha256=sha256_of(cluster.file),
                                 profile=profile, profile_sha256=sha256_of(profile))
-        plan = finished_plan(report, provenance=provenance)
+        plan = finished_plan(report, provenance=provenance, allow_unrunnable=allow_unrunnable)
         if output is not None:
             write_model_json(output, plan)
         if results is not None:
@@ -116,8 +132,9 @@ def register(app: typer.Typer) -> None:
             return
         print_table(report, top)
         if output is not None:
-            out_console.print(f"wrote {output} ({plan.degrees.label()}, predicted {report.candidates[0].latency_s:.3g} s)",
-                              markup=False)
+            written = chosen_candidate(report, allow_unrunnable=allow_unrunnable)
+            out_console.print(f"wrote {output} (#{written.rank} {plan.degrees.label()}, predicted "
+                              f"{written.latency_s:.3g} s)", markup=False)
         for note in plan.notes[1:]:
             out_console.print(f"note: {note}", markup=False)
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from profiles.cli_support import out_console, print_json
-from profiles.costs import cost_model_for
+from profiles.costs import cost_model_for, dtype_bytes_of
 from profiles.errors import InputError
 from profiles.loading import load_model_file
 from profiles.models import load_model
@@ -33,16 +33,25 @@ def build_plan(*, plan_file: Optional[Path], parallel: Optional[str], model: Opt
     if (plan_file is None) == (parallel is None):
         raise InputError("give exactly one of --plan FILE or --parallel SPEC", field="--plan/--parallel")
     if plan_file is not None:
+        given = [flag for flag, value in (("--model", model), ("--resolution", resolution), ("--height", height),
+                                          ("--width", width), ("--steps", steps)) if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} describe a --parallel run; with --plan the plan file says them",
+                             field=given[0])
         plan = load_model_file(ParallelPlan, plan_file)
         return plan.model_copy(update={"topology": topology or plan.topology})
     if model is None:
         raise InputError("--parallel needs --model", field="--model")
     preset = load_model(model)
-    size = resolution or preset.default_resolution
+    size = resolution if resolution is not None else preset.default_resolution
     fields = parse_parallel_spec(parallel or "")
+    stale = fields["degrees"].get("pipefusion", 1) > 1 or fields["degrees"].get("distrifusion", 1) > 1 \
+        or fields.get("patches", 1) > 1
+    if stale and "warmup_steps" not in fields:
+        fields["warmup_steps"] = 1  # as the search's --min-warmup default: stale K/V need one full pass first
     try:
         return ParallelPlan(model=model, height_px=height or size, width_px=width or size,
-                            steps=steps or preset.default_steps, topology=topology, **fields)
+                            steps=steps if steps is not None else preset.default_steps, topology=topology, **fields)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
@@ -51,10 +60,8 @@ def build_plan(*, plan_file: Optional[Path], parallel: Optional[str], model: Opt
 
 def link_fits_from(profile: str) -> dict[str, LinkFit]:
     """Measured latency and bandwidth per route class from a profile's ``links`` section."""
-    try:
-        from profiles.profile_format import load_profile  # provided by the profiler part
-    except ModuleNotFoundError as exc:
-        raise InputError(f"profiles cannot be read by this build ({exc.name} is missing)", field="--links") from None
+    from profiles.profile_format import load_profile
+
     fits = {fit.route_class: LinkFit(fit.latency_us, fit.bandwidth_gb_s) for fit in load_profile(profile).links}
     if not fits:
         raise InputError(f"profile {profile} has no measured links (make one with `pfplan profile links`)",
@@ -103,10 +110,10 @@ def register(app: typer.Typer) -> None:
     @app.command("simulate")
     def simulate_cmd(
         model: Optional[str] = typer.Option(None, help="Model preset, preset file or diffusers config."),
-        resolution: Optional[int] = typer.Option(None, help="Square image side in pixels (default: the model's)."),
-        height: Optional[int] = typer.Option(None, help="Image height in pixels (overrides --resolution)."),
-        width: Optional[int] = typer.Option(None, help="Image width in pixels (overrides --resolution)."),
-        steps: Optional[int] = typer.Option(None, help="Diffusion steps (default: the model's)."),
+        resolution: Optional[int] = typer.Option(None, min=1, help="Square image side in pixels (default: the model's)."),
+        height: Optional[int] = typer.Option(None, min=1, help="Image height in pixels (overrides --resolution)."),
+        width: Optional[int] = typer.Option(None, min=1, help="Image width in pixels (overrides --resolution)."),
+        steps: Optional[int] = typer.Option(None, min=1, help="Diffusion steps (default: the model's)."),
         topology: Optional[str] = typer.Option(None, help="Topology file or shipped name (pcie8)."),
         profile: Optional[str] = typer.Option(None, help="Profile; default: the GPU's analytic roofline."),
         plan_file: Optional[Path] = typer.Option(None, "--plan", help="plan.json to simulate."),
@@ -129,14 +136,10 @@ def register(app: typer.Typer) -> None:
         cluster = load_cluster(plan.topology)
         validate(plan, preset, cluster, file=str(plan_file) if plan_file else "--parallel")
         devices = plan.devices(cluster)
-        try:
-            cost_model = cost_model_for(preset, cluster.gpu_of(devices[0]), profile)
-        except ModuleNotFoundError as exc:  # the profiler part is not in this build
-            raise InputError(f"profiles cannot be read by this build ({exc.name} is missing); "
-                             "leave out --profile to use the analytic cost model", field="--profile") from None
+        cost_model = cost_model_for(preset, cluster.gpu_of(devices[0]), profile)
         fits = link_fits_from(links) if links else None
         result = simulate(plan, preset, cluster, cost_model, record_trace=trace is not None, network_model=network,
-                          link_fits=fits)
+                          link_fits=fits, dtype_bytes=dtype_bytes_of(cost_model))
         if trace is not None and result.trace is not None:
             result.trace.metadata.command = "pfplan simulate"
             write_trace(trace, result.trace)

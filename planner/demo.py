@@ -14,14 +14,13 @@ and the tiny PixArt preset:
    ``pfplan report`` writes an HTML report; the predicted and measured latencies are printed
    side by side.
 
-Every step runs the real command in-process; the files land in ``out/demo/``.
+Every step runs the real command (pfplan in-process, pfrun as its own process); the files land in ``out/demo/``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -72,14 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     run_args = ["--plan", str(plan_file), "--out", str(out / "image.png"), "--trace", str(out / "measured-trace.json"),
                 "--reference", "--json"]
     print(f"\n== run it: pfrun {' '.join(run_args)}", flush=True)
-    from runtime.cli import app as pfrun_app
-
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        code = run_app(pfrun_app, "pfrun", run_args)
-    if code:
-        return code
-    result = json.loads(captured.getvalue())
+    # pfrun runs as its own command, as a user runs it (and the planner never imports the runtime).
+    run = subprocess.run([sys.executable, "-m", "runtime", *run_args], stdout=subprocess.PIPE, text=True)
+    if run.returncode:
+        return run.returncode
+    result = json.loads(run.stdout)
     print(json.dumps({k: v for k, v in result.items() if k != "step_times_s"}, indent=2))
     if code := pfplan("simulate the same plan", ["simulate", "--plan", str(plan_file), "--profile", profile,
                                                  "--trace", str(out / "simulated-trace.json")]):

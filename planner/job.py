@@ -36,7 +36,7 @@ def load_job(topology: str, model_name: str, profile: Optional[str]) -> tuple[Cl
 
 
 def resolution_of(model: ModelPreset, resolution: Optional[int]) -> int:
-    value = resolution or model.default_resolution
+    value = resolution if resolution is not None else model.default_resolution
     model.token_grid(value, value)  # one-line error for a resolution that is not whole tokens
     return value
 

@@ -23,6 +23,7 @@ from planner.placement import Placement, alternatives, with_placement
 from planner.space import SpaceOptions, plan_shapes
 from planner.stage_split import choose_split
 from profiles.cost_model import CostModel
+from profiles.costs import dtype_bytes_of
 from profiles.gpus import get_gpu
 from profiles.models import ModelPreset
 from profiles.topology_graph import ClusterGraph
@@ -105,11 +106,6 @@ class SearchSettings:
     """Also simulate the best-estimated shape of every device count (capacity planning, reports)."""
 
 
-def dtype_bytes_for(cluster: ClusterGraph) -> int:
-    """fp32 on CPU ranks (what the runtime runs there), fp16/bf16 on GPUs."""
-    return 4 if all(gpu == "cpu" for gpu in cluster.device_gpu.values()) else 2
-
-
 def memory_check(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,
                  dtype_bytes: int) -> tuple[int, int, str]:
     """(peak bytes, that device's capacity, device) of the fullest device, as a fraction of capacity."""
@@ -172,7 +168,7 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
         raise PlannerError(f"--max-gpus must be at least 1, got {settings.max_devices}", field="--max-gpus")
     options = SpaceOptions(height_px, width_px, steps, max_devices, settings.min_warmup)
     shapes = list(plan_shapes(model, options, topology=topology_name))
-    dtype_bytes = dtype_bytes_for(cluster)
+    dtype_bytes = dtype_bytes_of(cost_model)
     counts = {"shapes": len(shapes), "rule_violations": 0, "not_runnable": 0, "does_not_fit": 0}
     rejected: list[Rejected] = []
     fitting: list[tuple[Candidate, ParallelPlan]] = []

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Callable
+import warnings
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import click
 import typer
@@ -37,12 +39,39 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+@contextmanager
+def warnings_as_lines(prog: str = "pfplan") -> Iterator[None]:
+    """Print each distinct warning raised inside as one ``prog: warning:`` line, once.
+
+    A search simulates hundreds of plans; a profile that does not cover a shape would
+    otherwise repeat the same two-line Python warning for each of them.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen: set[str] = set()
+            for w in caught:
+                if not issubclass(w.category, UserWarning) or issubclass(w.category, DeprecationWarning):
+                    continue  # library housekeeping (resource, deprecation) is not the user's business
+                text = " ".join(str(w.message).split())
+                if text not in seen:
+                    seen.add(text)
+                    err_console.print(f"{prog}: warning: {text}", markup=False)
+
+
 def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
     """Run ``app`` and turn toolkit errors into one line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if debug:
         args = [a for a in args if a != "--debug"]
+    with warnings_as_lines(prog):
+        return _run(app, prog, args, debug)
+
+
+def _run(app: typer.Typer, prog: str, args: list[str], debug: bool) -> int:
     try:
         result = app(args=args, prog_name=prog, standalone_mode=False)
         return result if isinstance(result, int) else 0

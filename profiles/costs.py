@@ -16,3 +16,16 @@ def cost_model_for(model: ModelPreset, gpu_name: str, profile: str | Path | None
     from profiles.profiled import load_profiled_cost_model  # provided by the profiler
 
     return load_profiled_cost_model(profile, model, gpu_name=gpu_name)
+
+
+def dtype_bytes_of(cost_model: CostModel, default: int = 2) -> int:
+    """Bytes per element the costs were made for (fp32 on CPU: 4; bf16/fp16: 2).
+
+    Memory and traffic must be priced in the dtype the compute times assume, so the search
+    and ``pfplan simulate`` take it from the cost model, never from a guess of their own.
+    """
+    for holder in (cost_model, getattr(cost_model, "analytic", None)):
+        value = getattr(holder, "dtype_bytes", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default

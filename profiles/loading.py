@@ -27,9 +27,13 @@ M = TypeVar("M", bound=BaseModel)
 def read_document(path: Path) -> Any:
     """Parse a YAML or JSON file (by suffix; YAML otherwise, which also reads JSON)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError("file not found", file=str(path)) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a file", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise InputError("not a text file (expected UTF-8 YAML or JSON)", file=str(path)) from None
     except OSError as exc:
         raise InputError(f"cannot read file ({exc.strerror})", file=str(path)) from None
     try:
@@ -79,7 +83,8 @@ def fields_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 def validation_error(exc: ValidationError, file: str | None, cls: type[BaseModel] | None = None) -> InputError:
     """The first pydantic error as one line (and how many more there were)."""
     errors = exc.errors()
-    first = errors[0]
+    # A misspelt key shows up twice: as an unknown field and as a missing one; name the typo.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         allowed = fields_at(cls, first["loc"]) if cls is not None else []
@@ -140,16 +145,39 @@ def resolve_shipped(name_or_path: str, shipped_dir: Path, kind: str,
                      f"{suggest(stem, names)}")
 
 
-def write_atomic(path: Path | str, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+def check_writable(path: Path | str) -> Path:
+    """Fail now, in one line, if ``path`` cannot take an output file (before long work starts)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise InputError("is a directory; give a file name to write", file=str(path))
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(f"cannot write here: {parent} is not a writable folder", file=str(path))
+    return path
+
+
+def write_atomic(path: Path | str, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    The temporary file sits beside the target (same file system, so the rename is atomic)
+    and gets the permissions a plainly created file would (mkstemp's are owner-only).
+    """
+    path = check_writable(path)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write ({exc.strerror})", file=str(path)) from None
+    try:
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -157,17 +185,8 @@ def write_atomic(path: Path | str, text: str) -> None:
 
 
 def write_bytes_atomic(path: Path | str, data: bytes) -> None:
-    """Binary twin of :func:`write_atomic` (images, tensors)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """:func:`write_atomic` for binary data (images, tensors)."""
+    write_atomic(path, data)
 
 
 def write_model_json(path: Path | str, model: BaseModel) -> None:

@@ -7,7 +7,6 @@ config through :mod:`profiles.architecture`, so there is one source of truth.
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal

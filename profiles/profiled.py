@@ -145,7 +145,7 @@ class ProfiledCostModel:
     analytic: AnalyticCostModel
     surfaces: dict[tuple[str, int, int], Surface] = field(default_factory=dict)
     efficiency: dict[str, float] = field(default_factory=dict)
-    _warned: set[LayerShape] = field(default_factory=set)
+    _warned: set[tuple[str, int, int]] = field(default_factory=set)
 
     @classmethod
     def from_profile(cls, profile: Profile, model: ModelPreset, *, file: str) -> ProfiledCostModel:
@@ -189,12 +189,14 @@ class ProfiledCostModel:
 
     def _fallback(self, shape: LayerShape, why: str) -> float:
         scale = self.efficiency.get(shape.kind, 1.0)
-        if shape not in self._warned:
-            self._warned.add(shape)
+        key = (shape.kind, shape.batch, shape.tensor_shard)
+        if key not in self._warned:  # once per kind, batch and shard: a search asks for hundreds of shapes
+            self._warned.add(key)
             label = (f"{shape.kind} (query_tokens={shape.query_tokens}, kv_tokens={shape.kv_tokens}, "
                      f"batch={shape.batch}, tensor_shard={shape.tensor_shard})")
             warnings.warn(f"{self.file}: {label} is outside the measured range ({why}); using the analytic "
-                          f"model × {scale:.3g} (this profile's measured efficiency)", ProfileRangeWarning,
+                          f"model × {scale:.3g} (this profile's measured efficiency); other {shape.kind} shapes of this batch "
+                          f"and shard outside the range are treated the same and not reported", ProfileRangeWarning,
                           stacklevel=3)
         return scale * self.analytic.layer_time_s(shape)
 

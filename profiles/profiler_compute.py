@@ -134,10 +134,11 @@ def device_identity(device: str, gpu: str | None) -> tuple[str, str]:
     if not device.startswith("cuda"):
         name = platform.processor() or platform.machine()
         try:
-            for line in open("/proc/cpuinfo"):
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
+            with open("/proc/cpuinfo") as cpuinfo:
+                for line in cpuinfo:
+                    if line.startswith("model name"):
+                        name = line.split(":", 1)[1].strip()
+                        break
         except OSError:
             pass
         return gpu or "cpu", name

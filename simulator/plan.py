@@ -219,6 +219,8 @@ def parse_parallel_spec(spec: str) -> dict[str, Any]:
         key = key.strip().lower()
         if not sep or not value.strip().lstrip("-").isdigit():
             raise InputError(f"expected key=integer, got {item!r}", field="--parallel")
+        if key in degrees or SPEC_KEYS.get(key) in fields:
+            raise InputError(f"{key!r} is given twice", field="--parallel")
         if key in AXES:
             degrees[key] = int(value)
         elif key in SPEC_KEYS:

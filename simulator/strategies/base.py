@@ -12,7 +12,7 @@ means adding a module that defines one class and registers it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, ClassVar, Literal, TypeVar
 
 from profiles.cost_model import LayerShape
@@ -80,6 +80,19 @@ class StageStrategy:
 
     def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
         return []
+
+
+class SequenceShard(StageStrategy):
+    """Sequence parallelism (Ulysses, Ring): each rank keeps 1/degree of the query tokens.
+
+    The text tokens of joint-attention models are split the same way when the shape
+    counts them separately.
+    """
+
+    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
+        text = shape.text_query_tokens
+        return replace(shape, query_tokens=ceil_div(shape.query_tokens, degree),
+                       text_query_tokens=None if text is None else ceil_div(text, degree))
 
 
 S = TypeVar("S", bound=type)

@@ -16,20 +16,13 @@ dense FLOPs per token), and what sticks out is exposed communication.
 
 from __future__ import annotations
 
-from dataclasses import replace
 
-from profiles.cost_model import LayerShape
-from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy, ceil_div
+from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard
 
 
-class Ring(StageStrategy):
+class Ring(SequenceShard):
     name = "ring"
     axis = "ring"
-
-    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
-        text = shape.text_query_tokens
-        return replace(shape, query_tokens=ceil_div(shape.query_tokens, degree),
-                       text_query_tokens=None if text is None else ceil_div(text, degree))
 
     def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
         if degree < 2:

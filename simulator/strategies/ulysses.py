@@ -10,22 +10,15 @@ a layer shape with ``q/u`` queries over all ``k`` keys: the same FLOPs as attent
 
 from __future__ import annotations
 
-from dataclasses import replace
 
-from profiles.cost_model import LayerShape
-from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy, ceil_div
+from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard
 
 ALL_TO_ALLS_PER_LAYER = 4
 
 
-class Ulysses(StageStrategy):
+class Ulysses(SequenceShard):
     name = "ulysses"
     axis = "ulysses"
-
-    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
-        text = shape.text_query_tokens
-        return replace(shape, query_tokens=ceil_div(shape.query_tokens, degree),
-                       text_query_tokens=None if text is None else ceil_div(text, degree))
 
     def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
         if degree < 2:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from simulator.plan import Degrees, ParallelPlan
 from simulator.trace import load_trace
@@ -89,7 +88,6 @@ def test_simulate_as_a_real_process(tmp_path):
 
 
 def test_measured_links_from_a_profile(pfplan):
-    pytest.importorskip("profiles.profile_format", reason="the profiler part is not in this build")
     base = ["simulate", "--model", "pixart-tiny", "--topology", "cpu2", "--parallel", "pipefusion=2,patches=2,warmup=1",
             "--json"]
     plain = pfplan(*base)

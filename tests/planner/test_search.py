@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from planner.errors import PlannerError
-from planner.search import SearchSettings, dtype_bytes_for, search
-from profiles.costs import cost_model_for
+from planner.search import SearchSettings, search
+from profiles.costs import cost_model_for, dtype_bytes_of
 from profiles.models import load_model
 from profiles.topology import shipped_topologies
 from profiles.topology_graph import load_cluster
@@ -30,7 +30,7 @@ def run(model_name: str, topology: str, resolution: int, steps: int = 4, **kw):
 
 
 def assert_valid_and_fits(model, cluster, result):
-    dtype = dtype_bytes_for(cluster)
+    dtype = dtype_bytes_of(cost_model_for(model, cluster.device_gpu[cluster.devices[0]]))
     for cand in result.ranked:
         validate(cand.plan, model, cluster)
         for device, mem in memory_per_device(cand.plan, model, cluster, dtype_bytes=dtype).items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -94,9 +93,6 @@ def test_bad_inputs_are_one_line(pfplan, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(importlib.util.find_spec("runtime.executors") is None,
-                   reason="needs the runtime branch (issue #4: pfrun executors) merged into main; until then "
-                          "pfrun refuses every plan", strict=True)
 def test_plan_chosen_for_cpu2_runs_with_pfrun(pfplan, pfrun, tmp_path):
     plan_file = tmp_path / "plan.json"
     found = pfplan("search", "--topology", "cpu2", "--model", "pixart-tiny", "--steps", "4", "--runnable-only",
