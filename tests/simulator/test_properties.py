@@ -120,3 +120,32 @@ def test_latency_bounds_bytes_and_breakdown(scenario):
         == sum(t.received_by_device.values())
     assert sum(r.prediction.breakdown_s.values()) == pytest.approx(r.latency_s, rel=1e-9)
     assert all(v >= 0 for v in r.prediction.breakdown_s.values())
+
+
+class FlopsCost:
+    """Compute time exactly proportional to FLOPs: splitting work never makes it cheaper or dearer."""
+
+    name = "flops"
+
+    def __init__(self, m) -> None:
+        self.m = m
+
+    def layer_time_s(self, shape) -> float:
+        from profiles.flops import layer_flops
+
+        return layer_flops(self.m.arch, shape, text_tokens=self.m.text_tokens) / 1e14
+
+
+@PROPERTY
+@given(scenarios())
+def test_latency_is_at_least_the_serial_compute_spread_over_every_rank(scenario):
+    """An independent lower bound: the serial run's compute (priced by the same FLOP-proportional
+    cost model, so no strategy gains by splitting) divided by the ranks and by the images."""
+    plan, topo = scenario
+    m = model(plan.model)
+    cost = FlopsCost(m)
+    serial = plan.model_copy(update={"degrees": Degrees(), "patches": 1, "warmup_steps": 0, "stage_split": None,
+                                     "placement": []})
+    serial_latency = run(serial, topo, cost=cost).latency_s
+    parallel = run(plan, topo, cost=cost).latency_s
+    assert parallel >= serial_latency / plan.world_size * plan.degrees.data * (1 - 1e-6)
