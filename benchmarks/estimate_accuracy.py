@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from profiles.costs import cost_model_for  # noqa: E402
-from profiles.loading import write_atomic  # noqa: E402
+from benchmarks._doc_sections import replace_section  # noqa: E402
 from profiles.models import load_model  # noqa: E402
 from profiles.topology_graph import load_cluster  # noqa: E402
 from simulator.engine import simulate  # noqa: E402
@@ -71,13 +71,7 @@ def main() -> int:
     if args.stdout:
         print(section)
         return 0
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    write_atomic(path, text)
+    replace_section(ROOT / "docs" / "benchmarks.md", BEGIN, END, section)
     print(section)
     return 0
 
