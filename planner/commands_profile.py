@@ -122,6 +122,11 @@ def register(app: typer.Typer) -> None:
                 warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed calls per shape."),
                 repeats: int = typer.Option(7, "--repeats", min=1, help="Timed samples per shape."),
                 gpu: Optional[str] = typer.Option(None, "--gpu", help="Catalog GPU name (default: from the device)."),
+                extras: bool = typer.Option(True, "--extras/--no-extras",
+                                            help="Also time the VAE decode and the scheduler step."),
+                pass_overhead: Optional[bool] = typer.Option(
+                    None, "--pass-overhead/--no-pass-overhead",
+                    help="Build the whole model to time its forward overhead (default: tiny presets only)."),
                 output: Path = typer.Option(..., "-o", "--output", help="Profile JSON to write.")) -> None:
         """Time every layer kind of a model, one block at a time, over the shapes plans need."""
         from profiles.models import load_model
@@ -144,7 +149,8 @@ def register(app: typer.Typer) -> None:
             raise InputError("--batches and --tensor-shards need at least one value", field="batches")
         settings = ComputeSettings(device=device, dtype=dtype, resolutions_px=res, max_patches=max_patches,
                                    batches=batch_sizes, tensor_shards=widths, shards=int_list(shards, "shards"),
-                                   threads=threads, warmup=warmup, repeats=repeats, gpu=gpu)
+                                   threads=threads, warmup=warmup, repeats=repeats, gpu=gpu,
+                                   extras=extras, pass_overhead=pass_overhead)
         command = command_line(ctx)
         with _progress() as bar:
             task = bar.add_task(f"profiling {preset.name}", total=None, label="building")
