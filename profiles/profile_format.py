@@ -110,6 +110,8 @@ class PassOverhead(BaseModel):
     blocks: the Python between blocks and the cache misses of many distinct weights that
     calling one block in a loop does not see. ``first_pass_s``: the first forward in a fresh
     process minus a warm one (allocator and kernel set-up), paid once per rank per run.
+    ``step_s``: the runtime's own loop per step (one rank, serial path) minus the warm
+    forward and the scheduler step.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -120,6 +122,11 @@ class PassOverhead(BaseModel):
     layers_sum_s: float = Field(ge=0, description="embed + Σ blocks + final from the layer timings, seconds.")
     block_s: float = Field(ge=0, description="max(0, forward − layers_sum) / blocks, seconds per block call.")
     first_pass_s: float = Field(ge=0, description="Cold first forward minus the warm median, seconds (0 if not cold).")
+    runtime_step_s: float | None = Field(None, ge=0, description="Median step of the runtime's own loop (one rank, "
+                                         "serial path) on the same model and shape, seconds.")
+    step_s: float | None = Field(None, ge=0, description="max(0, median over repeats of (runtime step − forward "
+                                 "timed right after it − scheduler step)): what the runtime's loop adds around each "
+                                 "forward, seconds.")
     repeats: int = Field(ge=1)
 
 

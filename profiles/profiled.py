@@ -197,12 +197,14 @@ class ProfiledCostModel:
         return _log_log(points, float(image_tokens))
 
     def pass_overhead_s(self, blocks: int, batch: int) -> float | None:
-        """``blocks`` × the measured per-block overhead of a whole forward at this batch (else the nearest batch)."""
+        """``blocks`` × the measured per-block overhead of a whole forward, plus the runtime loop's
+        step overhead, at this batch (else the nearest batch). The step overhead was measured on
+        the serial path and is charged to every pass (each PipeFusion patch on each stage)."""
         entries = self.profile.pass_overhead
         if not entries:
             return None
         entry = min(entries, key=lambda e: (abs(e.batch - batch), e.batch))
-        return blocks * entry.block_s
+        return blocks * entry.block_s + (entry.step_s or 0.0)
 
     def first_pass_overhead_s(self, batch: int) -> float | None:
         """The cold first forward's extra time (measured once per profile, at one batch)."""

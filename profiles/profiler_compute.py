@@ -302,7 +302,7 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
             scheduler = time_scheduler_step(preset, base_res, _splits(rows, settings.max_patches), timer.samples,
                                             summarise, device=device, dtype=dtype)
         if full is not None:
-            overhead = full.overheads(layers, settings.batches, timer.samples)
+            overhead = full.overheads(layers, settings.batches, timer.samples, scheduler)
     return Profile(model=preset.name, model_family=preset.family, device=catalog_name, device_name=device_name,
                    software=software_stack(device, settings.dtype, settings.threads),
                    text_tokens=preset.text_tokens, layers=layers, vae_decode=vae, scheduler_step=scheduler,

@@ -15,7 +15,11 @@ and the output layer. A real run also spends time on:
   and weights of many distinct blocks not staying in cache the way one block's do when it
   is called in a loop), and the **first** forward of a fresh process pays allocator and kernel
   set-up once. Both come from the full model (every block), so they are measured for tiny
-  presets, or when asked (``--pass-overhead``) and the model fits.
+  presets, or when asked (``--pass-overhead``) and the model fits;
+* the **step overhead** of the runtime's own loop: ``runtime.executors.pipefusion.StageLoop``
+  run on one rank over the same whole model (the serial / CFG-parallel path), per step,
+  minus the warm forward (timed right after each loop) and the scheduler step: the conditioning kwargs, unpatchify,
+  guidance and bookkeeping the runtime wraps around each forward.
 """
 
 from __future__ import annotations
@@ -127,8 +131,59 @@ class FullForward:
                 raise
             # DiT's unpatchify may refuse the learned-sigma output after the blocks ran (profiler_compute does the same)
 
+    def runtime_step_excess_s(self, batch: int, scheduler_s: float, *, steps: int,
+                              repeats: int) -> tuple[float, float]:
+        """(median seconds per step of the runtime's own serial loop, median excess per step over
+        the warm forward and ``scheduler_s``).
+
+        The loop is ``runtime.executors.pipefusion.StageLoop`` on one rank, no PipeFusion: the
+        path serial and CFG-parallel plans run. Each repeat times one loop and then ``steps``
+        forwards right after it, so load from other jobs that comes and goes moves both sides
+        of a difference alike.
+        """
+        import statistics
+
+        import diffusers
+        import torch
+
+        from runtime.executors.pipefusion import StageLoop, StageSetup
+        from runtime.measure import Recorder
+        from runtime.model_inputs import initial_latent, make_conditioning
+
+        preset = self.preset
+        cond = make_conditioning(preset, seed=self.seed)
+        cfg = preset.uses_cfg and batch == 2
+        branch = cond.branches(("uncond", "cond") if cfg else ("cond",))
+        branch = type(branch)(**{k: (v.to(self.device) if v is not None else None) for k, v in vars(branch).items()})
+        latent = initial_latent(preset, self.resolution_px, self.resolution_px, self.seed,
+                                dtype=self.dtype).to(self.device)
+        rows, cols = preset.token_grid(self.resolution_px, self.resolution_px)
+        scheduler = getattr(diffusers, preset.scheduler)(**preset.scheduler_config)
+        inputs = self.inputs(batch)
+        loops, excess = [], []
+        for i in range(repeats + 1):  # the first pair is a warm-up
+            setup = StageSetup(preset=preset, model=self.model, scheduler=scheduler, branch=branch, latent=latent,
+                               steps=steps, warmup=steps, patch_rows=[rows], rows=rows, cols=cols,
+                               layers=range(len(preset.arch.block_kinds())), stage=0, stages=1, pipeline=[0],
+                               cfg_mode="batch" if cfg else "none", guidance_scale=cond.guidance_scale,
+                               dist=_OneRank(), rec=Recorder(rank=0),
+                               generator=torch.Generator(device="cpu").manual_seed(self.seed))
+            loop = StageLoop(setup)
+            start = time.perf_counter()
+            loop.run()
+            per_step = (time.perf_counter() - start) / steps
+            start = time.perf_counter()
+            for _ in range(steps):
+                self.call(inputs)
+            forward = (time.perf_counter() - start) / steps
+            if i:
+                loops.append(per_step)
+                excess.append(per_step - forward - scheduler_s)
+        return statistics.median(loops), max(statistics.median(excess), 0.0)
+
     def overheads(self, layers: dict[str, list[Timing]], batches: tuple[int, ...],
-                  samples: Callable[[Callable], list[float]]) -> list[PassOverhead]:
+                  samples: Callable[[Callable], list[float]], scheduler: list[Timing] | None = None,
+                  *, loop_repeats: int = 5) -> list[PassOverhead]:
         """Warm full forwards against the layer table's sum for the same shape, per batch."""
         import statistics
 
@@ -148,7 +203,19 @@ class FullForward:
                 forward = statistics.median(runs)
                 parts = table[EMBED][key] + table[FINAL][key] + sum(table[kind][key] for kind in kinds)
                 first = max(self.cold_s - forward, 0.0) if batch == self.cold_batch else 0.0
+                sched = next((t.median_s for t in scheduler or [] if t.query_tokens == tokens), None)
+                step = loop = None
+                if sched is not None:
+                    loop, step = self.runtime_step_excess_s(batch, sched, steps=max(self.preset.default_steps, 2),
+                                                            repeats=loop_repeats)
                 out.append(PassOverhead(batch=batch, query_tokens=tokens, forward_s=forward, layers_sum_s=parts,
                                         block_s=max(forward - parts, 0.0) / len(kinds), first_pass_s=first,
-                                        repeats=len(runs)))
+                                        runtime_step_s=loop, step_s=step, repeats=len(runs)))
         return out
+
+
+class _OneRank:
+    """The one thing a single-rank, single-stage runtime loop asks of its DistContext."""
+
+    def flush(self) -> None:
+        pass

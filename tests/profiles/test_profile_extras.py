@@ -64,16 +64,16 @@ def test_vae_uses_the_cold_decode_and_scales_with_pixels() -> None:
     assert model.vae_decode_time_s(1024, 1024) == pytest.approx(0.32)
 
 
-def overhead(batch: int, block_s: float, first_s: float) -> PassOverhead:
+def overhead(batch: int, block_s: float, first_s: float, step_s: float | None = None) -> PassOverhead:
     return PassOverhead(batch=batch, query_tokens=256, forward_s=1.0, layers_sum_s=1.0 - 4 * block_s,
-                        block_s=block_s, first_pass_s=first_s, repeats=3)
+                        block_s=block_s, first_pass_s=first_s, step_s=step_s, repeats=3)
 
 
-def test_pass_overhead_is_per_block_at_the_nearest_batch() -> None:
-    model = cost(with_extras(pass_overhead=[overhead(1, 1e-4, 0.0), overhead(2, 2e-4, 0.01)]))
+def test_pass_overhead_is_per_block_plus_the_loop_step_at_the_nearest_batch() -> None:
+    model = cost(with_extras(pass_overhead=[overhead(1, 1e-4, 0.0), overhead(2, 2e-4, 0.01, 5e-4)]))
     assert model.pass_overhead_s(4, 1) == pytest.approx(4e-4)
-    assert model.pass_overhead_s(2, 2) == pytest.approx(4e-4)
-    assert model.pass_overhead_s(3, 4) == pytest.approx(6e-4)
+    assert model.pass_overhead_s(2, 2) == pytest.approx(4e-4 + 5e-4)
+    assert model.pass_overhead_s(3, 4) == pytest.approx(6e-4 + 5e-4)
     assert model.first_pass_overhead_s(1) == pytest.approx(0.01)
 
 
@@ -103,6 +103,8 @@ def test_compute_cli_measures_the_extras(pfplan, tmp_path) -> None:
     key = (256, 256, 1, 1)
     assert entry.layers_sum_s == pytest.approx(table["embed"][key] + table["final"][key]
                                                + blocks * table["pixart_block"][key])
+    # the runtime's own loop was timed too (its excess over the forward and the scheduler step is step_s)
+    assert entry.runtime_step_s > 0 and entry.step_s is not None and 0 <= entry.step_s < entry.runtime_step_s
 
 
 def test_no_extras_flag_leaves_them_out(pfplan, tmp_path) -> None:
