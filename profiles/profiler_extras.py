@@ -205,7 +205,8 @@ class FullForward:
                 first = max(self.cold_s - forward, 0.0) if batch == self.cold_batch else 0.0
                 sched = next((t.median_s for t in scheduler or [] if t.query_tokens == tokens), None)
                 step = loop = None
-                if sched is not None:
+                runs_batch = batch == 1 or (batch == 2 and self.preset.uses_cfg)  # what the runtime can run
+                if sched is not None and runs_batch:
                     loop, step = self.runtime_step_excess_s(batch, sched, steps=max(self.preset.default_steps, 2),
                                                             repeats=loop_repeats)
                 out.append(PassOverhead(batch=batch, query_tokens=tokens, forward_s=forward, layers_sum_s=parts,
