@@ -278,7 +278,10 @@ def register(app: typer.Typer) -> None:
                    "calibration_factor": p.provenance.calibration.factor if p.provenance.calibration else None,
                    "layers": {k: len(v) for k, v in p.layers.items()},
                    "links": {f.route_class: {"latency_us": f.latency_us, "bandwidth_gb_s": f.bandwidth_gb_s}
-                             for f in p.links}}
+                             for f in p.links},
+                   "vae_decode": [v.model_dump() for v in p.vae_decode],
+                   "scheduler_step": {t.query_tokens: t.median_s for t in p.scheduler_step},
+                   "pass_overhead": [o.model_dump() for o in p.pass_overhead]}
         if json_out:
             print_json(summary)
             return
@@ -288,6 +291,16 @@ def register(app: typer.Typer) -> None:
         if p.provenance.calibration:
             c = p.provenance.calibration
             lines.append(f"  calibrated ×{c.factor:.4g} to {c.measured_serial_s:g} s ({c.source or 'no source given'})")
+        for v in p.vae_decode:
+            lines.append(f"  vae decode {v.height_px}×{v.width_px}: {v.median_s:.4g} s warm, "
+                         f"{v.first_s if v.first_s is not None else float('nan'):.4g} s first call")
+        if p.scheduler_step:
+            lines.append("  scheduler step: " + ", ".join(f"{t.query_tokens} tokens {t.median_s * 1e6:.0f} µs"
+                                                          for t in p.scheduler_step))
+        for o in p.pass_overhead:
+            step = f"{o.step_s * 1e3:.3g} ms" if o.step_s is not None else "not measured"
+            lines.append(f"  overhead batch {o.batch}: {o.block_s * 1e6:.3g} µs per block, runtime loop {step} per "
+                         f"step, first pass {o.first_pass_s * 1e3:.3g} ms")
         out_console.print("\n".join(lines), markup=False)
         if p.layers:
             _summary(p, "layers")

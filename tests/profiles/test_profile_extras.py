@@ -115,3 +115,15 @@ def test_no_extras_flag_leaves_them_out(pfplan, tmp_path) -> None:
     assert result.code == 0, result.err
     profile = load_profile(out)
     assert profile.vae_decode == [] and profile.scheduler_step == [] and profile.pass_overhead == []
+
+
+def test_shipped_tiny_profile_has_the_extras_and_show_lists_them(pfplan) -> None:
+    profile = load_profile("pixart-tiny-cpu")
+    assert profile.vae_decode and profile.scheduler_step and profile.pass_overhead
+    assert {o.batch for o in profile.pass_overhead} == {1, 2}
+    result = pfplan("profile", "show", "pixart-tiny-cpu", "--json")
+    assert result.code == 0, result.err
+    shown = json.loads(result.out)
+    assert shown["vae_decode"][0]["height_px"] == 256 and shown["scheduler_step"] and shown["pass_overhead"]
+    text = pfplan("profile", "show", "pixart-tiny-cpu")
+    assert "vae decode 256×256" in text.out and "runtime loop" in text.out
