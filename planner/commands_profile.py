@@ -105,6 +105,11 @@ def register(app: typer.Typer) -> None:
                 warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed calls per shape."),
                 repeats: int = typer.Option(7, "--repeats", min=1, help="Timed samples per shape."),
                 gpu: Optional[str] = typer.Option(None, "--gpu", help="Catalog GPU name (default: from the device)."),
+                extras: bool = typer.Option(True, "--extras/--no-extras",
+                                            help="Also time the VAE decode and the scheduler step."),
+                pass_overhead: Optional[bool] = typer.Option(
+                    None, "--pass-overhead/--no-pass-overhead",
+                    help="Build the whole model to time its forward overhead (default: tiny presets only)."),
                 output: Path = typer.Option(..., "-o", "--output", help="Profile JSON to write.")) -> None:
         """Time every layer kind of a model, one block at a time, over the shapes plans need."""
         from profiles.models import load_model
@@ -127,7 +132,8 @@ def register(app: typer.Typer) -> None:
             raise InputError("--batches and --tensor-shards need at least one value", field="batches")
         settings = ComputeSettings(device=device, dtype=dtype, resolutions_px=res, max_patches=max_patches,
                                    batches=batch_sizes, tensor_shards=widths, shards=int_list(shards, "shards"),
-                                   threads=threads, warmup=warmup, repeats=repeats, gpu=gpu)
+                                   threads=threads, warmup=warmup, repeats=repeats, gpu=gpu,
+                                   extras=extras, pass_overhead=pass_overhead)
         command = command_line(ctx)
         with _progress() as bar:
             task = bar.add_task(f"profiling {preset.name}", total=None, label="building")
@@ -255,7 +261,10 @@ def register(app: typer.Typer) -> None:
                    "calibration_factor": p.provenance.calibration.factor if p.provenance.calibration else None,
                    "layers": {k: len(v) for k, v in p.layers.items()},
                    "links": {f.route_class: {"latency_us": f.latency_us, "bandwidth_gb_s": f.bandwidth_gb_s}
-                             for f in p.links}}
+                             for f in p.links},
+                   "vae_decode": [v.model_dump() for v in p.vae_decode],
+                   "scheduler_step": {t.query_tokens: t.median_s for t in p.scheduler_step},
+                   "pass_overhead": [o.model_dump() for o in p.pass_overhead]}
         if json_out:
             print_json(summary)
             return
@@ -265,6 +274,16 @@ def register(app: typer.Typer) -> None:
         if p.provenance.calibration:
             c = p.provenance.calibration
             lines.append(f"  calibrated ×{c.factor:.4g} to {c.measured_serial_s:g} s ({c.source or 'no source given'})")
+        for v in p.vae_decode:
+            lines.append(f"  vae decode {v.height_px}×{v.width_px}: {v.median_s:.4g} s warm, "
+                         f"{v.first_s if v.first_s is not None else float('nan'):.4g} s first call")
+        if p.scheduler_step:
+            lines.append("  scheduler step: " + ", ".join(f"{t.query_tokens} tokens {t.median_s * 1e6:.0f} µs"
+                                                          for t in p.scheduler_step))
+        for o in p.pass_overhead:
+            step = f"{o.step_s * 1e3:.3g} ms" if o.step_s is not None else "not measured"
+            lines.append(f"  overhead batch {o.batch}: {o.block_s * 1e6:.3g} µs per block, runtime loop {step} per "
+                         f"step, first pass {o.first_pass_s * 1e3:.3g} ms")
         out_console.print("\n".join(lines), markup=False)
         if p.layers:
             _summary(p, "layers")

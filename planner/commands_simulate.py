@@ -89,6 +89,8 @@ def print_result(plan: ParallelPlan, result: SimulationResult, gpu_of: dict[str,
     for key, value in p.breakdown_s.items():
         table.add_row(key, f"{value:.4f}", f"{100 * value / p.latency_s:.1f}%" if p.latency_s else "-")
     out_console.print(table)
+    if p.unpriced:
+        out_console.print(f"not priced by the cost model (counted as 0): {', '.join(p.unpriced)}", markup=False)
     mem = Table(title="Memory and utilisation per device (GiB)")
     for col in ("device", "gpu", "parameters", "activations", "kv buffers", "receive", "total", "capacity",
                 "fits", "utilisation"):

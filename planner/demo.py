@@ -87,11 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         return code
     measured = result["latency_s"]
     denoise, vae = split_measured(load_trace(out / "measured-trace.json"))
-    predicted = plan.prediction.latency_s if plan.prediction else float("nan")
-    print(f"\n{plan.degrees.label()} on {TOPOLOGY} ({plan.prediction.cost_model if plan.prediction else '-'}):")
-    print(f"  denoising loop: predicted {predicted:.3g} s, measured {denoise:.3g} s "
-          f"(measured/predicted {denoise / predicted:.2f})")
-    print(f"  VAE decode (not modelled by the simulator): measured {vae:.3g} s; end to end measured {measured:.3g} s")
+    prediction = plan.prediction
+    predicted = prediction.latency_s if prediction else float("nan")
+    predicted_vae = prediction.breakdown_s.get("vae", 0.0) if prediction else float("nan")
+    loop = predicted - predicted_vae
+    print(f"\n{plan.degrees.label()} on {TOPOLOGY} ({prediction.cost_model if prediction else '-'}):")
+    print(f"  denoising loop: predicted {loop:.3g} s, measured {denoise:.3g} s (measured/predicted {denoise / loop:.2f})")
+    print(f"  VAE decode: predicted {predicted_vae:.3g} s, measured {vae:.3g} s")
+    print(f"  end to end: predicted {predicted:.3g} s, measured {measured:.3g} s "
+          f"(measured/predicted {measured / predicted:.2f})")
+    if prediction and prediction.unpriced:
+        print(f"  not priced by the cost model (counted as 0): {', '.join(prediction.unpriced)}")
     print(f"files: {', '.join(sorted(p.name for p in out.iterdir()))} in {out}/")
     return 0
 

@@ -67,6 +67,20 @@ class AnalyticCostModel:
     def name(self) -> str:
         return f"analytic:{self.gpu_name}"
 
+    # The roofline knows the transformer's FLOPs only: the optional costs of
+    # profiles.cost_model.OPTIONAL_METHODS are unknown to it (None: the simulator prices 0 and says so).
+    def scheduler_step_time_s(self, image_tokens: int) -> float | None:
+        return None
+
+    def pass_overhead_s(self, blocks: int, batch: int) -> float | None:
+        return None
+
+    def first_pass_overhead_s(self, batch: int) -> float | None:
+        return None
+
+    def vae_decode_time_s(self, height_px: int, width_px: int) -> float | None:
+        return None
+
     def flops(self, shape: LayerShape) -> float:
         return layer_flops(self.model.arch, shape, text_tokens=self.model.text_tokens)
 

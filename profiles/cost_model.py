@@ -55,3 +55,14 @@ class CostModel(Protocol):
     def layer_time_s(self, shape: LayerShape) -> float:
         """Time of one forward of the layer for ``shape`` (must not decrease as work grows)."""
         ...
+
+
+OPTIONAL_METHODS = {
+    "scheduler_step_time_s": "(image_tokens) → one scheduler step on that many tokens' latent rows",
+    "pass_overhead_s": "(blocks, batch) → a pass's overhead beyond its separately timed layers",
+    "first_pass_overhead_s": "(batch) → extra time of a rank's first pass in a fresh process",
+    "vae_decode_time_s": "(height_px, width_px) → the VAE decode of one image in a one-image run",
+}
+"""Methods a cost model may add beyond :class:`CostModel`; each returns seconds, or None when
+the model cannot tell (the simulator then prices 0 and lists the method in
+``Prediction.unpriced``)."""

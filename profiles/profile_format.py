@@ -86,6 +86,50 @@ class CollectiveCurve(BaseModel):
     points: list[LinkPoint] = Field(default_factory=list)
 
 
+class VaeTiming(BaseModel):
+    """The VAE decode of one image (batch 1) at one resolution to PNG bytes (``vae.decode``, 8-bit
+    conversion, PNG encoding, as the runtime does it): what runs once after the loop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    height_px: int = Field(gt=0)
+    width_px: int = Field(gt=0)
+    median_s: float = Field(ge=0, description="Median of the repeats, seconds.")
+    p10_s: float = Field(ge=0)
+    p90_s: float = Field(ge=0)
+    repeats: int = Field(ge=1)
+    first_s: float | None = Field(None, ge=0, description="The first decode in the process (cold: set-up "
+                                  "of the VAE's kernels), seconds; what a one-image run pays.")
+
+
+class PassOverhead(BaseModel):
+    """What a whole-model forward costs beyond the sum of its separately timed layers.
+
+    ``block_s``: (one full forward of every block, as the runtime calls it) minus (embed +
+    Σ timed blocks + final from the ``layers`` table, same shape), divided by the number of
+    blocks: the Python between blocks and the cache misses of many distinct weights that
+    calling one block in a loop does not see. ``first_pass_s``: the first forward in a fresh
+    process minus a warm one (allocator and kernel set-up), paid once per rank per run.
+    ``step_s``: the runtime's own loop per step (one rank, serial path) minus the warm
+    forward and the scheduler step.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch: int = Field(ge=1)
+    query_tokens: int = Field(gt=0, description="Shape of the measured forward (q = kv = the whole image).")
+    forward_s: float = Field(ge=0, description="Median full-model forward, seconds.")
+    layers_sum_s: float = Field(ge=0, description="embed + Σ blocks + final from the layer timings, seconds.")
+    block_s: float = Field(ge=0, description="max(0, forward − layers_sum) / blocks, seconds per block call.")
+    first_pass_s: float = Field(ge=0, description="Cold first forward minus the warm median, seconds (0 if not cold).")
+    runtime_step_s: float | None = Field(None, ge=0, description="Median step of the runtime's own loop (one rank, "
+                                         "serial path) on the same model and shape, seconds.")
+    step_s: float | None = Field(None, ge=0, description="max(0, median over repeats of (runtime step − forward "
+                                 "timed right after it − scheduler step)): what the runtime's loop adds around each "
+                                 "forward, seconds.")
+    repeats: int = Field(ge=1)
+
+
 class SoftwareStack(BaseModel):
     """What the timings depend on besides the hardware (None: not applicable, e.g. analytic)."""
 
@@ -147,6 +191,13 @@ class Profile(BaseModel):
     software: SoftwareStack = Field(default_factory=SoftwareStack)
     text_tokens: int | None = Field(None, description="Text tokens the timed layers attended to.")
     layers: dict[str, list[Timing]] = Field(default_factory=dict, description="Layer kind → timings.")
+    vae_decode: list[VaeTiming] = Field(
+        default_factory=list, description="VAE decode per resolution (optional; absent: not priced).")
+    scheduler_step: list[Timing] = Field(
+        default_factory=list, description="The preset's diffusers scheduler step on a latent of query_tokens "
+        "image tokens' rows (kv_tokens = query_tokens, batch 1); optional.")
+    pass_overhead: list[PassOverhead] = Field(
+        default_factory=list, description="Whole-forward overhead beyond the timed layers, per batch; optional.")
     links: list[LinkFit] = Field(default_factory=list)
     collectives: list[CollectiveCurve] = Field(default_factory=list)
     provenance: ProfileProvenance

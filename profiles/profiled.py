@@ -187,6 +187,41 @@ class ProfiledCostModel:
                 return math.exp(value)
         return self._fallback(shape, why)
 
+    # -- optional costs (profiles.cost_model.OPTIONAL_METHODS); None where the profile has no such timings
+    def scheduler_step_time_s(self, image_tokens: int) -> float | None:
+        """Log-log between measured token counts; outside them, proportional to the tokens
+        from the nearest measurement (the step is elementwise over the latent)."""
+        points = sorted((t.query_tokens, t.median_s) for t in self.profile.scheduler_step if t.query_tokens > 0)
+        if not points or image_tokens <= 0:
+            return None
+        return _log_log(points, float(image_tokens))
+
+    def pass_overhead_s(self, blocks: int, batch: int) -> float | None:
+        """``blocks`` × the measured per-block overhead of a whole forward, plus the runtime loop's
+        step overhead, at this batch (else the nearest batch). The step overhead was measured on
+        the serial path and is charged to every pass (each PipeFusion patch on each stage)."""
+        entries = self.profile.pass_overhead
+        if not entries:
+            return None
+        entry = min(entries, key=lambda e: (abs(e.batch - batch), e.batch))
+        return blocks * entry.block_s + (entry.step_s or 0.0)
+
+    def first_pass_overhead_s(self, batch: int) -> float | None:
+        """The cold first forward's extra time (measured once per profile, at one batch)."""
+        entries = self.profile.pass_overhead
+        return max(e.first_pass_s for e in entries) if entries else None
+
+    def vae_decode_time_s(self, height_px: int, width_px: int) -> float | None:
+        """The measured decode at this resolution (cold first call where recorded: a one-image run
+        pays it); other sizes proportional to the pixels from the nearest measured one."""
+        entries = self.profile.vae_decode
+        if not entries:
+            return None
+        pixels = height_px * width_px
+        near = min(entries, key=lambda e: (abs(math.log(e.height_px * e.width_px / pixels)), e.height_px))
+        seconds = near.first_s if near.first_s is not None else near.median_s
+        return seconds * pixels / (near.height_px * near.width_px)
+
     def _fallback(self, shape: LayerShape, why: str) -> float:
         scale = self.efficiency.get(shape.kind, 1.0)
         key = (shape.kind, shape.batch, shape.tensor_shard)
@@ -199,6 +234,20 @@ class ProfiledCostModel:
                           f"and shard outside the range are treated the same and not reported", ProfileRangeWarning,
                           stacklevel=3)
         return scale * self.analytic.layer_time_s(shape)
+
+
+def _log_log(points: list[tuple[int, float]], x: float) -> float:
+    """Piecewise log-log interpolation of (x, seconds) points; proportional to x outside them."""
+    if x <= points[0][0]:
+        return points[0][1] * x / points[0][0]
+    if x >= points[-1][0]:
+        return points[-1][1] * x / points[-1][0]
+    i = bisect.bisect_right([p[0] for p in points], x)
+    (x0, y0), (x1, y1) = points[i - 1], points[i]
+    if y0 <= 0 or y1 <= 0:
+        return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    w = math.log(x / x0) / math.log(x1 / x0)
+    return math.exp((1 - w) * math.log(y0) + w * math.log(y1))
 
 
 def _major_minor(version: str | None) -> str | None:

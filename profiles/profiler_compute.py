@@ -14,7 +14,8 @@ on one device) at its real dimensions with seeded random weights. For each resol
 
 Each block is then called on its captured arguments: warm-up calls, then repeats, median
 and spread (on CUDA with synchronisation). Embed and final come from the same forwards'
-hook timestamps. The result is a :class:`~profiles.profile_format.Profile`.
+hook timestamps. The VAE decode, the scheduler step and the whole-forward overhead are
+timed too (:mod:`profiles.profiler_extras`). The result is a :class:`~profiles.profile_format.Profile`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ class ComputeSettings:
     seed: int = 0
     gpu: str | None = None
     """Catalog GPU name (default: guessed from the CUDA device name; 'cpu' on CPU)."""
+    extras: bool = True
+    """Also time the VAE decode and the scheduler step (:mod:`profiles.profiler_extras`)."""
+    pass_overhead: bool | None = None
+    """Build the whole model to measure the pass overhead; None: for tiny presets only."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,16 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     timer = Timer(settings, sync)
 
+    from profiles.profiler_extras import FullForward, time_scheduler_step, time_vae_decode
+
+    resolutions = settings.resolutions_px or (preset.default_resolution, 2 * preset.default_resolution)
+    base_res = preset.default_resolution if preset.default_resolution in resolutions else resolutions[0]
+    full = None
+    if settings.pass_overhead or (settings.pass_overhead is None and preset.tiny):
+        # first, while the process is cold: the runtime's first forward pays the same set-up
+        cold_batch = 2 if preset.uses_cfg and 2 in settings.batches else settings.batches[0]
+        full = FullForward(preset, resolution_px=base_res, batch=cold_batch, device=device, dtype=dtype,
+                           seed=settings.seed, sync=sync)
     small = reduced_preset(preset)
     kinds = small.arch.block_kinds()
     first_of = {kind: kinds.index(kind) for kind in dict.fromkeys(kinds)}
@@ -279,9 +294,20 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
                                                   batch=w.batch, tensor_shard=s))
             if progress:
                 progress(0, f"{w.resolution_px}px q={q} kv={w.kv_tokens} b={w.batch}")
+    vae, scheduler, overhead = [], [], []
+    with torch.inference_mode():
+        if settings.extras:
+            vae = time_vae_decode(preset, tuple(resolutions), timer.samples, device=device, dtype=dtype,
+                                  seed=settings.seed)
+            rows = preset.token_grid(base_res, base_res)[0]
+            scheduler = time_scheduler_step(preset, base_res, _splits(rows, settings.max_patches), timer.samples,
+                                            summarise, device=device, dtype=dtype)
+        if full is not None:
+            overhead = full.overheads(layers, settings.batches, timer.samples, scheduler)
     return Profile(model=preset.name, model_family=preset.family, device=catalog_name, device_name=device_name,
                    software=software_stack(device, settings.dtype, settings.threads),
-                   text_tokens=preset.text_tokens, layers=layers,
+                   text_tokens=preset.text_tokens, layers=layers, vae_decode=vae, scheduler_step=scheduler,
+                   pass_overhead=overhead,
                    provenance=ProfileProvenance(kind="measured", command=command, host=platform.node(),
                                                 notes=[f"warmup {settings.warmup}, repeats {settings.repeats}, "
                                                        f"samples of at least {settings.min_sample_s * 1e3:g} ms",

@@ -2,7 +2,10 @@
 
 :func:`simulate` builds the :class:`~simulator.workload.Workload`, one simpy actor per stage
 group (see :mod:`simulator.strategies.pipefusion`), and a :class:`~simulator.network.Network`
-of link resources; compute times come only from the cost model's ``layer_time_s``. Each
+of link resources; compute times come only from the cost model: ``layer_time_s``, and where
+the cost model has them (:data:`OPTIONAL_COSTS`; a missing method or a None answer prices
+0 and is listed in ``Prediction.unpriced``) the scheduler step, the pass overheads and the
+VAE decode. Each
 actor records what it did when (compute, embeddings, final layer, exposed communication,
 waiting); from that the engine derives the latency, its breakdown, utilisation, traffic
 and, on request, a Chrome trace. Time is in seconds throughout (``TIME_UNIT_S``). The same
@@ -36,6 +39,9 @@ from simulator.workload import INNER_AXES, Actor, Workload, build_workload
 TIME_UNIT_S = 1.0
 """simpy time is in seconds."""
 
+OPTIONAL_COSTS = ("scheduler_step_time_s", "pass_overhead_s", "first_pass_overhead_s", "vae_decode_time_s")
+"""Cost-model methods beyond ``layer_time_s`` the engine uses when they exist (see :class:`CostModel`)."""
+
 @dataclass(frozen=True)
 class SimEvent:
     """One interval of one stage group's timeline (all its ranks do the same thing)."""
@@ -65,6 +71,10 @@ class PassCost:
     final_s: float
     local_query_tokens: int
     specs: tuple[CollectiveSpec, ...]
+    scheduler_s: float = 0.0
+    """The scheduler step of the item (last stage only)."""
+    overhead_s: float = 0.0
+    """The pass's overhead beyond its timed layers (per block call of the stage)."""
 
 
 @dataclass
@@ -117,6 +127,8 @@ class Simulation:
         self._layer_costs: dict[LayerShape, float] = {}
         self._groups: dict[tuple[str, str], list[list[str]]] = {}
         self._sends: list[simpy.Process] = []
+        self._optional: dict[tuple, float] = {}
+        self.unpriced: set[str] = set()
         self.finished_s = 0.0
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -157,6 +169,24 @@ class Simulation:
             t = self._layer_costs[shape] = float(self.cost_model.layer_time_s(shape))
         return t
 
+    def optional_s(self, method: str, *args: Any) -> float:
+        """Seconds from an optional cost-model method; 0 (and noted as unpriced) when it is absent or unknown."""
+        key = (method, *args)
+        value = self._optional.get(key)
+        if value is None:
+            fn = getattr(self.cost_model, method, None)
+            answer = fn(*args) if fn is not None else None
+            if answer is None:
+                self.unpriced.add(method)
+            value = self._optional[key] = float(answer or 0.0)
+        return value
+
+    def first_pass_s(self) -> float:
+        return self.optional_s("first_pass_overhead_s", self.work.batch)
+
+    def vae_s(self) -> float:
+        return self.optional_s("vae_decode_time_s", self.plan.height_px, self.plan.width_px)
+
     def pass_cost(self, stage: int, item: int | None, *, warmup: bool, first: bool = False) -> PassCost:
         """Price one pass of ``stage`` over ``item``; ``first``: the generation's first step."""
         key = (stage, item, warmup, first)
@@ -176,7 +206,9 @@ class Simulation:
                       first)
         specs = tuple(spec for strategy, degree in self.strategies
                       for spec in strategy.collectives(pw, degree, local.query_tokens))
-        cost = self._costs[key] = PassCost(compute, embed, final, local.query_tokens, specs)
+        scheduler = self.optional_s("scheduler_step_time_s", q) if stage == work.stages - 1 else 0.0
+        overhead = self.optional_s("pass_overhead_s", len(work.stage_kinds[stage]), b)
+        cost = self._costs[key] = PassCost(compute, embed, final, local.query_tokens, specs, scheduler, overhead)
         return cost
 
     def _attention_share(self, stage: int, q: int, k: int, b: int) -> float:

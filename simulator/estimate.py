@@ -9,7 +9,8 @@ pipeline follows PipeFusion's closed form::
     W · Σ_d full_d  +  (T − W) · max(M · max_d patch_d, Σ_d patch_d)  +  (Σ_d patch_d − max_d patch_d)
 
 (warm-up passes, steady steps limited by the slowest stage or by one patch's round trip
-when M < N, one pipeline fill). :func:`simulator.engine.simulate` is the reference.
+when M < N, one pipeline fill), plus the cost model's first-pass overhead and VAE decode
+once (the scheduler step and pass overhead are inside each pass). :func:`simulator.engine.simulate` is the reference.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
         passed = max([c] + [(1.0 - s.overlap_fraction) * c + _collective_s(sim, actor, s)
                             for s in cost.specs if s.overlapped])
         blocking = sum(_collective_s(sim, actor, s) for s in cost.specs if not s.overlapped)
-        t = cost.embed_s + passed + blocking + cost.final_s
+        t = cost.embed_s + passed + blocking + cost.final_s + cost.overhead_s + cost.scheduler_s
         act = cost.local_query_tokens * work.hidden * work.batch * work.dtype_bytes
         if stage < work.stages - 1:
             nxt = work.actor(0, 0, stage + 1)
@@ -72,6 +73,12 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
                 t += sim.net.duration_s(cluster.route(actor.devices[0], peer.devices[0]), output)
         return t
 
+    once = sim.first_pass_s() + sim.vae_s()  # the cold first pass and the VAE decode at the end
+    return once + _loop_s(work, stage_time)
+
+
+def _loop_s(work, stage_time) -> float:
+    """The denoising loop's closed form (the module docstring's formula)."""
     warm = work.warmup_steps
     full = sum(stage_time(d, None, True) for d in range(work.stages)) if warm else 0.0
     total = warm * full

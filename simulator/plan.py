@@ -64,6 +64,9 @@ class Prediction(BaseModel):
     bytes_by_route_class: dict[str, int] = Field(default_factory=dict)
     throughput_images_per_s: float | None = None
     cost_model: str = Field("", description="analytic:<gpu> or profile:<file> the prediction used.")
+    unpriced: list[str] = Field(default_factory=list, description="Optional costs the cost model could not price "
+                                "(priced 0): scheduler_step_time_s, pass_overhead_s, first_pass_overhead_s, "
+                                "vae_decode_time_s.")
 
 
 class Provenance(BaseModel):

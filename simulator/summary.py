@@ -5,8 +5,10 @@ The breakdown is read off one *reference* stage group: the one busiest after the
 bottleneck of the steady state. ``warmup`` is the wall time until the last warm-up step's
 latent is back on stage 0 (of the reference group's replica); after it, the reference group's time is its compute, embed,
 final, exposed communication, and ``bubble`` (waiting for input that was not sent yet).
-The keys sum to the latency. The scheduler step and the VAE decode are not priced (the cost
-model has no such layers): ``scheduler`` is reported as 0.
+``scheduler`` (the scheduler steps), ``overhead`` (pass and first-pass overheads) and
+``vae`` (the decode at the end, on the decoding group) come from the cost model's optional
+methods, 0 where it has none (listed in ``Prediction.unpriced``).
+The keys sum to the latency.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from simulator.trace import Trace, TraceEvent, TraceMeta, track_names
 if TYPE_CHECKING:
     from simulator.engine import Simulation, SimulationResult
 
-BUSY = ("embed", "compute", "final")
-BREAKDOWN_KEYS = ("warmup", "embed", "compute", "final", "scheduler", "exposed_communication", "bubble")
+BUSY = ("embed", "compute", "final", "scheduler", "overhead", "vae")
+BREAKDOWN_KEYS = ("warmup", "embed", "compute", "final", "scheduler", "overhead", "vae", "exposed_communication",
+                  "bubble")
 
 
 def breakdown(sim: Simulation, latency_s: float) -> dict[str, float]:
@@ -41,12 +44,12 @@ def breakdown(sim: Simulation, latency_s: float) -> dict[str, float]:
     warm = warm_end(ref)
     after = sim.after_warmup[ref.label] if warm < latency_s else {}
     out = {"warmup": warm}
-    for key in ("embed", "compute", "final"):
+    for key in ("embed", "compute", "final", "scheduler", "overhead"):
         out[key] = after.get(key, 0.0)
-    out["scheduler"] = 0.0
+    # the decode ends the run on its own group; another reference group is waiting for it meanwhile
+    out["vae"] = max((sim.totals[a.label].get("vae", 0.0) for a in actors), default=0.0) if warm < latency_s else 0.0
     out["exposed_communication"] = after.get("exposed_communication", 0.0)
-    out["bubble"] = max(latency_s - warm - sum(out[k] for k in ("embed", "compute", "final",
-                                                                    "exposed_communication")), 0.0)
+    out["bubble"] = max(latency_s - warm - sum(out[k] for k in BREAKDOWN_KEYS[1:-1]), 0.0)
     return {key: out[key] for key in BREAKDOWN_KEYS}
 
 
@@ -95,6 +98,7 @@ def build_result(sim: Simulation) -> SimulationResult:
         bytes_by_route_class=dict(sorted(sim.net.traffic.by_route_class.items())),
         throughput_images_per_s=throughput_images_per_s(sim.plan, latency),
         cost_model=sim.cost_model.name,
+        unpriced=sorted(sim.unpriced),
     )
     return SimulationResult(prediction=prediction, fits=not oom, oom=oom, utilisation=utilisation(sim, latency),
                             memory=memory, traffic=sim.net.traffic, events=list(sim.events),

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from profiles.loading import load_model_file, write_atomic
 
-CATEGORIES = ("compute", "embed", "final", "scheduler", "vae", "send", "recv", "collective", "wait")
+CATEGORIES = ("compute", "embed", "final", "scheduler", "vae", "overhead", "send", "recv", "collective", "wait")
 
 
 class TraceArgs(BaseModel):

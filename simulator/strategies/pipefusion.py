@@ -10,7 +10,9 @@ the pipeline fills once per image when ``M ≥ N`` and idles when ``M < N``. Wit
 every step is a synchronous full-image pass through the stages: no staleness benefit.
 
 Stage 0 also runs the embeddings, the last stage the final layer, the CFG exchange (when
-CFG parallel) and the scheduler. HunyuanDiT's long skips are extra sends from the stage of
+CFG parallel) and the scheduler step. Every pass pays the cost model's pass overhead, each
+actor's first pass its first-pass (cold) overhead, and the last stage of the first CFG
+group decodes the image with the VAE after its last step. HunyuanDiT's long skips are extra sends from the stage of
 a skip's source block to the stage of its mirror block, which waits for them.
 """
 
@@ -71,9 +73,12 @@ def stage_actor(sim: Simulation, actor: Actor) -> Generator:
                 sent_at = max(e.value for e in deps)
                 sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
             cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps, first=step == 0)
+            if step == 0 and item == work.items(0)[0]:
+                yield from sim.compute(actor, sim.first_pass_s(), "overhead", "first pass", **tags)
             if actor.stage == 0:
                 yield from sim.compute(actor, cost.embed_s, "embed", "embed", **tags)
             yield from sim.stage_pass(actor, cost, **tags)
+            yield from sim.compute(actor, cost.overhead_s, "overhead", "pass overhead", **tags)
             tokens = cost.local_query_tokens
             activation = tokens * work.hidden * work.batch * work.dtype_bytes
             for (src, dst), count in work.skip_layers.items():
@@ -89,6 +94,9 @@ def stage_actor(sim: Simulation, actor: Actor) -> Generator:
             yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
             if work.degrees["cfg"] > 1:
                 yield from sim.cfg_exchange(actor, prediction_bytes(sim.model, tokens, work.dtype_bytes), **tags)
+            yield from sim.compute(actor, cost.scheduler_s, "scheduler", "scheduler", **tags)
             latent = latent_bytes(sim.model, tokens, work.dtype_bytes)
             peer = work.actor(actor.data, actor.cfg, 0)
             sim.spawn(sim.send(actor, peer, latent, return_key(actor, step, item), "latent", **tags))
+    if actor.stage == last and actor.cfg == 0:
+        yield from sim.compute(actor, sim.vae_s(), "vae", "vae decode", stage=actor.stage)

@@ -132,7 +132,7 @@ def test_sum_of_layer_costs_predicts_a_timed_serial_forward(pfplan, tmp_path) ->
         out = tmp_path / f"p{round_}.json"
         result = pfplan("profile", "compute", "--model", preset_file, "--resolutions", "256", "--max-patches", "1",
                         "--batches", "2", "--tensor-shards", "1", "--shards", "", "--threads", "1",
-                        "--repeats", "9", "-o", out)
+                        "--repeats", "9", "--no-extras", "--no-pass-overhead", "-o", out)
         assert result.code == 0, result.err
         cost = load_profiled_cost_model(out, preset, gpu_name="cpu")
         predicted = serial_prediction_s(cost, preset, resolution_px=256, steps=1)  # batch 2: pixart uses CFG

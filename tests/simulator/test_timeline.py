@@ -55,7 +55,7 @@ def test_pipefusion_two_stages_two_patches_one_warmup_step():
     ]
     b = result.prediction.breakdown_s
     assert b == pytest.approx({"warmup": 4.75, "embed": 0.0, "compute": 4.0, "final": 1.0, "scheduler": 0.0,
-                               "exposed_communication": 0.0, "bubble": 2.25}, abs=1e-9)
+                               "overhead": 0.0, "vae": 0.0, "exposed_communication": 0.0, "bubble": 2.25}, abs=1e-9)
 
 
 def test_patch_m_of_step_t_runs_on_stage_d_at_micro_step_tM_plus_m_plus_d():

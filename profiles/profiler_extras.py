@@ -1,0 +1,222 @@
+"""What a generation spends outside the timed transformer layers, measured by ``pfplan profile compute``.
+
+The per-layer table (:mod:`profiles.profiler_compute`) prices the blocks, the embeddings
+and the output layer. A real run also spends time on:
+
+* the **VAE decode** of the final latent to a PNG, once per image (``runtime.worker.decode_png``,
+  the function the runtime's ``vae decode`` span wraps; the preset's AutoencoderKL: for
+  tiny presets built from ``preset.vae_config`` with seeded random weights, exactly as
+  ``runtime.model_loading.load_vae`` builds it; real presets need their weights, so their
+  profiles leave it out and the simulator says it did not price it);
+* the **scheduler step** (the preset's diffusers scheduler, on the whole latent and on each
+  patch's rows), once per item on the last stage;
+* the **pass overhead**: a whole-model forward, block after block as the runtime calls it,
+  takes longer than embed + Σ blocks + final timed one at a time (the Python between blocks,
+  and weights of many distinct blocks not staying in cache the way one block's do when it
+  is called in a loop), and the **first** forward of a fresh process pays allocator and kernel
+  set-up once. Both come from the full model (every block), so they are measured for tiny
+  presets, or when asked (``--pass-overhead``) and the model fits;
+* the **step overhead** of the runtime's own loop: ``runtime.executors.pipefusion.StageLoop``
+  run on one rank over the same whole model (the serial / CFG-parallel path), per step,
+  minus the warm forward (timed right after each loop) and the scheduler step: the conditioning kwargs, unpatchify,
+  guidance and bookkeeping the runtime wraps around each forward.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from profiles.cost_model import EMBED, FINAL
+from profiles.models import ModelPreset
+from profiles.profile_format import PassOverhead, Timing, VaeTiming
+
+
+def time_vae_decode(preset: ModelPreset, resolutions_px: tuple[int, ...], samples: Callable[[Callable], list[float]],
+                    *, device: str, dtype: Any, seed: int) -> list[VaeTiming]:
+    """The runtime's decode of one latent to PNG bytes (``vae.decode``, conversion to 8-bit, PNG
+    encoding) per resolution; [] when the preset has no buildable VAE."""
+    import statistics
+
+    import diffusers
+    import torch
+
+    from runtime.worker import decode_png  # exactly what the runtime's "vae decode" span runs
+
+    if preset.vae_config is None:
+        return []
+    torch.manual_seed(seed + 1)  # the runtime's seed for the VAE (runtime.model_loading.load_vae)
+    vae = diffusers.AutoencoderKL(**preset.vae_config).to(device=device, dtype=dtype).eval()
+    channels = int(preset.vae_config.get("latent_channels", preset.arch.latent_channels))
+    out = []
+    for res in resolutions_px:
+        rows, cols = preset.latent_size(res, res)
+        latent = torch.randn(1, channels, rows, cols, device=device, dtype=dtype)
+        start = time.perf_counter()
+        decode_png(vae, latent)  # ends with a copy to the CPU: synchronised
+        first = time.perf_counter() - start
+        runs = sorted(samples(lambda: decode_png(vae, latent)))
+        deciles = statistics.quantiles(runs, n=10, method="inclusive") if len(runs) > 1 else runs * 9
+        out.append(VaeTiming(height_px=res, width_px=res, median_s=statistics.median(runs), p10_s=deciles[0],
+                             p90_s=deciles[-1], repeats=len(runs), first_s=first))
+    return out
+
+
+def time_scheduler_step(preset: ModelPreset, resolution_px: int, patch_counts: list[int],
+                        samples: Callable[[Callable], list[float]], summarise: Callable[..., Timing], *,
+                        device: str, dtype: Any) -> list[Timing]:
+    """One scheduler step (in its steady state: the middle timestep, higher-order history filled)
+    on the whole latent and on one patch's rows for each patch count."""
+    import diffusers
+    import torch
+
+    cls = getattr(diffusers, preset.scheduler)
+    rows, cols = preset.latent_size(resolution_px, resolution_px)
+    p = preset.arch.patch_size
+    out: list[Timing] = []
+    for m in patch_counts:
+        patch_rows = rows // m
+        sched = cls(**preset.scheduler_config)
+        sched.set_timesteps(max(preset.default_steps, 4))
+        mid = len(sched.timesteps) // 2
+        t = sched.timesteps[mid]
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        sample = torch.randn(1, preset.arch.latent_channels, patch_rows, cols, generator=gen).to(device, dtype)
+        noise = torch.randn(sample.shape, generator=gen).to(device, dtype)
+
+        def step() -> None:
+            if hasattr(sched, "_step_index"):
+                sched._step_index = mid  # stay on one timestep: a steady-state step, not the end of the schedule
+            sched.step(noise, t, sample, return_dict=False)
+
+        tokens = (patch_rows // p) * (cols // p)
+        out.append(summarise(samples(step), query_tokens=tokens, kv_tokens=tokens, batch=1))
+    return out
+
+
+class FullForward:
+    """The whole model (every block), timed cold once at construction and warm later."""
+
+    def __init__(self, preset: ModelPreset, *, resolution_px: int, batch: int, device: str, dtype: Any,
+                 seed: int, sync: Callable[[], None]) -> None:
+        import torch
+
+        from profiles.model_build import build_transformer
+        from profiles.model_inputs import forward_inputs
+
+        self.preset, self.resolution_px, self.device, self.dtype, self.seed = preset, resolution_px, device, dtype, seed
+        self.model = build_transformer(preset, device=device, dtype=None if dtype == torch.float32 else dtype,
+                                       seed=seed)
+        self.cold_batch = batch
+        inputs = self.inputs(batch)
+        with torch.inference_mode():
+            sync()
+            start = time.perf_counter()
+            self.call(inputs)
+            sync()
+            self.cold_s = time.perf_counter() - start
+
+    def inputs(self, batch: int) -> dict[str, Any]:
+        from profiles.model_inputs import forward_inputs
+
+        rows, cols = self.preset.token_grid(self.resolution_px, self.resolution_px)
+        return forward_inputs(self.preset, rows=rows, cols=cols, batch=batch, device=self.device, dtype=self.dtype,
+                              seed=self.seed)
+
+    def call(self, inputs: dict[str, Any]) -> None:
+        try:
+            self.model(**inputs)
+        except RuntimeError:
+            if self.preset.family != "dit":
+                raise
+            # DiT's unpatchify may refuse the learned-sigma output after the blocks ran (profiler_compute does the same)
+
+    def runtime_step_excess_s(self, batch: int, scheduler_s: float, *, steps: int,
+                              repeats: int) -> tuple[float, float]:
+        """(median seconds per step of the runtime's own serial loop, median excess per step over
+        the warm forward and ``scheduler_s``).
+
+        The loop is ``runtime.executors.pipefusion.StageLoop`` on one rank, no PipeFusion: the
+        path serial and CFG-parallel plans run. Each repeat times one loop and then ``steps``
+        forwards right after it, so load from other jobs that comes and goes moves both sides
+        of a difference alike.
+        """
+        import statistics
+
+        import diffusers
+        import torch
+
+        from runtime.executors.pipefusion import StageLoop, StageSetup
+        from runtime.measure import Recorder
+        from runtime.model_inputs import initial_latent, make_conditioning
+
+        preset = self.preset
+        cond = make_conditioning(preset, seed=self.seed)
+        cfg = preset.uses_cfg and batch == 2
+        branch = cond.branches(("uncond", "cond") if cfg else ("cond",))
+        branch = type(branch)(**{k: (v.to(self.device) if v is not None else None) for k, v in vars(branch).items()})
+        latent = initial_latent(preset, self.resolution_px, self.resolution_px, self.seed,
+                                dtype=self.dtype).to(self.device)
+        rows, cols = preset.token_grid(self.resolution_px, self.resolution_px)
+        scheduler = getattr(diffusers, preset.scheduler)(**preset.scheduler_config)
+        inputs = self.inputs(batch)
+        loops, excess = [], []
+        for i in range(repeats + 1):  # the first pair is a warm-up
+            setup = StageSetup(preset=preset, model=self.model, scheduler=scheduler, branch=branch, latent=latent,
+                               steps=steps, warmup=steps, patch_rows=[rows], rows=rows, cols=cols,
+                               layers=range(len(preset.arch.block_kinds())), stage=0, stages=1, pipeline=[0],
+                               cfg_mode="batch" if cfg else "none", guidance_scale=cond.guidance_scale,
+                               dist=_OneRank(), rec=Recorder(rank=0),
+                               generator=torch.Generator(device="cpu").manual_seed(self.seed))
+            loop = StageLoop(setup)
+            start = time.perf_counter()
+            loop.run()
+            per_step = (time.perf_counter() - start) / steps
+            start = time.perf_counter()
+            for _ in range(steps):
+                self.call(inputs)
+            forward = (time.perf_counter() - start) / steps
+            if i:
+                loops.append(per_step)
+                excess.append(per_step - forward - scheduler_s)
+        return statistics.median(loops), max(statistics.median(excess), 0.0)
+
+    def overheads(self, layers: dict[str, list[Timing]], batches: tuple[int, ...],
+                  samples: Callable[[Callable], list[float]], scheduler: list[Timing] | None = None,
+                  *, loop_repeats: int = 5) -> list[PassOverhead]:
+        """Warm full forwards against the layer table's sum for the same shape, per batch."""
+        import statistics
+
+        import torch
+
+        tokens = self.preset.image_tokens(self.resolution_px)
+        kinds = self.preset.arch.block_kinds()
+        out = []
+        with torch.inference_mode():
+            for batch in batches:
+                table = {kind: {t.key: t.median_s for t in timings} for kind, timings in layers.items()}
+                key = (tokens, tokens, batch, 1)
+                if any(key not in table.get(kind, {}) for kind in (EMBED, FINAL, *set(kinds))):
+                    continue
+                inputs = self.inputs(batch)
+                runs = samples(lambda: self.call(inputs))
+                forward = statistics.median(runs)
+                parts = table[EMBED][key] + table[FINAL][key] + sum(table[kind][key] for kind in kinds)
+                first = max(self.cold_s - forward, 0.0) if batch == self.cold_batch else 0.0
+                sched = next((t.median_s for t in scheduler or [] if t.query_tokens == tokens), None)
+                step = loop = None
+                runs_batch = batch == 1 or (batch == 2 and self.preset.uses_cfg)  # what the runtime can run
+                if sched is not None and runs_batch:
+                    loop, step = self.runtime_step_excess_s(batch, sched, steps=max(self.preset.default_steps, 2),
+                                                            repeats=loop_repeats)
+                out.append(PassOverhead(batch=batch, query_tokens=tokens, forward_s=forward, layers_sum_s=parts,
+                                        block_s=max(forward - parts, 0.0) / len(kinds), first_pass_s=first,
+                                        runtime_step_s=loop, step_s=step, repeats=len(runs)))
+        return out
+
+
+class _OneRank:
+    """The one thing a single-rank, single-stage runtime loop asks of its DistContext."""
+
+    def flush(self) -> None:
+        pass

@@ -1,0 +1,129 @@
+"""The profile's optional non-transformer costs: VAE decode, scheduler step, pass overheads."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from pydantic import ValidationError
+
+from profiles.analytic import AnalyticCostModel
+from profiles.models import load_model
+from profiles.profile_format import PassOverhead, Profile, VaeTiming, load_profile, profile_path
+from profiles.profiled import ProfiledCostModel, load_profiled_cost_model
+from tests.profiles.test_profiled import synthetic, timing
+
+TINY = load_model("pixart-tiny")
+
+
+def with_extras(**update) -> Profile:
+    return synthetic().model_copy(update=update)
+
+
+def cost(profile: Profile) -> ProfiledCostModel:
+    return ProfiledCostModel.from_profile(profile, TINY, file="test.json")
+
+
+def test_a_profile_without_the_new_fields_still_loads(tmp_path) -> None:
+    data = json.loads(synthetic().model_dump_json())
+    for name in ("vae_decode", "scheduler_step", "pass_overhead"):
+        del data[name]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    profile = load_profile(path)
+    assert profile.schema_version == 1
+    assert profile.vae_decode == [] and profile.scheduler_step == [] and profile.pass_overhead == []
+    model = load_profiled_cost_model(path, TINY)
+    assert model.vae_decode_time_s(256, 256) is None
+    assert model.scheduler_step_time_s(256) is None
+    assert model.pass_overhead_s(4, 2) is None and model.first_pass_overhead_s(2) is None
+
+
+def test_shipped_gpu_profiles_have_no_extras_and_the_analytic_model_says_unknown() -> None:
+    assert load_profile(profile_path("pixart-alpha-a100-pcie")).vae_decode == []
+    analytic = AnalyticCostModel.for_gpu(TINY, "cpu")
+    assert analytic.vae_decode_time_s(256, 256) is None and analytic.scheduler_step_time_s(256) is None
+    assert analytic.pass_overhead_s(4, 1) is None and analytic.first_pass_overhead_s(1) is None
+
+
+def test_scheduler_step_is_log_log_inside_and_proportional_outside() -> None:
+    model = cost(with_extras(scheduler_step=[timing(64, 64, 1e-4), timing(256, 256, 4e-4)]))
+    assert model.scheduler_step_time_s(64) == pytest.approx(1e-4)
+    assert model.scheduler_step_time_s(128) == pytest.approx(math.sqrt(1e-4 * 4e-4))
+    assert model.scheduler_step_time_s(512) == pytest.approx(8e-4)
+    assert model.scheduler_step_time_s(32) == pytest.approx(0.5e-4)
+
+
+def test_vae_uses_the_cold_decode_and_scales_with_pixels() -> None:
+    entries = [VaeTiming(height_px=256, width_px=256, median_s=0.02, p10_s=0.02, p90_s=0.02, repeats=3, first_s=0.05),
+               VaeTiming(height_px=512, width_px=512, median_s=0.08, p10_s=0.08, p90_s=0.08, repeats=3)]
+    model = cost(with_extras(vae_decode=entries))
+    assert model.vae_decode_time_s(256, 256) == pytest.approx(0.05)
+    assert model.vae_decode_time_s(512, 512) == pytest.approx(0.08)  # no cold figure: the warm median
+    assert model.vae_decode_time_s(1024, 1024) == pytest.approx(0.32)
+
+
+def overhead(batch: int, block_s: float, first_s: float, step_s: float | None = None) -> PassOverhead:
+    return PassOverhead(batch=batch, query_tokens=256, forward_s=1.0, layers_sum_s=1.0 - 4 * block_s,
+                        block_s=block_s, first_pass_s=first_s, step_s=step_s, repeats=3)
+
+
+def test_pass_overhead_is_per_block_plus_the_loop_step_at_the_nearest_batch() -> None:
+    model = cost(with_extras(pass_overhead=[overhead(1, 1e-4, 0.0), overhead(2, 2e-4, 0.01, 5e-4)]))
+    assert model.pass_overhead_s(4, 1) == pytest.approx(4e-4)
+    assert model.pass_overhead_s(2, 2) == pytest.approx(4e-4 + 5e-4)
+    assert model.pass_overhead_s(3, 4) == pytest.approx(6e-4 + 5e-4)
+    assert model.first_pass_overhead_s(1) == pytest.approx(0.01)
+
+
+def test_negative_times_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        VaeTiming(height_px=256, width_px=256, median_s=-1.0, p10_s=0, p90_s=0, repeats=1)
+    with pytest.raises(ValidationError):
+        overhead(1, -1e-4, 0.0)
+
+
+def test_compute_cli_measures_the_extras(pfplan, tmp_path) -> None:
+    out = tmp_path / "p.json"
+    result = pfplan("profile", "compute", "--model", "pixart-tiny", "--device", "cpu", "--resolutions", "256",
+                    "--max-patches", "2", "--batches", "1", "--tensor-shards", "1", "--shards", "",
+                    "--repeats", "2", "--warmup", "1", "-o", out)
+    assert result.code == 0, result.err
+    profile = load_profile(out)
+    assert [(v.height_px, v.width_px) for v in profile.vae_decode] == [(256, 256)]
+    assert profile.vae_decode[0].median_s > 0 and profile.vae_decode[0].first_s > 0
+    assert sorted(t.query_tokens for t in profile.scheduler_step) == [128, 256]
+    assert all(t.median_s > 0 for t in profile.scheduler_step)
+    [entry] = profile.pass_overhead
+    assert entry.batch == 1 and entry.query_tokens == 256 and entry.forward_s > 0
+    blocks = len(TINY.arch.block_kinds())
+    assert entry.block_s == pytest.approx(max(entry.forward_s - entry.layers_sum_s, 0.0) / blocks)
+    table = {kind: {t.key: t.median_s for t in ts} for kind, ts in profile.layers.items()}
+    key = (256, 256, 1, 1)
+    assert entry.layers_sum_s == pytest.approx(table["embed"][key] + table["final"][key]
+                                               + blocks * table["pixart_block"][key])
+    # the runtime's own loop was timed too (its excess over the forward and the scheduler step is step_s)
+    assert entry.runtime_step_s > 0 and entry.step_s is not None and 0 <= entry.step_s < entry.runtime_step_s
+
+
+def test_no_extras_flag_leaves_them_out(pfplan, tmp_path) -> None:
+    out = tmp_path / "p.json"
+    result = pfplan("profile", "compute", "--model", "pixart-tiny", "--device", "cpu", "--resolutions", "256",
+                    "--max-patches", "1", "--batches", "1", "--tensor-shards", "1", "--shards", "",
+                    "--repeats", "1", "--warmup", "0", "--no-extras", "--no-pass-overhead", "-o", out)
+    assert result.code == 0, result.err
+    profile = load_profile(out)
+    assert profile.vae_decode == [] and profile.scheduler_step == [] and profile.pass_overhead == []
+
+
+def test_shipped_tiny_profile_has_the_extras_and_show_lists_them(pfplan) -> None:
+    profile = load_profile("pixart-tiny-cpu")
+    assert profile.vae_decode and profile.scheduler_step and profile.pass_overhead
+    assert {o.batch for o in profile.pass_overhead} == {1, 2}
+    result = pfplan("profile", "show", "pixart-tiny-cpu", "--json")
+    assert result.code == 0, result.err
+    shown = json.loads(result.out)
+    assert shown["vae_decode"][0]["height_px"] == 256 and shown["scheduler_step"] and shown["pass_overhead"]
+    text = pfplan("profile", "show", "pixart-tiny-cpu")
+    assert "vae decode 256×256" in text.out and "runtime loop" in text.out

@@ -1,0 +1,118 @@
+"""Scheduler step, pass overheads and VAE decode: exact timelines with a fake cost model that has them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from profiles.models import load_model
+from simulator.engine import OPTIONAL_COSTS, simulate
+from simulator.estimate import estimate_latency_s
+from simulator.plan import Degrees, ParallelPlan
+from tests.simulator.fakes import FREE_COMM, ConstantCost, star_cluster
+from tests.simulator.test_timeline import timeline
+
+TINY = load_model("pixart-tiny")  # 4 blocks, 16×16 tokens, CFG
+
+
+@dataclass
+class WithExtras(ConstantCost):
+    """ConstantCost plus every optional cost: scheduler per token, overhead per block, first pass, VAE."""
+
+    scheduler_per_token_s: float = 0.0
+    block_overhead_s: float = 0.0
+    first_s: float = 0.0
+    vae_s: float = 0.0
+
+    def scheduler_step_time_s(self, image_tokens: int) -> float:
+        return self.scheduler_per_token_s * image_tokens
+
+    def pass_overhead_s(self, blocks: int, batch: int) -> float:
+        return self.block_overhead_s * blocks
+
+    def first_pass_overhead_s(self, batch: int) -> float:
+        return self.first_s
+
+    def vae_decode_time_s(self, height_px: int, width_px: int) -> float:
+        return self.vae_s
+
+
+def extras() -> WithExtras:
+    return WithExtras(1.0, 0.25, 0.5, scheduler_per_token_s=1 / 1024, block_overhead_s=0.0625, first_s=0.5,
+                      vae_s=2.0)
+
+
+def test_serial_timeline_with_every_optional_cost():
+    plan = ParallelPlan(model="pixart-tiny", height_px=256, width_px=256, steps=2)
+    result = simulate(plan, TINY, star_cluster(1), extras(), record_trace=True)
+    assert timeline(result) == [
+        ("d0c0s0", "overhead", 0, None, 0.0, 0.5),          # first pass (cold)
+        ("d0c0s0", "embed", 0, None, 0.5, 0.75),
+        ("d0c0s0", "compute", 0, None, 0.75, 4.75),
+        ("d0c0s0", "overhead", 0, None, 4.75, 5.0),         # 4 blocks × 0.0625
+        ("d0c0s0", "final", 0, None, 5.0, 5.5),
+        ("d0c0s0", "scheduler", 0, None, 5.5, 5.75),        # 256 tokens / 1024
+        ("d0c0s0", "embed", 1, None, 5.75, 6.0),
+        ("d0c0s0", "compute", 1, None, 6.0, 10.0),
+        ("d0c0s0", "overhead", 1, None, 10.0, 10.25),
+        ("d0c0s0", "final", 1, None, 10.25, 10.75),
+        ("d0c0s0", "scheduler", 1, None, 10.75, 11.0),
+        ("d0c0s0", "vae", None, None, 11.0, 13.0),
+    ]
+    assert result.latency_s == pytest.approx(13.0)
+    b = result.prediction.breakdown_s
+    assert b == pytest.approx({"warmup": 0.0, "embed": 0.5, "compute": 8.0, "final": 1.0, "scheduler": 0.5,
+                               "overhead": 1.0, "vae": 2.0, "exposed_communication": 0.0, "bubble": 0.0}, abs=1e-9)
+    assert sum(b.values()) == pytest.approx(result.latency_s)
+    assert result.prediction.unpriced == []
+    cats = {e.cat for e in result.trace.work()}
+    assert {"scheduler", "vae", "overhead"} <= cats
+    assert estimate_latency_s(plan, TINY, star_cluster(1), extras()) == pytest.approx(13.0)
+
+
+def test_pipefusion_scheduler_per_patch_on_the_last_stage_and_vae_at_the_end():
+    plan = ParallelPlan(model="pixart-tiny", height_px=256, width_px=256, steps=2,
+                        degrees=Degrees(pipefusion=2), patches=2, warmup_steps=1)
+    cost = WithExtras(1.0, 0.25, 0.5, scheduler_per_token_s=1 / 512, vae_s=2.0)
+    result = simulate(plan, TINY, star_cluster(2, **FREE_COMM), cost, record_trace=True)
+    assert timeline(result) == [
+        ("d0c0s0", "embed", 0, None, 0.0, 0.25),
+        ("d0c0s1", "bubble", 0, None, 0.0, 2.25),
+        ("d0c0s0", "compute", 0, None, 0.25, 2.25),
+        ("d0c0s0", "bubble", 1, 0, 2.25, 5.25),
+        ("d0c0s1", "compute", 0, None, 2.25, 4.25),
+        ("d0c0s1", "final", 0, None, 4.25, 4.75),
+        ("d0c0s1", "scheduler", 0, None, 4.75, 5.25),       # the whole latent: 256 tokens / 512
+        ("d0c0s0", "embed", 1, 0, 5.25, 5.5),
+        ("d0c0s1", "bubble", 1, 0, 5.25, 7.5),
+        ("d0c0s0", "compute", 1, 0, 5.5, 7.5),
+        ("d0c0s0", "embed", 1, 1, 7.5, 7.75),
+        ("d0c0s1", "compute", 1, 0, 7.5, 9.5),
+        ("d0c0s0", "compute", 1, 1, 7.75, 9.75),
+        ("d0c0s1", "final", 1, 0, 9.5, 10.0),
+        ("d0c0s1", "scheduler", 1, 0, 10.0, 10.25),         # one patch: 128 tokens
+        ("d0c0s1", "compute", 1, 1, 10.25, 12.25),
+        ("d0c0s1", "final", 1, 1, 12.25, 12.75),
+        ("d0c0s1", "scheduler", 1, 1, 12.75, 13.0),
+        ("d0c0s1", "vae", None, None, 13.0, 15.0),
+    ]
+    b = result.prediction.breakdown_s
+    assert b["vae"] == pytest.approx(2.0) and b["scheduler"] == pytest.approx(0.5)
+    assert sum(b.values()) == pytest.approx(result.latency_s)
+
+
+def test_cfg_parallel_decodes_once_on_the_first_cfg_group():
+    plan = ParallelPlan(model="pixart-tiny", height_px=256, width_px=256, steps=1, degrees=Degrees(cfg=2))
+    result = simulate(plan, TINY, star_cluster(2, **FREE_COMM), WithExtras(1.0, vae_s=2.0), record_trace=True)
+    vae = [e for e in result.events if e.cat == "vae"]
+    assert [e.actor for e in vae] == ["d0c0s0"]
+    assert result.latency_s == pytest.approx(4.0 + 2.0)
+
+
+def test_a_cost_model_without_the_methods_prices_zero_and_says_so():
+    plan = ParallelPlan(model="pixart-tiny", height_px=256, width_px=256, steps=2)
+    result = simulate(plan, TINY, star_cluster(1), ConstantCost(1.0, 0.25, 0.5))
+    assert result.latency_s == pytest.approx(9.5)
+    assert result.prediction.unpriced == sorted(OPTIONAL_COSTS)
+    assert result.prediction.breakdown_s["vae"] == 0.0
