@@ -1,4 +1,5 @@
-"""Dependencies point one way: planner → simulator → profiles; torch only where models run.
+"""Dependencies point one way: planner → simulator → profiles, runtime → simulator → profiles;
+torch only where models run. Neither planner nor runtime imports the other.
 
 The planner and simulator must import fast and work without torch or diffusers, so a fresh
 interpreter imports them and the test looks at ``sys.modules``. The package direction is
@@ -21,6 +22,14 @@ from tests.conftest import ROOT
 FORBIDDEN = {
     "profiles": {"simulator", "planner", "runtime"},
     "simulator": {"planner", "runtime"},
+    "runtime": {"planner"},
+    "planner": {"runtime"},
+}
+ALLOWED = {
+    # The profiler measures the runtime's own VAE decode and per-step loop, so that the
+    # overheads it records are those pfrun really pays; it imports them inside the
+    # measuring functions only (no import at module level, so no cycle).
+    ("profiles/profiler_extras.py", "runtime"),
 }
 LIGHT_MODULES = ["planner.cli", "profiles.models", "profiles.topology_graph", "profiles.analytic",
                  *sorted(f"simulator.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "simulator")])
@@ -57,7 +66,8 @@ def imported_packages(path) -> set[tuple[str, int]]:
 def test_packages_do_not_import_upward(package):
     offences = [f"{path.relative_to(ROOT)}:{line} imports {target}"
                 for path in sorted((ROOT / package).rglob("*.py"))
-                for target, line in sorted(imported_packages(path)) if target in FORBIDDEN[package]]
+                for target, line in sorted(imported_packages(path))
+                if target in FORBIDDEN[package] and (str(path.relative_to(ROOT)), target) not in ALLOWED]
     assert not offences, f"{package}/ must not import {sorted(FORBIDDEN[package])}: {offences}"
 
 
