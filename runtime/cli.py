@@ -85,6 +85,11 @@ def run(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
         raise InputError(f"expected cpu, cuda or auto, got {device!r}", field="--device")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("cuda asked for, but torch sees no CUDA device (use --device cpu)", field="--device")
     if dtype not in ("float32", "bfloat16", "float16"):
         raise InputError(f"expected float32, bfloat16 or float16, got {dtype!r}", field="--dtype")
     options = dict(model_path=str(model_path) if model_path else None, seed=seed, prompts=prompts, dtype=dtype,
