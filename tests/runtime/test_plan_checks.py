@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .helpers import plan, write_plan
 
 
@@ -35,3 +37,59 @@ def test_unknown_topology_is_one_line_and_exit_2(tmp_path, pfrun):
     res = pfrun("--plan", write_plan(tmp_path / "plan.json", p), "--device", "cpu")
     assert res.code == 2 and res.err.count("\n") == 1
     assert "topology" in res.err and "cpu3" in res.err and "cpu2" in res.err
+
+
+def _serial_plan(tmp_path):
+    return write_plan(tmp_path / "plan.json", plan("dit-tiny", steps=1))
+
+
+@pytest.mark.parametrize("flag", ["--out", "--trace"])
+def test_an_output_that_is_a_directory_is_refused_before_the_run(tmp_path, pfrun, flag):
+    plan_file = _serial_plan(tmp_path)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    other = ["--trace", tmp_path / "t.json"] if flag == "--out" else ["--out", tmp_path / "ok.png"]
+    res = pfrun("--plan", plan_file, flag, folder, *other, "--device", "cpu")
+    assert res.code == 2 and res.err.count("\n") == 1, res.err
+    assert "is a directory" in res.err and flag in res.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "plan.json"]  # nothing written
+
+
+def test_an_output_under_a_file_is_refused_before_the_run(tmp_path, pfrun):
+    plan_file = _serial_plan(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    res = pfrun("--plan", plan_file, "--out", tmp_path / "ok.png", "--trace", tmp_path / "notes.txt" / "t.json",
+                "--device", "cpu")
+    assert res.code == 2 and res.err.count("\n") == 1 and "not a directory" in res.err
+    assert not (tmp_path / "ok.png").exists()
+
+
+def test_replica_images_are_checked_too(tmp_path, pfrun):
+    (tmp_path / "img-1.png").mkdir()
+    plan_file = write_plan(tmp_path / "plan.json", plan("dit-tiny", steps=1, degrees={"data": 2}))
+    res = pfrun("--plan", plan_file, "--out", tmp_path / "img.png", "--device", "cpu")
+    assert res.code == 2 and "img-1.png" in res.err and "is a directory" in res.err
+
+
+def test_out_and_trace_on_one_file_are_refused(tmp_path, pfrun):
+    res = pfrun("--plan", _serial_plan(tmp_path), "--out", tmp_path / "x", "--trace", tmp_path / "x",
+                "--device", "cpu")
+    assert res.code == 2 and "same file" in res.err
+
+
+def test_outputs_are_written_all_or_nothing(tmp_path):
+    """The second output cannot be staged (its folder became a file after the check): neither is written."""
+    from runtime.errors import RuntimeFailure
+    from runtime.outputs import write_all
+
+    (tmp_path / "blocker").write_text("x")
+    with pytest.raises(RuntimeFailure, match="no output written"):
+        write_all([(tmp_path / "a.png", b"png"), (tmp_path / "blocker" / "t.json", b"{}")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_new_folders_for_outputs_are_created(tmp_path, pfrun):
+    res = pfrun("--plan", _serial_plan(tmp_path), "--out", tmp_path / "a" / "b" / "img.png",
+                "--trace", tmp_path / "c" / "t.json", "--device", "cpu")
+    assert res.code == 0, res.err
+    assert (tmp_path / "a" / "b" / "img.png").is_file() and (tmp_path / "c" / "t.json").is_file()
