@@ -150,7 +150,12 @@ def _join_torchrun(job: Any) -> list[dict[str, Any]]:
     _init_group(rank, world_size, "nccl" if job.device.startswith("cuda") else "gloo", job.timeout_s, None)
     ctx = _make_context(job, rank, world_size)
     ctx.make_groups()
-    payload = run_rank(job, ctx)
+    try:
+        payload = run_rank(job, ctx)
+    except RuntimeFailure:
+        raise  # a peer's failure, already one line naming the peer
+    except Exception as exc:  # noqa: BLE001 - one line naming this rank, as in local rank processes
+        raise RuntimeFailure(f"rank {rank} failed: {describe(exc)}") from exc
     gathered: list[Any] = [None] * world_size if rank == 0 else None  # type: ignore[assignment]
     dist.gather_object(payload, gathered, dst=0)
     dist.destroy_process_group()
