@@ -2,7 +2,8 @@
 
 A thin typer shell over :mod:`runtime.run`: it reads the plan and the model, refuses
 plans the runtime cannot execute with one line (exit 2), runs the ranks, and only then
-writes the image(s) and the trace atomically. A failed run (a rank raised, died or timed
+writes the image(s) and the trace, all or none (:mod:`runtime.outputs`; their paths are
+checked before the run). A failed run (a rank raised, died or timed
 out) is one line naming the rank, exit 1, and no files.
 """
 
@@ -19,8 +20,9 @@ import typer
 
 from profiles.cli_support import entry_point, out_console, print_json
 from profiles.errors import InputError
-from profiles.loading import load_model_file, write_bytes_atomic
+from profiles.loading import load_model_file
 from profiles.models import load_model
+from runtime.outputs import check_distinct, check_output_path, write_all
 from simulator.plan import ParallelPlan
 
 app = typer.Typer(name="pfrun", help="Run a parallel plan (plan.json) with torch.distributed. "
@@ -85,8 +87,20 @@ def run(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
         raise InputError(f"expected cpu, cuda or auto, got {device!r}", field="--device")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("cuda asked for, but torch sees no CUDA device (use --device cpu)", field="--device")
     if dtype not in ("float32", "bfloat16", "float16"):
         raise InputError(f"expected float32, bfloat16 or float16, got {dtype!r}", field="--dtype")
+    outputs = {f"--out (replica {r})" if r else "--out": image_path(out, r) for r in range(plan.degrees.data)} \
+        if out is not None else {}
+    if trace is not None:
+        outputs["--trace"] = trace
+    for field, path in outputs.items():  # a path that cannot be written: refused before the run
+        check_output_path(path, field)
+    check_distinct(outputs)
     options = dict(model_path=str(model_path) if model_path else None, seed=seed, prompts=prompts, dtype=dtype,
                    prompt_embeds=embeds_files, timeout_s=timeout,
                    threads=threads, device=device)
@@ -104,16 +118,15 @@ def run(
             if reference and result.events else None
     if not result.events:  # a torchrun rank other than 0: rank 0 reports
         return
-    written: list[str] = []
+    files: list[tuple[Path, bytes]] = []
     if out is not None:
-        for replica, png in sorted(result.pngs.items()):
-            write_bytes_atomic(image_path(out, replica), png)
-            written.append(str(image_path(out, replica)))
+        files += [(image_path(out, replica), png) for replica, png in sorted(result.pngs.items())]
+    written = [str(path) for path, _ in files]
     if trace is not None:
-        from simulator.trace import write_trace
-
-        write_trace(trace, result.trace(model=preset.name, plan=plan, device=device,
-                                        command=" ".join(["pfrun", *sys.argv[1:]])))
+        measured = result.trace(model=preset.name, plan=plan, device=device,
+                                command=" ".join(["pfrun", *sys.argv[1:]]))
+        files.append((trace, (measured.model_dump_json(exclude_none=True) + "\n").encode()))
+    write_all(files)  # every output or none
     report = {"plan": plan.degrees.label(), "model": preset.name, "world_size": plan.world_size,
               "latency_s": result.latency_s, "step_times_s": result.step_times_s, "images": written,
               "trace": str(trace) if trace else None}

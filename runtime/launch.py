@@ -70,6 +70,14 @@ def _make_context(job: Any, rank: int, world_size: int) -> Any:
                        timeout_s=job.timeout_s, device=device)
 
 
+def describe(exc: BaseException) -> str:
+    """One line for a rank's exception: its message and where it was raised (``file:line``)."""
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
+    message = getattr(exc, "one_line", lambda: f"{type(exc).__name__}: {exc}")()
+    return f"{message}{where}"
+
+
 def _child(job: Any, rank: int, world_size: int, init_method: str, results: Any) -> None:
     """Body of one local rank process: run, report the payload or the error, exit."""
     import torch
@@ -92,10 +100,7 @@ def _child(job: Any, rank: int, world_size: int, init_method: str, results: Any)
         results.put(("peer", rank, exc.one_line()))
         raise SystemExit(1) from None
     except BaseException as exc:  # noqa: BLE001 - report anything, the parent decides
-        last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        where = f" ({last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
-        message = getattr(exc, "one_line", lambda: f"{type(exc).__name__}: {exc}")()
-        results.put(("error", rank, f"{message}{where}"))
+        results.put(("error", rank, describe(exc)))
         raise SystemExit(1) from None
     # returning lets multiprocessing flush the queue before the process exits
 
@@ -112,6 +117,7 @@ def launch(job: Any, world_size: int, *, in_process: bool = False) -> list[dict[
 
 
 def _run_in_process(job: Any) -> dict[str, Any]:
+    """Rank 0 of a one-rank job in this process; its failure is the same one line as a rank process's."""
     import torch
 
     from runtime.dist_context import DistContext
@@ -123,6 +129,8 @@ def _run_in_process(job: Any) -> dict[str, Any]:
     try:
         ctx = DistContext.single(job.plan.degrees.as_dict(), job.timeout_s, torch.device(job.device))
         return run_rank(job, ctx)
+    except Exception as exc:  # noqa: BLE001 - as in a rank process: one line naming the rank
+        raise _failure({0: ("error", describe(exc))}) from exc
     finally:
         torch.set_num_threads(threads)
 
@@ -142,7 +150,12 @@ def _join_torchrun(job: Any) -> list[dict[str, Any]]:
     _init_group(rank, world_size, "nccl" if job.device.startswith("cuda") else "gloo", job.timeout_s, None)
     ctx = _make_context(job, rank, world_size)
     ctx.make_groups()
-    payload = run_rank(job, ctx)
+    try:
+        payload = run_rank(job, ctx)
+    except RuntimeFailure:
+        raise  # a peer's failure, already one line naming the peer
+    except Exception as exc:  # noqa: BLE001 - one line naming this rank, as in local rank processes
+        raise RuntimeFailure(f"rank {rank} failed: {describe(exc)}") from exc
     gathered: list[Any] = [None] * world_size if rank == 0 else None  # type: ignore[assignment]
     dist.gather_object(payload, gathered, dst=0)
     dist.destroy_process_group()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from profiles.models import ModelPreset
@@ -40,8 +41,31 @@ class RunResult:
                            command=command, latency_s=self.latency_s)
 
 
+def plan_cluster(plan: ParallelPlan, *, file: str | None = None) -> Any:
+    """The plan's topology as a graph (None when the plan names none).
+
+    A relative path is looked up next to the plan file first, then as given (or a shipped
+    name). An unknown name or a bad topology file is the user's mistake: one line, exit 2.
+    """
+    from profiles.errors import InputError, PfplanError
+    from profiles.topology_graph import load_cluster
+
+    if not plan.topology:
+        return None
+    name = plan.topology
+    if file is not None and not Path(name).is_absolute() and (Path(file).parent / name).is_file():
+        name = str(Path(file).parent / name)
+    try:
+        return load_cluster(name)
+    except PfplanError as exc:
+        if exc.file:
+            raise
+        raise InputError(exc.message, file=file, field="topology") from None
+
+
 def check_runnable(plan: ParallelPlan, preset: ModelPreset, *, file: str | None = None) -> None:
-    validate(plan, preset, None, file=file)
+    """The simulator's rules (against the plan's topology, when it names one), then the runtime's limits."""
+    validate(plan, preset, plan_cluster(plan, file=file), file=file)
     reason = unrunnable_reason(plan, preset)
     if reason:
         raise UnrunnablePlan(reason, file=file)

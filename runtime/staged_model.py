@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from profiles.model_build import transformer_blocks
+from profiles.model_inputs import (FLUX_GUIDANCE, Branch, flux_image_ids, hunyuan_meta, hunyuan_rotary,
+                                   image_size_px, model_timestep, pack_flux, pixart_added_conditions, unpack_flux)
 from profiles.models import ModelPreset
-from runtime.model_inputs import FLUX_GUIDANCE, Branch, flux_image_ids, model_timestep, pack_flux, unpack_flux
 from runtime.stale_kv import KVState
 
 
@@ -81,9 +82,10 @@ class StagedModel:
         dev = next(m.parameters()).device
         ts = model_timestep(self.preset, t.to(dev), batch, dtype)
         ctx = StepContext(batch=batch)
+        height_px, width_px = image_size_px(self.preset, self.rows * self.p, self.cols * self.p)
         if fam == "pixart":
-            ctx.temb, ctx.temb_extra = m.adaln_single(ts, {"resolution": None, "aspect_ratio": None},
-                                                      batch_size=batch, hidden_dtype=dtype)
+            sizes = pixart_added_conditions(self.preset, height_px, width_px, batch, dev, dtype)
+            ctx.temb, ctx.temb_extra = m.adaln_single(ts, sizes, batch_size=batch, hidden_dtype=dtype)
             ctx.text = m.caption_projection(branch.prompt_embeds.to(dtype)).view(batch, -1, m.inner_dim)
             if branch.prompt_mask is not None:
                 ctx.text_mask = ((1 - branch.prompt_mask.to(dtype)) * -10000.0).unsqueeze(1)
@@ -93,15 +95,14 @@ class StagedModel:
             ctx.temb = m.time_text_embed(ts, branch.pooled_embeds.to(dtype))
             ctx.text = m.context_embedder(branch.prompt_embeds.to(dtype))
         elif fam == "hunyuan":
-            from runtime.model_inputs import hunyuan_rotary
-
-            ctx.temb = m.time_extra_emb(ts, branch.prompt_embeds_2.to(dtype), None, None, hidden_dtype=ts.dtype)
+            meta, style = hunyuan_meta(self.preset, height_px, width_px, batch, dev, dtype)
+            ctx.temb = m.time_extra_emb(ts, branch.prompt_embeds_2.to(dtype), meta, style, hidden_dtype=ts.dtype)
             t5 = branch.prompt_embeds_2.to(dtype)
             t5 = m.text_embedder(t5.view(-1, t5.shape[-1])).view(batch, t5.shape[1], -1)
             text = torch.cat([branch.prompt_embeds.to(dtype), t5], dim=1)
             mask = torch.cat([branch.prompt_mask, branch.prompt_mask_2], dim=-1).unsqueeze(2).bool()
             ctx.text = torch.where(mask, text, m.text_embedding_padding)
-            ctx.rotary = tuple(x.to(dev) for x in hunyuan_rotary(m, self.rows, self.cols))
+            ctx.rotary = tuple(x.to(dev) for x in hunyuan_rotary(self.preset, self.rows, self.cols))
         elif fam == "flux":
             ts = ts * 1000
             pooled = branch.pooled_embeds.to(dtype)

@@ -55,6 +55,42 @@ class KVBuffer:
         return self.k, self.v
 
 
+def project_heads(attn: Any, x: torch.Tensor, projections: tuple[Any, Any, Any],
+                  norms: tuple[Any, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys, values of ``x`` as (B, heads, N, d), queries and keys normalised as the
+    layer does (``norms`` may hold None). Image tokens use ``to_q/k/v``; SD3's text tokens
+    use ``add_q/k/v_proj``."""
+    b = x.shape[0]
+    q, k, v = (proj(x) for proj in projections)
+    d = k.shape[-1] // attn.heads
+    q, k, v = (t.view(b, -1, attn.heads, d).transpose(1, 2) for t in (q, k, v))
+    norm_q, norm_k = norms
+    if norm_q is not None:
+        q = norm_q(q)
+    if norm_k is not None:
+        k = norm_k(k)
+    return q, k, v
+
+
+def image_qkv(attn: Any, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return project_heads(attn, hidden_states, (attn.to_q, attn.to_k, attn.to_v), (attn.norm_q, attn.norm_k))
+
+
+def attend(attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Unmasked attention over (B, heads, N, d), merged back to (B, N, heads·d)."""
+    b, _, _, d = q.shape
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+    return out.transpose(1, 2).reshape(b, -1, attn.heads * d).to(q.dtype)
+
+
+def self_attention_output(attn: Any, out: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+    """``to_out`` (linear, dropout), residual and rescale, as AttnProcessor2_0 ends."""
+    out = attn.to_out[1](attn.to_out[0](out))
+    if attn.residual_connection:
+        out = out + hidden_states
+    return out / attn.rescale_output_factor
+
+
 class StaleSelfAttnProcessor:
     """Self-attention of PixArt and DiT blocks (``attn1``), as AttnProcessor2_0 without masks."""
 
@@ -63,21 +99,9 @@ class StaleSelfAttnProcessor:
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
                  attention_mask: Any = None, temb: Any = None, **_: Any) -> torch.Tensor:
-        b = hidden_states.shape[0]
-        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        d = k.shape[-1] // attn.heads
-        q, k, v = (x.view(b, -1, attn.heads, d).transpose(1, 2) for x in (q, k, v))
-        if attn.norm_q is not None:
-            q = attn.norm_q(q)
-        if attn.norm_k is not None:
-            k = attn.norm_k(k)
+        q, k, v = image_qkv(attn, hidden_states)
         k, v = self.kv.update(k, v)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
-        out = out.transpose(1, 2).reshape(b, -1, attn.heads * d).to(q.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+        return self_attention_output(attn, attend(attn, q, k, v), hidden_states)
 
 
 class StaleJointAttnProcessor:
@@ -88,25 +112,15 @@ class StaleJointAttnProcessor:
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: Any = None, **_: Any) -> Any:
-        b, n = hidden_states.shape[:2]
-        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        d = k.shape[-1] // attn.heads
-        q, k, v = (x.view(b, -1, attn.heads, d).transpose(1, 2) for x in (q, k, v))
-        if attn.norm_q is not None:
-            q = attn.norm_q(q)
-        if attn.norm_k is not None:
-            k = attn.norm_k(k)
+        n = hidden_states.shape[1]
+        q, k, v = image_qkv(attn, hidden_states)
         k, v = self.kv.update(k, v)
         if encoder_hidden_states is not None:
-            eq, ek, ev = (proj(encoder_hidden_states).view(b, -1, attn.heads, d).transpose(1, 2)
-                          for proj in (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))
-            if attn.norm_added_q is not None:
-                eq = attn.norm_added_q(eq)
-            if attn.norm_added_k is not None:
-                ek = attn.norm_added_k(ek)
+            eq, ek, ev = project_heads(attn, encoder_hidden_states,
+                                       (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj),
+                                       (attn.norm_added_q, attn.norm_added_k))
             q, k, v = torch.cat([q, eq], 2), torch.cat([k, ek], 2), torch.cat([v, ev], 2)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
-        out = out.transpose(1, 2).reshape(b, -1, attn.heads * d).to(q.dtype)
+        out = attend(attn, q, k, v)
         text = None
         if encoder_hidden_states is not None:
             out, text = out[:, :n], out[:, n:]
@@ -167,23 +181,11 @@ class StaleHunyuanAttnProcessor:
                  attention_mask: Any = None, temb: Any = None, image_rotary_emb: Any = None) -> torch.Tensor:
         from diffusers.models.embeddings import apply_rotary_emb
 
-        b = hidden_states.shape[0]
-        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        d = k.shape[-1] // attn.heads
-        q, k, v = (x.view(b, -1, attn.heads, d).transpose(1, 2) for x in (q, k, v))
-        if attn.norm_q is not None:
-            q = attn.norm_q(q)
-        if attn.norm_k is not None:
-            k = attn.norm_k(k)
+        q, k, v = image_qkv(attn, hidden_states)
         if image_rotary_emb is not None:
             q, k = apply_rotary_emb(q, image_rotary_emb), apply_rotary_emb(k, image_rotary_emb)
         k, v = self.kv.update(k, v)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
-        out = out.transpose(1, 2).reshape(b, -1, attn.heads * d).to(q.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+        return self_attention_output(attn, attend(attn, q, k, v), hidden_states)
 
 
 def install_stale_kv(family: str, blocks: list[Any], state: KVState) -> int:

@@ -74,3 +74,13 @@ def test_bad_prompt_embeds_file_is_one_line_and_exit_2(tmp_path, pfrun):
     torch.save({"cond": {**good, "prompt_embeds": torch.zeros(1, 8, 32)}, "uncond": good}, tmp_path / "w.pt")
     res = pfrun("--plan", plan_file, "--prompt-embeds", tmp_path / "w.pt")
     assert res.code == 2 and res.err.count("\n") == 1 and "width 64" in res.err
+
+
+def test_cuda_without_a_gpu_is_one_line_and_exit_2_before_any_rank(tmp_path, pfrun, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    plan_file = write_plan(tmp_path / "plan.json", plan("dit-tiny", steps=1, degrees={"data": 2}))
+    res = pfrun("--plan", plan_file, "--device", "cuda")
+    assert res.code == 2 and res.err.count("\n") == 1
+    assert "--device" in res.err and "no CUDA device" in res.err and "rank" not in res.err

@@ -42,3 +42,15 @@ def test_a_hung_rank_times_out_and_is_named(tmp_path):
     assert elapsed < 3 + 15
     assert not (tmp_path / "image.png").exists()
 
+
+
+def test_a_one_rank_run_in_process_fails_with_one_line_naming_rank_0(tmp_path, pfrun, monkeypatch):
+    """The serial path runs in the pfrun process; its exception is the same one line, exit 1."""
+    out = tmp_path / "image.png"
+    plan_file = write_plan(tmp_path / "plan.json", plan("dit-tiny", steps=3))
+    monkeypatch.setenv("PFRUN_FAULT", "0:1:raise")
+    res = pfrun("--plan", plan_file, "--out", out, "--device", "cpu")
+    assert res.code == 1, res.err
+    assert res.err.count("\n") == 1 and "rank 0 failed" in res.err and "injected fault" in res.err
+    assert "Traceback" not in res.err
+    assert not out.exists()

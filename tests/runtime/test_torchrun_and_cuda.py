@@ -34,3 +34,20 @@ def test_cuda_one_rank_patches_reproduce_serial_with_full_warmup(name):
     stale = run(plan(name, patches=4, warmup_steps=1), device="cuda")
     assert max_diff(fresh, serial) <= 1e-4
     assert stale.latents[0].isfinite().all()
+
+
+@pytest.mark.slow
+def test_a_torchrun_rank_that_raises_says_so_in_one_line(tmp_path):
+    """Under torchrun each process is one rank: its exception is pfrun's one line naming it."""
+    import os
+    import subprocess
+
+    plan_file = write_plan(tmp_path / "plan.json", plan("dit-tiny", steps=3, degrees={"pipefusion": 2}, patches=2,
+                                                        warmup_steps=1))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "runtime",
+                           "--plan", str(plan_file), "--timeout", "10"],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT,
+                          env={**os.environ, "PFRUN_FAULT": "1:1:raise"})
+    assert proc.returncode != 0
+    assert "pfrun: error: rank 1 failed: RuntimeError: injected fault at step 1" in proc.stderr, proc.stderr[-2000:]
+    assert 'worker.py", line' not in proc.stderr  # no raw traceback of the rank (torchrun prints its own)
