@@ -13,6 +13,7 @@ from profiles.loading import load_model_file
 from profiles.models import load_model
 from profiles.topology_graph import load_cluster
 from simulator.plan import ParallelPlan, validate
+from simulator.runnable import unrunnable_reason
 
 
 def register(app: typer.Typer) -> None:
@@ -36,10 +37,14 @@ def register(app: typer.Typer) -> None:
                 raise
             raise InputError(exc.message, file=str(plan_file), field="topology") from None
         validate(plan, model, cluster, file=str(plan_file))
+        reason = unrunnable_reason(plan, model)
         if json_out:
-            print_json({"valid": True, "world_size": plan.world_size, "degrees": plan.degrees.label()})
+            print_json({"valid": True, "world_size": plan.world_size, "degrees": plan.degrees.label(),
+                        "runnable": reason is None, "not_runnable_reason": reason})
         else:
             out_console.print(f"{plan_file}: valid ({plan.degrees.label()}, {plan.world_size} ranks, "
-                              f"{model.name} {plan.height_px}×{plan.width_px}, {plan.steps} steps)", markup=False)
+                              f"{model.name} {plan.height_px}×{plan.width_px}, {plan.steps} steps); "
+                              f"{'pfrun runs it' if reason is None else f'pfrun cannot run it yet: {reason}'}",
+                              markup=False)
 
     app.add_typer(plan_app, name="plan")

@@ -120,7 +120,8 @@ def load_model_file(cls: type[M], path: Path | str) -> M:
 
 def suggest(name: str, choices: list[str]) -> str:
     """`` (did you mean 'pcie8'?)`` or the list of valid names."""
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    prefixed = sorted(c for c in choices if c.startswith(name) or name.startswith(c))
+    close = prefixed[:1] or difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
     if close:
         return f"did you mean {close[0]!r}? (choices: {', '.join(sorted(choices))})"
     return f"choices: {', '.join(sorted(choices))}"
