@@ -19,3 +19,11 @@ def replace_section(path: Path, begin: str, end: str, section: str, *, title: st
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     write_atomic(path, text)
+
+
+def publish(section: str, *, page: Path, begin: str, end: str, stdout_only: bool) -> int:
+    """Print ``section`` and, unless ``stdout_only``, put it into ``page``; the script's exit code."""
+    if not stdout_only:
+        replace_section(page, begin, end, section)
+    print(section)
+    return 0

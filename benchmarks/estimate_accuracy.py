@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from profiles.costs import cost_model_for  # noqa: E402
-from benchmarks._doc_sections import replace_section  # noqa: E402
+from benchmarks._doc_sections import publish  # noqa: E402
 from profiles.models import load_model  # noqa: E402
 from profiles.topology_graph import load_cluster  # noqa: E402
 from simulator.engine import simulate  # noqa: E402
@@ -67,13 +67,8 @@ def main() -> int:
              "Largest underestimates (the estimate ignores link contention):", ""]
     lines += [f"- {r:.3f}: {name} on {topo}, {label}, M={m}" for r, topo, name, label, m in worst]
     lines += ["", END]
-    section = "\n".join(lines)
-    if args.stdout:
-        print(section)
-        return 0
-    replace_section(ROOT / "docs" / "benchmarks.md", BEGIN, END, section)
-    print(section)
-    return 0
+    return publish("\n".join(lines), page=ROOT / "docs" / "benchmarks.md", begin=BEGIN, end=END,
+                   stdout_only=args.stdout)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from profiles.costs import cost_model_for  # noqa: E402
-from benchmarks._doc_sections import replace_section  # noqa: E402
+from benchmarks._doc_sections import publish  # noqa: E402
 from profiles.models import load_model  # noqa: E402
 from profiles.topology_graph import load_cluster  # noqa: E402
 from simulator.engine import simulate  # noqa: E402
@@ -69,13 +69,8 @@ def main() -> int:
         lines.append(f"| {model_name} {res} px, {steps} steps, {topo} | `{spec}` | {cold:.3f} | {warm:.3f} | "
                      f"{latency:.2f} | {transfers} | {'met' if warm <= TARGET_S else 'missed'} |")
     lines += ["", END]
-    section = "\n".join(lines)
-    if args.stdout:
-        print(section)
-        return 0
-    replace_section(ROOT / "docs" / "benchmarks.md", BEGIN, END, section)
-    print(section)
-    return 0
+    return publish("\n".join(lines), page=ROOT / "docs" / "benchmarks.md", begin=BEGIN, end=END,
+                   stdout_only=args.stdout)
 
 
 if __name__ == "__main__":
