@@ -187,14 +187,17 @@ def _launch_local(job: Any, world_size: int) -> list[dict[str, Any]]:
     payloads: dict[int, dict[str, Any]] = {}
     failures: dict[int, tuple[str, str]] = {}
     first_failure: float | None = None
+
+    def record(kind: str, rank: int, body: Any) -> None:
+        if kind == "ok":
+            payloads[rank] = body
+        else:
+            failures.setdefault(rank, (kind, body))
+
     try:
         while len(payloads) < world_size:
             try:
-                kind, rank, body = results.get(timeout=0.05)
-                if kind == "ok":
-                    payloads[rank] = body
-                else:
-                    failures.setdefault(rank, (kind, body))
+                record(*results.get(timeout=0.05))
             except queue.Empty:
                 pass
             for rank, proc in enumerate(procs):
@@ -202,11 +205,7 @@ def _launch_local(job: Any, world_size: int) -> list[dict[str, Any]]:
                 if code is not None and code != 0 and rank not in failures and rank not in payloads:
                     try:  # the rank may have reported just before exiting
                         while True:
-                            kind, r, body = results.get_nowait()
-                            if kind == "ok":
-                                payloads[r] = body
-                            else:
-                                failures.setdefault(r, (kind, body))
+                            record(*results.get_nowait())
                     except queue.Empty:
                         pass
                     if rank not in failures:

@@ -14,6 +14,7 @@ from profiles.topology_graph import load_cluster
 from simulator.memory import memory_per_device
 from simulator.plan import validate
 from profiles.gpus import get_gpu
+from tests.planner.presets import HUGE
 
 MODELS = ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny", "pixart-alpha", "dit-xl-2",
           "sd3-medium", "flux-dev", "hunyuan-dit"]
@@ -82,17 +83,6 @@ def test_max_gpus_bounds_the_plans():
     _, _, result = run("pixart-alpha", "pcie8", 1024, steps=20, settings=SearchSettings(max_devices=2, simulate_top=4))
     assert max(c.plan.world_size for c in result.ranked) <= 2
 
-
-HUGE = """schema_version: 1
-name: huge-one-block
-family: pixart
-config: {num_attention_heads: 1, attention_head_dim: 32768, in_channels: 4, out_channels: 8, num_layers: 1,
-  cross_attention_dim: 32768, caption_channels: 64, sample_size: 32, patch_size: 2, norm_type: ada_norm_single,
-  num_embeds_ada_norm: 1000, use_additional_conditions: false}
-text_tokens: 8
-text_embed_dim: 64
-uses_cfg: true
-"""
 
 
 def test_a_model_that_fits_nowhere_is_one_clear_error(tmp_path):

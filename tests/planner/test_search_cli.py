@@ -9,17 +9,7 @@ import pytest
 from profiles.models import load_model
 from profiles.topology_graph import load_cluster
 from simulator.plan import ParallelPlan, validate
-
-HUGE = """schema_version: 1
-name: huge-one-block
-family: pixart
-config: {num_attention_heads: 1, attention_head_dim: 32768, in_channels: 4, out_channels: 8, num_layers: 1,
-  cross_attention_dim: 32768, caption_channels: 64, sample_size: 32, patch_size: 2, norm_type: ada_norm_single,
-  num_embeds_ada_norm: 1000, use_additional_conditions: false}
-text_tokens: 8
-text_embed_dim: 64
-uses_cfg: true
-"""
+from tests.planner.presets import HUGE
 
 
 @pytest.fixture
