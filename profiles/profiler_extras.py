@@ -38,15 +38,14 @@ def time_vae_decode(preset: ModelPreset, resolutions_px: tuple[int, ...], sample
     encoding) per resolution; [] when the preset has no buildable VAE."""
     import statistics
 
-    import diffusers
     import torch
 
+    from runtime.model_loading import load_vae  # built exactly as pfrun builds it
     from runtime.worker import decode_png  # exactly what the runtime's "vae decode" span runs
 
-    if preset.vae_config is None:
+    vae = load_vae(preset, model_path=None, seed=seed, device=device, dtype=dtype)
+    if vae is None:
         return []
-    torch.manual_seed(seed + 1)  # the runtime's seed for the VAE (runtime.model_loading.load_vae)
-    vae = diffusers.AutoencoderKL(**preset.vae_config).to(device=device, dtype=dtype).eval()
     channels = int(preset.vae_config.get("latent_channels", preset.arch.latent_channels))
     out = []
     for res in resolutions_px:
@@ -102,7 +101,6 @@ class FullForward:
         import torch
 
         from profiles.model_build import build_transformer
-        from profiles.model_inputs import forward_inputs
 
         self.preset, self.resolution_px, self.device, self.dtype, self.seed = preset, resolution_px, device, dtype, seed
         self.model = build_transformer(preset, device=device, dtype=None if dtype == torch.float32 else dtype,
