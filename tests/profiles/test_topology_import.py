@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from itertools import combinations, count
+from itertools import count
 from pathlib import Path
 
 import networkx as nx
