@@ -26,12 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TIMED = [("pcie8", "pixart-alpha", 4096, 20), ("h100-nvlink8", "flux-dev", 1024, 28)]
-TRENDS = [
-    ("a100-pcie4", "pixart-alpha", 1024, 20), ("a100-pcie4", "pixart-alpha", 2048, 20),
-    ("a100-pcie4", "pixart-alpha", 4096, 20), ("pcie8", "pixart-alpha", 1024, 20),
-    ("pcie8", "pixart-alpha", 2048, 20), ("pcie8", "pixart-alpha", 4096, 20),
-    ("l20x8", "pixart-alpha", 1024, 20), ("l20x8", "pixart-alpha", 4096, 20),
-    ("h100-nvlink8", "flux-dev", 1024, 28),
+TRENDS = [  # (topology, model, px, steps, compute profile or None for the GPU's analytic roofline)
+    ("a100-pcie4", "pixart-alpha", 1024, 20, "pixart-alpha-a100-pcie-calibrated"),
+    ("a100-pcie4", "pixart-alpha", 2048, 20, "pixart-alpha-a100-pcie-calibrated"),
+    ("a100-pcie4", "pixart-alpha", 4096, 20, "pixart-alpha-a100-pcie-calibrated"),
+    ("pcie8", "pixart-alpha", 1024, 20, None), ("pcie8", "pixart-alpha", 2048, 20, None),
+    ("pcie8", "pixart-alpha", 4096, 20, None),
+    ("l20x8", "pixart-alpha", 1024, 20, None), ("l20x8", "pixart-alpha", 2048, 20, None),
+    ("l20x8", "pixart-alpha", 4096, 20, None),
+    ("h100-nvlink8", "flux-dev", 1024, 28, "flux-dev-h100-sxm-calibrated"),
+    ("h100-nvlink8", "flux-dev", 1024, 28, None),
 ]
 LIMIT_S = 10.0
 
@@ -65,14 +69,20 @@ def kind(label: str) -> str:
     return "other"
 
 
-def trend_row(topology: str, model_name: str, resolution: int, steps: int) -> str:
+def trend_row(topology: str, model_name: str, resolution: int, steps: int, profile: str | None,
+              ideal: bool = False) -> str:
+    """One search's winner and the best plan of each family; ``ideal``: the topology's
+    communication reset to the data-sheet ideal (full link bandwidth, perfect overlap)."""
     from planner.search import SearchSettings, search
     from profiles.costs import cost_model_for
     from profiles.models import load_model
-    from profiles.topology_graph import load_cluster
+    from profiles.topology import Communication
+    from profiles.topology_graph import ClusterGraph, load_cluster
 
     model, cluster = load_model(model_name), load_cluster(topology)
-    cost = cost_model_for(model, cluster.device_gpu[cluster.devices[0]])
+    if ideal:
+        cluster = ClusterGraph(cluster.topology.model_copy(update={"communication": Communication()}))
+    cost = cost_model_for(model, cluster.device_gpu[cluster.devices[0]], profile)
     result = search(model, cluster, cost, height_px=resolution, width_px=resolution, steps=steps,
                     settings=SearchSettings(simulate_top=10))
     ranked = [c for c in result.ranked if c.simulated]
@@ -84,7 +94,9 @@ def trend_row(topology: str, model_name: str, resolution: int, steps: int) -> st
         return "not in the simulated top 10"
     win = ranked[0]
     base = f"{result.baseline_latency_s:.3g}" if result.baseline_latency_s else "-"
-    return (f"| {topology} | {model_name} {resolution} | {base} | {win.plan.degrees.label()} "
+    comm = cluster.topology.communication
+    return (f"| {topology} | {comm.bandwidth_efficiency:.2f} / {comm.overlap_efficiency:.2f} | {model_name} "
+            f"{resolution} | {profile or cost.name} | {base} | {win.plan.degrees.label()} "
             f"M={win.plan.patches} {win.latency_s:.3g} s | {best_of('pipefusion')} | {best_of('sp')} | "
             f"{best_of('distrifusion')} | {best_of('tensor')} |")
 
@@ -98,12 +110,17 @@ def main() -> None:
     for case in TIMED:
         wall, cmd = time_cli(*case, repeat=args.repeat)
         print(f"| `pfplan {cmd.split(' ', 2)[2]}` | {wall:.2f} | {LIMIT_S:g} | {'yes' if wall <= LIMIT_S else 'NO'} |")
-    print("\n| topology | model px | 1 GPU s | winner | best PipeFusion-based | best sequence-parallel "
-          "| best DistriFusion | best tensor-parallel |")
-    print("|---|---|---|---|---|---|---|---|")
+    header = ("| topology | bandwidth / overlap efficiency | model px | compute | 1 GPU s | winner "
+              "| best PipeFusion-based | best sequence-parallel | best DistriFusion | best tensor-parallel |\n"
+              "|---|---|---|---|---|---|---|---|---|---|")
+    print("\nThe shipped topologies (communication as calibrated or borrowed):\n")
+    print(header)
     for case in TRENDS:
         print(trend_row(*case), flush=True)
-
+    print("\nThe same searches with ideal communication (data-sheet link bandwidth, perfect overlap):\n")
+    print(header)
+    for case in TRENDS:
+        print(trend_row(*case, ideal=True), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -9,14 +9,14 @@ import typer
 from rich.table import Table
 
 from profiles.cli_support import out_console, print_json
-from profiles.loading import write_atomic
+from profiles.loading import check_writable, write_atomic
 from profiles.topology import shipped_topologies
 from profiles.topology_graph import ROUTE_CLASSES, ClusterGraph, load_cluster
 from profiles.topology_import import import_topo_file, topology_yaml
 
 
 def register(app: typer.Typer) -> None:
-    topo = typer.Typer(help="Cluster topologies: show, list, import.", no_args_is_help=True)
+    topo = typer.Typer(help="Cluster topologies: show, list, import, calibrate.", no_args_is_help=True)
 
     @topo.command("list")
     def topology_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -96,5 +96,54 @@ def register(app: typer.Typer) -> None:
                           f"{len(topology.nodes[0].sockets)} socket(s); GPU pairs by route class: {counts}. "
                           "Link speeds are defaults by route class: edit them or run pfplan profile links.",
                           markup=False)
+
+    @topo.command("calibrate")
+    def topology_calibrate(
+        ctx: typer.Context,
+        topology: str = typer.Option(..., "--topology", help="Topology file or shipped name to calibrate."),
+        measurements: str = typer.Option(..., "--measurements",
+                                         help="Measured runs (YAML; see docs/formats.md) or a shipped name."),
+        profile: Optional[str] = typer.Option(None, help="Compute profile (calibrate it first); "
+                                                         "default: the GPU's analytic roofline."),
+        output: Path = typer.Option(..., "-o", "--output", help="Calibrated topology YAML to write."),
+        json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Fit the topology's communication efficiencies (bandwidth, overlap) to measured runs."""
+        from planner.commands_profile import command_line
+        from planner.topology_calibration import calibrate_topology
+        from profiles.costs import cost_model_for
+        from profiles.measured_runs import load_measured_runs
+        from profiles.models import load_model
+
+        check_writable(output)
+        cluster = load_cluster(topology)
+        runs, runs_path = load_measured_runs(measurements)
+        preset = load_model(runs.model)
+        cost_model = cost_model_for(preset, cluster.gpu_of(cluster.devices[0]), profile)
+        result = calibrate_topology(cluster.topology, preset, cost_model, runs, file=str(runs_path),
+                                    source=command_line(ctx))
+        calibrated = cluster.topology.model_copy(update={"communication": result.communication})
+        write_atomic(output, topology_yaml(calibrated))
+        comm = result.communication
+        if json_out:
+            print_json({"output": str(output), "communication": comm.model_dump(), "fitted": result.fitted,
+                        "rms_log_error": {"before": result.rms_log_error(False), "after": result.rms_log_error(True)},
+                        "runs": [{"label": c.run.name(), "parallel": c.run.parallel, "resolution": c.run.resolution,
+                                  "kind": c.kind, "measured_s": c.run.latency_s, "before_s": c.before_s,
+                                  "after_s": c.after_s} for c in result.checks]})
+            return
+        table = Table(title=f"{cluster.topology.name}: measured vs simulated ({cost_model.name})")
+        for col in ("run", "px", "fits", "measured s", "before s", "after s", "after / measured"):
+            table.add_column(col)
+        for c in result.checks:
+            fits = {"compute": "- (compute check)", "blocking": "bandwidth", "overlapped": "overlap"}[c.kind]
+            table.add_row(c.run.name(), str(c.run.resolution), fits, f"{c.run.latency_s:.4g}", f"{c.before_s:.4g}",
+                          f"{c.after_s:.4g}", f"{c.after_s / c.run.latency_s:.2f}")
+        out_console.print(table)
+        out_console.print(f"wrote {output}: bandwidth_efficiency {comm.bandwidth_efficiency:.3g} "
+                          f"(was {result.previous.bandwidth_efficiency:.3g}), overlap_efficiency "
+                          f"{comm.overlap_efficiency:.3g} (was {result.previous.overlap_efficiency:.3g}); "
+                          f"rms log error of the runs with communication {result.rms_log_error(False):.3f} -> "
+                          f"{result.rms_log_error(True):.3f}", markup=False)
 
     app.add_typer(topo, name="topology")

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from planner.search_format import SearchReport
 from planner.trace_compare import TraceComparison
 from profiles.gpus import GpuCatalog
+from profiles.measured_runs import MeasuredRuns
 from profiles.models import ModelPreset
 from profiles.profile_format import Profile
 from profiles.topology import Topology
@@ -25,7 +26,7 @@ def formats() -> dict[str, type[BaseModel]]:
     """File name stem → pydantic model of every documented format."""
     return {"topology": Topology, "plan": ParallelPlan, "model-preset": ModelPreset, "gpu-catalog": GpuCatalog,
             "trace": Trace, "profile": Profile, "search-results": SearchReport,
-            "trace-comparison": TraceComparison}
+            "trace-comparison": TraceComparison, "measured-runs": MeasuredRuns}
 
 
 def render(model: type[BaseModel]) -> str:

@@ -80,6 +80,26 @@ class Node(BaseModel):
         return [self.name] if self.count == 1 else [f"{self.name}{i}" for i in range(self.count)]
 
 
+class Communication(BaseModel):
+    """How far the software's transfers fall short of the links (NCCL over PCIe, eager PyTorch).
+
+    Link figures say what the wires carry; collectives on a real box reach less, and an
+    "asynchronous" collective beside busy compute kernels may barely overlap (NCCL's copy
+    kernels wait for SMs and share memory bandwidth with compute). Both are properties of a
+    box and its software stack, so they are calibrated from measured runs
+    (``pfplan topology calibrate``) and default to the ideal, 1.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    bandwidth_efficiency: float = Field(
+        1.0, gt=0, le=1, description="Achieved / link bandwidth for every transfer whose route class has no measured fit.")
+    overlap_efficiency: float = Field(
+        1.0, ge=0, le=1, description="Share of an overlapped transfer's time that runs beside compute; "
+                                     "the rest serialises with it (as a blocking transfer).")
+    source: str = Field("", description="Where the figures come from (the calibration command, its measurements).")
+
+
 class Topology(BaseModel):
     """A whole cluster."""
 
@@ -91,6 +111,8 @@ class Topology(BaseModel):
     source: str = Field("", description="Where the link figures come from (data sheet, measurement + command).")
     nodes: list[Node] = Field(min_length=1)
     network: Link | None = Field(None, description="Each NIC's link into the inter-node fabric; needed with >1 node.")
+    communication: Communication = Field(default_factory=Communication,
+                                         description="Achieved bandwidth and overlap of the software's transfers.")
 
     @model_validator(mode="after")
     def _names_unique(self) -> Topology:

@@ -30,7 +30,7 @@ from simulator.memory import MemoryBreakdown
 from simulator.network import NETWORK_MODELS, LinkFit, TrafficLog
 from simulator.plan import ParallelPlan, Prediction, validate
 from simulator.strategies import registry
-from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy
+from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy, split_by_overlap
 from simulator.strategies.cfg import prediction_bytes
 from simulator.strategies.pipefusion import cfg_key, stage_actor
 from simulator.trace import Trace
@@ -204,8 +204,10 @@ class Simulation:
         pw = PassWork(q, k, b, len(work.stage_kinds[stage]), work.hidden, work.dtype_bytes, warmup,
                       prediction_bytes(self.model, q, work.dtype_bytes), self._attention_share(stage, q, k, b),
                       first)
-        specs = tuple(spec for strategy, degree in self.strategies
-                      for spec in strategy.collectives(pw, degree, local.query_tokens))
+        overlap = self.cluster.topology.communication.overlap_efficiency
+        specs = tuple(part for strategy, degree in self.strategies
+                      for spec in strategy.collectives(pw, degree, local.query_tokens)
+                      for part in split_by_overlap(spec, overlap))
         scheduler = self.optional_s("scheduler_step_time_s", q) if stage == work.stages - 1 else 0.0
         overhead = self.optional_s("pass_overhead_s", len(work.stage_kinds[stage]), b)
         cost = self._costs[key] = PassCost(compute, embed, final, local.query_tokens, specs, scheduler, overhead)
@@ -287,6 +289,21 @@ class Simulation:
         self.event(key).succeed(start)
         if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
             self.warmup_end_s[(actor.data, actor.cfg)] = self.env.now
+
+    def post_send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str,
+                  **tags: Any) -> Generator:
+        """Start an asynchronous send; the share of it that cannot overlap compute holds the sender.
+
+        On a box whose transfers hide only ``e`` of their time (the topology's calibrated
+        ``overlap_efficiency``), ``1 − e`` of the bytes move before the sender computes again;
+        the rest travels in the background and fires ``key`` on arrival.
+        """
+        held = int(nbytes_per_rank * (1.0 - self.cluster.topology.communication.overlap_efficiency))
+        if held > 0:
+            began = self.env.now
+            yield from collectives.exchange(self.net, list(zip(actor.devices, peer.devices)), held, messages=0)
+            self.note(actor, began, self.env.now, "exposed_communication", f"{name} (not overlapped)", **tags)
+        self.spawn(self.send(actor, peer, nbytes_per_rank - held, key, name, **tags))
 
     def cfg_exchange(self, actor: Actor, nbytes: int, **tags: Any) -> Generator:
         """Swap noise predictions with the other CFG group's last stage; wait for both directions."""

@@ -99,6 +99,7 @@ class Network:
         self.cluster = cluster
         self.bandwidth_scale = bandwidth_scale
         self.link_fits = dict(link_fits or {})
+        self.efficiency = cluster.topology.communication.bandwidth_efficiency
         self.traffic = TrafficLog()
         self._links: dict[LinkId, Link] = {}
         self._order: dict[tuple[LinkId, ...], tuple[Link, ...]] = {}
@@ -121,9 +122,12 @@ class Network:
         return (fit.latency_us if fit else route.latency_us) * 1e-6
 
     def route_bytes_per_s(self, route: Route) -> float:
-        """The route's speed alone: the measured fit of its class, else its bottleneck link."""
+        """The route's speed alone: the measured fit of its class, else its bottleneck link
+        times the topology's calibrated bandwidth efficiency (a measured fit already includes it)."""
         fit = self.link_fits.get(route.route_class)
-        return (fit.bandwidth_gb_s if fit else route.bottleneck_gb_s) * 1e9 * self.bandwidth_scale
+        if fit:
+            return fit.bandwidth_gb_s * 1e9 * self.bandwidth_scale
+        return route.bottleneck_gb_s * self.efficiency * 1e9 * self.bandwidth_scale
 
     def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
         """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""

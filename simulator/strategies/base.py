@@ -69,6 +69,22 @@ class CollectiveSpec:
             raise SimulatorError(f"overlap_fraction {self.overlap_fraction} of {self.axis} is not in [0, 1]")
 
 
+def split_by_overlap(spec: CollectiveSpec, efficiency: float) -> tuple[CollectiveSpec, ...]:
+    """An overlapped collective on a box whose transfers hide only ``efficiency`` of their time.
+
+    The share ``1 − efficiency`` of its bytes becomes a blocking collective after the pass
+    (the copy kernels that could not run beside compute); the rest stays overlapped and
+    keeps the route latencies. Blocking collectives and ``efficiency = 1`` pass through.
+    """
+    if not spec.overlapped or efficiency >= 1.0:
+        return (spec,)
+    if efficiency <= 0.0:
+        return (replace(spec, overlapped=False, overlap_fraction=1.0),)
+    return (replace(spec, bytes_per_rank=spec.bytes_per_rank * efficiency),
+            replace(spec, bytes_per_rank=spec.bytes_per_rank * (1.0 - efficiency), messages=0,
+                    overlapped=False, overlap_fraction=1.0))
+
+
 class StageStrategy:
     """How ranks along one axis share a stage's pass. Subclasses override what differs."""
 

@@ -84,12 +84,12 @@ def stage_actor(sim: Simulation, actor: Actor) -> Generator:
             for (src, dst), count in work.skip_layers.items():
                 if src == actor.stage:
                     peer = work.actor(actor.data, actor.cfg, dst)
-                    sim.spawn(sim.send(actor, peer, activation * count, skip_key(actor, src, dst, step, item),
-                                       "skip", **tags))
+                    yield from sim.post_send(actor, peer, activation * count, skip_key(actor, src, dst, step, item),
+                                             "skip", **tags)
             if actor.stage < last:
                 peer = work.actor(actor.data, actor.cfg, actor.stage + 1)
-                sim.spawn(sim.send(actor, peer, activation, input_key(actor, actor.stage + 1, step, item),
-                                   "activations", **tags))
+                yield from sim.post_send(actor, peer, activation, input_key(actor, actor.stage + 1, step, item),
+                                        "activations", **tags)
                 continue
             yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
             if work.degrees["cfg"] > 1:
@@ -97,6 +97,6 @@ def stage_actor(sim: Simulation, actor: Actor) -> Generator:
             yield from sim.compute(actor, cost.scheduler_s, "scheduler", "scheduler", **tags)
             latent = latent_bytes(sim.model, tokens, work.dtype_bytes)
             peer = work.actor(actor.data, actor.cfg, 0)
-            sim.spawn(sim.send(actor, peer, latent, return_key(actor, step, item), "latent", **tags))
+            yield from sim.post_send(actor, peer, latent, return_key(actor, step, item), "latent", **tags)
     if actor.stage == last and actor.cfg == 0:
         yield from sim.compute(actor, sim.vae_s(), "vae", "vae decode", stage=actor.stage)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from profiles.cost_model import EMBED, FINAL, LayerShape
-from profiles.topology import Topology
+from profiles.topology import Communication, Topology
 from profiles.topology_graph import ClusterGraph
 
 
@@ -52,3 +52,9 @@ def star_cluster(n: int, *, bandwidth_gb_s: float = 1.0, latency_us: float = 0.0
 
 FREE_COMM = dict(bandwidth_gb_s=1e9, latency_us=0.0)
 """Links so fast that every transfer rounds to zero time."""
+
+
+def with_communication(cluster: ClusterGraph, *, bandwidth: float = 1.0, overlap: float = 1.0) -> ClusterGraph:
+    """``cluster`` with its communication efficiencies replaced."""
+    comm = Communication(bandwidth_efficiency=bandwidth, overlap_efficiency=overlap)
+    return ClusterGraph(cluster.topology.model_copy(update={"communication": comm}))

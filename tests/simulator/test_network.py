@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import simpy
 
-from profiles.topology_graph import load_cluster
+from profiles.topology_graph import ClusterGraph
+from profiles.topology_graph import load_cluster as load_shipped
+from tests.simulator.fakes import with_communication
+
+
+def load_cluster(name: str) -> ClusterGraph:
+    """A shipped topology with ideal communication: these tests check the links' arithmetic,
+    not a box's calibrated efficiencies (tests/simulator/test_communication_efficiency.py)."""
+    return with_communication(load_shipped(name))
 from simulator.network import NETWORK_MODELS
 from tests.simulator.fakes import star_cluster
 
