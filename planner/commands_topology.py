@@ -53,7 +53,8 @@ def register(app: typer.Typer) -> None:
                         routes[f"{a}->{b}"] = {"class": r.route_class, "bottleneck_gb_s": r.bottleneck_gb_s,
                                                "latency_us": r.latency_us, "path": list(r.nodes)}
             print_json({"name": cluster.topology.name, "devices": cluster.devices,
-                        "gpu": cluster.device_gpu, "matrix": matrix, "routes": routes})
+                        "gpu": cluster.device_gpu, "matrix": matrix, "routes": routes,
+                        "communication": cluster.topology.communication.model_dump()})
             return
         width = max(5, *(len(c) for c in ROUTE_CLASSES))
         header = " " * 7 + "".join(label.ljust(width + 1) for label in labels) + "device"
@@ -78,6 +79,12 @@ def register(app: typer.Typer) -> None:
         lines += ["", "Route classes: " + "; ".join(
             f"{cls} {n} pairs, ≥{bw:g} GB/s, ≤{lat:g} µs" for cls, (n, bw, lat) in
             sorted(summary.items(), key=lambda kv: ROUTE_CLASSES.index(kv[0])))]
+        comm = cluster.topology.communication
+        if comm.source or comm.bandwidth_efficiency < 1 or comm.overlap_efficiency < 1:
+            lines += [f"Communication: transfers at {comm.bandwidth_efficiency:g} × link bandwidth, overlapped "
+                      f"transfers hide {comm.overlap_efficiency:g} of their time ({comm.source or 'no source given'})"]
+        else:
+            lines += ["Communication: ideal (full link bandwidth, perfect overlap; not calibrated)"]
         out_console.print("\n".join(lines), markup=False)
 
     @topo.command("import")

@@ -34,7 +34,7 @@ def example(tag: str):
 
 def test_every_format_has_one_tagged_example():
     assert sorted(tag for _, tag, _ in BLOCKS) == sorted(
-        ["topology", "nvidia-smi-topo", "plan", "model-preset", "gpu-catalog", "trace"])
+        ["topology", "nvidia-smi-topo", "measured-runs", "plan", "model-preset", "gpu-catalog", "trace"])
     untagged = re.findall(r"^```(yaml|json)\s*$", DOC, flags=re.M)
     assert not untagged, "every yaml/json block in docs/formats.md needs a format tag so it is tested"
 
@@ -52,6 +52,16 @@ def test_nvidia_smi_example_imports():
     topology = topology_from_matrix(parse_topo_text(text), gpu="a100-pcie", name="doc")
     assert ClusterGraph(topology).route_matrix() == [
         ["X", "PIX", "SYS", "SYS"], ["PIX", "X", "SYS", "SYS"], ["SYS", "SYS", "X", "PHB"], ["SYS", "SYS", "PHB", "X"]]
+
+
+def test_measured_runs_example_names_valid_plans_on_a100_pcie4():
+    from planner.topology_calibration import run_plan
+    from profiles.measured_runs import MeasuredRuns
+
+    runs = parse_document(MeasuredRuns, example("measured-runs"))
+    model, cluster = load_model(runs.model), load_cluster("a100-pcie4")
+    for i, run in enumerate(runs.runs):
+        run_plan(run, i, model, cluster, "formats.md")
 
 
 def test_plan_example_is_valid_for_its_model_and_topology():
