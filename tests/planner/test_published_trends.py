@@ -1,0 +1,39 @@
+"""The published trends (REFERENCES §2) come out of the search with the shipped data (docs/search.md).
+
+These guard the claims docs/search.md makes; they are about which plan wins, not how fast
+the search is. A change to the cost model, the simulator or the shipped topologies that
+flips a winner fails here and must be explained in the docs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.search import SearchSettings, search
+from profiles.costs import cost_model_for
+from profiles.models import load_model
+from profiles.topology_graph import load_cluster
+
+
+def winner(topology: str, model_name: str, px: int, steps: int, profile: str | None = None) -> str:
+    model, cluster = load_model(model_name), load_cluster(topology)
+    cost = cost_model_for(model, cluster.gpu_of(cluster.devices[0]), profile)
+    result = search(model, cluster, cost, height_px=px, width_px=px, steps=steps, settings=SearchSettings())
+    return result.ranked[0].plan.degrees.label()
+
+
+@pytest.mark.parametrize("topology, px, profile", [
+    ("a100-pcie4", 2048, "pixart-alpha-a100-pcie-calibrated"),
+    ("a100-pcie4", 4096, "pixart-alpha-a100-pcie-calibrated"),
+    ("pcie8", 2048, None),
+    ("pcie8", 4096, None),
+    ("l20x8", 4096, None),
+])
+def test_on_pcie_boxes_pipefusion_based_plans_win_at_high_resolution(topology, px, profile):
+    assert "pipefusion" in winner(topology, "pixart-alpha", px, 20, profile)
+
+
+def test_on_h100_nvlink_flux_1024_a_sequence_or_patch_parallel_plan_wins():
+    label = winner("h100-nvlink8", "flux-dev", 1024, 28)
+    assert any(axis in label for axis in ("ulysses", "ring", "distrifusion")), label
+    assert "pipefusion" not in label and "tensor" not in label
