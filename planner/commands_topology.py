@@ -79,12 +79,7 @@ def register(app: typer.Typer) -> None:
         lines += ["", "Route classes: " + "; ".join(
             f"{cls} {n} pairs, ≥{bw:g} GB/s, ≤{lat:g} µs" for cls, (n, bw, lat) in
             sorted(summary.items(), key=lambda kv: ROUTE_CLASSES.index(kv[0])))]
-        comm = cluster.topology.communication
-        if comm.source or comm.bandwidth_efficiency < 1 or comm.overlap_efficiency < 1:
-            lines += [f"Communication: transfers at {comm.bandwidth_efficiency:g} × link bandwidth, overlapped "
-                      f"transfers hide {comm.overlap_efficiency:g} of their time ({comm.source or 'no source given'})"]
-        else:
-            lines += ["Communication: ideal (full link bandwidth, perfect overlap; not calibrated)"]
+        lines += ["", cluster.topology.communication.describe()]
         out_console.print("\n".join(lines), markup=False)
 
     @topo.command("import")

@@ -99,6 +99,13 @@ class Communication(BaseModel):
                                      "the rest serialises with it (as a blocking transfer).")
     source: str = Field("", description="Where the figures come from (the calibration command, its measurements).")
 
+    def describe(self) -> str:
+        """One line for tables' footers: what the simulator assumes about this box's transfers."""
+        if not self.source and self.bandwidth_efficiency == 1 and self.overlap_efficiency == 1:
+            return "communication: ideal (full link bandwidth, perfect overlap; not calibrated)"
+        return (f"communication: transfers at {self.bandwidth_efficiency:g} × link bandwidth, overlapped transfers "
+                f"hide {self.overlap_efficiency:g} of their time ({self.source or 'no source given'})")
+
 
 class Topology(BaseModel):
     """A whole cluster."""
