@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from profiles.cli_support import out_console, print_json
+from profiles.cli_support import out_console, print_json, warnings_as_lines
 from profiles.loading import check_writable, write_atomic
 from profiles.topology import shipped_topologies
 from profiles.topology_graph import ROUTE_CLASSES, ClusterGraph, load_cluster
@@ -122,13 +122,15 @@ def register(app: typer.Typer) -> None:
         runs, runs_path = load_measured_runs(measurements)
         preset = load_model(runs.model)
         cost_model = cost_model_for(preset, cluster.gpu_of(cluster.devices[0]), profile)
-        result = calibrate_topology(cluster.topology, preset, cost_model, runs, file=str(runs_path),
-                                    source=command_line(ctx))
+        with warnings_as_lines():
+            result = calibrate_topology(cluster.topology, preset, cost_model, runs, file=str(runs_path),
+                                        source=command_line(ctx))
         calibrated = cluster.topology.model_copy(update={"communication": result.communication})
         write_atomic(output, topology_yaml(calibrated))
         comm = result.communication
         if json_out:
             print_json({"output": str(output), "communication": comm.model_dump(), "fitted": result.fitted,
+                        "ties": {name: list(span) for name, span in result.ties.items()},
                         "rms_log_error": {"before": result.rms_log_error(False), "after": result.rms_log_error(True)},
                         "runs": [{"label": c.run.name(), "parallel": c.run.parallel, "resolution": c.run.resolution,
                                   "kind": c.kind, "measured_s": c.run.latency_s, "before_s": c.before_s,

@@ -11,14 +11,18 @@ of the simulated latencies:
 2. ``overlap_efficiency``, with that bandwidth, on runs with overlapped traffic
    (DistriFusion, Ring, PipeFusion).
 
-Runs without communication (serial, data parallel) fit nothing; they show whether the
-compute profile agrees with the box, which the fit assumes (calibrate the profile first:
-``pfplan profile calibrate``). A number with no run that can see it keeps its old value.
+Which runs see which number is decided by simulation, not by the plan's degrees: a run
+whose prediction does not move when overlap is switched off is not used for the overlap.
+Runs that see neither (serial, data parallel) fit nothing; they show whether the compute
+profile agrees with the box, which the fit assumes (calibrate the profile first:
+``pfplan profile calibrate``). A number with no run that can see it keeps its old value
+and its old source. Values that fit equally well are reported as a range (warning).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -35,9 +39,14 @@ from simulator.engine import simulate
 from simulator.plan import ParallelPlan, parse_parallel_spec, validate
 
 RunKind = Literal["compute", "blocking", "overlapped"]
-OVERLAPPED_AXES = ("pipefusion", "distrifusion", "ring")
-"""Axes whose transfers run beside compute (stage sends, stale K/V gathers, K/V ring passes)."""
-BLOCKING_AXES = ("tensor", "ulysses", "cfg")
+SENSITIVE = 1e-3
+"""A run sees a parameter when moving it from ideal to its test value changes the prediction by more."""
+BANDWIDTH_RANGE = (0.02, 1.0)
+OVERLAP_RANGE = (0.0, 1.0)
+
+
+class CalibrationWarning(UserWarning):
+    """A fitted value the runs do not pin down (printed as one ``pfplan: warning:`` line)."""
 
 
 @dataclass
@@ -52,26 +61,19 @@ class RunCheck:
 
 @dataclass
 class TopologyCalibration:
-    """What the fit found; ``fitted`` names the efficiencies some run could see."""
+    """What the fit found; ``fitted`` names the efficiencies some run could see, ``ties`` the
+    ranges of values that fit the runs equally well (the value kept is the highest)."""
 
     communication: Communication
     previous: Communication
     fitted: list[str]
     checks: list[RunCheck] = field(default_factory=list)
+    ties: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def rms_log_error(self, after: bool, kinds: tuple[RunKind, ...] = ("blocking", "overlapped")) -> float:
         errs = [math.log((c.after_s if after else c.before_s) / c.run.latency_s) for c in self.checks
                 if c.kind in kinds]
         return math.sqrt(sum(e * e for e in errs) / len(errs)) if errs else 0.0
-
-
-def run_kind(plan: ParallelPlan) -> RunKind:
-    degrees = plan.degrees.model_dump()
-    if any(degrees.get(axis, 1) > 1 for axis in OVERLAPPED_AXES):
-        return "overlapped"
-    if any(degrees.get(axis, 1) > 1 for axis in BLOCKING_AXES):
-        return "blocking"
-    return "compute"
 
 
 def run_plan(run: MeasuredRun, index: int, model: ModelPreset, cluster: ClusterGraph, file: str) -> ParallelPlan:
@@ -93,13 +95,41 @@ def run_plan(run: MeasuredRun, index: int, model: ModelPreset, cluster: ClusterG
     return plan
 
 
-def best_on_grid(error_of: Callable[[float], float], lo: float, hi: float, steps: int = 20) -> float:
-    """Minimise ``error_of`` on [lo, hi]: a coarse grid, then a 10× finer one around the best point."""
-    coarse = [lo + i * (hi - lo) / steps for i in range(steps + 1)]
-    best = min(coarse, key=error_of)
+def classify(ideal: list[float], slow_links: list[float], no_overlap: list[float]) -> list[RunKind]:
+    """Which parameter each run can see, from how its prediction moves (not from its degrees:
+    a one-step DistriFusion run has nothing to overlap, a PipeFusion run with W = T neither)."""
+    kinds: list[RunKind] = []
+    for base, slow, serial in zip(ideal, slow_links, no_overlap):
+        if abs(serial - base) > SENSITIVE * base:
+            kinds.append("overlapped")
+        elif abs(slow - base) > SENSITIVE * base:
+            kinds.append("blocking")
+        else:
+            kinds.append("compute")
+    return kinds
+
+
+def best_on_grid(error_of: Callable[[float], float], lo: float, hi: float,
+                 steps: int = 20) -> tuple[float, tuple[float, float]]:
+    """Minimise ``error_of`` on [lo, hi]: a coarse grid, then a 10× finer one around the best point.
+
+    Returns the best value and the range of fine-grid values whose error ties with it; on
+    a tie the highest value wins (assume no worse communication than the runs show).
+    """
+    def tol(least: float) -> float:
+        return least + 1e-9 * max(1.0, least)
+
+    coarse = {lo + i * (hi - lo) / steps: 0.0 for i in range(steps + 1)}
+    for x in coarse:
+        coarse[x] = error_of(x)
+    least = min(coarse.values())
+    tied_coarse = [x for x, e in coarse.items() if e <= tol(least)]
     step = (hi - lo) / steps / 10
-    fine = [best + j * step for j in range(-10, 11) if lo <= best + j * step <= hi]
-    return round(min(fine, key=error_of), 4)
+    fine = {round(c + j * step, 12) for c in (min(tied_coarse), max(tied_coarse)) for j in range(-10, 11)}
+    errors = {x: error_of(x) for x in fine if lo - 1e-12 <= x <= hi + 1e-12}
+    least = min(errors.values())
+    tied = [x for x, e in errors.items() if e <= tol(least)]
+    return round(max(tied), 4), (round(min(tied), 4), round(max(tied), 4))
 
 
 def calibrate_topology(topology: Topology, model: ModelPreset, cost_model: CostModel, measured: MeasuredRuns, *,
@@ -110,7 +140,6 @@ def calibrate_topology(topology: Topology, model: ModelPreset, cost_model: CostM
     dtype = dtype_bytes_of(cost_model)
     base = ClusterGraph(topology)
     plans = [run_plan(run, i, model, base, file) for i, run in enumerate(measured.runs)]
-    kinds = [run_kind(plan) for plan in plans]
     cache: dict[tuple[float, float], list[float]] = {}
 
     def predicted(bandwidth: float, overlap: float) -> list[float]:
@@ -121,29 +150,47 @@ def calibrate_topology(topology: Topology, model: ModelPreset, cost_model: CostM
             cache[key] = [simulate(plan, model, cluster, cost_model, dtype_bytes=dtype).latency_s for plan in plans]
         return cache[key]
 
+    kinds = classify(predicted(1.0, 1.0), predicted(0.5, 1.0), predicted(1.0, 0.0))
+
     def error(values: list[float], kind: RunKind) -> float:
         return sum(math.log(v / run.latency_s) ** 2
                    for v, run, k in zip(values, measured.runs, kinds) if k == kind)
 
     previous = topology.communication
     bandwidth, overlap = previous.bandwidth_efficiency, previous.overlap_efficiency
-    fitted = []
+    fitted: list[str] = []
+    ties: dict[str, tuple[float, float]] = {}
     if "blocking" in kinds:
-        bandwidth = best_on_grid(lambda b: error(predicted(b, overlap), "blocking"), 0.02, 1.0)
+        bandwidth, ties["bandwidth_efficiency"] = best_on_grid(
+            lambda b: error(predicted(b, overlap), "blocking"), *BANDWIDTH_RANGE)
         fitted.append("bandwidth_efficiency")
+        if bandwidth in BANDWIDTH_RANGE:
+            side = "top" if bandwidth == BANDWIDTH_RANGE[1] else "bottom"
+            warnings.warn(CalibrationWarning(
+                f"{file}: bandwidth_efficiency hit the {side} of its range ({bandwidth:g}): the runs are "
+                f"{'as fast as ideal links or faster' if side == 'top' else 'slower than any plausible link'}; "
+                "check the compute profile (pfplan profile calibrate) and the runs"))
     if "overlapped" in kinds:
-        overlap = best_on_grid(lambda o: error(predicted(bandwidth, o), "overlapped"), 0.0, 1.0)
+        overlap, ties["overlap_efficiency"] = best_on_grid(
+            lambda o: error(predicted(bandwidth, o), "overlapped"), *OVERLAP_RANGE)
         fitted.append("overlap_efficiency")
     if not fitted:
-        raise InputError("no run has communication (all are serial or data parallel): nothing to fit",
-                         file=file, field="runs")
+        raise InputError("no run's latency depends on the communication (serial, data parallel, or nothing to "
+                         "overlap): nothing to fit", file=file, field="runs")
+    for name, (lo, hi) in ties.items():
+        if hi - lo > 1e-9:
+            warnings.warn(CalibrationWarning(f"{file}: every {name} in [{lo:g}, {hi:g}] fits these runs equally; "
+                                             f"kept {hi:g}"))
     before = predicted(previous.bandwidth_efficiency, previous.overlap_efficiency)
     after = predicted(bandwidth, overlap)
     checks = [RunCheck(run, kind, b, a) for run, kind, b, a in zip(measured.runs, kinds, before, after)]
     result = TopologyCalibration(Communication(bandwidth_efficiency=bandwidth, overlap_efficiency=overlap),
-                                 previous, fitted, checks)
+                                 previous, fitted, checks, ties)
     note = (f"calibrated by `{source}` to {len(checks)} measured runs of {model.name} ({measured.source.strip()}); "
             f"fitted {', '.join(fitted)}; rms log error {result.rms_log_error(False):.3f} -> "
             f"{result.rms_log_error(True):.3f} with compute model {cost_model.name}")
+    kept = [n for n in ("bandwidth_efficiency", "overlap_efficiency") if n not in fitted]
+    if kept:
+        note += f". Kept {', '.join(kept)} from before: {previous.source.strip() or 'the default (ideal)'}"
     result.communication = result.communication.model_copy(update={"source": note})
     return result

@@ -27,7 +27,7 @@ class MeasuredRun(BaseModel):
                                                     '"ulysses=4", "distrifusion=4,warmup=1", "serial=1".')
     resolution: int = Field(gt=0, description="Square image side, pixels.")
     steps: int = Field(gt=0, description="Diffusion steps.")
-    latency_s: float = Field(gt=0, description="Measured seconds of one generation.")
+    latency_s: float = Field(gt=0, allow_inf_nan=False, description="Measured seconds of one generation.")
     label: str = Field("", description="A name for tables (default: the parallel spec).")
 
     def name(self) -> str:
@@ -42,7 +42,7 @@ class MeasuredRuns(BaseModel):
     schema_version: Literal[1] = 1
     model: str = Field(description="Model preset (pfplan models) the runs used.")
     box: str = Field("", description="The machine they ran on, in words.")
-    source: str = Field(min_length=1, description="Where the figures come from: a command and host, or a publication.")
+    source: str = Field(pattern=r"\S", description="Where the figures come from: a command and host, or a publication.")
     runs: list[MeasuredRun] = Field(min_length=1)
 
 

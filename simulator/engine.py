@@ -274,17 +274,21 @@ class Simulation:
                 self.note(actor, began, env.now, "exposed_communication", f"{spec.kind}:{spec.axis}",
                           **dict(tags), bytes=int(spec.bytes_per_rank))
 
-    def send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str,
-             **tags: Any) -> Generator:
-        """Point-to-point from each rank of ``actor`` to the same-position rank of ``peer``; then fire ``key``."""
-        start = self.env.now
+    def send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str, *,
+             began_s: float | None = None, held_bytes: int = 0, **tags: Any) -> Generator:
+        """Point-to-point from each rank of ``actor`` to the same-position rank of ``peer``; then fire ``key``.
+
+        ``began_s``/``held_bytes``: the send started earlier with ``held_bytes`` that held the
+        sender (:meth:`post_send`); the event and the trace count the whole send from then.
+        """
+        start = self.env.now if began_s is None else began_s
         pairs = list(zip(actor.devices, peer.devices))
         yield from collectives.exchange(self.net, pairs, nbytes_per_rank)
         if self.record and self.env.now > start:
             route = self.cluster.route(*pairs[0])
             self.events.append(SimEvent(start, self.env.now, actor.label, "send", name, tags.get("step"),
                                         tags.get("patch"), tags.get("stage"), actor.ranks,
-                                        (("bytes", nbytes_per_rank), ("peer", peer.ranks[0]),
+                                        (("bytes", nbytes_per_rank + held_bytes), ("peer", peer.ranks[0]),
                                          ("route_class", route.route_class))))
         self.event(key).succeed(start)
         if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
@@ -299,11 +303,11 @@ class Simulation:
         the rest travels in the background and fires ``key`` on arrival.
         """
         held = int(nbytes_per_rank * (1.0 - self.cluster.topology.communication.overlap_efficiency))
+        began = self.env.now
         if held > 0:
-            began = self.env.now
             yield from collectives.exchange(self.net, list(zip(actor.devices, peer.devices)), held, messages=0)
             self.note(actor, began, self.env.now, "exposed_communication", f"{name} (not overlapped)", **tags)
-        self.spawn(self.send(actor, peer, nbytes_per_rank - held, key, name, **tags))
+        self.spawn(self.send(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held, **tags))
 
     def cfg_exchange(self, actor: Actor, nbytes: int, **tags: Any) -> Generator:
         """Swap noise predictions with the other CFG group's last stage; wait for both directions."""

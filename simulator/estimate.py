@@ -9,7 +9,8 @@ pipeline follows PipeFusion's closed form::
     W · Σ_d full_d  +  (T − W) · max(M · max_d patch_d, Σ_d patch_d)  +  (Σ_d patch_d − max_d patch_d)
 
 (warm-up passes, steady steps limited by the slowest stage or by one patch's round trip
-when M < N, one pipeline fill), plus the cost model's first-pass overhead and VAE decode
+when M < N, one pipeline fill; stage-to-stage sends are charged whole, HunyuanDiT's long
+skip sends only for the share the topology's overlap efficiency cannot hide), plus the cost model's first-pass overhead and VAE decode
 once (the scheduler step and pass overhead are inside each pass). :func:`simulator.engine.simulate` is the reference.
 """
 
@@ -61,6 +62,11 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
         blocking = sum(_collective_s(sim, actor, s) for s in cost.specs if not s.overlapped)
         t = cost.embed_s + passed + blocking + cost.final_s + cost.overhead_s + cost.scheduler_s
         act = cost.local_query_tokens * work.hidden * work.batch * work.dtype_bytes
+        held = 1.0 - cluster.topology.communication.overlap_efficiency
+        for (src, dst), count in work.skip_layers.items():  # long skips: only the held share delays the sender
+            if src == stage and held > 0:
+                t += held * sim.net.duration_s(cluster.route(actor.devices[0], work.actor(0, 0, dst).devices[0]),
+                                               act * count)
         if stage < work.stages - 1:
             nxt = work.actor(0, 0, stage + 1)
             t += sim.net.duration_s(cluster.route(actor.devices[0], nxt.devices[0]), act)

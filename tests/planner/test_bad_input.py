@@ -42,7 +42,7 @@ def assert_one_line_error(result: CliResult, *needles: str) -> None:
 # (files to write, pfplan arguments, what the one line must say: file name, field, expectation)
 TOPOLOGY_CASES = {
     "yaml syntax error": (broken("    sockets:\n", "    sockets: [\n"),
-                          ["topo.yaml: invalid YAML at line 24 column 7"]),
+                          [f"topo.yaml: invalid YAML at line {PCIE8.splitlines().index('    sockets:') + 2} column 7"]),
     "unknown key": (broken("    gpu: l40\n", "    gpu: l40\n    sockest: []\n"),
                     ["topo.yaml: nodes[0].sockest: unknown field", "did you mean 'sockets'"]),
     "wrong type": (broken("device_link: {bandwidth_gb_s: 22", "device_link: {bandwidth_gb_s: fast"),

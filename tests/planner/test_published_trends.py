@@ -30,6 +30,9 @@ def winner(topology: str, model_name: str, px: int, steps: int, profile: str | N
     ("l20x8", 4096, None),
 ])
 def test_on_pcie_boxes_pipefusion_based_plans_win_at_high_resolution(topology, px, profile):
+    """At 4096 px this is the search's choice among hybrids on a near tie: the paper has pure
+    Ulysses 2 % ahead of pure PipeFusion there, and l20x8 with its compute scaled like the
+    A100's picks cfg2 × ulysses4 by 0.5 % (docs/search.md)."""
     assert "pipefusion" in winner(topology, "pixart-alpha", px, 20, profile)
 
 

@@ -8,7 +8,7 @@ compute and moves the rest after it, and holds a PipeFusion sender for ``1 − e
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from profiles.models import load_model
@@ -16,7 +16,10 @@ from simulator.engine import simulate
 from simulator.plan import Degrees, ParallelPlan
 from simulator.strategies.base import CollectiveSpec, split_by_overlap
 from tests.simulator.fakes import ConstantCost, star_cluster, with_communication
-from tests.simulator.test_properties import PROPERTY, cluster, run, scenarios
+from simulator.estimate import estimate_latency_s
+from simulator.network import NETWORK_MODELS, LinkFit
+from tests.simulator.test_overlap import hideable_fraction, ring_comm_s
+from tests.simulator.test_properties import ANOMALY, PROPERTY, cluster, scenarios
 
 TINY = load_model("pixart-tiny")  # 4 blocks, 16×16 = 256 tokens, CFG (batch 2), hidden 64
 TOKENS, BATCH, DT = 256, 2, 2
@@ -85,21 +88,74 @@ def test_overlap_efficiency_changes_nothing_without_overlapped_traffic():
         simulate(plan, TINY, star, ConstantCost(1.0)).latency_s
 
 
+def test_half_overlap_hides_half_a_ring_pass_and_runs_the_rest_after_the_pass():
+    """e = 0.5 and comm = f·C: e·comm hides behind f·C, (1−e)·comm follows the pass."""
+    f, c = hideable_fraction(2), 4.0
+    bandwidth = ring_comm_s(2, 1.0) / (f * c)
+    comm = ring_comm_s(2, bandwidth)
+    plan = tiny_plan(ring=2)
+    star = with_communication(star_cluster(2, bandwidth_gb_s=bandwidth), overlap=0.5)
+    result = simulate(plan, TINY, star, ConstantCost(1.0))
+    assert result.latency_s == pytest.approx((1 - f) * c + max(f * c, 0.5 * comm) + 0.5 * comm)
+    assert result.latency_s == pytest.approx(c + 0.5 * comm)
+    assert estimate_latency_s(plan, TINY, star, ConstantCost(1.0)) == pytest.approx(result.latency_s)
+
+
+def test_a_measured_link_fit_is_not_scaled_by_the_bandwidth_efficiency():
+    import simpy
+
+    calibrated = with_communication(cluster("a100-pcie4"), bandwidth=0.25)
+    env = simpy.Environment()
+    net = NETWORK_MODELS["fair"](env, calibrated, link_fits={"PIX": LinkFit(latency_us=0.0, bandwidth_gb_s=5.0)})
+    route_pix = calibrated.route("node0/gpu0", "node0/gpu1")
+    route_phb = calibrated.route("node0/gpu0", "node0/gpu2")
+    assert route_pix.route_class == "PIX" and route_phb.route_class != "PIX"
+    assert net.route_bytes_per_s(route_pix) == pytest.approx(5e9)
+    assert net.route_bytes_per_s(route_phb) == pytest.approx(0.25 * route_phb.bottleneck_gb_s * 1e9)
+    env.process(net.transfer("node0/gpu0", "node0/gpu1", 10 ** 9))
+    env.run()
+    assert env.now == pytest.approx(0.2)
+
+
+def test_held_sends_count_as_communication_for_the_receiver_not_as_bubble():
+    plan = tiny_plan(pipefusion=2, patches=2, warmup_steps=0).model_copy(update={"steps": 2})
+    star = star_cluster(2, bandwidth_gb_s=1e-4)
+    ideal = simulate(plan, TINY, star, ConstantCost(1.0)).prediction.breakdown_s
+    none = simulate(plan, TINY, with_communication(star, overlap=0.0), ConstantCost(1.0)).prediction.breakdown_s
+    assert none["bubble"] <= ideal["bubble"] + 1e-9
+    assert none["exposed_communication"] > ideal["exposed_communication"]
+
+
+def test_long_skip_sends_are_held_too_and_the_estimate_charges_them():
+    hunyuan = load_model("hunyuan-tiny")
+    plan = ParallelPlan(model="hunyuan-tiny", height_px=256, width_px=256, steps=2,
+                        degrees=Degrees(pipefusion=2), warmup_steps=1)
+    star = star_cluster(2, bandwidth_gb_s=1e-3)
+    runs = {e: simulate(plan, hunyuan, with_communication(star, overlap=e), ConstantCost(1.0), record_trace=True)
+            for e in (1.0, 0.0)}
+    assert {e.name for e in runs[0.0].events if e.name.endswith("(not overlapped)")} >= {"skip (not overlapped)"}
+    estimates = {e: estimate_latency_s(plan, hunyuan, with_communication(star, overlap=e), ConstantCost(1.0))
+                 for e in (1.0, 0.0)}
+    assert estimates[0.0] > estimates[1.0]
+    assert estimates[0.0] / runs[0.0].latency_s == pytest.approx(estimates[1.0] / runs[1.0].latency_s, rel=0.05)
+
+
 @PROPERTY
 @given(scenarios(), st.sampled_from([0.1, 0.4, 0.8]), st.sampled_from([0.0, 0.3, 0.7]))
-def test_better_communication_is_never_slower(scenario, bandwidth, overlap):
+@example((ParallelPlan(model="pixart-alpha", height_px=512, width_px=512, steps=1, patches=2, warmup_steps=0,
+                       degrees=Degrees(pipefusion=4, ring=2)), "pcie8"), 0.1, 0.3)
+def test_better_communication_is_never_slower_up_to_scheduling_anomalies(scenario, bandwidth, overlap):
+    """Holding a sender longer can reorder who shares a link with whom (hypothesis found
+    a pipefusion4×ring2 plan on pcie8 0.4 % slower with overlap 0.6 than 0.3), so, as for
+    random placements, the bound allows ANOMALY."""
     plan, topo = scenario
-    worse = with_communication(cluster(topo), bandwidth=bandwidth, overlap=overlap)
-    better_bw = with_communication(cluster(topo), bandwidth=min(1.0, 2 * bandwidth), overlap=overlap)
-    better_ov = with_communication(cluster(topo), bandwidth=bandwidth, overlap=min(1.0, overlap + 0.3))
     m = load_model(plan.model)
-    base = run(plan, topo).latency_s  # the shipped topology, whatever its calibration
-    assert base > 0
 
-    def latency(c):
+    def latency(bw: float, ov: float) -> float:
         from profiles.analytic import AnalyticCostModel
+        c = with_communication(cluster(topo), bandwidth=bw, overlap=ov)
         return simulate(plan, m, c, AnalyticCostModel.for_gpu(m, c.gpu_of(c.devices[0]))).latency_s
 
-    slow = latency(worse)  # 1e-6: splitting a collective's bytes rounds each part to whole bytes
-    assert latency(better_bw) <= slow * (1 + 1e-6)
-    assert latency(better_ov) <= slow * (1 + 1e-6)
+    slow = latency(bandwidth, overlap)
+    assert latency(min(1.0, 2 * bandwidth), overlap) <= slow * (1 + ANOMALY)
+    assert latency(bandwidth, min(1.0, overlap + 0.3)) <= slow * (1 + ANOMALY)
