@@ -17,7 +17,7 @@ from rich.table import Table
 
 from profiles.cli_support import err_console, out_console, warnings_as_lines
 from profiles.errors import InputError
-from profiles.loading import write_atomic, write_model_json
+from profiles.loading import check_writable, write_atomic, write_model_json
 
 SIZE_SUFFIXES = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
 
@@ -191,6 +191,50 @@ def register(app: typer.Typer) -> None:
         for curve in profile.collectives:
             table.add_row(f"{curve.op} ×{curve.group_size}", "", f"{curve.latency_us:.1f}", f"{curve.bandwidth_gb_s:.3f}")
         out_console.print(table)
+
+    @prof.command("overlap")
+    def overlap(ctx: typer.Context, nprocs: int = typer.Option(2, "--nprocs", min=2, help="Processes (ranks) to start."),
+                topology: str = typer.Option("cpu2", "--topology", help="Topology the ranks sit on (rank i → device i)."),
+                device: str = typer.Option("cpu", "--device", help="cpu (gloo) or cuda (NCCL)."),
+                repeats: int = typer.Option(5, "--repeats", min=1),
+                compute_s: float = typer.Option(0.0, "--compute-s", min=0.0,
+                                                help="Length of the compute loop (0: 0.2 s on CPU, 0.05 s on CUDA)."),
+                write_topology: Optional[Path] = typer.Option(None, "--write-topology",
+                                                              help="Write the topology with the measured overlap."),
+                json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Measure how much of an asynchronous all-gather hides behind matmuls (the topology's overlap_efficiency)."""
+        from profiles.cli_support import print_json
+        from profiles.profiler_overlap import OverlapSettings, measure_overlap, with_measured_overlap
+        from profiles.topology_graph import load_cluster
+        from profiles.topology_import import topology_yaml
+
+        if device not in ("cpu", "cuda"):
+            raise InputError(f"unknown device {device!r}; choices: cpu, cuda", field="--device")
+        cluster = load_cluster(topology)
+        if nprocs > len(cluster.devices):
+            raise InputError(f"{nprocs} processes but the topology has {len(cluster.devices)} devices",
+                             field="--nprocs")
+        if write_topology is not None:
+            check_writable(write_topology)
+        command = command_line(ctx)
+        err_console.print(f"measuring overlap with {nprocs} ranks on {cluster.topology.name} …")
+        result = measure_overlap(OverlapSettings(nprocs=nprocs, device=device, repeats=repeats, compute_s=compute_s))
+        if result is None:  # a torchrun rank other than 0
+            return
+        if result["lower_bound"]:
+            err_console.print("pfplan: warning: the all-gather outlasted the compute loop and hid it entirely: "
+                              f"{result['overlap_efficiency']:.3f} is a lower bound; rerun with a longer --compute-s",
+                              markup=False)
+        if write_topology is not None:
+            write_atomic(write_topology, topology_yaml(with_measured_overlap(cluster.topology, result,
+                                                                             command=command)))
+        if json_out:
+            print_json(result)
+            return
+        out_console.print(f"compute {result['median_compute_s']:.4g} s, all-gather ({result['bytes_per_rank']} B per "
+                          f"rank) {result['median_comm_s']:.4g} s, both {result['median_both_s']:.4g} s → "
+                          f"overlap_efficiency {result['overlap_efficiency']:.3f}"
+                          + (f"; wrote {write_topology}" if write_topology else ""), markup=False)
 
     @prof.command("analytic")
     def analytic(ctx: typer.Context, gpu: str = typer.Option(..., "--gpu", help="Catalog GPU name (pfplan gpus)."),

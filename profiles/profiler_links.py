@@ -7,28 +7,21 @@ trip); the fit ``time = latency + bytes / bandwidth`` is weighted by 1/time², s
 messages pin the latency and large ones the bandwidth. All-gather, all-to-all and
 all-reduce are timed the same way for each group size (2, 4, … and all ranks).
 
-Launch: locally this module starts ``nprocs`` processes itself (``fork`` on CPU, the fast
-start; ``spawn`` for CUDA, which must not be forked), one thread per rank, gloo on CPU and
-NCCL on CUDA, with a timeout on every collective. Under ``torchrun`` (``RANK`` and
-``WORLD_SIZE`` set) each process measures as one of the ranks and rank 0 writes the file.
+Launch: :mod:`profiles.rank_launch` (local processes, or the ranks torchrun started).
 Every tensor sent is contiguous (gloo hangs the receiver otherwise).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import socket
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 from profiles.errors import InputError
+from profiles.rank_launch import run_ranks, sync, under_torchrun
 from profiles.profile_format import CollectiveCurve, LinkFit, LinkPoint, Profile, ProfileProvenance, SoftwareStack
 from profiles.topology_graph import ClusterGraph
 
@@ -106,25 +99,10 @@ def fit_latency_bandwidth(points: list[tuple[int, float]]) -> tuple[float, float
     return intercept * 1e6, 1.0 / slope / 1e9
 
 
-def _local_rank(rank: int) -> int:
-    """The GPU index of ``rank`` on its node (torchrun sets LOCAL_RANK; local launches use one node)."""
-    import torch
-
-    return int(os.environ.get("LOCAL_RANK", rank)) % max(1, torch.cuda.device_count())
-
-
-def _sync(device: Any) -> None:
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(device)
-
-
-def _measure(rank: int, world: int, settings: LinkSettings, plan: RankPlan) -> dict[str, Any]:
+def _measure(rank: int, world: int, device: Any, *, settings: LinkSettings, plan: RankPlan) -> dict[str, Any]:
     import torch
     import torch.distributed as dist
 
-    device = torch.device(f"cuda:{_local_rank(rank)}" if settings.device == "cuda" else "cpu")
     out: dict[str, Any] = {"p2p": [], "collectives": []}
     for a, b, cls in plan.pairs:
         dist.barrier()
@@ -133,7 +111,7 @@ def _measure(rank: int, world: int, settings: LinkSettings, plan: RankPlan) -> d
             times = []
             for i in range(settings.warmup + settings.repeats):
                 dist.barrier()
-                _sync(device)
+                sync(device)
                 start = time.perf_counter()
                 if rank == a:
                     dist.send(buf, b)
@@ -141,7 +119,7 @@ def _measure(rank: int, world: int, settings: LinkSettings, plan: RankPlan) -> d
                 elif rank == b:
                     dist.recv(buf, a)
                     dist.send(buf, a)
-                _sync(device)
+                sync(device)
                 if i >= settings.warmup:
                     times.append((time.perf_counter() - start) / 2)
             if rank == a:
@@ -161,7 +139,7 @@ def _measure(rank: int, world: int, settings: LinkSettings, plan: RankPlan) -> d
                 times = []
                 for i in range(settings.warmup + settings.repeats):
                     dist.barrier(group=group)
-                    _sync(device)
+                    sync(device)
                     start = time.perf_counter()
                     if op == "all_gather" and device.type == "cuda":
                         dist.all_gather_into_tensor(dst, src, group=group)
@@ -171,7 +149,7 @@ def _measure(rank: int, world: int, settings: LinkSettings, plan: RankPlan) -> d
                         dist.all_to_all_single(dst, src, group=group)
                     else:
                         dist.all_reduce(src, group=group)
-                    _sync(device)
+                    sync(device)
                     if i >= settings.warmup:
                         times.append(time.perf_counter() - start)
                 if rank == 0:
@@ -181,49 +159,14 @@ def _measure(rank: int, world: int, settings: LinkSettings, plan: RankPlan) -> d
     return out
 
 
-def _worker(rank: int, world: int, port: int, settings: LinkSettings, plan: RankPlan, out_path: str) -> None:
-    import torch
-    import torch.distributed as dist
-
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    backend = "nccl" if settings.device == "cuda" else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(_local_rank(rank))
-    dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(seconds=settings.timeout_s))
-    try:
-        result = _measure(rank, world, settings, plan)
-        if rank == 0:
-            Path(out_path).write_text(json.dumps(result))
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def measure_links(cluster: ClusterGraph, settings: LinkSettings) -> dict[str, Any] | None:
     """Run the measurement; the raw results on rank 0 (or the local launcher), else None."""
+    joined = under_torchrun()
+    if joined is not None and joined[1] != settings.nprocs:
+        settings = LinkSettings(**{**asdict(settings), "nprocs": joined[1]})
     plan = rank_plan(cluster, settings)
-    with tempfile.TemporaryDirectory(prefix="pfplan-links-") as tmp:
-        out_path = str(Path(tmp) / "links.json")
-        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # under torchrun
-            rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-            if world != settings.nprocs:
-                settings = LinkSettings(**{**asdict(settings), "nprocs": world})
-                plan = rank_plan(cluster, settings)
-            _worker(rank, world, int(os.environ.get("MASTER_PORT", "29500")), settings, plan, out_path)
-            return json.loads(Path(out_path).read_text()) if rank == 0 else None
-        import torch.multiprocessing as mp
-
-        method = "spawn" if settings.device == "cuda" else "fork"
-        mp.start_processes(_worker, args=(settings.nprocs, _free_port(), settings, plan, out_path),
-                           nprocs=settings.nprocs, start_method=method, join=True)
-        return json.loads(Path(out_path).read_text())
+    return run_ranks(partial(_measure, settings=settings, plan=plan), nprocs=settings.nprocs,
+                     device_kind=settings.device, timeout_s=settings.timeout_s, prefix="pfplan-links-")
 
 
 def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, Any], *, command: str) -> Profile:
@@ -307,6 +250,12 @@ def measured_topology(cluster: ClusterGraph, profile: Profile, *, command: str) 
         rest = (len(reps["NET"].links) - 1) * (device_latency or 0.0)
         topo.network = Link(bandwidth_gb_s=fit.bandwidth_gb_s, latency_us=max(0.0, fit.latency_us - rest))
     measured = sorted(c for c in fits if c in reps and (c == pcie or c in ("NVL", "SYS", "NET")))
+    comm = topo.communication
+    if measured and comm.bandwidth_efficiency != 1.0:  # measured links already run at what transfers achieve
+        topo.communication = comm.model_copy(update={
+            "bandwidth_efficiency": 1.0,
+            "source": f"bandwidth_efficiency reset to 1 by `{command}` (measured link figures); "
+                      f"overlap_efficiency kept from: {comm.source or 'the default'}"})
     kept = sorted(c for c in reps if c not in measured)
     topo.source = (f"link figures of route classes {', '.join(measured) or 'none'} measured by `{command}` "
                    f"on {profile.provenance.created_at}"
