@@ -1,7 +1,7 @@
 """Process groups and point-to-point transfers of one rank, held in an object (no globals).
 
-The world is laid out by :mod:`simulator.rank_groups` (data × cfg × pipefusion, outermost
-first), so rank arithmetic is shared with the planner and the simulator. Every wait has
+The world is laid out by :mod:`simulator.rank_groups` (data × cfg × pipefusion × … ×
+ulysses, outermost first), so rank arithmetic is shared with the planner and the simulator. Every wait has
 the run's timeout and a failure names the peer it was waiting for, which is how a dead
 rank surfaces as one clear line on the others. Tensors are made contiguous before they
 are sent (gloo raises on the sender, and hangs the receiver, otherwise).
@@ -34,6 +34,8 @@ class DistContext:
     timeout_s: float
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cfg_group: Any = None
+    ulysses_group: Any = None
+    """This rank's Ulysses (sequence-parallel) group: all-to-alls inside every attention layer."""
     forward_group: Any = None
     """Stage d → d+1 traffic (hidden states of patches)."""
     return_group: Any = None
@@ -47,7 +49,7 @@ class DistContext:
         return cls(rank=0, world_size=1, degrees=degrees, timeout_s=timeout_s, device=device)
 
     def make_groups(self) -> None:
-        """Create every CFG group (all ranks must create all groups, in the same order)."""
+        """Create every PipeFusion, CFG and Ulysses group (all ranks create all, in the same order)."""
         import torch.distributed as dist
 
         timeout = timedelta(seconds=self.timeout_s)
@@ -55,12 +57,13 @@ class DistContext:
             everyone = list(range(self.world_size))
             self.forward_group = dist.new_group(everyone, timeout=timeout)
             self.return_group = dist.new_group(everyone, timeout=timeout)
-        if self.degrees.get("cfg", 1) < 2:
-            return
-        for ranks in groups("cfg", self.degrees):
-            pg = dist.new_group(ranks, timeout=timeout)
-            if self.rank in ranks:
-                self.cfg_group = pg
+        for axis, attr in (("cfg", "cfg_group"), ("ulysses", "ulysses_group")):
+            if self.degrees.get(axis, 1) < 2:
+                continue
+            for ranks in groups(axis, self.degrees):
+                pg = dist.new_group(ranks, timeout=timeout)
+                if self.rank in ranks:
+                    setattr(self, attr, pg)
 
     @property
     def coord(self) -> dict[str, int]:
@@ -108,6 +111,31 @@ class DistContext:
             raise PeerFailure(f"rank {self.rank}: CFG exchange failed: {exc}") from None
         self._wait(work, "CFG exchange with the other branch")
         return torch.cat(out, dim=0)
+
+    def all_to_all(self, tensor: torch.Tensor, group: Any, what: str) -> torch.Tensor:
+        """``all_to_all_single`` along dim 0 (equal chunks), waited for with the run's timeout."""
+        import torch.distributed as dist
+
+        tensor = tensor.contiguous()
+        out = torch.empty_like(tensor)
+        try:
+            work = dist.all_to_all_single(out, tensor, group=group, async_op=True)
+        except Exception as exc:  # noqa: BLE001
+            raise PeerFailure(f"rank {self.rank}: {what} failed: {exc}") from None
+        self._wait(work, what)
+        return out
+
+    def all_gather_cat(self, tensor: torch.Tensor, group: Any, size: int, dim: int, what: str) -> torch.Tensor:
+        """All-gather ``tensor`` from the ``size`` ranks of ``group``, concatenated along ``dim`` in rank order."""
+        import torch.distributed as dist
+
+        out = [torch.empty_like(tensor) for _ in range(size)]
+        try:
+            work = dist.all_gather(out, tensor.contiguous(), group=group, async_op=True)
+        except Exception as exc:  # noqa: BLE001
+            raise PeerFailure(f"rank {self.rank}: {what} failed: {exc}") from None
+        self._wait(work, what)
+        return torch.cat(out, dim=dim)
 
     def barrier(self) -> None:
         import torch.distributed as dist

@@ -21,11 +21,13 @@ import torch
 from profiles.models import ModelPreset
 from runtime.dist_context import DistContext
 from runtime.executors.pipefusion import StageSetup, run_stage
+from runtime.executors.ulysses import run_ulysses
 from runtime.measure import Recorder
 from runtime.model_inputs import initial_latent, make_conditioning
 from runtime.model_loading import load_model_parts
 from runtime.staged_model import StagedModel
 from runtime.stale_kv import KVState, install_stale_kv
+from runtime.ulysses import UlyssesExchange, install_ulysses
 from simulator.plan import ParallelPlan, patch_rows
 
 WEIGHT_SEED = 0
@@ -91,8 +93,12 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
     stage = coord["pipefusion"]
     layers = plan.stage_layers(preset)[stage]
     pipelined = deg.pipefusion > 1 or plan.patches > 1
-    staged = None
-    if pipelined:
+    staged = exchange = None
+    if deg.ulysses > 1:
+        staged = StagedModel(preset, parts.transformer, rows, cols, KVState())
+        exchange = UlyssesExchange(dist, dist.ulysses_group, deg.ulysses, cuda=job.device.startswith("cuda"))
+        install_ulysses(preset.family, staged.blocks, exchange)
+    elif pipelined:
         kv = KVState()
         staged = StagedModel(preset, parts.transformer, rows, cols, kv)
         install_stale_kv(preset.family, staged.blocks[layers.start:layers.stop], kv)
@@ -122,7 +128,7 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
     rec.restart()
     cpu0 = time.process_time()
     with torch.inference_mode():
-        final = run_stage(setup)
+        final = run_ulysses(setup, exchange, coord["ulysses"]) if exchange is not None else run_stage(setup)
         output_rank = final is not None and coord["cfg"] == 0
         png = None
         if output_rank and job.decode and parts.vae is not None:

@@ -13,11 +13,14 @@ from __future__ import annotations
 from profiles.models import ModelPreset
 from simulator.plan import ParallelPlan
 
-RUNNABLE_AXES: tuple[str, ...] = ("data", "cfg", "pipefusion")
-"""Parallel axes the runtime executes; the others (distrifusion, ring, ulysses, tensor) are refused."""
+RUNNABLE_AXES: tuple[str, ...] = ("data", "cfg", "pipefusion", "ulysses")
+"""Parallel axes the runtime executes; the others (distrifusion, ring, tensor) are refused."""
 
 PIPEFUSION_FAMILIES: tuple[str, ...] = ("pixart", "sd3", "flux", "dit", "hunyuan")
 """Families whose blocks the PipeFusion executor can split into stages."""
+ULYSSES_FAMILIES: tuple[str, ...] = ("pixart", "dit", "hunyuan")
+"""Families whose self-attention the Ulysses executor exchanges (runtime/ulysses.py); joint
+attention (SD3, Flux) would also need the text stream's heads gathered back."""
 
 
 def unrunnable_reason(plan: ParallelPlan, model: ModelPreset) -> str | None:
@@ -30,6 +33,17 @@ def unrunnable_reason(plan: ParallelPlan, model: ModelPreset) -> str | None:
     if missing:
         return (f"degrees: {', '.join(f'{a}({plan.degrees.as_dict()[a]})' for a in missing)} not executed by "
                 f"pfrun yet; it runs {', '.join(RUNNABLE_AXES)}")
+    ulysses = plan.degrees.ulysses
+    if ulysses > 1:
+        if model.family not in ULYSSES_FAMILIES:
+            return (f"degrees.ulysses: Ulysses on {model.family} ({model.name}) is not executed; "
+                    f"families: {', '.join(ULYSSES_FAMILIES)}")
+        if plan.degrees.pipefusion > 1 or plan.patches > 1:
+            return "degrees.ulysses: Ulysses inside PipeFusion stages is not executed yet (only with cfg and data)"
+        rows = model.token_grid(plan.height_px, plan.width_px)[0]
+        if rows % ulysses:
+            return (f"degrees.ulysses: the {rows} token rows do not split into {ulysses} equal bands "
+                    "(pfrun's Ulysses needs equal bands)")
     pipelined = plan.degrees.pipefusion > 1 or plan.patches > 1
     if pipelined and model.family not in PIPEFUSION_FAMILIES:
         return (f"degrees.pipefusion: PipeFusion on {model.family} ({model.name}) is not executed; "
