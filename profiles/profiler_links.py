@@ -251,14 +251,42 @@ def measured_topology(cluster: ClusterGraph, profile: Profile, *, command: str) 
         topo.network = Link(bandwidth_gb_s=fit.bandwidth_gb_s, latency_us=max(0.0, fit.latency_us - rest))
     measured = sorted(c for c in fits if c in reps and (c == pcie or c in ("NVL", "SYS", "NET")))
     comm = topo.communication
-    if measured and comm.bandwidth_efficiency != 1.0:  # measured links already run at what transfers achieve
+    if measured and comm.bandwidth_efficiency != 1.0:
+        # Measured links already run at what transfers achieve, so the efficiency goes to 1;
+        # the links nothing measured keep their effective speed: data sheet × old efficiency.
+        _scale_kept_links(topo, comm.bandwidth_efficiency, pcie=pcie is not None, measured=set(measured))
         topo.communication = comm.model_copy(update={
             "bandwidth_efficiency": 1.0,
-            "source": f"bandwidth_efficiency reset to 1 by `{command}` (measured link figures); "
-                      f"overlap_efficiency kept from: {comm.source or 'the default'}"})
+            "source": f"bandwidth_efficiency {comm.bandwidth_efficiency:g} folded into the unmeasured links' "
+                      f"figures and reset to 1 by `{command}` (measured link figures); overlap_efficiency kept "
+                      f"from: {comm.source or 'the default'}"})
     kept = sorted(c for c in reps if c not in measured)
     topo.source = (f"link figures of route classes {', '.join(measured) or 'none'} measured by `{command}` "
                    f"on {profile.provenance.created_at}"
                    + (f"; classes {', '.join(kept)} and switch uplinks keep the figures of "
                       f"{cluster.topology.name}" if kept else "; switch uplinks keep their previous figures"))
     return topo
+
+
+def _scale_kept_links(topo: Any, factor: float, *, pcie: bool, measured: set[str]) -> None:
+    """Multiply the bandwidth of every link no measurement replaced by ``factor``."""
+    def scaled(link: Any) -> Any:
+        return link.model_copy(update={"bandwidth_gb_s": link.bandwidth_gb_s * factor})
+
+    def switches(items: list[Any]) -> None:
+        for switch in items:
+            switch.uplink = scaled(switch.uplink)
+            switches(switch.switches)
+
+    for node in topo.nodes:
+        if not pcie:
+            node.device_link = scaled(node.device_link)
+        for socket_ in node.sockets:
+            switches(socket_.switches)
+        if "SYS" not in measured and node.socket_link is not None:
+            node.socket_link = scaled(node.socket_link)
+        if "NVL" not in measured:
+            for domain in node.nvlink:
+                domain.link = scaled(domain.link)
+    if "NET" not in measured and topo.network is not None:
+        topo.network = scaled(topo.network)

@@ -93,9 +93,10 @@ def _measure(rank: int, world: int, device: Any, *, settings: OverlapSettings) -
     per_byte = _timed(lambda: gather(src, dst), device) / probe
     # Rank 0 decides the loop length and message size; every rank must use the same.
     plan = torch.tensor([max(1.0, settings.target_s() / max(one, 1e-9)),
-                         max(4096.0, 0.5 * settings.target_s() / max(per_byte, 1e-15))], dtype=torch.float64)
+                         max(4096.0, 0.5 * settings.target_s() / max(per_byte, 1e-15))], dtype=torch.float64,
+                        device=device)  # NCCL groups carry device tensors only
     dist.broadcast(plan, 0)
-    iters, nbytes = int(plan[0]), int(plan[1]) // 4 * 4
+    iters, nbytes = int(plan[0].item()), int(plan[1].item()) // 4 * 4
     src = torch.ones(nbytes // 4, dtype=torch.float32, device=device).contiguous()
     dst = torch.empty(src.numel() * world, dtype=torch.float32, device=device)
 
@@ -110,10 +111,10 @@ def _measure(rank: int, world: int, device: Any, *, settings: OverlapSettings) -
         for fn in (lambda: loop(iters), lambda: gather(src, dst), both):
             dist.barrier()
             times.append(_timed(fn, device))
-        slowest = torch.tensor(times, dtype=torch.float64)
+        slowest = torch.tensor(times, dtype=torch.float64, device=device)
         dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
         if i >= settings.warmup:
-            rows.append([float(t) for t in slowest])
+            rows.append([float(t) for t in slowest.cpu()])
     return {"iters": iters, "matmul": n, "bytes_per_rank": nbytes, "world": world,
             "compute_s": [r[0] for r in rows], "comm_s": [r[1] for r in rows], "both_s": [r[2] for r in rows]}
 
@@ -145,8 +146,8 @@ def with_measured_overlap(topology: Topology, result: dict[str, Any], *, command
             f"{result['median_compute_s']:.4g} s, all-gather of {result['bytes_per_rank']} B per rank "
             f"{result['median_comm_s']:.4g} s, both {result['median_both_s']:.4g} s (medians of "
             f"{len(result['both_s'])}, slowest of {result['world']} ranks)")
-    if comm.bandwidth_efficiency != 1.0 or comm.source:
-        note += f"; bandwidth_efficiency kept from: {comm.source or 'the default'}"
+    if comm.bandwidth_efficiency != 1.0:
+        note += f"; bandwidth_efficiency {comm.bandwidth_efficiency:g} kept from before ({comm.source or 'no source'})"
     return topology.model_copy(update={"communication": Communication(
         bandwidth_efficiency=comm.bandwidth_efficiency, overlap_efficiency=round(result["overlap_efficiency"], 4),
         source=note)})

@@ -37,16 +37,22 @@ class UlyssesExchange:
     """The all-to-alls of one rank's Ulysses group, timed: the executor turns the intervals
     into ``collective`` spans and the rest of a pass into ``compute`` spans."""
 
-    def __init__(self, dist: DistContext, group: Any, degree: int, cuda: bool = False) -> None:
-        self.dist, self.group, self.degree, self.cuda = dist, group, degree, cuda
+    def __init__(self, dist: DistContext, group: Any, degree: int, ranks: list[int], cuda: bool = False) -> None:
+        self.dist, self.group, self.degree, self.ranks, self.cuda = dist, group, degree, ranks, cuda
+        self.peers = ", ".join(f"rank {r}" for r in ranks if r != getattr(dist, "rank", None))
+        """Who a failed exchange was waiting for, for the error line."""
         self.intervals: list[tuple[float, float, int]] = []
         """(start, end, bytes sent) of each all-to-all since the executor last took them."""
 
     def _exchange(self, send: torch.Tensor, what: str) -> torch.Tensor:
+        # On CUDA the host returns before NCCL is done: synchronise on both sides of the call
+        # so the span is the transfer, not its launch (as Recorder.span does for compute).
         if self.cuda:
             torch.cuda.current_stream().synchronize()
         start = time.perf_counter()
-        out = self.dist.all_to_all(send, self.group, what)
+        out = self.dist.all_to_all(send, self.group, f"{what} with {self.peers}")
+        if self.cuda:
+            torch.cuda.current_stream().synchronize()
         self.intervals.append((start, time.perf_counter(), send.numel() * send.element_size()))
         return out
 
@@ -76,13 +82,15 @@ class UlyssesSelfAttnProcessor:
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
                  attention_mask: Any = None, temb: Any = None, image_rotary_emb: Any = None,
                  **_: Any) -> torch.Tensor:
+        if attention_mask is not None:
+            raise NotImplementedError("the Ulysses processor runs unmasked self-attention only")
         q, k, v = image_qkv(attn, hidden_states)  # (B, h, n, d)
         if image_rotary_emb is not None:
             from diffusers.models.embeddings import apply_rotary_emb
 
             q, k = apply_rotary_emb(q, image_rotary_emb), apply_rotary_emb(k, image_rotary_emb)
         q, k, v = self.x.heads_to_sequence(torch.stack([q, k, v])).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False, scale=getattr(attn, "scale", None))
         out = self.x.sequence_to_heads(out)  # (B, h, n, d)
         b, h, n, d = out.shape
         merged = out.transpose(1, 2).reshape(b, n, h * d).to(q.dtype)

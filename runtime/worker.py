@@ -29,6 +29,7 @@ from runtime.staged_model import StagedModel
 from runtime.stale_kv import KVState, install_stale_kv
 from runtime.ulysses import UlyssesExchange, install_ulysses
 from simulator.plan import ParallelPlan, patch_rows
+from simulator.rank_groups import group_of
 
 WEIGHT_SEED = 0
 """Random weights of a preset are always built from this seed; ``--seed`` seeds the image."""
@@ -96,7 +97,8 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
     staged = exchange = None
     if deg.ulysses > 1:
         staged = StagedModel(preset, parts.transformer, rows, cols, KVState())
-        exchange = UlyssesExchange(dist, dist.ulysses_group, deg.ulysses, cuda=job.device.startswith("cuda"))
+        exchange = UlyssesExchange(dist, dist.ulysses_group, deg.ulysses, group_of(dist.rank, "ulysses", deg.as_dict()),
+                                   cuda=job.device.startswith("cuda"))
         install_ulysses(preset.family, staged.blocks, exchange)
     elif pipelined:
         kv = KVState()
@@ -119,7 +121,7 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
     rec = Recorder(rank=dist.rank, cuda=device.type == "cuda")
     setup = StageSetup(
         preset=preset, model=parts.transformer, scheduler=parts.scheduler, branch=branch, latent=latent,
-        steps=plan.steps, warmup=plan.warmup_steps if pipelined else plan.steps,
+        steps=plan.steps, warmup=plan.warmup_steps if pipelined or exchange else plan.steps,
         patch_rows=patch_rows(rows, plan.patches) if pipelined else [rows], rows=rows, cols=cols,
         layers=layers, stage=stage, stages=deg.pipefusion, pipeline=dist.pipeline(), cfg_mode=cfg_mode,
         guidance_scale=cond.guidance_scale, dist=dist, rec=rec, staged=staged,

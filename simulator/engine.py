@@ -202,7 +202,8 @@ class Simulation:
         for strategy, degree in self.strategies:
             local = strategy.shard(local, degree)
         pw = PassWork(q, k, b, len(work.stage_kinds[stage]), work.hidden, work.dtype_bytes, warmup,
-                      prediction_bytes(self.model, q, work.dtype_bytes), self._attention_share(stage, q, k, b),
+                      prediction_bytes(self.model, q, work.dtype_bytes) if stage == work.stages - 1 else 0,
+                      self._attention_share(stage, q, k, b),
                       first)
         overlap = self.cluster.topology.communication.overlap_efficiency
         specs = tuple(part for strategy, degree in self.strategies

@@ -3,9 +3,10 @@
 Every step each of the ``u`` ranks of a Ulysses group embeds the whole latent (positions
 depend on the whole grid), keeps its band of token rows, runs every block on it (the
 attention layers exchange heads for tokens, :mod:`runtime.ulysses`), runs the output layer
-on its band, and all-gathers the bands into the whole noise prediction. Guidance (a batch
-of two, or the exchange with the other CFG group) and the scheduler step then run on the
-whole latent on every rank, so the ranks' latents stay identical without sending them.
+on its band, applies guidance to its band (a batch of two, or the exchange of the band with
+the other CFG group: guidance is elementwise), and all-gathers the guided bands. The
+scheduler step then runs on the whole latent on every rank, so the ranks' latents stay
+identical without sending them.
 
 Attention is exact, so the result equals the serial one up to floating-point order.
 
@@ -27,6 +28,8 @@ from runtime.ulysses import UlyssesExchange
 
 def band(rows: int, degree: int, index: int) -> tuple[int, int]:
     """Token rows of rank ``index`` of ``degree`` (equal bands; runnable.py requires rows % degree == 0)."""
+    if rows % degree:
+        raise ValueError(f"{rows} token rows do not split into {degree} equal Ulysses bands")
     size = rows // degree
     return index * size, (index + 1) * size
 
@@ -73,12 +76,14 @@ def run_ulysses(s: StageSetup, exchange: UlyssesExchange, index: int) -> torch.T
         if s.rec.cuda:
             torch.cuda.current_stream().synchronize()
         record_pass(s.rec, start, time.perf_counter(), exchange.intervals, layers=f"0-{layers - 1}", layer=0,
-                    warmup=False, **tags)
+                    warmup=step < s.warmup, **tags)
         with s.rec.span("final", "final", **tags):
             mine = s.staged.final(hidden, ctx, r0, r1)
+        # guidance is elementwise: guide the band (the CFG exchange moves only the band), then gather
+        mine = _guided(s, mine, Unit(step, None, 0, s.rows))
         with s.rec.span("gather prediction", "collective", bytes=mine.numel() * mine.element_size(), **tags):
-            noise = s.dist.all_gather_cat(mine, exchange.group, exchange.degree, 2, "Ulysses gather of the prediction")
-        noise = _guided(s, noise, Unit(step, None, 0, s.rows))
+            noise = s.dist.all_gather_cat(mine, exchange.group, exchange.degree, 2,
+                                          f"Ulysses gather of the prediction with {exchange.peers}")
         with s.rec.span("scheduler", "scheduler", **tags):
             latent = sched.step(noise, t, latent, generator=s.generator, return_dict=False)[0]
         s.step_end_s.append(s.rec.now_s())

@@ -110,6 +110,14 @@ class SequenceShard(StageStrategy):
         return replace(shape, query_tokens=ceil_div(shape.query_tokens, degree),
                        text_query_tokens=None if text is None else ceil_div(text, degree))
 
+    def output_gather(self, work: PassWork, degree: int) -> list[CollectiveSpec]:
+        """After the output layer each rank holds its tokens' prediction; the scheduler wants
+        the whole latent, so the shards are all-gathered (last stage only: ``out_bytes`` is 0
+        on the others)."""
+        if work.out_bytes <= 0:
+            return []
+        return [CollectiveSpec(self.axis, "all_gather", ceil_div(work.out_bytes, degree), 1, overlapped=False)]
+
 
 S = TypeVar("S", bound=type)
 

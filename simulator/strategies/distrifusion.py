@@ -33,5 +33,6 @@ class DistriFusion(StageStrategy):
         return [
             CollectiveSpec("distrifusion", "all_gather", per_layer * work.layers, work.layers,
                            overlapped=not (work.warmup or work.first_step)),
-            CollectiveSpec("distrifusion", "all_gather", ceil_div(work.out_bytes, degree), 1, overlapped=False),
+            *([CollectiveSpec("distrifusion", "all_gather", ceil_div(work.out_bytes, degree), 1, overlapped=False)]
+              if work.out_bytes > 0 else []),  # the output patches, after the last stage only
         ]

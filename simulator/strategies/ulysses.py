@@ -1,9 +1,11 @@
 """Ulysses sequence parallelism: tokens sharded for projections and MLP, heads sharded for attention.
 
 Each of ``u`` ranks holds ``q/u`` query tokens of the item. Around every attention layer
-four all-to-alls (Q, K, V in; the attention output back) switch between the token shard
-and a head shard, each moving this rank's ``q/u × hidden`` activations, (u−1)/u of them to
-other ranks. They sit on the critical path (xDiT does not overlap them). Per rank compute is
+all-to-alls switch between the token shard and a head shard: Q, K, V in (stacked into one
+call, as pfrun does; xDiT makes three) and the attention output back, moving four times
+this rank's ``q/u × hidden`` activations, (u−1)/u of them to other ranks, in two calls per
+layer. They sit on the critical path (neither overlaps them). After the output layer the
+token shards of the prediction are all-gathered. Per rank compute is
 a layer shape with ``q/u`` queries over all ``k`` keys: the same FLOPs as attention over
 ``h/u`` heads of all ``q`` queries. Heads must divide by ``u`` (checked by the plan).
 """
@@ -13,7 +15,10 @@ from __future__ import annotations
 
 from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard
 
-ALL_TO_ALLS_PER_LAYER = 4
+TENSORS_PER_LAYER = 4
+"""Q, K, V and the attention output."""
+CALLS_PER_LAYER = 2
+"""Q, K, V stacked into one all-to-all, the output in another (each pays the route latency)."""
 
 
 class Ulysses(SequenceShard):
@@ -23,6 +28,6 @@ class Ulysses(SequenceShard):
     def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
         if degree < 2:
             return []
-        per_layer = local_query_tokens * work.hidden * work.batch * work.dtype_bytes
-        count = ALL_TO_ALLS_PER_LAYER * work.layers
-        return [CollectiveSpec("ulysses", "all_to_all", per_layer * count, count, overlapped=False)]
+        per_layer = TENSORS_PER_LAYER * local_query_tokens * work.hidden * work.batch * work.dtype_bytes
+        return [CollectiveSpec("ulysses", "all_to_all", per_layer * work.layers, CALLS_PER_LAYER * work.layers,
+                               overlapped=False), *self.output_gather(work, degree)]

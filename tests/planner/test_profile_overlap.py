@@ -61,4 +61,11 @@ def test_measured_links_reset_a_calibrated_bandwidth_efficiency_and_keep_the_ove
     assert comm.bandwidth_efficiency == 1.0
     assert comm.overlap_efficiency == pcie8.topology.communication.overlap_efficiency
     assert "reset to 1" in comm.source and "Borrowed" in comm.source
-    assert ClusterGraph(topo).route("node0/gpu0", "node0/gpu1").bottleneck_gb_s == pytest.approx(9.0)
+    before, after = pcie8, ClusterGraph(topo)
+    assert after.route("node0/gpu0", "node0/gpu1").bottleneck_gb_s == pytest.approx(9.0)
+    # unmeasured links (switch uplinks, the socket link) keep their effective speed
+    e = pcie8.topology.communication.bandwidth_efficiency
+    assert after.topology.nodes[0].socket_link.bandwidth_gb_s == pytest.approx(
+        e * before.topology.nodes[0].socket_link.bandwidth_gb_s)
+    uplink = after.topology.nodes[0].sockets[0].switches[0].uplink.bandwidth_gb_s
+    assert uplink == pytest.approx(e * before.topology.nodes[0].sockets[0].switches[0].uplink.bandwidth_gb_s)

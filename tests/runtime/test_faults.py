@@ -29,9 +29,10 @@ def test_a_failed_rank_stops_the_job_with_its_name(tmp_path, kind):
     assert list(tmp_path.iterdir()) == [plan_file]  # no image, no trace, no temp files
 
 
-def test_a_hung_rank_times_out_and_is_named(tmp_path):
-    plan_file = write_plan(tmp_path / "plan.json", plan("dit-tiny", steps=4, degrees={"pipefusion": 2},
-                                                        patches=2, warmup_steps=1))
+@pytest.mark.parametrize("fields", [{"degrees": {"pipefusion": 2}, "patches": 2, "warmup_steps": 1},
+                                    {"degrees": {"ulysses": 2}}], ids=["pipefusion", "ulysses"])
+def test_a_hung_rank_times_out_and_is_named(tmp_path, fields):
+    plan_file = write_plan(tmp_path / "plan.json", plan("dit-tiny", steps=4, **fields))
     start = time.monotonic()
     res = run_subprocess("runtime", "--plan", plan_file, "--out", tmp_path / "image.png", "--timeout", "3",
                          env={"PFRUN_FAULT": "1:2:hang"}, timeout=120)

@@ -18,7 +18,7 @@ from simulator.strategies.base import CollectiveSpec, split_by_overlap
 from tests.simulator.fakes import ConstantCost, star_cluster, with_communication
 from simulator.estimate import estimate_latency_s
 from simulator.network import NETWORK_MODELS, LinkFit
-from tests.simulator.test_overlap import hideable_fraction, ring_comm_s
+from tests.simulator.test_overlap import gather_s, hideable_fraction, ring_comm_s
 from tests.simulator.test_properties import ANOMALY, PROPERTY, cluster, scenarios
 
 TINY = load_model("pixart-tiny")  # 4 blocks, 16×16 = 256 tokens, CFG (batch 2), hidden 64
@@ -96,8 +96,9 @@ def test_half_overlap_hides_half_a_ring_pass_and_runs_the_rest_after_the_pass():
     plan = tiny_plan(ring=2)
     star = with_communication(star_cluster(2, bandwidth_gb_s=bandwidth), overlap=0.5)
     result = simulate(plan, TINY, star, ConstantCost(1.0))
-    assert result.latency_s == pytest.approx((1 - f) * c + max(f * c, 0.5 * comm) + 0.5 * comm)
-    assert result.latency_s == pytest.approx(c + 0.5 * comm)
+    g = gather_s(2, bandwidth)  # the output gather after the pass
+    assert result.latency_s == pytest.approx((1 - f) * c + max(f * c, 0.5 * comm) + 0.5 * comm + g)
+    assert result.latency_s == pytest.approx(c + 0.5 * comm + g)
     assert estimate_latency_s(plan, TINY, star, ConstantCost(1.0)) == pytest.approx(result.latency_s)
 
 

@@ -29,6 +29,13 @@ def ring_comm_s(r: int, bandwidth_gb_s: float) -> float:
     return (r - 1) * BLOCKS * per_block / (bandwidth_gb_s * 1e9)
 
 
+def gather_s(r: int, bandwidth_gb_s: float) -> float:
+    """The output gather after the pass: r−1 rounds of this rank's share of the prediction."""
+    from simulator.strategies.cfg import prediction_bytes
+
+    return (r - 1) * -(-prediction_bytes(TINY, TOKENS, DT) // r) / (bandwidth_gb_s * 1e9)
+
+
 def hideable_fraction(r: int) -> float:
     shape = LayerShape("pixart_block", TOKENS // r, TOKENS, BATCH)
     share = attention_flops(TINY.arch, shape, text_tokens=TINY.text_tokens) \
@@ -53,19 +60,23 @@ def test_ring_pass_longer_than_the_attention_share_is_exposed_by_exactly_comm_mi
     comm = ring_comm_s(2, bandwidth)
     assert comm == pytest.approx(f * C + 1.5)
     _, result = ring_run(bandwidth)
+    g = gather_s(2, bandwidth)
     events = [(e[1], e[4], e[5]) for e in result.log() if e[0] == "d0c0s0"]
     assert events == [("compute", 0.0, pytest.approx(C)),
-                      ("exposed_communication", pytest.approx(C), pytest.approx((1 - f) * C + comm))]
-    assert result.prediction.breakdown_s["exposed_communication"] == pytest.approx(comm - f * C)
-    assert result.latency_s == pytest.approx((1 - f) * C + max(f * C, comm))
+                      ("exposed_communication", pytest.approx(C), pytest.approx((1 - f) * C + comm)),
+                      ("exposed_communication", pytest.approx((1 - f) * C + comm),
+                       pytest.approx((1 - f) * C + comm + g))]  # the output gather
+    assert result.prediction.breakdown_s["exposed_communication"] == pytest.approx(comm - f * C + g)
+    assert result.latency_s == pytest.approx((1 - f) * C + max(f * C, comm) + g)
 
 
 def test_ring_pass_shorter_than_the_attention_share_is_hidden():
     f = hideable_fraction(2)
     bandwidth = ring_comm_s(2, 1.0) / (0.5 * f * C)  # comm = f·C / 2
     plan, result = ring_run(bandwidth, steps=2)
-    assert result.prediction.breakdown_s["exposed_communication"] == pytest.approx(0.0, abs=1e-9)
-    assert result.latency_s == pytest.approx(2 * C)
+    g = gather_s(2, bandwidth)  # only the output gather is exposed
+    assert result.prediction.breakdown_s["exposed_communication"] == pytest.approx(2 * g)
+    assert result.latency_s == pytest.approx(2 * C + 2 * g)
 
 
 @pytest.mark.parametrize("r", [2, 4])
@@ -73,7 +84,7 @@ def test_estimate_uses_the_same_overlap_as_the_engine(r):
     f = hideable_fraction(r)
     bandwidth = ring_comm_s(r, 1.0) / (f * C + 2.0)
     plan, result = ring_run(bandwidth, r=r, steps=3)
-    expected = 3 * ((1 - f) * C + ring_comm_s(r, bandwidth))
+    expected = 3 * ((1 - f) * C + ring_comm_s(r, bandwidth) + gather_s(r, bandwidth))
     assert result.latency_s == pytest.approx(expected)
     assert estimate_latency_s(plan, TINY, star_cluster(r, bandwidth_gb_s=bandwidth), ConstantCost(1.0)) \
         == pytest.approx(expected)
