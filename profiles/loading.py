@@ -159,18 +159,12 @@ def check_writable(path: Path | str) -> Path:
     return path
 
 
-def write_atomic(path: Path | str, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
-
-    The temporary file sits beside the target (same file system, so the rename is atomic)
-    and gets the permissions a plainly created file would (mkstemp's are owner-only).
-    """
-    path = check_writable(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise InputError(f"cannot write ({exc.strerror})", file=str(path)) from None
+def stage_file(path: Path, data: str | bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path`` (same file system, so a rename onto
+    ``path`` is atomic), flushed to disk and with the permissions a plainly created file would
+    get (mkstemp's are owner-only); the caller renames it into place or deletes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as handle:
             handle.write(data)
@@ -179,9 +173,23 @@ def write_atomic(path: Path | str, data: str | bytes) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def write_atomic(path: Path | str, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    path = check_writable(path)
+    try:
+        tmp = stage_file(path, data)
+    except OSError as exc:
+        raise InputError(f"cannot write ({exc.strerror})", file=str(path)) from None
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 

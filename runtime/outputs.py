@@ -3,17 +3,18 @@
 A run can take minutes; finding only afterwards that ``--out`` names a directory (or a
 folder nobody may write in) wastes it and, written file by file, leaves half the outputs.
 So :func:`check_output_path` refuses such a path before any rank starts (one line, exit 2),
-and :func:`write_all` stages every output as a temporary file next to its destination and
-renames them into place only when all were staged.
+and :func:`write_all` stages every output as a temporary file next to its destination
+(:func:`profiles.loading.stage_file`, as every other output of the toolkit) and renames them
+into place only when all were staged.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from profiles.errors import InputError
+from profiles.loading import stage_file
 from runtime.errors import RuntimeFailure
 
 
@@ -42,29 +43,17 @@ def check_distinct(paths: dict[str, Path]) -> None:
 
 def write_all(files: list[tuple[Path, bytes]]) -> None:
     """Write every file or none: stage each as a temporary file, then rename them all into place."""
-    staged: list[tuple[str, Path]] = []
-    try:
-        for path, data in files:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            staged.append((tmp, path))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-    except OSError as exc:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
-        raise RuntimeFailure(f"the run finished but its outputs could not be written ({exc}); "
-                             "no output written") from exc
+    staged: list[tuple[Path, Path]] = []
     placed: list[Path] = []
     try:
+        for path, data in files:
+            staged.append((stage_file(path, data), path))
         for tmp, path in staged:
             os.replace(tmp, path)
             placed.append(path)
     except OSError as exc:
         for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
         for path in placed:
             path.unlink(missing_ok=True)
         raise RuntimeFailure(f"the run finished but its outputs could not be written ({exc}); "

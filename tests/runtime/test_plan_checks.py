@@ -93,3 +93,19 @@ def test_new_folders_for_outputs_are_created(tmp_path, pfrun):
                 "--trace", tmp_path / "c" / "t.json", "--device", "cpu")
     assert res.code == 0, res.err
     assert (tmp_path / "a" / "b" / "img.png").is_file() and (tmp_path / "c" / "t.json").is_file()
+
+
+def test_outputs_get_the_permissions_of_a_plainly_created_file(tmp_path, pfrun):
+    """Staged through mkstemp (owner-only), the image and trace still end up as umask says."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        res = pfrun("--plan", _serial_plan(tmp_path), "--out", tmp_path / "img.png", "--trace", tmp_path / "t.json",
+                    "--device", "cpu")
+    finally:
+        os.umask(old)
+    assert res.code == 0, res.err
+    for name in ("img.png", "t.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
