@@ -29,9 +29,9 @@ from profiles.model_inputs import (FLUX_GUIDANCE, Branch, flux_image_ids, model_
                                    random_branch, transformer_kwargs, unpack_flux)
 from profiles.models import ModelPreset
 
-__all__ = ["FLUX_GUIDANCE", "GUIDANCE_SCALE", "Branch", "Conditioning", "flux_image_ids", "forward_kwargs",
+__all__ = ["FLUX_GUIDANCE", "GUIDANCE_SCALE", "Branch", "Conditioning", "flux_image_ids",
            "guide", "initial_latent", "load_prompt_embeds", "make_conditioning", "model_timestep",
-           "noise_from_output", "pack_flux", "prompt_seed", "random_branch", "unpack_flux"]
+           "noise_from_output", "pack_flux", "prompt_seed", "random_branch", "transformer_kwargs", "unpack_flux"]
 
 GUIDANCE_SCALE = 4.5
 """Classifier-free guidance scale."""
@@ -117,16 +117,6 @@ def initial_latent(preset: ModelPreset, height_px: int, width_px: int, seed: int
     rows, cols = preset.latent_size(height_px, width_px)
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(1, preset.arch.latent_channels, rows, cols, generator=gen).to(dtype)
-
-
-def forward_kwargs(preset: ModelPreset, model: Any, latent: torch.Tensor, t: torch.Tensor,
-                   branch: Branch) -> dict[str, Any]:
-    """Keyword arguments of the whole transformer's forward for a (B, C, H, W) latent.
-
-    ``model`` is unused (the preset's config says what the forward takes); kept so callers
-    need not change."""
-    del model
-    return transformer_kwargs(preset, latent, t, branch)
 
 
 def noise_from_output(preset: ModelPreset, out: torch.Tensor, rows: int, cols: int) -> torch.Tensor:

@@ -39,7 +39,7 @@ import torch
 
 from runtime.dist_context import DistContext, PendingRecv
 from runtime.measure import Recorder
-from runtime.model_inputs import Branch, forward_kwargs, guide, noise_from_output
+from runtime.model_inputs import Branch, transformer_kwargs, guide, noise_from_output
 from runtime.staged_model import StagedModel, StepContext
 
 
@@ -206,7 +206,7 @@ class StageLoop:
         if s.staged is None:
             with s.rec.span("blocks", "compute", **args):
                 model_in = self.latent.expand(self.batch, -1, -1, -1)
-                out = s.model(**forward_kwargs(s.preset, s.model, model_in, t, s.branch))[0]
+                out = s.model(**transformer_kwargs(s.preset, model_in, t, s.branch))[0]
                 return noise_from_output(s.preset, out, s.rows, s.cols)
         tags = dict(step=u.step, patch=u.patch, stage=s.stage)
         if self.first:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from profiles.models import load_model
-from runtime.model_inputs import (Conditioning, forward_kwargs, initial_latent, make_conditioning,
+from runtime.model_inputs import (Conditioning, transformer_kwargs, initial_latent, make_conditioning,
                                   noise_from_output, pack_flux, unpack_flux)
 from runtime.model_loading import load_model_parts
 from runtime.staged_model import StagedModel
@@ -32,7 +32,7 @@ def test_tiny_preset_builds_and_runs_one_forward(name):
     batch = 2 if preset.uses_cfg else 1
     parts.scheduler.set_timesteps(4)
     with torch.inference_mode():
-        out = parts.transformer(**forward_kwargs(preset, parts.transformer, latent.expand(batch, -1, -1, -1),
+        out = parts.transformer(**transformer_kwargs(preset, latent.expand(batch, -1, -1, -1),
                                                  parts.scheduler.timesteps[0], branch))[0]
         noise = noise_from_output(preset, out, *preset.token_grid(128, 128))
         image = parts.vae.decode(latent).sample
@@ -79,7 +79,7 @@ def test_staged_passes_match_the_diffusers_forward(name):
     parts.scheduler.set_timesteps(4)
     t = parts.scheduler.timesteps[1]
     with torch.inference_mode():
-        ref = noise_from_output(preset, parts.transformer(**forward_kwargs(preset, parts.transformer, latent, t,
+        ref = noise_from_output(preset, parts.transformer(**transformer_kwargs(preset, latent, t,
                                                                            branch))[0], rows, cols)
         kv = KVState()
         staged = StagedModel(preset, parts.transformer, rows, cols, kv)
