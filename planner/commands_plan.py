@@ -11,8 +11,7 @@ from profiles.cli_support import out_console, print_json
 from profiles.errors import InputError, PfplanError
 from profiles.loading import load_model_file
 from profiles.models import load_model
-from profiles.topology_graph import load_cluster
-from simulator.plan import ParallelPlan, validate
+from simulator.plan import ParallelPlan, plan_cluster, validate
 from simulator.runnable import unrunnable_reason
 
 
@@ -29,13 +28,7 @@ def register(app: typer.Typer) -> None:
             model = load_model(plan.model)
         except PfplanError as exc:
             raise InputError(exc.message, file=exc.file or str(plan_file), field=exc.field or "model") from None
-        topo = topology or plan.topology
-        try:
-            cluster = load_cluster(topo) if topo else None
-        except PfplanError as exc:
-            if exc.file or topology:
-                raise
-            raise InputError(exc.message, file=str(plan_file), field="topology") from None
+        cluster = plan_cluster(plan, file=str(plan_file), override=topology)
         validate(plan, model, cluster, file=str(plan_file))
         reason = unrunnable_reason(plan, model)
         if json_out:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from profiles.cli_support import out_console, print_json
@@ -22,7 +21,7 @@ from profiles.topology_graph import load_cluster
 from simulator.engine import SimulationResult, simulate
 from simulator.memory import GIB
 from simulator.network import NETWORK_MODELS, LinkFit
-from simulator.plan import ParallelPlan, parse_parallel_spec, validate
+from simulator.plan import ParallelPlan, plan_from_spec, validate
 from simulator.trace import write_trace
 
 
@@ -44,18 +43,8 @@ def build_plan(*, plan_file: Optional[Path], parallel: Optional[str], model: Opt
         raise InputError("--parallel needs --model", field="--model")
     preset = load_model(model)
     size = resolution if resolution is not None else preset.default_resolution
-    fields = parse_parallel_spec(parallel or "")
-    stale = fields["degrees"].get("pipefusion", 1) > 1 or fields["degrees"].get("distrifusion", 1) > 1 \
-        or fields.get("patches", 1) > 1
-    if stale and "warmup_steps" not in fields:
-        fields["warmup_steps"] = 1  # as the search's --min-warmup default: stale K/V need one full pass first
-    try:
-        return ParallelPlan(model=model, height_px=height or size, width_px=width or size,
-                            steps=steps if steps is not None else preset.default_steps, topology=topology, **fields)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise InputError(f"{where}: {err['msg']}", field="--parallel") from None
+    return plan_from_spec(model, parallel or "", height_px=height or size, width_px=width or size,
+                          steps=steps if steps is not None else preset.default_steps, topology=topology)
 
 
 def link_fits_from(profile: str) -> dict[str, LinkFit]:

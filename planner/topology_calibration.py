@@ -26,8 +26,6 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
-from pydantic import ValidationError
-
 from profiles.cost_model import CostModel
 from profiles.costs import dtype_bytes_of
 from profiles.errors import InputError
@@ -36,7 +34,7 @@ from profiles.models import ModelPreset
 from profiles.topology import Communication, Topology
 from profiles.topology_graph import ClusterGraph
 from simulator.engine import simulate
-from simulator.plan import ParallelPlan, parse_parallel_spec, validate
+from simulator.plan import ParallelPlan, plan_from_spec, validate
 
 RunKind = Literal["compute", "blocking", "overlapped"]
 SENSITIVE = 1e-3
@@ -79,18 +77,8 @@ class TopologyCalibration:
 def run_plan(run: MeasuredRun, index: int, model: ModelPreset, cluster: ClusterGraph, file: str) -> ParallelPlan:
     """The plan a measured run describes, checked against the model and topology."""
     where = f"runs[{index}]"
-    try:
-        fields = parse_parallel_spec(run.parallel)
-        fields.setdefault("warmup_steps", 1 if any(fields["degrees"].get(a, 1) > 1
-                                                   for a in ("pipefusion", "distrifusion")) else 0)
-        plan = ParallelPlan(model=model.name, height_px=run.resolution, width_px=run.resolution,
-                            steps=run.steps, **fields)
-    except InputError as exc:
-        raise InputError(exc.message, file=file, field=f"{where}.parallel") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InputError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}", file=file,
-                         field=f"{where}.parallel") from None
+    plan = plan_from_spec(model.name, run.parallel, height_px=run.resolution, width_px=run.resolution,
+                          steps=run.steps, file=file, field=f"{where}.parallel")
     validate(plan, model, cluster, file=f"{file} {where}")
     return plan
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from profiles.models import ModelPreset
@@ -18,7 +17,7 @@ from runtime.errors import UnrunnablePlan
 from runtime.launch import launch
 from runtime.measure import merge_trace
 from runtime.worker import Job
-from simulator.plan import Degrees, ParallelPlan, validate
+from simulator.plan import Degrees, ParallelPlan, plan_cluster, validate
 from simulator.trace import Trace
 
 
@@ -39,28 +38,6 @@ class RunResult:
     def trace(self, *, model: str, plan: ParallelPlan, device: str, command: str = "") -> Trace:
         return merge_trace(self.events, model=model, plan=plan.model_dump(mode="json"), device=device,
                            command=command, latency_s=self.latency_s)
-
-
-def plan_cluster(plan: ParallelPlan, *, file: str | None = None) -> Any:
-    """The plan's topology as a graph (None when the plan names none).
-
-    A relative path is looked up next to the plan file first, then as given (or a shipped
-    name). An unknown name or a bad topology file is the user's mistake: one line, exit 2.
-    """
-    from profiles.errors import InputError, PfplanError
-    from profiles.topology_graph import load_cluster
-
-    if not plan.topology:
-        return None
-    name = plan.topology
-    if file is not None and not Path(name).is_absolute() and (Path(file).parent / name).is_file():
-        name = str(Path(file).parent / name)
-    try:
-        return load_cluster(name)
-    except PfplanError as exc:
-        if exc.file:
-            raise
-        raise InputError(exc.message, file=file, field="topology") from None
 
 
 def check_runnable(plan: ParallelPlan, preset: ModelPreset, *, file: str | None = None) -> None:

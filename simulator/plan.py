@@ -235,3 +235,55 @@ def parse_parallel_spec(spec: str) -> dict[str, Any]:
                              field="--parallel")
     fields["degrees"] = degrees
     return fields
+
+
+def plan_from_spec(model: str, spec: str, *, height_px: int, width_px: int, steps: int,
+                   topology: str | None = None, file: str | None = None, field: str = "--parallel") -> ParallelPlan:
+    """The plan a ``--parallel`` spec describes; one-line :class:`InputError` naming ``field`` otherwise.
+
+    Stale strategies (PipeFusion stages or patches, DistriFusion) get one warm-up step unless
+    the spec says ``warmup``: stale K/V need one full pass first (the search's default too).
+    """
+    from pydantic import ValidationError
+
+    try:
+        fields = parse_parallel_spec(spec)
+    except InputError as exc:
+        raise InputError(exc.message, file=file, field=field) from None
+    degrees = fields["degrees"]
+    stale = degrees.get("pipefusion", 1) > 1 or degrees.get("distrifusion", 1) > 1 or fields.get("patches", 1) > 1
+    if stale:
+        fields.setdefault("warmup_steps", 1)
+    try:
+        return ParallelPlan(model=model, height_px=height_px, width_px=width_px, steps=steps, topology=topology,
+                            **fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}", file=file, field=field) from None
+
+
+def plan_cluster(plan: ParallelPlan, *, file: str | None = None, override: str | None = None) -> ClusterGraph | None:
+    """The topology a plan runs on: ``override`` (a command's --topology), else the plan's own.
+
+    The plan's own relative path is looked up next to the plan file first, then as given (or
+    a shipped name); an unknown name or a bad file is reported against the plan's
+    ``topology`` field. None when neither names one.
+    """
+    from pathlib import Path
+
+    from profiles.errors import PfplanError
+    from profiles.topology_graph import load_cluster
+
+    if override:
+        return load_cluster(override)
+    if not plan.topology:
+        return None
+    name = plan.topology
+    if file is not None and not Path(name).is_absolute() and (Path(file).parent / name).is_file():
+        name = str(Path(file).parent / name)
+    try:
+        return load_cluster(name)
+    except PfplanError as exc:
+        if exc.file:
+            raise
+        raise InputError(exc.message, file=file, field="topology") from None

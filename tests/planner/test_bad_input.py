@@ -196,3 +196,16 @@ def test_pfrun_usage_errors_are_one_line_too(pfrun):
     lines = result.err.splitlines()
     assert result.code == 2 and len(lines) == 1
     assert lines[0].startswith("pfrun: error: No such option: --bogus") and lines[0].endswith("(see pfrun --help)")
+
+
+def test_plan_validate_finds_the_plans_topology_where_pfrun_does(tmp_path, pfplan, monkeypatch):
+    """A relative topology is looked up next to the plan file first (simulator.plan.plan_cluster, shared)."""
+    (tmp_path / "box").mkdir()
+    (tmp_path / "box" / "mine.yaml").write_text(PCIE8.replace("name: pcie8", "name: mine"))
+    plan = tmp_path / "box" / "plan.json"
+    plan.write_text(plan_json("pixart-alpha", degrees={"cfg": 2, "data": 4}, topology="mine.yaml"))
+    monkeypatch.chdir(tmp_path)
+    result = pfplan("plan", "validate", plan)
+    assert result.code == 0 and "valid" in result.out, result.err
+    # 8 ranks need all 8 GPUs of mine.yaml; on a 4-GPU override the same plan breaks a rule
+    assert_one_line_error(pfplan("plan", "validate", plan, "--topology", "a100-pcie4"), "plan.json")
