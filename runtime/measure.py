@@ -33,6 +33,11 @@ class Recorder:
     def now_s(self) -> float:
         return time.perf_counter() - self.t0
 
+    def add(self, name: str, cat: str, start: float, end: float, **args: Any) -> None:
+        """Record ``[start, end)`` (``perf_counter`` seconds) as one event."""
+        self.events.append({"name": name, "cat": cat, "ts": (start - self.t0) * 1e6, "dur": (end - start) * 1e6,
+                            "tid": self.rank, "args": {k: v for k, v in args.items() if v is not None}})
+
     @contextmanager
     def span(self, name: str, cat: str, **args: Any) -> Iterator[None]:
         start = time.perf_counter()
@@ -43,10 +48,7 @@ class Recorder:
                 import torch
 
                 torch.cuda.current_stream().synchronize()
-            end = time.perf_counter()
-            self.events.append({"name": name, "cat": cat, "ts": (start - self.t0) * 1e6,
-                                "dur": (end - start) * 1e6, "tid": self.rank,
-                                "args": {k: v for k, v in args.items() if v is not None}})
+            self.add(name, cat, start, time.perf_counter(), **args)
 
 
 def merge_trace(per_rank: list[list[dict[str, Any]]], *, model: str, plan: dict[str, Any], device: str,

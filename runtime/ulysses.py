@@ -90,7 +90,7 @@ class UlyssesSelfAttnProcessor:
 
             q, k = apply_rotary_emb(q, image_rotary_emb), apply_rotary_emb(k, image_rotary_emb)
         q, k, v = self.x.heads_to_sequence(torch.stack([q, k, v])).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False, scale=getattr(attn, "scale", None))
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)  # as AttnProcessor2_0
         out = self.x.sequence_to_heads(out)  # (B, h, n, d)
         b, h, n, d = out.shape
         merged = out.transpose(1, 2).reshape(b, n, h * d).to(q.dtype)

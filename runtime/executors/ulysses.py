@@ -18,6 +18,7 @@ pass do not overlap, so the trace comparison adds them up per category.
 from __future__ import annotations
 
 import copy
+import time
 
 import torch
 
@@ -40,22 +41,15 @@ def record_pass(rec: Recorder, start: float, end: float, intervals: list[tuple[f
     cursor = start
     for a, b, nbytes in intervals:
         if a > cursor:
-            rec.events.append(_event(rec, "blocks", "compute", cursor, a, args))
-        rec.events.append(_event(rec, "all_to_all", "collective", a, b, {**args, "bytes": nbytes}))
+            rec.add("blocks", "compute", cursor, a, **args)
+        rec.add("all_to_all", "collective", a, b, **args, bytes=nbytes)
         cursor = b
     if end > cursor:
-        rec.events.append(_event(rec, "blocks", "compute", cursor, end, args))
-
-
-def _event(rec: Recorder, name: str, cat: str, a: float, b: float, args: dict) -> dict:
-    return {"name": name, "cat": cat, "ts": (a - rec.t0) * 1e6, "dur": (b - a) * 1e6, "tid": rec.rank,
-            "args": {k: v for k, v in args.items() if v is not None}}
+        rec.add("blocks", "compute", cursor, end, **args)
 
 
 def run_ulysses(s: StageSetup, exchange: UlyssesExchange, index: int) -> torch.Tensor | None:
     """This rank's loop; the final latent on the group's first rank, else None."""
-    import time
-
     sched = copy.deepcopy(s.scheduler)
     sched.set_timesteps(s.steps)
     r0, r1 = band(s.rows, exchange.degree, index)
