@@ -85,6 +85,19 @@ def split_by_overlap(spec: CollectiveSpec, efficiency: float) -> tuple[Collectiv
                     overlapped=False, overlap_fraction=1.0))
 
 
+def output_gather(axis: str, work: PassWork, degree: int) -> list[CollectiveSpec]:
+    """The prediction's token shards all-gathered along ``axis`` after the output layer (the
+    scheduler steps the whole latent); none before the last stage, where ``out_bytes`` is 0.
+
+    Each axis that splits the tokens gathers its share on its own, so a Ulysses × Ring
+    hybrid prices two gathers of 1/u and 1/r of the prediction where one gather of the
+    1/(u·r) shards would do (at most one extra prediction's bytes per step).
+    """
+    if work.out_bytes <= 0:
+        return []
+    return [CollectiveSpec(axis, "all_gather", ceil_div(work.out_bytes, degree), 1, overlapped=False)]
+
+
 class StageStrategy:
     """How ranks along one axis share a stage's pass. Subclasses override what differs."""
 
@@ -110,13 +123,6 @@ class SequenceShard(StageStrategy):
         return replace(shape, query_tokens=ceil_div(shape.query_tokens, degree),
                        text_query_tokens=None if text is None else ceil_div(text, degree))
 
-    def output_gather(self, work: PassWork, degree: int) -> list[CollectiveSpec]:
-        """After the output layer each rank holds its tokens' prediction; the scheduler wants
-        the whole latent, so the shards are all-gathered (last stage only: ``out_bytes`` is 0
-        on the others)."""
-        if work.out_bytes <= 0:
-            return []
-        return [CollectiveSpec(self.axis, "all_gather", ceil_div(work.out_bytes, degree), 1, overlapped=False)]
 
 
 S = TypeVar("S", bound=type)

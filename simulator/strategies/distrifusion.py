@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from profiles.cost_model import LayerShape
-from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy, ceil_div
+from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy, ceil_div, output_gather
 
 
 class DistriFusion(StageStrategy):
@@ -33,6 +33,5 @@ class DistriFusion(StageStrategy):
         return [
             CollectiveSpec("distrifusion", "all_gather", per_layer * work.layers, work.layers,
                            overlapped=not (work.warmup or work.first_step)),
-            *([CollectiveSpec("distrifusion", "all_gather", ceil_div(work.out_bytes, degree), 1, overlapped=False)]
-              if work.out_bytes > 0 else []),  # the output patches, after the last stage only
+            *output_gather(self.axis, work, degree),
         ]

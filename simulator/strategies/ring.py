@@ -17,7 +17,7 @@ dense FLOPs per token), and what sticks out is exposed communication.
 from __future__ import annotations
 
 
-from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard
+from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard, output_gather
 
 
 class Ring(SequenceShard):
@@ -34,4 +34,4 @@ class Ring(SequenceShard):
         per_layer = 2 * kv_share * work.hidden * work.batch * work.dtype_bytes
         hideable = work.attention_share * (degree - 1) / degree
         return [CollectiveSpec("ring", "ring_pass", per_layer * work.layers, work.layers, overlapped=True,
-                               overlap_fraction=hideable), *self.output_gather(work, degree)]
+                               overlap_fraction=hideable), *output_gather(self.axis, work, degree)]

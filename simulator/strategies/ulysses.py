@@ -13,7 +13,7 @@ a layer shape with ``q/u`` queries over all ``k`` keys: the same FLOPs as attent
 from __future__ import annotations
 
 
-from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard
+from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard, output_gather
 
 TENSORS_PER_LAYER = 4
 """Q, K, V and the attention output."""
@@ -30,4 +30,4 @@ class Ulysses(SequenceShard):
             return []
         per_layer = TENSORS_PER_LAYER * local_query_tokens * work.hidden * work.batch * work.dtype_bytes
         return [CollectiveSpec("ulysses", "all_to_all", per_layer * work.layers, CALLS_PER_LAYER * work.layers,
-                               overlapped=False), *self.output_gather(work, degree)]
+                               overlapped=False), *output_gather(self.axis, work, degree)]
