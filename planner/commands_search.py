@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
                         "counts": report.counts, "baseline_latency_s": report.baseline_latency_s})
             return
         print_table(report, top)
-        out_console.print(cluster.topology.communication.describe(), markup=False)
+        out_console.print(cluster.topology.communication.describe(brief=True), markup=False)
         if output is not None:
             written = chosen_candidate(report, allow_unrunnable=allow_unrunnable)
             out_console.print(f"wrote {output} (#{written.rank} {plan.degrees.label()}, predicted "

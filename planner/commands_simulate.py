@@ -138,6 +138,6 @@ def register(app: typer.Typer) -> None:
             print_json(result_json(plan, result))
         else:
             print_result(plan, result, cluster.device_gpu)
-            out_console.print(cluster.topology.communication.describe(), markup=False)
+            out_console.print(cluster.topology.communication.describe(brief=True), markup=False)
             if trace is not None:
                 out_console.print(f"trace written to {trace}", markup=False)

@@ -11,6 +11,8 @@ Device ids are ``<node>/<gpu>``, e.g. ``node0/gpu3``; a plan's placement uses th
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Literal
 
@@ -99,12 +101,17 @@ class Communication(BaseModel):
                                      "the rest serialises with it (as a blocking transfer).")
     source: str = Field("", description="Where the figures come from (the calibration command, its measurements).")
 
-    def describe(self) -> str:
-        """One line for tables' footers: what the simulator assumes about this box's transfers."""
+    def describe(self, *, brief: bool = False) -> str:
+        """One line on what the simulator assumes about this box's transfers; ``brief`` (for
+        the footers of search and simulate) keeps the source's first clause, ≤ 100 characters."""
         if not self.source and self.bandwidth_efficiency == 1 and self.overlap_efficiency == 1:
             return "communication: ideal (full link bandwidth, perfect overlap; not calibrated)"
+        source = " ".join((self.source or "no source given").split())
+        if brief:
+            first = re.split(r"[:.;]\s", source, maxsplit=1)[0]
+            source = (first if len(first) <= 100 else first[:99] + "…") + "; `pfplan topology show` for the rest"
         return (f"communication: transfers at {self.bandwidth_efficiency:g} × link bandwidth, overlapped transfers "
-                f"hide {self.overlap_efficiency:g} of their time ({self.source or 'no source given'})")
+                f"hide {self.overlap_efficiency:g} of their time ({source})")
 
 
 class Topology(BaseModel):
