@@ -15,6 +15,7 @@ from profiles.models import ModelPreset
 from profiles.topology_graph import ClusterGraph
 from simulator.plan import ParallelPlan, patch_rows
 from simulator.rank_groups import coords, rank_of
+from simulator.schedule import Unit, units
 from simulator.strategies.cfg import batch_per_pass
 
 INNER_AXES = ("distrifusion", "ring", "ulysses", "tensor")
@@ -47,6 +48,8 @@ class Workload:
     """(source stage, consumer stage) → long-skip activations sent per item (HunyuanDiT)."""
     batch: int
     hidden: int
+    cols: int
+    """Token columns of the latent grid (a patch is a band of whole rows)."""
     dtype_bytes: int
     steps: int
     warmup_steps: int
@@ -61,6 +64,11 @@ class Workload:
     @property
     def patches(self) -> int:
         return len(self.patch_tokens)
+
+    @property
+    def schedule(self) -> list[Unit]:
+        """Every stage's units in order (:mod:`simulator.schedule`); rows are token rows."""
+        return units(self.steps, self.warmup_steps, [t // self.cols for t in self.patch_tokens])
 
     def items(self, step: int) -> list[int | None]:
         """Work items of ``step``: the whole image (None) in warm-up or without patches, else each patch."""
@@ -118,6 +126,6 @@ def build_workload(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph
     return Workload(
         image_tokens=rows * cols, patch_tokens=patch_tokens, stage_kinds=tuple(stage_kinds),
         skip_layers=skip_sources(kinds, stage_of_layer), batch=batch_per_pass(plan, model),
-        hidden=model.arch.hidden_size, dtype_bytes=dtype_bytes, steps=plan.steps,
+        hidden=model.arch.hidden_size, cols=cols, dtype_bytes=dtype_bytes, steps=plan.steps,
         warmup_steps=min(plan.warmup_steps, plan.steps), actors=tuple(actors), degrees=degrees,
         devices=devices)

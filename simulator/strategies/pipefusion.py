@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Generator
 
+from simulator.schedule import Unit, latent_source
 from simulator.strategies.cfg import latent_bytes, prediction_bytes
 from simulator.workload import Actor
 
@@ -48,9 +49,9 @@ def dependencies(sim: Simulation, actor: Actor, step: int, item: int | None) -> 
     work = sim.work
     deps = []
     if actor.stage == 0:
-        if step > 0:
-            previous = item if item is not None and work.items(step - 1) != [None] else None
-            deps.append(sim.event(return_key(actor, step - 1, previous)))
+        source = latent_source(Unit(step, item, 0, 0), work.warmup_steps, work.patches)
+        if source is not None:
+            deps.append(sim.event(return_key(actor, *source)))
     else:
         deps.append(sim.event(input_key(actor, actor.stage, step, item)))
     for (src, dst) in work.skip_layers:
@@ -63,40 +64,40 @@ def stage_actor(sim: Simulation, actor: Actor) -> Generator:
     """The simpy process of one stage group."""
     env, work = sim.env, sim.work
     last = work.stages - 1
-    for step in range(work.steps):
-        for item in work.items(step):
-            tags = {"step": step, "patch": item, "stage": actor.stage}
-            deps = dependencies(sim, actor, step, item)
-            if deps:
-                waited_from = env.now
-                yield env.all_of(deps)
-                sent_at = max(e.value for e in deps)
-                sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
-            cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps, first=step == 0)
-            if step == 0 and item == work.items(0)[0]:
-                yield from sim.compute(actor, sim.first_pass_s(), "overhead", "first pass", **tags)
-            if actor.stage == 0:
-                yield from sim.compute(actor, cost.embed_s, "embed", "embed", **tags)
-            yield from sim.stage_pass(actor, cost, **tags)
-            yield from sim.compute(actor, cost.overhead_s, "overhead", "pass overhead", **tags)
-            tokens = cost.local_query_tokens
-            activation = tokens * work.hidden * work.batch * work.dtype_bytes
-            for (src, dst), count in work.skip_layers.items():
-                if src == actor.stage:
-                    peer = work.actor(actor.data, actor.cfg, dst)
-                    yield from sim.post_send(actor, peer, activation * count, skip_key(actor, src, dst, step, item),
-                                             "skip", **tags)
-            if actor.stage < last:
-                peer = work.actor(actor.data, actor.cfg, actor.stage + 1)
-                yield from sim.post_send(actor, peer, activation, input_key(actor, actor.stage + 1, step, item),
-                                        "activations", **tags)
-                continue
-            yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
-            if work.degrees["cfg"] > 1:
-                yield from sim.cfg_exchange(actor, prediction_bytes(sim.model, tokens, work.dtype_bytes), **tags)
-            yield from sim.compute(actor, cost.scheduler_s, "scheduler", "scheduler", **tags)
-            latent = latent_bytes(sim.model, tokens, work.dtype_bytes)
-            peer = work.actor(actor.data, actor.cfg, 0)
-            yield from sim.post_send(actor, peer, latent, return_key(actor, step, item), "latent", **tags)
+    for index, unit in enumerate(work.schedule):
+        step, item = unit.step, unit.patch
+        tags = {"step": step, "patch": item, "stage": actor.stage}
+        deps = dependencies(sim, actor, step, item)
+        if deps:
+            waited_from = env.now
+            yield env.all_of(deps)
+            sent_at = max(e.value for e in deps)
+            sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
+        cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps, first=step == 0)
+        if index == 0:
+            yield from sim.compute(actor, sim.first_pass_s(), "overhead", "first pass", **tags)
+        if actor.stage == 0:
+            yield from sim.compute(actor, cost.embed_s, "embed", "embed", **tags)
+        yield from sim.stage_pass(actor, cost, **tags)
+        yield from sim.compute(actor, cost.overhead_s, "overhead", "pass overhead", **tags)
+        tokens = cost.local_query_tokens
+        activation = tokens * work.hidden * work.batch * work.dtype_bytes
+        for (src, dst), count in work.skip_layers.items():
+            if src == actor.stage:
+                peer = work.actor(actor.data, actor.cfg, dst)
+                yield from sim.post_send(actor, peer, activation * count, skip_key(actor, src, dst, step, item),
+                                         "skip", **tags)
+        if actor.stage < last:
+            peer = work.actor(actor.data, actor.cfg, actor.stage + 1)
+            yield from sim.post_send(actor, peer, activation, input_key(actor, actor.stage + 1, step, item),
+                                    "activations", **tags)
+            continue
+        yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
+        if work.degrees["cfg"] > 1:
+            yield from sim.cfg_exchange(actor, prediction_bytes(sim.model, tokens, work.dtype_bytes), **tags)
+        yield from sim.compute(actor, cost.scheduler_s, "scheduler", "scheduler", **tags)
+        latent = latent_bytes(sim.model, tokens, work.dtype_bytes)
+        peer = work.actor(actor.data, actor.cfg, 0)
+        yield from sim.post_send(actor, peer, latent, return_key(actor, step, item), "latent", **tags)
     if actor.stage == last and actor.cfg == 0:
         yield from sim.compute(actor, sim.vae_s(), "vae", "vae decode", stage=actor.stage)

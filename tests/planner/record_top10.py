@@ -1,0 +1,38 @@
+"""Records the search's top 10 on pcie8 and h100-nvlink8 (the redesign's behaviour guard).
+
+``python -m tests.planner.record_top10`` rewrote ``tests/planner/data/top10-before-plugins.json``
+on main at 17f39c7, before strategies and families became plug-ins; the test
+``test_search_top10_unchanged.py`` compares today's search with that file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from planner.search import SearchSettings, search
+from profiles.costs import cost_model_for
+from profiles.models import load_model
+from profiles.topology_graph import load_cluster
+
+CASES = [("pcie8", "pixart-alpha", 2048, 20), ("pcie8", "sd3-medium", 1024, 28),
+         ("h100-nvlink8", "flux-dev", 1024, 28), ("h100-nvlink8", "hunyuan-dit", 2048, 50)]
+OUT = Path(__file__).parent / "data" / "top10-before-plugins.json"
+
+
+def top10(topology: str, model_name: str, px: int, steps: int) -> list[dict]:
+    model, cluster = load_model(model_name), load_cluster(topology)
+    cost = cost_model_for(model, cluster.gpu_of(cluster.devices[0]), None)
+    result = search(model, cluster, cost, height_px=px, width_px=px, steps=steps, settings=SearchSettings())
+    return [{"label": c.plan.degrees.label(), "patches": c.plan.patches, "warmup": c.plan.warmup_steps,
+             "stage_split": c.plan.stage_split, "placement": c.plan.placement,
+             "latency_s": c.latency_s, "simulated": c.simulated} for c in result.ranked[:10]]
+
+
+def record() -> dict:
+    return {f"{t}/{m}/{px}/{s}": top10(t, m, px, s) for t, m, px, s in CASES}
+
+
+if __name__ == "__main__":
+    OUT.write_text(json.dumps(record(), indent=1) + "\n")
+    print(f"wrote {OUT}")
