@@ -27,9 +27,13 @@ def test_cfg_parallel_with_pipefusion_equals_serial_cfg():
 
 
 def test_cfg_parallel_with_long_skip_family():
+    """A batch of one (CFG parallel) and a batch of two (serial CFG) take different fp32 matmul
+    kernels; with diffusers 0.42.1 / transformers 5.24 the latents (|x| ≈ 1) differ by 1.1e-5
+    after 2 steps. A guidance or exchange error moves them by orders of magnitude more."""
     serial = run(plan("hunyuan-tiny", steps=2))
     parallel = run(plan("hunyuan-tiny", steps=2, degrees={"cfg": 2}))
-    assert max_diff(parallel, serial) <= 1e-5
+    scale = float(serial.latents[0].abs().max())
+    assert max_diff(parallel, serial) <= 5e-5 * scale
 
 
 def test_data_parallel_replicas_use_their_own_seeds():
