@@ -3,7 +3,7 @@
 A plan's degrees are composed the way xDiT composes them: *replicas* (data, cfg) run
 copies of a pipeline; a *pipeline* (PipeFusion, one stage when it is off) cuts the blocks
 into stages; inside each stage a *stage group* of ranks shares the work of every pass
-(Ulysses, Ring, tensor parallel or DistriFusion). A :class:`Strategy` is everything the
+(sequence splits, tensor parallel, patch parallel). A :class:`Strategy` is everything the
 simulator and the planner know about one of these, in one class:
 
 - who it is: its axis (the ``Degrees`` field), its position in the rank order, a one-line
