@@ -18,8 +18,9 @@ Alternatives generated, compared later by simulation:
 
 - ``topology``: the topology file's device order and the standard nesting (AXES order).
 - ``grouped``: devices sorted by host/socket/switch, standard nesting.
-- ``greedy``: devices grouped, axes nested by the traffic each sends per step (the
-  heaviest innermost), and the device subset, when fewer than all devices are used,
+- ``greedy``: devices grouped, axes nested by the traffic each sends per step (each
+  strategy's placement preference, :meth:`~simulator.strategies.base.Strategy.traffic_bytes`;
+  the heaviest innermost), and the device subset, when fewer than all devices are used,
   chosen to keep the worst route class inside the used set as near as possible.
 """
 
@@ -29,8 +30,10 @@ from dataclasses import dataclass
 
 from profiles.models import ModelPreset
 from profiles.topology_graph import ROUTE_CLASSES, ClusterGraph
-from simulator.plan import Degrees, ParallelPlan
+from simulator.plan import DegreesBase, ParallelPlan
 from simulator.rank_groups import AXES, coords
+from simulator.strategies import STRATEGIES
+from simulator.strategies.base import TrafficContext
 
 CLASS_ORDER = {name: i for i, name in enumerate(("X",) + ROUTE_CLASSES)}
 
@@ -67,25 +70,13 @@ def grouped_devices(cluster: ClusterGraph) -> list[str]:
     return sorted(cluster.devices, key=key)
 
 
-def axis_traffic_bytes(degrees: Degrees, model: ModelPreset, height_px: int, width_px: int) -> dict[str, float]:
-    """Rough bytes one rank sends per step along each active axis (REFERENCES §1 cost table)."""
-    hs = model.arch.hidden_size
-    tokens = model.image_tokens(height_px, width_px)
-    act = 2.0 * tokens * hs  # one fp16 activation of the whole image
-    layers = model.layers
-    table = {
-        "tensor": 4 * act * layers,
-        "ulysses": 4 * act * layers / max(degrees.ulysses, 1),
-        "ring": 2 * act * layers,
-        "distrifusion": 2 * act * layers,
-        "pipefusion": 2 * act,
-        "cfg": act * model.arch.latent_channels / hs,
-        "data": 0.0,
-    }
-    return {axis: table[axis] for axis, n in degrees.active().items()}
+def axis_traffic_bytes(degrees: DegreesBase, model: ModelPreset, height_px: int, width_px: int) -> dict[str, float]:
+    """Rough bytes one rank sends per step along each active axis, as each strategy states it."""
+    ctx = TrafficContext(model, model.image_tokens(height_px, width_px))
+    return {s.axis: s.traffic_bytes(n, ctx) for s, n in STRATEGIES.active(degrees.as_dict()) if s.axis}
 
 
-def _place(degrees: Degrees, devices: list[str], nesting: tuple[str, ...]) -> tuple[str, ...]:
+def _place(degrees: DegreesBase, devices: list[str], nesting: tuple[str, ...]) -> tuple[str, ...]:
     sizes = degrees.as_dict()
     out = []
     for rank in range(degrees.world_size()):

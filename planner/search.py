@@ -26,7 +26,7 @@ from profiles.cost_model import CostModel
 from profiles.costs import dtype_bytes_of
 from profiles.gpus import get_gpu
 from profiles.models import ModelPreset
-from profiles.topology_graph import ClusterGraph
+from profiles.topology_graph import ROUTE_CLASSES, ClusterGraph
 from simulator.plan import Degrees, ParallelPlan, Prediction, violations
 
 Objective = Literal["latency", "throughput"]
@@ -60,7 +60,7 @@ class Candidate:
 
     @property
     def throughput_images_per_s(self) -> float:
-        return self.plan.degrees.data / self.latency_s if self.latency_s > 0 else 0.0
+        return self.plan.degrees.images_per_generation() / self.latency_s if self.latency_s > 0 else 0.0
 
     def objective_key(self, objective: Objective) -> tuple[float, int]:
         value = self.latency_s if objective == "latency" else -self.throughput_images_per_s
@@ -93,7 +93,7 @@ class SearchSettings:
     objective: Objective = "latency"
     """latency of one generation, or throughput (images/s, data replicas counted)."""
     min_warmup: int = 1
-    """Warm-up steps every stale strategy (PipeFusion, DistriFusion) runs: the quality floor."""
+    """Warm-up steps every stale strategy runs: the quality floor."""
     max_devices: int | None = None
     """Use at most this many devices (None: the whole cluster)."""
     runnable_only: bool = False
@@ -287,7 +287,7 @@ def breakdown_difference(cand: Candidate, best: Candidate) -> str:
     text = f"{key.replace('_', ' ')} {mine[key]:.3g} s vs {theirs.get(key, 0.0):.3g} s"
     traffic = {k: v for k, v in cand.prediction.bytes_by_route_class.items() if v > 0}
     if traffic and "comm" in key:
-        slowest = max(traffic, key=lambda c: ("X", "NVL", "PIX", "PXB", "PHB", "SYS", "NET").index(c)
-                      if c in ("X", "NVL", "PIX", "PXB", "PHB", "SYS", "NET") else -1)
+        order = ("X", *ROUTE_CLASSES)
+        slowest = max(traffic, key=lambda c: order.index(c) if c in order else -1)
         text += f" ({traffic[slowest] / GB:.2g} GB over {slowest} links)"
     return text

@@ -7,18 +7,17 @@ up to the cluster size, since on PCIe boxes 4 GPUs can beat 8), PipeFusion's pat
 
 Choices made here and why:
 
-- Degrees are enumerated as ordered factorisations of ``n`` over
-  ``data × cfg × pipefusion × distrifusion × ring × ulysses × tensor``, cut early by the
-  cheap per-axis rules (CFG only for CFG models, heads divisible, layers ≥ stages,
-  DistriFusion and tensor parallel only beside CFG and data), then every shape is checked
-  with :func:`simulator.plan.violations`, the one rule book.
-- Patches: ``M ∈ {N, 2N, 4N, 8N}`` (published sweeps put the best near N to 2N) plus the
-  small counts 2, 4, 8 (fewer patches than stages leaves stages idle, but less staleness),
-  all capped by the latent's token rows. Strategies without patches use ``M = 1``.
-- Warm-up: exactly ``--min-warmup`` for the stale strategies (PipeFusion, DistriFusion).
-  Each extra warm-up step runs one synchronous full-image step, so more than the floor
-  never helps latency or throughput; the floor is the user's quality choice. Strategies
-  that never read stale activations get ``W = 0``.
+- Degrees are enumerated as ordered factorisations of ``n`` over the registered axes in
+  rank order (:data:`simulator.rank_groups.AXES`), cut early by the rules of
+  :mod:`simulator.degree_rules` that need only the degrees (each axis' own rules, heads over
+  the head-sharding axes, exclusive strategies only beside the replica axes), then every
+  shape is checked with :func:`simulator.plan.violations`, the one rule book.
+- Patches: the pipeline strategy's ``patch_options`` (PipeFusion: ``M ∈ {N, 2N, 4N, 8N}``
+  plus the small counts 2, 4, 8, capped by the latent's token rows); ``M = 1`` without stages.
+- Warm-up: exactly ``--min-warmup`` when a stale strategy is on. Each extra warm-up step
+  runs one synchronous full-image step, so more than the floor never helps latency or
+  throughput; the floor is the user's quality choice. Strategies that never read stale
+  activations get ``W = 0``.
 """
 
 from __future__ import annotations
@@ -27,13 +26,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from profiles.models import ModelPreset
-from simulator.plan import Degrees, ParallelPlan, violations
-from simulator.rank_groups import AXES
-
-STALE_AXES = ("pipefusion", "distrifusion")
-"""Strategies that attend to one-step-old activations after warm-up."""
-EXCLUSIVE_AXES = ("distrifusion", "tensor")
-"""Strategies that combine only with cfg and data."""
+from simulator.degree_rules import axis_violations, combination_violations, needs_warmup
+from simulator.plan import Degrees, DegreesBase, ParallelPlan, violations
+from simulator.strategies import STRATEGIES, Registry
 
 
 @dataclass(frozen=True)
@@ -53,60 +48,39 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def _axis_allowed(axis: str, value: int, model: ModelPreset, rows: int) -> bool:
-    arch = model.arch
-    if value == 1:
-        return True
-    if axis == "cfg":
-        return value == 2 and model.uses_cfg
-    if axis == "pipefusion":
-        return value <= model.layers
-    if axis in ("ulysses", "tensor"):
-        return arch.heads % value == 0
-    if axis == "distrifusion":
-        return value <= rows
-    return True
-
-
-def degree_options(n: int, model: ModelPreset, rows: int) -> Iterator[Degrees]:
-    """Every ``Degrees`` whose product is ``n`` that passes the per-axis rules.
+def degree_options(n: int, model: ModelPreset, rows: int, *, strategies: Registry = STRATEGIES,
+                   degrees_type: type[DegreesBase] = Degrees) -> Iterator[DegreesBase]:
+    """Every ``Degrees`` whose product is ``n`` that passes the rules on degrees alone.
 
     Example: n=4 for a CFG model yields data4, cfg2×pipefusion2, pipefusion4, ulysses2×ring2, …
     """
+    axes = strategies.axes()
+
     def extend(index: int, remaining: int, chosen: dict[str, int]) -> Iterator[dict[str, int]]:
-        if index == len(AXES):
+        if index == len(axes):
             if remaining == 1:
                 yield dict(chosen)
             return
-        axis = AXES[index]
+        axis = axes[index]
         for value in divisors(remaining):
-            if not _axis_allowed(axis, value, model, rows):
+            if axis_violations(axis, value, model, rows, strategies=strategies):
                 continue
             chosen[axis] = value
             yield from extend(index + 1, remaining // value, chosen)
         chosen.pop(axis, None)
 
     for values in extend(0, n, {}):
-        active = [a for a, v in values.items() if v > 1]
-        exclusive = [a for a in active if a in EXCLUSIVE_AXES]
-        if exclusive and any(a not in ("cfg", "data", exclusive[0]) for a in active):
-            continue
-        if values["ulysses"] * values["tensor"] > 1 and model.arch.heads % (values["ulysses"] * values["tensor"]):
-            continue
-        yield Degrees(**values)
+        if not combination_violations(values, model, strategies=strategies):
+            yield degrees_type(**values)
 
 
-def patch_options(degrees: Degrees, rows: int) -> list[int]:
+def patch_options(degrees: DegreesBase, rows: int) -> list[int]:
     """Patch counts worth trying for ``degrees`` on a latent of ``rows`` token rows."""
-    stages = degrees.pipefusion
-    if stages == 1:
-        return [1]
-    wanted = {stages * k for k in (1, 2, 4, 8)} | {2, 4, 8}
-    return sorted(m for m in wanted if 2 <= m <= rows)
+    return STRATEGIES.pipeline.patch_options(degrees.pipeline_stages, rows)
 
 
-def warmup_for(degrees: Degrees, options: SpaceOptions) -> int:
-    if any(getattr(degrees, axis) > 1 for axis in STALE_AXES):
+def warmup_for(degrees: DegreesBase, options: SpaceOptions) -> int:
+    if needs_warmup(degrees.as_dict()):
         return min(options.min_warmup, options.steps)
     return 0
 

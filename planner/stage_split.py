@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 from profiles.cost_model import EMBED, FINAL, CostModel, LayerShape
 from profiles.models import ModelPreset
+from simulator.degree_rules import sequence_shards
 from simulator.plan import ParallelPlan, patch_rows
+from simulator.strategies.cfg import batch_per_pass
 
 
 @dataclass(frozen=True)
@@ -54,14 +56,13 @@ def patch_shape_tokens(plan: ParallelPlan, model: ModelPreset) -> tuple[int, int
     """(query tokens of the largest patch, all image tokens) seen by one stage per micro-step."""
     rows, cols = model.token_grid(plan.height_px, plan.width_px)
     largest = max(patch_rows(rows, min(plan.patches, rows))) * cols
-    sp = plan.degrees.ulysses * plan.degrees.ring
-    return max(1, largest // sp), rows * cols
+    return max(1, largest // sequence_shards(plan.degrees.as_dict())), rows * cols
 
 
 def stage_costs(plan: ParallelPlan, model: ModelPreset, cost_model: CostModel) -> StageCosts:
     """Block and end-of-pipeline costs at ``plan``'s steady-state patch shape."""
     query, kv = patch_shape_tokens(plan, model)
-    batch = 2 if model.uses_cfg and plan.degrees.cfg == 1 else 1
+    batch = batch_per_pass(plan.degrees.as_dict(), model)
     by_kind = {kind: cost_model.layer_time_s(LayerShape(kind, query, kv, batch))
                for kind in set(model.arch.block_kinds())}
     return StageCosts(tuple(by_kind[k] for k in model.arch.block_kinds()),
@@ -106,6 +107,6 @@ def balanced_split(costs: StageCosts, stages: int) -> list[int]:
 
 def choose_split(plan: ParallelPlan, model: ModelPreset, cost_model: CostModel) -> list[int] | None:
     """The balanced split for ``plan`` (None when it has no pipeline)."""
-    if plan.degrees.pipefusion == 1:
+    if plan.degrees.pipeline_stages == 1:
         return None
-    return balanced_split(stage_costs(plan, model, cost_model), plan.degrees.pipefusion)
+    return balanced_split(stage_costs(plan, model, cost_model), plan.degrees.pipeline_stages)

@@ -9,7 +9,7 @@ of the simulated latencies:
 1. ``bandwidth_efficiency`` on runs whose traffic is all blocking (tensor, Ulysses, CFG):
    their time is compute plus transfers, nothing hides, so only bandwidth can explain them;
 2. ``overlap_efficiency``, with that bandwidth, on runs with overlapped traffic
-   (DistriFusion, Ring, PipeFusion).
+   (stale K/V gathered behind compute, K/V passed around a ring, pipeline sends).
 
 Which runs see which number is decided by simulation, not by the plan's degrees: a run
 whose prediction does not move when overlap is switched off is not used for the overlap.
@@ -85,7 +85,7 @@ def run_plan(run: MeasuredRun, index: int, model: ModelPreset, cluster: ClusterG
 
 def classify(ideal: list[float], slow_links: list[float], no_overlap: list[float]) -> list[RunKind]:
     """Which parameter each run can see, from how its prediction moves (not from its degrees:
-    a one-step DistriFusion run has nothing to overlap, a PipeFusion run with W = T neither)."""
+    a one-step run of a stale strategy has nothing to overlap, a PipeFusion run with W = T neither)."""
     kinds: list[RunKind] = []
     for base, slow, serial in zip(ideal, slow_links, no_overlap):
         if abs(serial - base) > SENSITIVE * base:

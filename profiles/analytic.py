@@ -6,8 +6,8 @@ falls for small problems: efficiency ``e(n) = e_max · n / (n + n_half)`` where 
 work of one layer call in *full-width token equivalents*: batch × tokens (image queries plus,
 in joint-attention blocks, the text tokens projected here) ÷ tensor shard. A GPU fills its SMs with output tiles of
 each matmul and attention kernel; their number is tokens × output width (or tokens × heads),
-so a call gets smaller, and less efficient, the same way whether its tokens are cut (Ulysses,
-Ring, PipeFusion and DistriFusion patches) or its width and heads are (tensor parallel):
+so a call gets smaller, and less efficient, the same way whether its tokens are cut (sequence
+splits and patches) or its width and heads are (tensor parallel):
 ``n`` tokens at shard ``s`` count like ``n/s`` tokens at full width. Counting tokens alone
 would leave a tensor-sharded call at full efficiency. The text-only matmuls of
 cross-attention blocks and of the embedding (:func:`~profiles.flops.text_only_flops`) are

@@ -24,7 +24,7 @@ class MeasuredRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     parallel: str = Field(min_length=1, description='Plan degrees as `pfplan simulate --parallel` takes them: '
-                                                    '"ulysses=4", "distrifusion=4,warmup=1", "serial=1".')
+                                                    '"ulysses=4", "pipefusion=4,patches=8,warmup=1", "serial=1".')
     resolution: int = Field(gt=0, description="Square image side, pixels.")
     steps: int = Field(gt=0, description="Diffusion steps.")
     latency_s: float = Field(gt=0, allow_inf_nan=False, description="Measured seconds of one generation.")

@@ -7,7 +7,7 @@ on one device) at its real dimensions with seeded random weights. For each resol
 * the whole image (``q = kv = S``);
 * PipeFusion patches: ``rows/M`` token rows as queries, attending over all ``S`` keys
   (:mod:`profiles.block_probe`'s stale-K/V attention), for every ``M`` dividing ``rows``
-  up to ``--max-patches``; the same shape serves sequence-parallel and DistriFusion shards;
+  up to ``--max-patches``; the same shape serves sequence-parallel and patch-parallel shards;
 * local shards: ``kv = S/N`` for N = 2, 4, each with its own column of patch splits;
 * tensor-parallel widths: blocks narrowed to 1/s of their heads and MLP
   (:mod:`profiles.tensor_shard`) for each s dividing the head count (up to 4).

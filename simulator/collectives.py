@@ -15,7 +15,8 @@ disjoint links of bandwidth ``B`` and latency ``α``: ``2(n−1)/n · S/B + 2(n�
 
 from __future__ import annotations
 
-from typing import Generator, Sequence
+from dataclasses import dataclass
+from typing import Callable, Generator, Sequence
 
 from simulator.network import Network
 
@@ -63,6 +64,20 @@ def exchange(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, mess
     yield from _round(net, pairs, nbytes, messages)
 
 
-ALGORITHMS = {"all_reduce": all_reduce, "all_gather": all_gather, "all_to_all": all_to_all,
-              "ring_pass": all_gather}
+@dataclass(frozen=True)
+class Algorithm:
+    """A collective's simpy algorithm and its closed form: ``rounds(n)`` rounds of ``chunk_bytes(b, n)``
+    each, for ``b`` bytes per rank on ``n`` ranks (what :mod:`simulator.estimate` prices)."""
+
+    run: Callable[..., Generator]
+    rounds: Callable[[int], int]
+    chunk_bytes: Callable[[float, int], float]
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "all_reduce": Algorithm(all_reduce, lambda n: 2 * (n - 1), lambda b, n: b / n),
+    "all_gather": Algorithm(all_gather, lambda n: n - 1, lambda b, n: b),
+    "all_to_all": Algorithm(all_to_all, lambda n: n - 1, lambda b, n: b / n),
+    "ring_pass": Algorithm(all_gather, lambda n: n - 1, lambda b, n: b),
+}
 """Collective kind → algorithm; a ring-attention K/V pass moves data like an all-gather."""

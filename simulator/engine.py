@@ -1,7 +1,7 @@
 """The simpy engine: runs a plan's schedule on the topology's links and reports what would happen.
 
 :func:`simulate` builds the :class:`~simulator.workload.Workload`, one simpy actor per stage
-group (see :mod:`simulator.strategies.pipefusion`), and a :class:`~simulator.network.Network`
+group (see :mod:`simulator.stage_actor`), and a :class:`~simulator.network.Network`
 of link resources; compute times come only from the cost model: ``layer_time_s``, and where
 the cost model has them (:data:`OPTIONAL_COSTS`; a missing method or a None answer prices
 0 and is listed in ``Prediction.unpriced``) the scheduler step, the pass overheads and the
@@ -15,7 +15,7 @@ nothing here is random.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generator
 
 import simpy
@@ -26,15 +26,15 @@ from profiles.models import ModelPreset
 from profiles.topology_graph import ClusterGraph
 from simulator import collectives
 from simulator.errors import SimulatorError
-from simulator.memory import MemoryBreakdown
-from simulator.network import NETWORK_MODELS, LinkFit, TrafficLog
-from simulator.plan import ParallelPlan, Prediction, validate
-from simulator.strategies import registry
-from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy, split_by_overlap
+from simulator.network import NETWORK_MODELS, LinkFit
+from simulator.plan import ParallelPlan, validate
+from simulator.result import PassCost, SimEvent, SimulationResult
+from simulator.stage_actor import cfg_key, stage_actor
+from simulator.strategies import STRATEGIES
+from simulator.strategies.base import CollectiveSpec, PassWork, Strategy, split_by_overlap
 from simulator.strategies.cfg import prediction_bytes
-from simulator.strategies.pipefusion import cfg_key, stage_actor
-from simulator.trace import Trace
-from simulator.workload import INNER_AXES, Actor, Workload, build_workload
+from simulator.summary import build_result
+from simulator.workload import Actor, Workload, build_workload
 
 TIME_UNIT_S = 1.0
 """simpy time is in seconds."""
@@ -43,80 +43,36 @@ OPTIONAL_COSTS = ("scheduler_step_time_s", "pass_overhead_s", "first_pass_overhe
 """Cost-model methods beyond ``layer_time_s`` the engine uses when they exist (see :class:`CostModel`)."""
 
 @dataclass(frozen=True)
-class SimEvent:
-    """One interval of one stage group's timeline (all its ranks do the same thing)."""
+class SimSettings:
+    """How to run the simulation, beside what it runs (plan, model, cluster, cost model)."""
 
-    start_s: float
-    end_s: float
-    actor: str
-    cat: str
-    name: str
-    step: int | None = None
-    patch: int | None = None
-    stage: int | None = None
-    ranks: tuple[int, ...] = ()
-    args: tuple[tuple[str, Any], ...] = ()
-
-    def brief(self) -> tuple:
-        """``(actor, cat, step, patch, start, end)`` with times rounded: what timeline tests compare."""
-        return (self.actor, self.cat, self.step, self.patch, round(self.start_s, 9), round(self.end_s, 9))
-
-
-@dataclass(frozen=True)
-class PassCost:
-    """One stage pass over one item, priced once and reused for every step (costs do not change)."""
-
-    compute_s: float
-    embed_s: float
-    final_s: float
-    local_query_tokens: int
-    specs: tuple[CollectiveSpec, ...]
-    scheduler_s: float = 0.0
-    """The scheduler step of the item (last stage only)."""
-    overhead_s: float = 0.0
-    """The pass's overhead beyond its timed layers (per block call of the stage)."""
-
-
-@dataclass
-class SimulationResult:
-    """What :func:`simulate` predicts; ``prediction`` is what a plan file stores."""
-
-    prediction: Prediction
-    fits: bool
-    oom: list[str]
-    utilisation: dict[str, float]
-    memory: dict[str, MemoryBreakdown]
-    traffic: TrafficLog
-    events: list[SimEvent] = field(default_factory=list)
-    """Every recorded interval when ``record_trace`` (else empty)."""
-    trace: Trace | None = None
-
-    @property
-    def latency_s(self) -> float:
-        return self.prediction.latency_s
-
-    def log(self) -> list[tuple]:
-        return [e.brief() for e in self.events]
+    record: bool = False
+    """Keep every event and build a Chrome trace."""
+    bandwidth_scale: float = 1.0
+    dtype_bytes: int = 2
+    network_model: str = "fair"
+    """``"fair"`` (links shared equally by concurrent transfers) or ``"fifo"`` (see :mod:`simulator.network`)."""
+    link_fits: dict[str, LinkFit] | None = None
+    """Measured latency and bandwidth per route class, in place of the topology's figures."""
 
 
 class Simulation:
     """One run: the environment, the network, the actors' records. Not reusable across runs."""
 
     def __init__(self, plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
-                 *, record: bool = False, bandwidth_scale: float = 1.0, dtype_bytes: int = 2,
-                 network_model: str = "fair", link_fits: dict[str, LinkFit] | None = None) -> None:
+                 settings: SimSettings = SimSettings()) -> None:
         self.plan, self.model, self.cluster, self.cost_model = plan, model, cluster, cost_model
+        self.settings = settings
         self.env = simpy.Environment()
-        if network_model not in NETWORK_MODELS:
-            raise SimulatorError(f"unknown network model {network_model!r}; models: {', '.join(NETWORK_MODELS)}",
-                                 field="network_model")
-        self.net = NETWORK_MODELS[network_model](self.env, cluster, bandwidth_scale=bandwidth_scale,
-                                                 link_fits=link_fits)
-        self.work: Workload = build_workload(plan, model, cluster, dtype_bytes=dtype_bytes)
-        reg = registry()
-        self.strategies: list[tuple[StageStrategy, int]] = [
-            (reg.get(axis)(), self.work.degrees[axis]) for axis in INNER_AXES if self.work.degrees[axis] > 1]
-        self.record = record
+        if settings.network_model not in NETWORK_MODELS:
+            raise SimulatorError(f"unknown network model {settings.network_model!r}; "
+                                 f"models: {', '.join(NETWORK_MODELS)}", field="network_model")
+        self.net = NETWORK_MODELS[settings.network_model](self.env, cluster, bandwidth_scale=settings.bandwidth_scale,
+                                                          link_fits=settings.link_fits)
+        self.work: Workload = build_workload(plan, model, cluster, dtype_bytes=settings.dtype_bytes)
+        self.strategies: list[tuple[Strategy, int]] = STRATEGIES.active(self.work.degrees)
+        """Every axis above 1 with its degree, in rank order: each shards the pass and adds its collectives."""
+        self.record = settings.record
         self.events: list[SimEvent] = []
         self.totals: dict[str, dict[str, float]] = {a.label: {} for a in self.work.actors}
         self.after_warmup: dict[str, dict[str, float]] = {a.label: {} for a in self.work.actors}
@@ -235,7 +191,7 @@ class Simulation:
         self.note(actor, start, self.env.now, cat, name, **tags)
 
     def collective(self, actor: Actor, spec: CollectiveSpec) -> Generator:
-        algorithm = collectives.ALGORITHMS[spec.kind]
+        algorithm = collectives.ALGORITHMS[spec.kind].run
         key = (actor.label, spec.axis)
         groups = self._groups.get(key)
         if groups is None:
@@ -337,13 +293,7 @@ class Simulation:
                 break
             env.run(until=env.all_of(pending))
         self.finished_s = env.now
-        return summarise(self)
-
-
-def summarise(sim: Simulation) -> SimulationResult:
-    from simulator.summary import build_result
-
-    return build_result(sim)
+        return build_result(self)
 
 
 def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *,
@@ -358,5 +308,6 @@ def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost
     Raises :class:`~simulator.errors.PlanError` listing every rule the plan breaks.
     """
     validate(plan, model, cluster)
-    return Simulation(plan, model, cluster, cost_model, record=record_trace, bandwidth_scale=bandwidth_scale,
-                      dtype_bytes=dtype_bytes, network_model=network_model, link_fits=link_fits).run()
+    settings = SimSettings(record=record_trace, bandwidth_scale=bandwidth_scale, dtype_bytes=dtype_bytes,
+                           network_model=network_model, link_fits=link_fits)
+    return Simulation(plan, model, cluster, cost_model, settings).run()

@@ -16,39 +16,39 @@ once (the scheduler step and pass overhead are inside each pass). :func:`simulat
 
 from __future__ import annotations
 
+from typing import Callable
+
 from profiles.cost_model import CostModel
 from profiles.models import ModelPreset
 from profiles.topology_graph import ClusterGraph
+from simulator.collectives import ALGORITHMS
+from simulator.engine import SimSettings, Simulation
 from simulator.network import LinkFit
 from simulator.plan import ParallelPlan
 from simulator.strategies.base import CollectiveSpec
 from simulator.strategies.cfg import latent_bytes, prediction_bytes
-
-ROUNDS = {"all_reduce": lambda n: 2 * (n - 1), "all_gather": lambda n: n - 1,
-          "ring_pass": lambda n: n - 1, "all_to_all": lambda n: n - 1}
-CHUNK = {"all_reduce": lambda b, n: b / n, "all_gather": lambda b, n: b,
-         "ring_pass": lambda b, n: b, "all_to_all": lambda b, n: b / n}
+from simulator.workload import Actor, Workload
 
 
-def _collective_s(sim, actor, spec: CollectiveSpec) -> float:
+def _collective_s(sim: Simulation, actor: Actor, spec: CollectiveSpec) -> float:
+    """The collective alone at its worst route's speed: rounds × the slowest chunk transfer."""
+    algorithm = ALGORITHMS[spec.kind]
     worst = 0.0
     for group in sim.work.inner_groups(actor, spec.axis):
         n = len(group)
         if n < 2:
             continue
-        chunk = CHUNK[spec.kind](spec.bytes_per_rank, n)
+        chunk = algorithm.chunk_bytes(spec.bytes_per_rank, n)
         per_round = max(sim.net.duration_s(sim.cluster.route(a, b), chunk, spec.messages)
                         for a in group for b in group if a != b)
-        worst = max(worst, ROUNDS[spec.kind](n) * per_round)
+        worst = max(worst, algorithm.rounds(n) * per_round)
     return worst
 
 
 def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
                        *, dtype_bytes: int = 2, link_fits: dict[str, LinkFit] | None = None) -> float:
     """Estimated seconds of one generation (closed form; see the module docstring for what it ignores)."""
-    from simulator.engine import Simulation
-
-    sim = Simulation(plan, model, cluster, cost_model, dtype_bytes=dtype_bytes, link_fits=link_fits)
+    sim = Simulation(plan, model, cluster, cost_model, SimSettings(dtype_bytes=dtype_bytes, link_fits=link_fits))
     work = sim.work
     first = work.actor(0, 0, 0)
 
@@ -83,7 +83,7 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
     return once + _loop_s(work, stage_time)
 
 
-def _loop_s(work, stage_time) -> float:
+def _loop_s(work: Workload, stage_time: Callable[..., float]) -> float:
     """The denoising loop's closed form (the module docstring's formula)."""
     warm = work.warmup_steps
     full = sum(stage_time(d, None, True) for d in range(work.stages)) if warm else 0.0
@@ -95,7 +95,7 @@ def _loop_s(work, stage_time) -> float:
         steady = sum(stage_time(d, None, False) for d in range(work.stages))
         if warm:
             return total + rest * steady
-        # no warm-up: the first step still has no stale K/V (DistriFusion runs it synchronously).
+        # no warm-up: the first step still has no stale K/V (a stale strategy runs it synchronously).
         return sum(stage_time(d, None, False, True) for d in range(work.stages)) + (rest - 1) * steady
     per_stage = [sum(stage_time(d, m, False) for m in range(work.patches)) / work.patches
                  for d in range(work.stages)]

@@ -1,34 +1,41 @@
-"""Peak memory per device, per strategy, from the model's dimensions (REFERENCES §1 cost table).
+"""Peak memory per device, summed over the strategies' terms, from the model's dimensions.
 
 The search calls :func:`memory_per_device` alone to drop plans that cannot fit before it
 simulates anything, so this is closed-form and fast. Symbols: ``S`` image tokens, ``h``
 hidden size, ``f`` MLP width, ``b`` batch per pass (2 with CFG on one group), ``q`` the
-tokens a rank processes at once after sharding (the whole image's share during warm-up),
-``L_d`` blocks on the device's stage, ``u``/``r``/``t`` Ulysses/Ring/tensor degrees.
+tokens a rank processes at once after every axis' :meth:`~simulator.strategies.base.Strategy.shard`
+(the whole image's share during warm-up), ``t`` the weight shard the shards leave
+(``LayerShape.tensor_shard``), ``L_d`` blocks on the device's stage.
 
 ====================  ==========================================================================
 parameters            the stage's blocks (+ embeddings on the first stage, final layer on the
-                      last), ÷ t under tensor parallelism; the whole model otherwise
+                      last), ÷ t
 activations           the working set of one block: ``b·q·(2h + (4h + f)/t)`` (residual and
                       norm, Q/K/V/output, MLP inner; flash attention: no S×S scores)
-kv_buffers            PipeFusion with patches: ``2·L_d·b·S·h/(u·r)`` (stale K/V of the whole image
-                      for every block of the stage); DistriFusion: ``2·L·b·S·h``
-receive_buffers       PipeFusion: an incoming patch's activations, double-buffered ``2·b·q·h``;
-                      sequence / tensor parallel: the collective's buffer ``2·b·q·h``
+kv_buffers            the largest of the active strategies' stale K/V buffers
+                      (:meth:`~simulator.strategies.base.Strategy.buffers`)
+receive_buffers       the largest of their receive buffers (an incoming patch, a collective's
+                      buffer: ``2·b·q·h`` each)
 ====================  ==========================================================================
 
 All in bytes of ``dtype_bytes`` each (2: fp16/bf16). Framework overhead (CUDA context,
-allocator slack, the text encoder and VAE) is not counted.
+allocator slack, the text encoder and VAE) is not counted. Each strategy's own terms are
+written in its module's ``buffers``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from profiles.cost_model import LayerShape
+from profiles.gpus import get_gpu
 from profiles.models import ModelPreset
 from profiles.topology_graph import ClusterGraph
-from profiles.gpus import get_gpu
+from simulator.degree_rules import sequence_shards
 from simulator.plan import ParallelPlan, patch_rows
+from simulator.rank_groups import coords
+from simulator.strategies import STRATEGIES
+from simulator.strategies.base import MemoryContext, ceil_div
 from simulator.strategies.cfg import batch_per_pass
 
 GIB = 1024 ** 3
@@ -52,49 +59,44 @@ class MemoryBreakdown:
                 "receive_buffers": self.receive_buffers, "total": self.total}
 
 
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def memory_per_device(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, *,
                       dtype_bytes: int = 2) -> dict[str, MemoryBreakdown]:
     """Peak bytes per device id the plan uses (ranks placed as the plan says)."""
-    from simulator.rank_groups import coords
-
     d = plan.degrees
+    degrees = d.as_dict()
     arch = model.arch
     h, f = arch.hidden_size, arch.ffn_inner
-    b = batch_per_pass(plan, model)
+    b = batch_per_pass(degrees, model)
     rows, cols = model.token_grid(plan.height_px, plan.width_px)
     s = rows * cols
-    seq = d.ulysses * d.ring * d.distrifusion
-    patches = plan.patches if d.pipefusion > 1 else 1
+    patches = plan.patches_in_effect
     whole_image_passes = plan.warmup_steps > 0 or patches == 1
     peak_tokens = s if whole_image_passes else max(patch_rows(rows, min(patches, rows))) * cols
-    q = _ceil_div(peak_tokens, seq)
+    active = STRATEGIES.active(degrees)
+    local = LayerShape(arch.block_kinds()[0], peak_tokens, s, b)
+    for strategy, degree in active:
+        local = strategy.shard(local, degree)
+    q, t = local.query_tokens, local.tensor_shard
     layer_params = arch.layer_params()
     stages = plan.stage_layers(model)
     devices = plan.devices(cluster)
-    degrees = d.as_dict()
+    pipeline = STRATEGIES.pipeline.axis
     out: dict[str, MemoryBreakdown] = {}
     for rank, device in enumerate(devices):
-        stage = coords(rank, degrees)["pipefusion"]
+        stage = coords(rank, degrees)[pipeline]  # type: ignore[index]
         layers = stages[stage]
         params = sum(layer_params[i] for i in layers)
         if stage == 0:
             params += arch.embed_params
         if stage == len(stages) - 1:
             params += arch.final_params
-        params = _ceil_div(params, d.tensor) * dtype_bytes
-        activations = b * q * (2 * h + (4 * h + f) // d.tensor) * dtype_bytes
-        kv = 0
-        if d.pipefusion > 1 and patches > 1:
-            kv = 2 * len(layers) * b * _ceil_div(s, d.ulysses * d.ring) * h * dtype_bytes
-        if d.distrifusion > 1:
-            kv = 2 * len(layers) * b * s * h * dtype_bytes
-        receive = 0
-        if d.pipefusion > 1 or d.ulysses * d.ring * d.tensor > 1:
-            receive = 2 * b * q * h * dtype_bytes
+        params = ceil_div(params, t) * dtype_bytes
+        activations = b * q * (2 * h + (4 * h + f) // t) * dtype_bytes
+        ctx = MemoryContext(batch=b, image_tokens=s, query_tokens=q, hidden=h, layers=len(layers), patches=patches,
+                            kv_shards=sequence_shards(degrees), dtype_bytes=dtype_bytes)
+        terms = [strategy.buffers(ctx, degree) for strategy, degree in active]
+        kv = max((m.kv_buffers for m in terms), default=0)
+        receive = max((m.receive_buffers for m in terms), default=0)
         out[device] = MemoryBreakdown(params, activations, kv, receive)
     return out
 

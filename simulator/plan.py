@@ -11,38 +11,33 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from math import prod
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from profiles.errors import InputError
 from profiles.models import ModelPreset
 from profiles.topology_graph import ClusterGraph
+from simulator.degree_rules import axis_violations, combination_violations, needs_warmup, sequence_violations
 from simulator.errors import PlanError
 from simulator.rank_groups import AXES
+from simulator.strategies import STRATEGIES, Registry
+from simulator.strategies.base import PlanFacts
 
 TOOL_VERSION = "0.1.0"
 
 
-class Degrees(BaseModel):
-    """Parallel degrees; their product is the number of ranks. 1 means disabled."""
+class DegreesBase(BaseModel):
+    """What every ``Degrees`` model can do; the fields come from the strategies (:func:`degrees_model`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    data: int = Field(1, ge=1, description="Independent replicas, each generating its own images.")
-    cfg: int = Field(1, ge=1, le=2, description="CFG parallel: cond and uncond halves on two device groups.")
-    pipefusion: int = Field(1, ge=1, description="PipeFusion pipeline stages (displaced patch pipeline).")
-    distrifusion: int = Field(1, ge=1, description="DistriFusion patch parallel (stale K/V all-gathered).")
-    ring: int = Field(1, ge=1, description="Ring attention sequence parallel.")
-    ulysses: int = Field(1, ge=1, description="Ulysses (all-to-all over heads) sequence parallel.")
-    tensor: int = Field(1, ge=1, description="Tensor (Megatron) parallel: heads and MLP width sharded.")
+    def as_dict(self) -> dict[str, int]:
+        """Every axis' degree, in rank order."""
+        return {axis: getattr(self, axis) for axis in type(self).model_fields}
 
     def world_size(self) -> int:
-        size = 1
-        for axis in AXES:
-            size *= getattr(self, axis)
-        return size
-
-    def as_dict(self) -> dict[str, int]:
-        return {axis: getattr(self, axis) for axis in AXES}
+        return prod(self.as_dict().values())
 
     def active(self) -> dict[str, int]:
         return {axis: n for axis, n in self.as_dict().items() if n > 1}
@@ -50,6 +45,29 @@ class Degrees(BaseModel):
     def label(self) -> str:
         """``cfg2×pipefusion4`` (``serial`` when nothing is parallel)."""
         return "×".join(f"{axis}{n}" for axis, n in self.active().items()) or "serial"
+
+    @property
+    def pipeline_stages(self) -> int:
+        """The pipeline axis' degree: how many stages the blocks are cut into."""
+        return getattr(self, STRATEGIES.pipeline.axis)  # type: ignore[arg-type]
+
+    def images_per_generation(self) -> int:
+        """Images one generation makes (data replicas each make one)."""
+        return prod(s.images_per_generation(n) for s, n in STRATEGIES.active(self.as_dict()))
+
+
+def degrees_model(strategies: Registry = STRATEGIES) -> type[DegreesBase]:
+    """The pydantic model of the parallel degrees: one ``int`` field per axis, in rank order, default 1."""
+    fields: dict[str, Any] = {
+        s.axis: (int, Field(1, ge=1, le=s.max_degree, description=s.description))
+        for s in strategies if s.axis}
+    return create_model("Degrees", __base__=DegreesBase,  # type: ignore[call-overload]
+                        __doc__="Parallel degrees; their product is the number of ranks. 1 means disabled.",
+                        __module__=__name__, **fields)
+
+
+Degrees = degrees_model()
+"""The degrees every plan file holds (``data, cfg, pipefusion, …``; see :func:`degrees_model`)."""
 
 
 class Prediction(BaseModel):
@@ -114,9 +132,19 @@ class ParallelPlan(BaseModel):
     def world_size(self) -> int:
         return self.degrees.world_size()
 
+    @property
+    def pipelined(self) -> bool:
+        """True when the blocks are cut into stages or the latent into patches."""
+        return self.degrees.pipeline_stages > 1 or self.patches > 1
+
+    @property
+    def patches_in_effect(self) -> int:
+        """The patches the schedule runs: ``patches`` with a pipeline, 1 (the whole image) without."""
+        return self.patches if self.degrees.pipeline_stages > 1 else 1
+
     def stages(self, model: ModelPreset) -> list[int]:
         """The stage split, defaulting to :func:`even_split`."""
-        return self.stage_split or even_split(model.layers, self.degrees.pipefusion)
+        return self.stage_split or even_split(model.layers, self.degrees.pipeline_stages)
 
     def stage_layers(self, model: ModelPreset) -> list[range]:
         """Block indices of each stage: ``[4, 3]`` → ``[range(0, 4), range(4, 7)]``."""
@@ -141,47 +169,41 @@ def patch_rows(rows: int, patches: int) -> list[int]:
     return even_split(rows, patches)
 
 
-def violations(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph | None = None) -> list[str]:
-    """Every rule ``plan`` breaks, each as ``field: what is wrong``."""
+def plan_facts(plan: ParallelPlan, model: ModelPreset) -> PlanFacts:
+    """What the strategies' rules read of ``plan`` (rows and cols 0 when the resolution is invalid)."""
+    try:
+        rows, cols = model.token_grid(plan.height_px, plan.width_px)
+    except InputError:
+        rows = cols = 0
+    return PlanFacts(plan.degrees.as_dict(), plan.patches, plan.warmup_steps, plan.steps, rows, cols,
+                     plan.pipelined)
+
+
+def violations(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph | None = None, *,
+               strategies: Registry = STRATEGIES) -> list[str]:
+    """Every rule ``plan`` breaks, each as ``field: what is wrong`` (``strategies``: whose rules)."""
     out: list[str] = []
     d = plan.degrees
-    arch = model.arch
+    degrees = d.as_dict()
     try:
         rows, cols = model.token_grid(plan.height_px, plan.width_px)
     except InputError as exc:
         out.append(f"height_px/width_px: {exc.message}")
         rows = cols = 0
-    for axis in ("ulysses", "tensor"):
-        n = getattr(d, axis)
-        if arch.heads % n:
-            out.append(f"degrees.{axis}: {axis}({n}) does not divide heads({arch.heads})")
-    if d.ulysses > 1 and d.tensor > 1 and arch.heads % (d.ulysses * d.tensor):
-        out.append(f"degrees: ulysses({d.ulysses}) × tensor({d.tensor}) does not divide heads({arch.heads})")
-    if d.cfg > 1 and not model.uses_cfg:
-        out.append(f"degrees.cfg: cfg({d.cfg}) needs a model that uses classifier-free guidance; "
-                   f"{model.name} does not")
-    if d.pipefusion > model.layers:
-        out.append(f"degrees.pipefusion: pipefusion({d.pipefusion}) exceeds the model's {model.layers} blocks")
-    for axis in ("distrifusion", "tensor"):
-        n = getattr(d, axis)
-        others = [a for a, m in d.active().items() if a not in (axis, "cfg", "data")]
-        if n > 1 and others:
-            out.append(f"degrees.{axis}: {axis} combines only with cfg and data, not with {', '.join(others)}")
+    for axis, n in degrees.items():
+        out += axis_violations(axis, n, model, rows, strategies=strategies)
+    out += combination_violations(degrees, model, strategies=strategies)
+    pipeline = strategies.pipeline.axis
     if plan.stage_split is not None:
-        if len(plan.stage_split) != d.pipefusion:
-            out.append(f"stage_split: {len(plan.stage_split)} stages given for pipefusion({d.pipefusion})")
+        if len(plan.stage_split) != d.pipeline_stages:
+            out.append(f"stage_split: {len(plan.stage_split)} stages given for {pipeline}({d.pipeline_stages})")
         if sum(plan.stage_split) != model.layers:
             out.append(f"stage_split: sums to {sum(plan.stage_split)}, the model has {model.layers} blocks")
     if rows:
         if plan.patches > rows:
             out.append(f"patches: {plan.patches} patches do not fit {rows} latent token rows")
-        if d.distrifusion > rows:
-            out.append(f"degrees.distrifusion: {d.distrifusion} patches do not fit {rows} latent token rows")
-        sp = d.ulysses * d.ring
         smallest = min(patch_rows(rows, min(plan.patches, rows))) * cols
-        if sp > 1 and smallest % sp:
-            out.append(f"degrees: ulysses({d.ulysses}) × ring({d.ring}) does not divide the {smallest} "
-                       f"tokens of the smallest patch")
+        out += sequence_violations(degrees, smallest, strategies=strategies)
     if plan.warmup_steps > plan.steps:
         out.append(f"warmup_steps: {plan.warmup_steps} warm-up steps exceed steps({plan.steps})")
     if plan.placement:
@@ -241,7 +263,7 @@ def plan_from_spec(model: str, spec: str, *, height_px: int, width_px: int, step
                    topology: str | None = None, file: str | None = None, field: str = "--parallel") -> ParallelPlan:
     """The plan a ``--parallel`` spec describes; one-line :class:`InputError` naming ``field`` otherwise.
 
-    Stale strategies (PipeFusion stages or patches, DistriFusion) get one warm-up step unless
+    Stale strategies (a pipeline with stages or patches, stale K/V) get one warm-up step unless
     the spec says ``warmup``: stale K/V need one full pass first (the search's default too).
     """
     from pydantic import ValidationError
@@ -251,8 +273,7 @@ def plan_from_spec(model: str, spec: str, *, height_px: int, width_px: int, step
     except InputError as exc:
         raise InputError(exc.message, file=file, field=field) from None
     degrees = fields["degrees"]
-    stale = degrees.get("pipefusion", 1) > 1 or degrees.get("distrifusion", 1) > 1 or fields.get("patches", 1) > 1
-    if stale:
+    if needs_warmup(degrees, fields.get("patches", 1)):
         fields.setdefault("warmup_steps", 1)
     try:
         return ParallelPlan(model=model, height_px=height_px, width_px=width_px, steps=steps, topology=topology,

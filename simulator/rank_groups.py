@@ -1,10 +1,11 @@
 """Rank arithmetic for hybrid parallel plans: which ranks form each parallel group.
 
-Ranks are laid out as a row-major grid over the degrees in :data:`AXES`, outermost first::
+Ranks are laid out as a row-major grid over the degrees in :data:`AXES` (each strategy's
+``rank_order``, read from the registry), outermost first::
 
-    data × cfg × pipefusion × distrifusion × ring × ulysses × tensor
+    data × cfg × pipefusion × (the stage-group axes) × ulysses × tensor
 
-so the innermost axes (tensor, Ulysses, Ring: the chattiest) get consecutive ranks, which
+so the innermost axes (tensor, Ulysses and the other sequence splits: the chattiest) get consecutive ranks, which
 the default placement puts on the nearest devices, and CFG and data parallel, which talk
 once per step or never, are outermost.
 
@@ -24,7 +25,9 @@ from __future__ import annotations
 from itertools import product
 from typing import Mapping
 
-AXES: tuple[str, ...] = ("data", "cfg", "pipefusion", "distrifusion", "ring", "ulysses", "tensor")
+from simulator.strategies import STRATEGIES
+
+AXES: tuple[str, ...] = STRATEGIES.axes()
 
 
 def world_size(degrees: Mapping[str, int]) -> int:

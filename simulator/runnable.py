@@ -11,44 +11,29 @@ executors really run every case this says they run.
 from __future__ import annotations
 
 from profiles.models import ModelPreset
-from simulator.plan import ParallelPlan
+from simulator.plan import ParallelPlan, plan_facts
+from simulator.strategies import STRATEGIES
 
-RUNNABLE_AXES: tuple[str, ...] = ("data", "cfg", "pipefusion", "ulysses")
-"""Parallel axes the runtime executes; the others (distrifusion, ring, tensor) are refused."""
-
-PIPEFUSION_FAMILIES: tuple[str, ...] = ("pixart", "sd3", "flux", "dit", "hunyuan")
-"""Families whose blocks the PipeFusion executor can split into stages."""
-ULYSSES_FAMILIES: tuple[str, ...] = ("pixart", "dit", "hunyuan")
-"""Families whose self-attention the Ulysses executor exchanges (runtime/ulysses.py); joint
-attention (SD3, Flux) would also need the text stream's heads gathered back."""
+RUNNABLE_AXES: tuple[str, ...] = tuple(s.axis for s in STRATEGIES if s.axis and s.runtime_module)
+"""Parallel axes the runtime executes (each strategy's ``runtime_module``); the others are refused."""
 
 
 def unrunnable_reason(plan: ParallelPlan, model: ModelPreset) -> str | None:
     """Why ``pfrun`` cannot execute ``plan`` (one line), or None when it can.
 
-    ``plan`` is assumed to pass :func:`simulator.plan.validate`; this adds only the
-    limits of the runtime itself.
+    ``plan`` is assumed to pass :func:`simulator.plan.validate`; this adds only the limits of
+    the runtime itself: axes without a runtime module (with their ``not_executable`` reasons),
+    then each strategy's :meth:`~simulator.strategies.base.Strategy.runtime_limits`, innermost
+    axis first (the stage group's limits before the pipeline's).
     """
-    missing = [axis for axis, n in plan.degrees.active().items() if axis not in RUNNABLE_AXES]
+    degrees = plan.degrees.as_dict()
+    missing = [(s, n) for s, n in STRATEGIES.active(degrees) if s.runtime_module is None]
     if missing:
-        return (f"degrees: {', '.join(f'{a}({plan.degrees.as_dict()[a]})' for a in missing)} not executed by "
-                f"pfrun yet; it runs {', '.join(RUNNABLE_AXES)}")
-    ulysses = plan.degrees.ulysses
-    if ulysses > 1:
-        if model.family not in ULYSSES_FAMILIES:
-            return (f"degrees.ulysses: Ulysses on {model.family} ({model.name}) is not executed; "
-                    f"families: {', '.join(ULYSSES_FAMILIES)}")
-        if plan.degrees.pipefusion > 1 or plan.patches > 1:
-            return "degrees.ulysses: Ulysses inside PipeFusion stages is not executed yet (only with cfg and data)"
-        rows = model.token_grid(plan.height_px, plan.width_px)[0]
-        if rows % ulysses:
-            return (f"degrees.ulysses: the {rows} token rows do not split into {ulysses} equal bands "
-                    "(pfrun's Ulysses needs equal bands)")
-    pipelined = plan.degrees.pipefusion > 1 or plan.patches > 1
-    if pipelined and model.family not in PIPEFUSION_FAMILIES:
-        return (f"degrees.pipefusion: PipeFusion on {model.family} ({model.name}) is not executed; "
-                f"families: {', '.join(PIPEFUSION_FAMILIES)}")
-    if pipelined and plan.warmup_steps < 1:
-        return ("warmup_steps: PipeFusion needs at least one synchronous warm-up step to fill its K/V "
-                "buffers before patches attend to them")
+        return (f"degrees: {', '.join(f'{s.axis}({n})' for s, n in missing)} not executed by pfrun yet "
+                f"({'; '.join(s.not_executable for s, _ in missing)}); it runs {', '.join(RUNNABLE_AXES)}")
+    facts = plan_facts(plan, model)
+    for strategy in reversed(list(STRATEGIES)):
+        reason = strategy.runtime_limits(degrees.get(strategy.axis, 1), facts, model)  # type: ignore[arg-type]
+        if reason:
+            return reason
     return None

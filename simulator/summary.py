@@ -13,22 +13,42 @@ The keys sum to the latency.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from profiles.cost_model import CostModel
+from profiles.models import ModelPreset
+from profiles.topology_graph import ClusterGraph
 from simulator.memory import capacity_bytes, memory_per_device, oom_messages
-from simulator.plan import Prediction
-from simulator.strategies.data import throughput_images_per_s
+from simulator.network import Network
+from simulator.plan import ParallelPlan, Prediction
+from simulator.result import SimEvent, SimulationResult
 from simulator.trace import Trace, TraceEvent, TraceMeta, track_names
+from simulator.workload import Workload
 
-if TYPE_CHECKING:
-    from simulator.engine import Simulation, SimulationResult
+
+class FinishedRun(Protocol):
+    """What the summary reads of a finished simulation (:class:`simulator.engine.Simulation`)."""
+
+    plan: ParallelPlan
+    model: ModelPreset
+    cluster: ClusterGraph
+    cost_model: CostModel
+    work: Workload
+    net: Network
+    record: bool
+    events: list[SimEvent]
+    totals: dict[str, dict[str, float]]
+    after_warmup: dict[str, dict[str, float]]
+    warmup_end_s: dict[tuple[int, int], float]
+    unpriced: set[str]
+    finished_s: float
 
 BUSY = ("embed", "compute", "final", "scheduler", "overhead", "vae")
 BREAKDOWN_KEYS = ("warmup", "embed", "compute", "final", "scheduler", "overhead", "vae", "exposed_communication",
                   "bubble")
 
 
-def breakdown(sim: Simulation, latency_s: float) -> dict[str, float]:
+def breakdown(sim: FinishedRun, latency_s: float) -> dict[str, float]:
     actors = list(sim.work.actors)
 
     def warm_end(actor) -> float:
@@ -53,7 +73,7 @@ def breakdown(sim: Simulation, latency_s: float) -> dict[str, float]:
     return {key: out[key] for key in BREAKDOWN_KEYS}
 
 
-def utilisation(sim: Simulation, latency_s: float) -> dict[str, float]:
+def utilisation(sim: FinishedRun, latency_s: float) -> dict[str, float]:
     out: dict[str, float] = {}
     for actor in sim.work.actors:
         busy = sum(sim.totals[actor.label].get(k, 0.0) for k in BUSY)
@@ -62,7 +82,7 @@ def utilisation(sim: Simulation, latency_s: float) -> dict[str, float]:
     return {device: out[device] for device in sim.work.devices}
 
 
-def build_trace(sim: Simulation, latency_s: float) -> Trace:
+def build_trace(sim: FinishedRun, latency_s: float) -> Trace:
     events = track_names(len(sim.work.devices))
     for ev in sim.events:
         args = {"step": ev.step, "patch": ev.patch, "stage": ev.stage, **dict(ev.args)}
@@ -84,9 +104,7 @@ def build_trace(sim: Simulation, latency_s: float) -> Trace:
     return Trace(traceEvents=events, metadata=meta)
 
 
-def build_result(sim: Simulation) -> SimulationResult:
-    from simulator.engine import SimulationResult
-
+def build_result(sim: FinishedRun) -> SimulationResult:
     latency = float(sim.finished_s)
     memory = memory_per_device(sim.plan, sim.model, sim.cluster, dtype_bytes=sim.work.dtype_bytes)
     oom = oom_messages(memory, sim.cluster)
@@ -96,7 +114,7 @@ def build_result(sim: Simulation) -> SimulationResult:
         peak_memory_bytes={d: m.total for d, m in memory.items()},
         memory_capacity_bytes={d: capacity_bytes(sim.cluster, d) for d in memory},
         bytes_by_route_class=dict(sorted(sim.net.traffic.by_route_class.items())),
-        throughput_images_per_s=throughput_images_per_s(sim.plan, latency),
+        throughput_images_per_s=sim.plan.degrees.images_per_generation() / latency if latency > 0 else 0.0,
         cost_model=sim.cost_model.name,
         unpriced=sorted(sim.unpriced),
     )

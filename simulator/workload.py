@@ -16,9 +16,10 @@ from profiles.topology_graph import ClusterGraph
 from simulator.plan import ParallelPlan, patch_rows
 from simulator.rank_groups import coords, rank_of
 from simulator.schedule import Unit, units
+from simulator.strategies import STRATEGIES
 from simulator.strategies.cfg import batch_per_pass
 
-INNER_AXES = ("distrifusion", "ring", "ulysses", "tensor")
+INNER_AXES: tuple[str, ...] = tuple(s.axis for s in STRATEGIES.with_role("stage") if s.axis)
 """Axes whose ranks share one stage's pass (the stage group), in rank order."""
 
 
@@ -108,7 +109,7 @@ def build_workload(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph
                    dtype_bytes: int = 2) -> Workload:
     rows, cols = model.token_grid(plan.height_px, plan.width_px)
     d = plan.degrees
-    patches = plan.patches if d.pipefusion > 1 else 1
+    patches = plan.patches_in_effect
     patch_tokens = tuple(r * cols for r in patch_rows(rows, min(patches, rows)))
     kinds = model.arch.block_kinds()
     stage_kinds, stage_of_layer = [], []
@@ -118,14 +119,15 @@ def build_workload(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph
     degrees = d.as_dict()
     devices = tuple(plan.devices(cluster))
     actors = []
-    for data, cfg, stage in product(range(d.data), range(d.cfg), range(d.pipefusion)):
-        ranks = tuple(rank_of({"data": data, "cfg": cfg, "pipefusion": stage,
+    pipeline = STRATEGIES.pipeline.axis
+    for data, cfg, stage in product(range(d.data), range(d.cfg), range(d.pipeline_stages)):
+        ranks = tuple(rank_of({"data": data, "cfg": cfg, pipeline: stage,
                                **dict(zip(INNER_AXES, inner))}, degrees)
                       for inner in product(*(range(degrees[a]) for a in INNER_AXES)))
         actors.append(Actor(data, cfg, stage, ranks, tuple(devices[r] for r in ranks)))
     return Workload(
         image_tokens=rows * cols, patch_tokens=patch_tokens, stage_kinds=tuple(stage_kinds),
-        skip_layers=skip_sources(kinds, stage_of_layer), batch=batch_per_pass(plan, model),
+        skip_layers=skip_sources(kinds, stage_of_layer), batch=batch_per_pass(degrees, model),
         hidden=model.arch.hidden_size, cols=cols, dtype_bytes=dtype_bytes, steps=plan.steps,
         warmup_steps=min(plan.warmup_steps, plan.steps), actors=tuple(actors), degrees=degrees,
         devices=devices)

@@ -1,22 +1,43 @@
-"""The small interface every parallel strategy implements, and the registry that finds them.
+"""The one interface every parallel strategy implements, and the registry that finds them.
 
 A plan's degrees are composed the way xDiT composes them: *replicas* (data, cfg) run
 copies of a pipeline; a *pipeline* (PipeFusion, one stage when it is off) cuts the blocks
 into stages; inside each stage a *stage group* of ranks shares the work of every pass
-(Ulysses, Ring, tensor parallel or DistriFusion). A :class:`StageStrategy` says how one of
-these shares a pass: what the per-rank layer shape becomes (:meth:`shard`) and which
-collectives it needs (:meth:`collectives`), each either blocking (on the critical path of
-the pass) or overlapped with (a stated fraction of) the pass's compute. Adding a strategy
-means adding a module that defines one class and registers it.
+(sequence splits, tensor parallel, patch parallel). A :class:`Strategy` is everything the
+simulator and the planner know about one of these, in one class:
+
+- who it is: its axis (the ``Degrees`` field), its position in the rank order, a one-line
+  description (the field's description), its :data:`Role`;
+- its rules: what one degree must divide or fit (:meth:`Strategy.rules`), and the flags the
+  cross-axis rules loop over (``shards_heads``, ``splits_sequence``, ``exclusive``,
+  ``stale``);
+- its cost: how it shards a layer shape (:meth:`Strategy.shard`), which collectives a pass
+  needs (:meth:`Strategy.collectives`), each blocking or overlapped with (a stated fraction
+  of) the pass's compute, and the buffers it adds to a device (:meth:`Strategy.buffers`);
+- its placement preference: the bytes per step it puts on its groups
+  (:meth:`Strategy.traffic_bytes`; the heaviest axis gets the nearest devices);
+- its runtime: ``runtime_module`` (the dotted path of its pfrun module) or None with a
+  one-line ``not_executable`` reason, and the attention kinds its runtime handles.
+
+Adding a strategy means adding one module under ``simulator/strategies`` with one subclass;
+:func:`simulator.strategies.registry` finds it.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
-from typing import Callable, ClassVar, Literal, TypeVar
+from typing import Callable, ClassVar, Iterator, Literal, Mapping, TypeVar
 
 from profiles.cost_model import LayerShape
+from profiles.models import ModelPreset
 from simulator.errors import SimulatorError
+
+Role = Literal["replica", "pipeline", "stage"]
+"""``replica``: copies of the whole pipeline; ``pipeline``: cuts the blocks into stages;
+``stage``: ranks that share every pass of one stage."""
+ATTENTION_KINDS: frozenset[str] = frozenset({"cross", "joint", "self"})
+"""Every :data:`profiles.architecture.AttentionKind`."""
 
 
 @dataclass(frozen=True)
@@ -34,9 +55,9 @@ class PassWork:
     hidden: int
     dtype_bytes: int
     warmup: bool
-    """True for synchronous steps (PipeFusion's and DistriFusion's warm-up)."""
+    """True for synchronous steps (warm-up steps of the stale strategies)."""
     out_bytes: int
-    """Bytes of the item's output latent (what DistriFusion gathers at the end of a step)."""
+    """Bytes of the item's output latent (what a token split gathers at the end of a step)."""
     attention_share: float = 1.0
     """Fraction of the stage's per-rank FLOPs spent in attention over the image K/V
     (:func:`profiles.flops.attention_flops` over :func:`profiles.flops.layer_flops`): the
@@ -62,11 +83,137 @@ class CollectiveSpec:
     K/V exist after the projections and are consumed by the attention, before the MLP), so
     the pass takes ``(1−f)·C + max(f·C, comm)``; the engine starts the collective
     ``(1−f)·C`` into the pass and waits for it at the end, which gives the same total. 1 for traffic that may overlap the
-    whole pass (DistriFusion's stale K/V, needed only at the next step)."""
+    whole pass (stale K/V, needed only at the next step)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.overlap_fraction <= 1.0:
             raise SimulatorError(f"overlap_fraction {self.overlap_fraction} of {self.axis} is not in [0, 1]")
+
+
+@dataclass(frozen=True)
+class PlanFacts:
+    """What a strategy's rules read of a plan; the plan module builds it, so strategies never import it."""
+
+    degrees: Mapping[str, int]
+    patches: int
+    """PipeFusion patches M as the plan gives them."""
+    warmup_steps: int
+    steps: int
+    rows: int
+    """Latent token rows (0 when the resolution is not a whole number of tokens)."""
+    cols: int
+    pipelined: bool
+    """True when the pipeline axis has several stages or the plan has several patches."""
+
+
+@dataclass(frozen=True)
+class MemoryContext:
+    """One device's working set before the strategies add their buffers (see :mod:`simulator.memory`)."""
+
+    batch: int
+    image_tokens: int
+    query_tokens: int
+    """Tokens the rank processes at once, after every axis' :meth:`Strategy.shard`."""
+    hidden: int
+    layers: int
+    """Blocks on the device's stage."""
+    patches: int
+    """PipeFusion patches in effect (1 without a pipeline)."""
+    kv_shards: int
+    """Product of the ``splits_sequence`` degrees: how many ways each rank's K/V are split."""
+    dtype_bytes: int
+
+
+@dataclass(frozen=True)
+class MemoryTerms:
+    """The buffers one strategy adds to a device, in bytes (the largest of each kind is kept)."""
+
+    kv_buffers: int = 0
+    receive_buffers: int = 0
+
+
+@dataclass(frozen=True)
+class TrafficContext:
+    """What a strategy's placement preference reads: the model and the image, per step."""
+
+    model: ModelPreset
+    image_tokens: int
+
+    @property
+    def activation_bytes(self) -> float:
+        """One fp16 activation of the whole image."""
+        return 2.0 * self.image_tokens * self.model.arch.hidden_size
+
+
+class Strategy(ABC):
+    """One parallel strategy; a module under ``simulator/strategies`` subclasses it once."""
+
+    name: ClassVar[str] = ""
+    """Registry key (the axis for every strategy that has one)."""
+    axis: ClassVar[str | None] = None
+    """The ``Degrees`` field; None for the degenerate serial strategy, which has no degree."""
+    rank_order: ClassVar[int] = 0
+    """Position in the rank order, outermost (smallest) first; see :mod:`simulator.rank_groups`."""
+    description: ClassVar[str] = ""
+    """One line: becomes the ``Degrees`` field's description."""
+    title: ClassVar[str] = ""
+    """The strategy's name in prose (``Ulysses``)."""
+    role: ClassVar[Role] = "stage"
+    max_degree: ClassVar[int | None] = None
+    shards_heads: ClassVar[bool] = False
+    """Splits the attention heads: heads must divide by the product of every such degree."""
+    splits_sequence: ClassVar[bool] = False
+    """Splits the tokens and K/V into equal shards: the product of every such degree must divide
+    the tokens of the smallest patch."""
+    exclusive: ClassVar[bool] = False
+    """Combines only with the replica axes."""
+    stale: ClassVar[bool] = False
+    """Attends to one-step-old activations after warm-up, so a plan needs warm-up steps."""
+    runtime_module: ClassVar[str | None] = None
+    """Dotted path of the pfrun module that executes this axis, or None."""
+    not_executable: ClassVar[str] = ""
+    """Why pfrun cannot execute it (one line), when ``runtime_module`` is None."""
+    runtime_attention: ClassVar[frozenset[str]] = ATTENTION_KINDS
+    """Attention kinds (``model.arch.attention``) the runtime module handles."""
+
+    @abstractmethod
+    def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
+        """What this degree alone breaks, beyond the generic rules (heads, ``max_degree``); ``rows``
+        may be 0 when the resolution is invalid."""
+
+    @abstractmethod
+    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
+        """The per-rank layer shape of ``shape`` shared by ``degree`` ranks along this axis."""
+
+    @abstractmethod
+    def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
+        """The collectives a stage pass needs along this axis (none for replica and pipeline axes:
+        their traffic is the schedule's point-to-point sends)."""
+
+    @abstractmethod
+    def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
+        """Buffers this axis adds to a device (its division of parameters and activations is its shard)."""
+
+    @abstractmethod
+    def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
+        """Rough bytes one rank sends per step along this axis: the placement puts the heaviest
+        axis on the nearest devices (REFERENCES §1 cost table)."""
+
+    def runtime_limits(self, degree: int, facts: PlanFacts, model: ModelPreset) -> str | None:
+        """Why pfrun's module cannot run this axis of the plan (one line, naming the field), or None."""
+        if degree > 1 and model.arch.attention not in self.runtime_attention:
+            return (f"degrees.{self.axis}: {self.title} on {model.family} ({model.name}) is not executed: "
+                    f"{model.arch.attention} attention; it runs {', '.join(sorted(self.runtime_attention))} "
+                    "attention")
+        return None
+
+    def patch_options(self, degree: int, rows: int) -> list[int]:
+        """Patch counts worth searching (the pipeline axis' only; 1 for the others)."""
+        return [1]
+
+    def images_per_generation(self, degree: int) -> int:
+        """Images a generation of the plan makes along this axis (data parallel: one per replica)."""
+        return 1
 
 
 def split_by_overlap(spec: CollectiveSpec, efficiency: float) -> tuple[CollectiveSpec, ...]:
@@ -98,53 +245,72 @@ def output_gather(axis: str, work: PassWork, degree: int) -> list[CollectiveSpec
     return [CollectiveSpec(axis, "all_gather", ceil_div(work.out_bytes, degree), 1, overlapped=False)]
 
 
-class StageStrategy:
-    """How ranks along one axis share a stage's pass. Subclasses override what differs."""
-
-    name: ClassVar[str] = ""
-    axis: ClassVar[str] = ""
-
-    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
-        return shape
-
-    def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
-        return []
-
-
-class SequenceShard(StageStrategy):
+class SequenceShard(Strategy):
     """Sequence parallelism (Ulysses, Ring): each rank keeps 1/degree of the query tokens.
 
     The text tokens of joint-attention models are split the same way when the shape
     counts them separately.
     """
 
+    splits_sequence = True
+
     def shard(self, shape: LayerShape, degree: int) -> LayerShape:
         text = shape.text_query_tokens
         return replace(shape, query_tokens=ceil_div(shape.query_tokens, degree),
                        text_query_tokens=None if text is None else ceil_div(text, degree))
 
+    def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
+        """The collective's buffer: ``2·b·q·h``."""
+        return MemoryTerms(receive_buffers=2 * ctx.batch * ctx.query_tokens * ctx.hidden * ctx.dtype_bytes)
 
 
 S = TypeVar("S", bound=type)
 
 
 class Registry:
-    """Name → strategy class; refuses duplicates and lists the valid names on a miss."""
+    """Name → strategy; refuses duplicates (names, axes, rank positions) and lists the valid names on a miss."""
 
     def __init__(self) -> None:
-        self._items: dict[str, type] = {}
+        self._items: dict[str, Strategy] = {}
+        self._frozen = False
 
     def register(self, cls: S) -> S:
+        """Add ``cls`` (a :class:`Strategy` subclass); usable as a class decorator."""
         name = getattr(cls, "name", "")
+        if self._frozen:
+            raise SimulatorError(f"strategy {name!r}: this registry is frozen; build a fresh one")
         if not name:
             raise SimulatorError(f"strategy {cls.__name__} has no name")
         if name in self._items:
             raise SimulatorError(f"strategy {name!r} is registered twice "
-                                 f"({self._items[name].__name__} and {cls.__name__})")
-        self._items[name] = cls
+                                 f"({type(self._items[name]).__name__} and {cls.__name__})")
+        try:
+            strategy = cls()
+        except TypeError as exc:  # an abstract method left out
+            raise SimulatorError(f"strategy {name!r} is incomplete: {exc}") from None
+        self._check(strategy)
+        self._items[name] = strategy
         return cls
 
-    def get(self, name: str) -> type:
+    def _check(self, new: Strategy) -> None:
+        if new.runtime_module is None and not new.not_executable.strip():
+            raise SimulatorError(f"strategy {new.name!r} has no runtime_module and no not_executable reason")
+        if new.axis is None:
+            return
+        if not new.description:
+            raise SimulatorError(f"strategy {new.name!r} has no description")
+        for old in self._items.values():
+            if old.axis == new.axis:
+                raise SimulatorError(f"axis {new.axis!r} is claimed by {old.name!r} and {new.name!r}")
+            if old.axis is not None and old.rank_order == new.rank_order:
+                raise SimulatorError(f"rank position {new.rank_order} is claimed by {old.name!r} and {new.name!r}")
+
+    def frozen(self) -> Registry:
+        """This registry, refusing further registrations (the package's shared one)."""
+        self._frozen = True
+        return self
+
+    def get(self, name: str) -> Strategy:
         try:
             return self._items[name]
         except KeyError:
@@ -153,6 +319,35 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def __iter__(self) -> Iterator[Strategy]:
+        """Every strategy that has an axis, in rank order (outermost first)."""
+        return iter(sorted((s for s in self._items.values() if s.axis is not None), key=lambda s: s.rank_order))
+
+    def axes(self) -> tuple[str, ...]:
+        """Every axis in rank order: the ``Degrees`` fields and :data:`simulator.rank_groups.AXES`."""
+        return tuple(s.axis for s in self if s.axis is not None)
+
+    def by_axis(self, axis: str) -> Strategy:
+        for s in self:
+            if s.axis == axis:
+                return s
+        raise SimulatorError(f"unknown axis {axis!r}; axes: {', '.join(self.axes())}", field="degrees")
+
+    def with_role(self, role: Role) -> list[Strategy]:
+        return [s for s in self if s.role == role]
+
+    @property
+    def pipeline(self) -> Strategy:
+        """The one pipeline strategy."""
+        found = self.with_role("pipeline")
+        if len(found) != 1:
+            raise SimulatorError(f"expected one pipeline strategy, found {[s.name for s in found]}")
+        return found[0]
+
+    def active(self, degrees: Mapping[str, int]) -> list[tuple[Strategy, int]]:
+        """``(strategy, degree)`` of every axis above 1, in rank order."""
+        return [(s, degrees.get(s.axis, 1)) for s in self if degrees.get(s.axis, 1) > 1]  # type: ignore[arg-type]
 
     def decorator(self) -> Callable[[S], S]:
         return self.register

@@ -8,13 +8,47 @@ once per step) so both can apply guidance: one point-to-point exchange each way.
 
 from __future__ import annotations
 
+from typing import Mapping
+
+from profiles.cost_model import LayerShape
 from profiles.models import ModelPreset
-from simulator.plan import ParallelPlan
+from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
+    TrafficContext
 
 
-def batch_per_pass(plan: ParallelPlan, model: ModelPreset) -> int:
+class Cfg(Strategy):
+    name = "cfg"
+    axis = "cfg"
+    rank_order = 20
+    title = "CFG parallel"
+    description = "CFG parallel: cond and uncond halves on two device groups."
+    role = "replica"
+    max_degree = 2
+    runtime_module = "runtime.strategies.cfg"
+
+    def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
+        if degree > 1 and not model.uses_cfg:
+            return [f"degrees.cfg: cfg({degree}) needs a model that uses classifier-free guidance; "
+                    f"{model.name} does not"]
+        return []
+
+    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
+        return shape  # the batch halves instead: see batch_per_pass
+
+    def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
+        return []  # the prediction swap is a point-to-point send of the schedule (simulator.stage_actor)
+
+    def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
+        return MemoryTerms()
+
+    def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
+        """One prediction per step: an activation scaled to the latent's channels."""
+        return ctx.activation_bytes * ctx.model.arch.latent_channels / ctx.model.arch.hidden_size
+
+
+def batch_per_pass(degrees: Mapping[str, int], model: ModelPreset) -> int:
     """Images per layer call: 2 with CFG on one group, else 1."""
-    return 2 if model.uses_cfg and plan.degrees.cfg == 1 else 1
+    return 2 if model.uses_cfg and degrees.get("cfg", 1) == 1 else 1
 
 
 def latent_bytes(model: ModelPreset, tokens: int, dtype_bytes: int) -> int:

@@ -7,12 +7,36 @@ is ``data`` images per latency.
 
 from __future__ import annotations
 
-from simulator.plan import ParallelPlan
+from profiles.cost_model import LayerShape
+from profiles.models import ModelPreset
+from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
+    TrafficContext
 
 
-def replicas(plan: ParallelPlan) -> int:
-    return plan.degrees.data
+class Data(Strategy):
+    name = "data"
+    axis = "data"
+    rank_order = 10
+    title = "data parallel"
+    description = "Independent replicas, each generating its own images."
+    role = "replica"
+    runtime_module = "runtime.strategies.data"
 
+    def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
+        return []  # any number of replicas, as long as the devices are there
 
-def throughput_images_per_s(plan: ParallelPlan, latency_s: float) -> float:
-    return replicas(plan) / latency_s if latency_s > 0 else 0.0
+    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
+        return shape  # every replica runs the whole pass
+
+    def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
+        return []
+
+    def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
+        return MemoryTerms()
+
+    def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
+        return 0.0
+
+    def images_per_generation(self, degree: int) -> int:
+        return degree
+

@@ -16,12 +16,28 @@ from __future__ import annotations
 from dataclasses import replace
 
 from profiles.cost_model import LayerShape
-from simulator.strategies.base import CollectiveSpec, PassWork, StageStrategy, ceil_div, output_gather
+from profiles.models import ModelPreset
+from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
+    TrafficContext, ceil_div, output_gather
 
 
-class DistriFusion(StageStrategy):
+class DistriFusion(Strategy):
     name = "distrifusion"
     axis = "distrifusion"
+    rank_order = 40
+    title = "DistriFusion"
+    description = "DistriFusion patch parallel (stale K/V all-gathered)."
+    role = "stage"
+    exclusive = True
+    stale = True
+    runtime_module = None
+    not_executable = ("pfrun keeps no stale K/V of the other ranks' patches per layer yet, which "
+                      "asynchronous patch parallelism reads (issue 11)")
+
+    def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
+        if rows and degree > rows:
+            return [f"degrees.distrifusion: {degree} patches do not fit {rows} latent token rows"]
+        return []
 
     def shard(self, shape: LayerShape, degree: int) -> LayerShape:
         return replace(shape, query_tokens=ceil_div(shape.query_tokens, degree))
@@ -31,7 +47,14 @@ class DistriFusion(StageStrategy):
             return []
         per_layer = 2 * local_query_tokens * work.hidden * work.batch * work.dtype_bytes
         return [
-            CollectiveSpec("distrifusion", "all_gather", per_layer * work.layers, work.layers,
+            CollectiveSpec(self.name, "all_gather", per_layer * work.layers, work.layers,
                            overlapped=not (work.warmup or work.first_step)),
-            *output_gather(self.axis, work, degree),
+            *output_gather(self.name, work, degree),
         ]
+
+    def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
+        """Stale K/V of the whole image for every block: ``2·L·b·S·h`` (no receive buffer of its own)."""
+        return MemoryTerms(kv_buffers=2 * ctx.layers * ctx.batch * ctx.image_tokens * ctx.hidden * ctx.dtype_bytes)
+
+    def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
+        return 2 * ctx.activation_bytes * ctx.model.layers

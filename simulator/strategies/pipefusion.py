@@ -1,103 +1,73 @@
-"""PipeFusion's displaced patch pipeline, the schedule every plan runs (one stage when it is off).
+"""PipeFusion's displaced patch pipeline: the blocks cut into stages, the latent into patches.
 
-Each stage group is one simpy actor that works through its items in order: the whole image
-in each of the ``W`` synchronous warm-up steps, then patch ``m`` of step ``t`` for every
-later step. An item starts on stage ``d`` when its input has arrived: from stage ``d−1``
-(the patch's activations), or, on stage 0, the patch's latent sent back by the last stage
-after its scheduler step of step ``t−1``. Sends are asynchronous, so with free communication
-stage ``d`` runs patch ``m`` of step ``t`` at micro-step ``t·M + m + d`` (after warm-up),
-the pipeline fills once per image when ``M ≥ N`` and idles when ``M < N``. With ``W = T``
-every step is a synchronous full-image pass through the stages: no staleness benefit.
-
-Stage 0 also runs the embeddings, the last stage the final layer, the CFG exchange (when
-CFG parallel) and the scheduler step. Every pass pays the cost model's pass overhead, each
-actor's first pass its first-pass (cold) overhead, and the last stage of the first CFG
-group decodes the image with the VAE after its last step. HunyuanDiT's long skips are extra sends from the stage of
-a skip's source block to the stage of its mirror block, which waits for them.
+Each stage group runs its blocks over patch ``m`` of step ``t`` while the next stage runs
+patch ``m−1``; every patch attends to the whole image's K/V, fresh for its own rows and one
+step old for the others, so the first ``W`` warm-up steps are synchronous full-image passes
+(``stale``). The order of the units is :mod:`simulator.schedule`, the simpy process that
+runs it :mod:`simulator.stage_actor`; here are PipeFusion's rules, patch options and costs.
+Its traffic is point-to-point: each patch's activations to the next stage, the latent back
+to stage 0, no collective inside a stage.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generator
+from profiles.cost_model import LayerShape
+from profiles.models import ModelPreset
+from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, PlanFacts, Strategy, \
+    TrafficContext, ceil_div
 
-from simulator.schedule import Unit, latent_source
-from simulator.strategies.cfg import latent_bytes, prediction_bytes
-from simulator.workload import Actor
-
-if TYPE_CHECKING:
-    from simulator.engine import Simulation
-
-
-def input_key(actor: Actor, stage: int, step: int, item: int | None) -> tuple:
-    return ("in", actor.data, actor.cfg, stage, step, item)
+PATCHES_PER_STAGE = (1, 2, 4, 8)
+"""``M = k·N`` for these ``k``: published sweeps put the best near N to 2N."""
+SMALL_PATCH_COUNTS = (2, 4, 8)
+"""Fewer patches than stages leaves stages idle, but less staleness: worth a look."""
 
 
-def return_key(actor: Actor, step: int, item: int | None) -> tuple:
-    return ("ret", actor.data, actor.cfg, step, item)
+class PipeFusion(Strategy):
+    name = "pipefusion"
+    axis = "pipefusion"
+    rank_order = 30
+    title = "PipeFusion"
+    description = "PipeFusion pipeline stages (displaced patch pipeline)."
+    role = "pipeline"
+    stale = True
+    runtime_module = "runtime.strategies.pipefusion"
 
+    def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
+        if degree > model.layers:
+            return [f"degrees.pipefusion: pipefusion({degree}) exceeds the model's {model.layers} blocks"]
+        return []
 
-def skip_key(actor: Actor, src: int, dst: int, step: int, item: int | None) -> tuple:
-    return ("skip", actor.data, actor.cfg, src, dst, step, item)
+    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
+        return shape  # a stage runs its own blocks whole: the cut is the plan's stage split
 
+    def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
+        return []  # stage-to-stage sends belong to the schedule (simulator.stage_actor)
 
-def cfg_key(actor: Actor, step: int, item: int | None) -> tuple:
-    return ("cfg", actor.data, actor.cfg, step, item)
+    def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
+        """With patches: stale K/V of the whole image for every block of the stage, ``2·L_d·b·S·h/(u·r)``;
+        an incoming patch's activations, double-buffered, ``2·b·q·h``."""
+        kv = 0
+        if ctx.patches > 1:
+            kv = 2 * ctx.layers * ctx.batch * ceil_div(ctx.image_tokens, ctx.kv_shards) * ctx.hidden * ctx.dtype_bytes
+        return MemoryTerms(kv_buffers=kv,
+                           receive_buffers=2 * ctx.batch * ctx.query_tokens * ctx.hidden * ctx.dtype_bytes)
 
+    def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
+        return 2 * ctx.activation_bytes
 
-def dependencies(sim: Simulation, actor: Actor, step: int, item: int | None) -> list:
-    """The events item (step, item) waits for on ``actor``'s stage."""
-    work = sim.work
-    deps = []
-    if actor.stage == 0:
-        source = latent_source(Unit(step, item, 0, 0), work.warmup_steps, work.patches)
-        if source is not None:
-            deps.append(sim.event(return_key(actor, *source)))
-    else:
-        deps.append(sim.event(input_key(actor, actor.stage, step, item)))
-    for (src, dst) in work.skip_layers:
-        if dst == actor.stage:
-            deps.append(sim.event(skip_key(actor, src, dst, step, item)))
-    return deps
+    def runtime_limits(self, degree: int, facts: PlanFacts, model: ModelPreset) -> str | None:
+        if not facts.pipelined:
+            return None
+        if model.arch.attention not in self.runtime_attention:
+            return super().runtime_limits(max(degree, 2), facts, model)
+        if facts.warmup_steps < 1:
+            return ("warmup_steps: PipeFusion needs at least one synchronous warm-up step to fill its K/V "
+                    "buffers before patches attend to them")
+        return None
 
-
-def stage_actor(sim: Simulation, actor: Actor) -> Generator:
-    """The simpy process of one stage group."""
-    env, work = sim.env, sim.work
-    last = work.stages - 1
-    for index, unit in enumerate(work.schedule):
-        step, item = unit.step, unit.patch
-        tags = {"step": step, "patch": item, "stage": actor.stage}
-        deps = dependencies(sim, actor, step, item)
-        if deps:
-            waited_from = env.now
-            yield env.all_of(deps)
-            sent_at = max(e.value for e in deps)
-            sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
-        cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps, first=step == 0)
-        if index == 0:
-            yield from sim.compute(actor, sim.first_pass_s(), "overhead", "first pass", **tags)
-        if actor.stage == 0:
-            yield from sim.compute(actor, cost.embed_s, "embed", "embed", **tags)
-        yield from sim.stage_pass(actor, cost, **tags)
-        yield from sim.compute(actor, cost.overhead_s, "overhead", "pass overhead", **tags)
-        tokens = cost.local_query_tokens
-        activation = tokens * work.hidden * work.batch * work.dtype_bytes
-        for (src, dst), count in work.skip_layers.items():
-            if src == actor.stage:
-                peer = work.actor(actor.data, actor.cfg, dst)
-                yield from sim.post_send(actor, peer, activation * count, skip_key(actor, src, dst, step, item),
-                                         "skip", **tags)
-        if actor.stage < last:
-            peer = work.actor(actor.data, actor.cfg, actor.stage + 1)
-            yield from sim.post_send(actor, peer, activation, input_key(actor, actor.stage + 1, step, item),
-                                    "activations", **tags)
-            continue
-        yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
-        if work.degrees["cfg"] > 1:
-            yield from sim.cfg_exchange(actor, prediction_bytes(sim.model, tokens, work.dtype_bytes), **tags)
-        yield from sim.compute(actor, cost.scheduler_s, "scheduler", "scheduler", **tags)
-        latent = latent_bytes(sim.model, tokens, work.dtype_bytes)
-        peer = work.actor(actor.data, actor.cfg, 0)
-        yield from sim.post_send(actor, peer, latent, return_key(actor, step, item), "latent", **tags)
-    if actor.stage == last and actor.cfg == 0:
-        yield from sim.compute(actor, sim.vae_s(), "vae", "vae decode", stage=actor.stage)
+    def patch_options(self, degree: int, rows: int) -> list[int]:
+        """``M ∈ {N, 2N, 4N, 8N} ∪ {2, 4, 8}``, capped by the latent's token rows; 1 without stages."""
+        if degree == 1:
+            return [1]
+        wanted = {degree * k for k in PATCHES_PER_STAGE} | set(SMALL_PATCH_COUNTS)
+        return sorted(m for m in wanted if 2 <= m <= rows)

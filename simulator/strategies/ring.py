@@ -16,13 +16,23 @@ dense FLOPs per token), and what sticks out is exposed communication.
 
 from __future__ import annotations
 
-
-from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard, output_gather
+from profiles.models import ModelPreset
+from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard, TrafficContext, output_gather
 
 
 class Ring(SequenceShard):
     name = "ring"
     axis = "ring"
+    rank_order = 50
+    title = "Ring attention"
+    description = "Ring attention sequence parallel."
+    role = "stage"
+    runtime_module = None
+    not_executable = ("pfrun has no attention processor that passes K/V blocks around the ring and merges "
+                      "partial softmaxes yet (issue 11)")
+
+    def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
+        return []  # what it must divide is a cross-axis rule (splits_sequence)
 
     def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
         if degree < 2:
@@ -33,5 +43,8 @@ class Ring(SequenceShard):
         kv_share = work.kv_tokens * local_query_tokens / max(work.query_tokens, 1)
         per_layer = 2 * kv_share * work.hidden * work.batch * work.dtype_bytes
         hideable = work.attention_share * (degree - 1) / degree
-        return [CollectiveSpec("ring", "ring_pass", per_layer * work.layers, work.layers, overlapped=True,
-                               overlap_fraction=hideable), *output_gather(self.axis, work, degree)]
+        return [CollectiveSpec(self.name, "ring_pass", per_layer * work.layers, work.layers, overlapped=True,
+                               overlap_fraction=hideable), *output_gather(self.name, work, degree)]
+
+    def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
+        return 2 * ctx.activation_bytes * ctx.model.layers

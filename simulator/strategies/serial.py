@@ -6,9 +6,34 @@ so a plan with no parallelism at all is one stage, one rank, one item per step.
 
 from __future__ import annotations
 
-from simulator.strategies.base import StageStrategy
+from profiles.cost_model import LayerShape
+from profiles.models import ModelPreset
+from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
+    TrafficContext
 
 
-class Serial(StageStrategy):
+class Serial(Strategy):
+    """No axis, so no ``Degrees`` field: it is registered for its runtime module, which runs a
+    stage group of one rank, and so that every plan, even one with no degree above 1, names the
+    strategy that executes it."""
+
     name = "serial"
-    axis = ""
+    axis = None
+    title = "Serial"
+    role = "stage"
+    runtime_module = "runtime.strategies.serial"
+
+    def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
+        return []
+
+    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
+        return shape
+
+    def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
+        return []
+
+    def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
+        return MemoryTerms()
+
+    def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
+        return 0.0

@@ -12,8 +12,9 @@ a layer shape with ``q/u`` queries over all ``k`` keys: the same FLOPs as attent
 
 from __future__ import annotations
 
-
-from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard, output_gather
+from profiles.models import ModelPreset
+from simulator.strategies.base import CollectiveSpec, PassWork, PlanFacts, SequenceShard, TrafficContext, \
+    output_gather
 
 TENSORS_PER_LAYER = 4
 """Q, K, V and the attention output."""
@@ -24,10 +25,37 @@ CALLS_PER_LAYER = 2
 class Ulysses(SequenceShard):
     name = "ulysses"
     axis = "ulysses"
+    rank_order = 60
+    title = "Ulysses"
+    description = "Ulysses (all-to-all over heads) sequence parallel."
+    role = "stage"
+    shards_heads = True
+    runtime_module = "runtime.strategies.ulysses"
+    runtime_attention = frozenset({"cross", "self"})
+    """Joint attention (SD3, Flux) would also need the text stream's heads gathered back."""
+
+    def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
+        return []  # heads and tokens: cross-axis rules (shards_heads, splits_sequence)
 
     def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
         if degree < 2:
             return []
         per_layer = TENSORS_PER_LAYER * local_query_tokens * work.hidden * work.batch * work.dtype_bytes
-        return [CollectiveSpec("ulysses", "all_to_all", per_layer * work.layers, CALLS_PER_LAYER * work.layers,
-                               overlapped=False), *output_gather(self.axis, work, degree)]
+        return [CollectiveSpec(self.name, "all_to_all", per_layer * work.layers, CALLS_PER_LAYER * work.layers,
+                               overlapped=False), *output_gather(self.name, work, degree)]
+
+    def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
+        return 4 * ctx.activation_bytes * ctx.model.layers / max(degree, 1)
+
+    def runtime_limits(self, degree: int, facts: PlanFacts, model: ModelPreset) -> str | None:
+        if degree < 2:
+            return None
+        unsupported = super().runtime_limits(degree, facts, model)
+        if unsupported:
+            return unsupported
+        if facts.pipelined:
+            return "degrees.ulysses: Ulysses inside PipeFusion stages is not executed yet (only with cfg and data)"
+        if facts.rows % degree:
+            return (f"degrees.ulysses: the {facts.rows} token rows do not split into {degree} equal bands "
+                    "(pfrun's Ulysses needs equal bands)")
+        return None

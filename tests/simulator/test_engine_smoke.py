@@ -44,3 +44,17 @@ def test_an_invalid_plan_is_refused_with_every_violation():
                         **parse_parallel_spec("ulysses=3,tensor=2"))
     with pytest.raises(PlanError, match="ulysses\\(3\\) does not divide heads\\(16\\).*tensor combines only"):
         simulate(plan, model, cluster, cost_model_for(model, "a100-pcie"))
+
+
+def test_settings_in_one_object_give_what_the_keywords_give():
+    from simulator.engine import SimSettings, Simulation
+
+    model, cluster = load_model("pixart-alpha"), load_cluster("a100-pcie4")
+    cm = cost_model_for(model, "a100-pcie")
+    plan = ParallelPlan(model="pixart-alpha", height_px=1024, width_px=1024, steps=3,
+                        **parse_parallel_spec("ulysses=2,ring=2"))
+    by_keywords = simulate(plan, model, cluster, cm, record_trace=True, bandwidth_scale=0.5, network_model="fifo")
+    settings = SimSettings(record=True, bandwidth_scale=0.5, network_model="fifo")
+    by_settings = Simulation(plan, model, cluster, cm, settings).run()
+    assert by_settings.log() == by_keywords.log() and by_settings.latency_s == by_keywords.latency_s
+    assert simulate(plan, model, cluster, cm).latency_s < by_keywords.latency_s  # the settings took effect

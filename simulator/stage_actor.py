@@ -1,0 +1,126 @@
+"""The simpy process of one stage group: PipeFusion's displaced patch pipeline, which every plan
+runs (one stage when the pipeline is off), in the unit order of :mod:`simulator.schedule`.
+
+It lives on the engine's side of the strategies (the pipeline strategy's rules and costs are
+:mod:`simulator.strategies.pipefusion`) and reaches the simulation only through the
+:class:`StageRunner` protocol, so it imports no engine. Each stage group is one simpy actor that works through its items in order: the whole image
+in each of the ``W`` synchronous warm-up steps, then patch ``m`` of step ``t`` for every
+later step. An item starts on stage ``d`` when its input has arrived: from stage ``d−1``
+(the patch's activations), or, on stage 0, the patch's latent sent back by the last stage
+after its scheduler step of step ``t−1``. Sends are asynchronous, so with free communication
+stage ``d`` runs patch ``m`` of step ``t`` at micro-step ``t·M + m + d`` (after warm-up),
+the pipeline fills once per image when ``M ≥ N`` and idles when ``M < N``. With ``W = T``
+every step is a synchronous full-image pass through the stages: no staleness benefit.
+
+Stage 0 also runs the embeddings, the last stage the final layer, the CFG exchange (when
+CFG parallel) and the scheduler step. Every pass pays the cost model's pass overhead, each
+actor's first pass its first-pass (cold) overhead, and the last stage of the first CFG
+group decodes the image with the VAE after its last step. HunyuanDiT's long skips are extra sends from the stage of
+a skip's source block to the stage of its mirror block, which waits for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator, Protocol
+
+import simpy
+
+from profiles.models import ModelPreset
+from simulator.result import PassCost
+from simulator.schedule import Unit, latent_source
+from simulator.strategies.cfg import latent_bytes, prediction_bytes
+from simulator.workload import Actor, Workload
+
+
+class StageRunner(Protocol):
+    """What a stage actor asks of the simulation (:class:`simulator.engine.Simulation` provides it)."""
+
+    env: simpy.Environment
+    work: Workload
+    model: ModelPreset
+
+    def event(self, key: tuple) -> simpy.Event: ...
+    def record_wait(self, actor: Actor, start: float, end: float, sent_at: float, **tags: Any) -> None: ...
+    def pass_cost(self, stage: int, item: int | None, *, warmup: bool, first: bool = False) -> PassCost: ...
+    def compute(self, actor: Actor, seconds: float, cat: str, name: str, **tags: Any) -> Generator: ...
+    def first_pass_s(self) -> float: ...
+    def vae_s(self) -> float: ...
+    def stage_pass(self, actor: Actor, cost: PassCost, **tags: Any) -> Generator: ...
+    def post_send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str,
+                  **tags: Any) -> Generator: ...
+    def cfg_exchange(self, actor: Actor, nbytes: int, **tags: Any) -> Generator: ...
+
+
+def input_key(actor: Actor, stage: int, step: int, item: int | None) -> tuple:
+    return ("in", actor.data, actor.cfg, stage, step, item)
+
+
+def return_key(actor: Actor, step: int, item: int | None) -> tuple:
+    return ("ret", actor.data, actor.cfg, step, item)
+
+
+def skip_key(actor: Actor, src: int, dst: int, step: int, item: int | None) -> tuple:
+    return ("skip", actor.data, actor.cfg, src, dst, step, item)
+
+
+def cfg_key(actor: Actor, step: int, item: int | None) -> tuple:
+    return ("cfg", actor.data, actor.cfg, step, item)
+
+
+def dependencies(sim: StageRunner, actor: Actor, step: int, item: int | None) -> list:
+    """The events item (step, item) waits for on ``actor``'s stage."""
+    work = sim.work
+    deps = []
+    if actor.stage == 0:
+        source = latent_source(Unit(step, item, 0, 0), work.warmup_steps, work.patches)
+        if source is not None:
+            deps.append(sim.event(return_key(actor, *source)))
+    else:
+        deps.append(sim.event(input_key(actor, actor.stage, step, item)))
+    for (src, dst) in work.skip_layers:
+        if dst == actor.stage:
+            deps.append(sim.event(skip_key(actor, src, dst, step, item)))
+    return deps
+
+
+def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
+    """The simpy process of one stage group."""
+    env, work = sim.env, sim.work
+    last = work.stages - 1
+    for index, unit in enumerate(work.schedule):
+        step, item = unit.step, unit.patch
+        tags = {"step": step, "patch": item, "stage": actor.stage}
+        deps = dependencies(sim, actor, step, item)
+        if deps:
+            waited_from = env.now
+            yield env.all_of(deps)
+            sent_at = max(e.value for e in deps)
+            sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
+        cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps, first=step == 0)
+        if index == 0:
+            yield from sim.compute(actor, sim.first_pass_s(), "overhead", "first pass", **tags)
+        if actor.stage == 0:
+            yield from sim.compute(actor, cost.embed_s, "embed", "embed", **tags)
+        yield from sim.stage_pass(actor, cost, **tags)
+        yield from sim.compute(actor, cost.overhead_s, "overhead", "pass overhead", **tags)
+        tokens = cost.local_query_tokens
+        activation = tokens * work.hidden * work.batch * work.dtype_bytes
+        for (src, dst), count in work.skip_layers.items():
+            if src == actor.stage:
+                peer = work.actor(actor.data, actor.cfg, dst)
+                yield from sim.post_send(actor, peer, activation * count, skip_key(actor, src, dst, step, item),
+                                         "skip", **tags)
+        if actor.stage < last:
+            peer = work.actor(actor.data, actor.cfg, actor.stage + 1)
+            yield from sim.post_send(actor, peer, activation, input_key(actor, actor.stage + 1, step, item),
+                                    "activations", **tags)
+            continue
+        yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
+        if work.degrees["cfg"] > 1:
+            yield from sim.cfg_exchange(actor, prediction_bytes(sim.model, tokens, work.dtype_bytes), **tags)
+        yield from sim.compute(actor, cost.scheduler_s, "scheduler", "scheduler", **tags)
+        latent = latent_bytes(sim.model, tokens, work.dtype_bytes)
+        peer = work.actor(actor.data, actor.cfg, 0)
+        yield from sim.post_send(actor, peer, latent, return_key(actor, step, item), "latent", **tags)
+    if actor.stage == last and actor.cfg == 0:
+        yield from sim.compute(actor, sim.vae_s(), "vae", "vae decode", stage=actor.stage)

@@ -1,0 +1,52 @@
+"""Tensor (Megatron) parallelism: heads and MLP width sharded, two all-reduces per block.
+
+Every rank runs all ``q`` tokens through ``1/t`` of each weight matrix, then the attention
+output and the MLP output are summed across the ``t`` ranks: two ring all-reduces of the
+item's ``q × hidden`` activations per block, on the critical path. That traffic
+(4·S·hs per layer per step, REFERENCES §1) is why TP loses on PCIe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from profiles.cost_model import LayerShape
+from profiles.models import ModelPreset
+from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
+    TrafficContext
+
+ALL_REDUCES_PER_LAYER = 2
+
+
+class TensorParallel(Strategy):
+    name = "tensor"
+    axis = "tensor"
+    rank_order = 70
+    title = "Tensor parallel"
+    description = "Tensor (Megatron) parallel: heads and MLP width sharded."
+    role = "stage"
+    shards_heads = True
+    exclusive = True
+    runtime_module = None
+    not_executable = ("pfrun does not split the blocks' weights into Megatron column and row shards yet "
+                      "(issue 11)")
+
+    def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
+        return []  # heads: a cross-axis rule (shards_heads)
+
+    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
+        return replace(shape, tensor_shard=shape.tensor_shard * degree)
+
+    def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
+        if degree < 2:
+            return []
+        per = local_query_tokens * work.hidden * work.batch * work.dtype_bytes
+        count = ALL_REDUCES_PER_LAYER * work.layers
+        return [CollectiveSpec(self.name, "all_reduce", per * count, count, overlapped=False)]
+
+    def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
+        """The all-reduce's buffer ``2·b·q·h`` (its division of weights is its shard's ``tensor_shard``)."""
+        return MemoryTerms(receive_buffers=2 * ctx.batch * ctx.query_tokens * ctx.hidden * ctx.dtype_bytes)
+
+    def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
+        return 4 * ctx.activation_bytes * ctx.model.layers
