@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         out_console.print(table)
         for p in presets:
             if p.arch.duplicated_params:
-                out_console.print(f"{p.name}: diffusers stores the class/timestep embedding in every block, "
+                out_console.print(f"{p.name}: {p.spec.duplicated_params_note}, "
                                   f"{_params(p.arch.duplicated_params)} more than the original model, whose "
                                   f"published size counts it once ({_params(p.params - p.arch.duplicated_params)})",
                                   markup=False)
