@@ -29,7 +29,8 @@ class ModelPreset(BaseModel):
 
     schema_version: Literal[1] = 1
     name: str = Field(description="Catalog name, e.g. pixart-alpha.")
-    family: str = Field(description="Model family: a module of profiles.families (pixart, sd3, flux, dit, hunyuan).")
+    family: str = Field(description="Model family: a module of profiles.families.",
+                        json_schema_extra=lambda schema: schema.update(enum=default_registry().names()))
     description: str = ""
     config: dict[str, Any] = Field(description="diffusers transformer config (the keys of its config.json).")
     text_tokens: int = Field(ge=0, description="Text tokens the blocks attend to (0: class-conditioned).")
