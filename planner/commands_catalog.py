@@ -65,6 +65,11 @@ def register(app: typer.Typer) -> None:
         info["parameters_by_part"] = {"embed": preset.arch.embed_params,
                                       **{g.kind: g.params * g.count for g in preset.arch.blocks},
                                       "final": preset.arch.final_params}
+        spec = preset.spec
+        info["pipeline"] = spec.pipeline_class
+        info["text_encoders"] = [f"{e.kind} ({'pooled, ' if e.pooled_only else ''}{e.max_tokens} tokens)"
+                                 for e in spec.text_encoders]
+        info["pipeline_guidance_scale"] = spec.guidance.default_scale
         if json_out:
             print_json(info)
             return

@@ -13,7 +13,8 @@ Symbols as in :mod:`profiles.architecture`; ``q`` image query tokens, ``k`` imag
 tokens, ``t`` text tokens attended, ``tq`` text tokens whose projections run here,
 ``s`` tensor-parallel shard.
 
-Per block, one image (batch multiplies everything):
+Per block, one image (batch multiplies everything), for the families shipped today (each
+formula's docstring in its family module repeats its row):
 
 ============================  =============================================================
 pixart_block                  self-attn 2q·4h² + 4q·k·h; cross-attn 2q·2h² + 2t·2c·h +

@@ -225,3 +225,13 @@ def test_no_module_outside_the_family_modules_names_a_family_or_its_block_kinds(
             found += [f"{rel}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
                       if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings]
     assert not found, "family knowledge outside profiles/families:\n" + "\n".join(found)
+
+
+def test_models_show_tells_the_pipeline_its_text_encoders_and_guidance(pfplan):
+    import json
+
+    shown = pfplan("models", "show", "flux-dev", "--json")
+    assert shown.code == 0, shown.err
+    info = json.loads(shown.out)
+    assert info["pipeline"] == "FluxPipeline" and info["pipeline_guidance_scale"] == 3.5
+    assert info["text_encoders"] == ["CLIP-L (pooled, 77 tokens)", "T5-XXL (512 tokens)"]
