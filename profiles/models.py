@@ -66,8 +66,9 @@ class ModelPreset(BaseModel):
 
     @property
     def spec(self) -> FamilySpec:
-        """The family's torch-free spec (:mod:`profiles.families`)."""
-        return self._spec
+        """The family's torch-free spec (:mod:`profiles.families`): the one it was validated against."""
+        spec = (self.__pydantic_private__ or {}).get("_spec")  # unset only under model_construct
+        return spec if spec is not None else default_registry().get(self.family)
 
     @cached_property
     def arch(self) -> Architecture:
