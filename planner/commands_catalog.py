@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         out_console.print(table)
         for p in presets:
             if p.arch.duplicated_params:
-                out_console.print(f"{p.name}: diffusers stores the class/timestep embedding in every block, "
+                out_console.print(f"{p.name}: {p.spec.duplicated_params_note}, "
                                   f"{_params(p.arch.duplicated_params)} more than the original model, whose "
                                   f"published size counts it once ({_params(p.params - p.arch.duplicated_params)})",
                                   markup=False)
@@ -65,6 +65,11 @@ def register(app: typer.Typer) -> None:
         info["parameters_by_part"] = {"embed": preset.arch.embed_params,
                                       **{g.kind: g.params * g.count for g in preset.arch.blocks},
                                       "final": preset.arch.final_params}
+        spec = preset.spec
+        info["pipeline"] = spec.pipeline_class
+        info["text_encoders"] = [f"{e.kind} ({'pooled, ' if e.pooled_only else ''}{e.max_tokens} tokens)"
+                                 for e in spec.text_encoders]
+        info["pipeline_guidance_scale"] = spec.guidance.default_scale
         if json_out:
             print_json(info)
             return

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from profiles.cost_model import EMBED, FINAL, LayerShape
-from profiles.flops import (JOINT_ATTENTION_KINDS, layer_activation_bytes, layer_flops, layer_weight_bytes,
+from profiles.flops import (is_joint, layer_activation_bytes, layer_flops, layer_weight_bytes,
                            text_only_flops)
 from profiles.gpus import GpuSpec, get_gpu
 from profiles.models import ModelPreset
@@ -89,7 +89,7 @@ class AnalyticCostModel:
         eff = self.efficiency
         text = shape.text_query_tokens
         if text is None:  # None: all the model's text tokens, which only joint blocks project
-            text = self.model.text_tokens if shape.kind in JOINT_ATTENTION_KINDS else 0
+            text = self.model.text_tokens if is_joint(arch, shape.kind) else 0
         text_flops, text_rows = text_only_flops(arch, shape, text_tokens=self.model.text_tokens)
         # embed and final run whole under tensor parallelism (layer_flops does not shard them)
         shard = 1 if shape.kind in (EMBED, FINAL) else shape.tensor_shard

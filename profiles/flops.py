@@ -5,11 +5,16 @@ weighted sums, MLPs); norms, activations, softmax and the AdaLN modulation proje
 (which act on one timestep vector per image, not per token) are left out.
 ``tests/profiles/test_flops.py`` checks every block kind against a hand count and against
 ``torch.utils.flop_counter`` on the real diffusers block.
+The block formulas live with their family (:mod:`profiles.families`: each
+:class:`~profiles.families.spec.BlockKind` carries its own); this module prices the
+embedding and the output layer, which every family shares, and scales a block's count by
+the batch and the tensor-parallel shard.
 Symbols as in :mod:`profiles.architecture`; ``q`` image query tokens, ``k`` image key/value
 tokens, ``t`` text tokens attended, ``tq`` text tokens whose projections run here,
 ``s`` tensor-parallel shard.
 
-Per block, one image (batch multiplies everything):
+Per block, one image (batch multiplies everything), for the families shipped today (each
+formula's docstring in its family module repeats its row):
 
 ============================  =============================================================
 pixart_block                  self-attn 2q·4h² + 4q·k·h; cross-attn 2q·2h² + 2t·2c·h +
@@ -30,44 +35,31 @@ from __future__ import annotations
 from profiles.architecture import Architecture
 from profiles.cost_model import EMBED, FINAL, LayerShape
 from profiles.errors import InputError
+from profiles.families.spec import Tokens
 
-JOINT_ATTENTION_KINDS = ("sd3_joint_block", "sd3_joint_block_last", "flux_double_block", "flux_single_block")
-"""Blocks whose text tokens run through the projections and attention beside the image tokens."""
+
+def _tokens(shape: LayerShape, text_tokens: int) -> Tokens:
+    tq = text_tokens if shape.text_query_tokens is None else shape.text_query_tokens
+    return Tokens(shape.query_tokens, shape.kv_tokens, text_tokens, tq)
+
+
+def is_joint(arch: Architecture, kind: str) -> bool:
+    """Whether ``kind`` runs the model's text tokens through its projections beside the image tokens."""
+    return arch.spec is not None and arch.spec.is_joint(kind)
 
 
 def layer_flops(arch: Architecture, shape: LayerShape, *, text_tokens: int) -> float:
     """FLOPs of one forward of ``shape.kind`` (see the table above)."""
-    h, f, c = arch.hidden_size, arch.ffn_inner, max(arch.text_width, 1)
-    s = shape.tensor_shard
-    q, k = shape.query_tokens, shape.kv_tokens
-    t = text_tokens
-    tq = t if shape.text_query_tokens is None else shape.text_query_tokens
-    kind = shape.kind
-    if kind == EMBED:
+    h, c = arch.hidden_size, max(arch.text_width, 1)
+    n = _tokens(shape, text_tokens)
+    if shape.kind == EMBED:
         # patch embedding (latent patch → h) and the text projection of the text tokens.
-        per = 2 * q * arch.latent_channels * arch.patch_size ** 2 * h + 2 * tq * c * h
+        per = 2 * n.query * arch.latent_channels * arch.patch_size ** 2 * h + 2 * n.text_query * c * h
         return float(shape.batch * per)
-    if kind == FINAL:
-        return float(shape.batch * 2 * q * h * (arch.patch_size ** 2 * arch.latent_channels * 2 + 2 * h))
-    if kind in ("pixart_block", "hunyuan_block", "hunyuan_skip_block"):
-        flops = 2 * q * 4 * h * h + 4 * q * k * h
-        flops += 2 * q * 2 * h * h + 2 * t * 2 * c * h + 4 * q * t * h
-        flops += 2 * q * 2 * h * f
-        if kind == "hunyuan_skip_block":
-            flops += 2 * q * 2 * h * h
-    elif kind in ("sd3_joint_block", "flux_double_block"):
-        tokens = q + tq
-        flops = 2 * tokens * 4 * h * h + 4 * tokens * (k + t) * h + 2 * tokens * 2 * h * f
-    elif kind == "sd3_joint_block_last":
-        flops = 2 * q * 4 * h * h + 2 * tq * 3 * h * h + 4 * (q + tq) * (k + t) * h + 2 * q * 2 * h * f
-    elif kind == "flux_single_block":
-        tokens = q + tq
-        flops = 2 * tokens * h * (3 * h + f) + 2 * tokens * (h + f) * h + 4 * tokens * (k + t) * h
-    elif kind == "dit_block":
-        flops = 2 * q * 4 * h * h + 4 * q * k * h + 2 * q * 2 * h * f
-    else:
-        raise InputError(f"no FLOP formula for layer kind {kind!r}", field="kind")
-    return float(shape.batch * flops / s)
+    if shape.kind == FINAL:
+        return float(shape.batch * 2 * n.query * h * (arch.patch_size ** 2 * arch.latent_channels * 2 + 2 * h))
+    flops = arch.block_kind(shape.kind).flops(arch, n)
+    return float(shape.batch * flops / shape.tensor_shard)
 
 
 def text_only_flops(arch: Architecture, shape: LayerShape, *, text_tokens: int) -> tuple[float, int]:
@@ -80,13 +72,18 @@ def text_only_flops(arch: Architecture, shape: LayerShape, *, text_tokens: int) 
     blocks run their text rows beside the image rows, counted in their query tokens).
     """
     h, c = arch.hidden_size, max(arch.text_width, 1)
-    t = text_tokens
-    tq = t if shape.text_query_tokens is None else shape.text_query_tokens
+    n = _tokens(shape, text_tokens)
     if shape.kind == EMBED:
-        return float(shape.batch * 2 * tq * c * h), tq
-    if shape.kind in ("pixart_block", "hunyuan_block", "hunyuan_skip_block"):
-        return float(shape.batch * 2 * t * 2 * c * h / shape.tensor_shard), t
-    return 0.0, 0
+        return float(shape.batch * 2 * n.text_query * c * h), n.text_query
+    if shape.kind == FINAL:
+        return 0.0, 0
+    block = arch.spec.find_block(shape.kind) if arch.spec is not None else None
+    if block is None:
+        return 0.0, 0
+    flops, rows = block.text_only_flops(arch, n)
+    if not rows:
+        return 0.0, 0
+    return float(shape.batch * flops / shape.tensor_shard), rows
 
 
 def attention_flops(arch: Architecture, shape: LayerShape, *, text_tokens: int) -> float:
@@ -99,19 +96,9 @@ def attention_flops(arch: Architecture, shape: LayerShape, *, text_tokens: int) 
     of that layer's K/V (Ring attention); projections and MLPs cannot, since the K/V do not
     exist before the projections and are no longer needed after the attention.
     """
-    h = arch.hidden_size
-    q, k = shape.query_tokens, shape.kv_tokens
-    t = text_tokens
-    tq = t if shape.text_query_tokens is None else shape.text_query_tokens
-    kind = shape.kind
-    if kind in (EMBED, FINAL):
+    if shape.kind in (EMBED, FINAL):
         return 0.0
-    if kind in ("pixart_block", "hunyuan_block", "hunyuan_skip_block", "dit_block"):
-        flops = 4 * q * k * h
-    elif kind in JOINT_ATTENTION_KINDS:
-        flops = 4 * (q + tq) * (k + t) * h
-    else:
-        raise InputError(f"no FLOP formula for layer kind {kind!r}", field="kind")
+    flops = arch.block_kind(shape.kind).attention_flops(arch, _tokens(shape, text_tokens))
     return float(shape.batch * flops / shape.tensor_shard)
 
 

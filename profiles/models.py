@@ -11,10 +11,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from profiles.architecture import DIFFUSERS_CLASSES, Architecture, architecture, family_of_class
+from profiles.architecture import Architecture
 from profiles.errors import InputError
+from profiles.families import FamilyRegistry, FamilySpec, default_registry
 from profiles.loading import load_model_file, read_document, suggest
 
 MODELS_DIR = Path(__file__).parent / "data" / "models"
@@ -27,7 +29,8 @@ class ModelPreset(BaseModel):
 
     schema_version: Literal[1] = 1
     name: str = Field(description="Catalog name, e.g. pixart-alpha.")
-    family: Literal["pixart", "sd3", "flux", "dit", "hunyuan"]
+    family: str = Field(description="Model family: a module of profiles.families.",
+                        json_schema_extra=lambda schema: schema.update(enum=default_registry().names()))
     description: str = ""
     config: dict[str, Any] = Field(description="diffusers transformer config (the keys of its config.json).")
     text_tokens: int = Field(ge=0, description="Text tokens the blocks attend to (0: class-conditioned).")
@@ -44,14 +47,36 @@ class ModelPreset(BaseModel):
     tiny_of: str | None = Field(None, description="The real preset this one scales down.")
     published_params: float | None = Field(None, description="Published parameter count of the transformer.")
     published_source: str | None = None
+    _spec: FamilySpec = PrivateAttr()
+
+    @field_validator("family")
+    @classmethod
+    def _registered(cls, name: str, info: ValidationInfo) -> str:
+        families = _families(info)
+        if name not in families:
+            names = [repr(n) for n in families.names()]
+            expected = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return name
+
+    @model_validator(mode="after")
+    def _attach_spec(self, info: ValidationInfo) -> ModelPreset:
+        self._spec = _families(info).get(self.family)
+        return self
+
+    @property
+    def spec(self) -> FamilySpec:
+        """The family's torch-free spec (:mod:`profiles.families`): the one it was validated against."""
+        spec = (self.__pydantic_private__ or {}).get("_spec")  # unset only under model_construct
+        return spec if spec is not None else default_registry().get(self.family)
 
     @cached_property
     def arch(self) -> Architecture:
-        return architecture(self.family, self.config)
+        return self.spec.architecture(self.config)
 
     @property
     def diffusers_class(self) -> str:
-        return DIFFUSERS_CLASSES[self.family]
+        return self.spec.diffusers_class
 
     @property
     def layers(self) -> int:
@@ -74,7 +99,7 @@ class ModelPreset(BaseModel):
     def token_grid(self, height_px: int, width_px: int) -> tuple[int, int]:
         """Image tokens as (rows, cols): patches are cut along rows."""
         rows, cols = self.latent_size(height_px, width_px)
-        return rows // self.arch.patch_size, cols // self.arch.patch_size
+        return self.spec.token_grid(self.arch, rows, cols)
 
     def image_tokens(self, height_px: int, width_px: int | None = None) -> int:
         rows, cols = self.token_grid(height_px, height_px if width_px is None else width_px)
@@ -96,6 +121,12 @@ class ModelPreset(BaseModel):
         }
 
 
+def _families(info: ValidationInfo) -> FamilyRegistry:
+    """The registry a validation was given (``context={"families": ...}``), else the default one."""
+    context = info.context if isinstance(info.context, dict) else {}
+    return context.get("families") or default_registry()
+
+
 def shipped_names() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
 
@@ -114,26 +145,12 @@ def preset_from_diffusers_config(path: Path, *, name: str | None = None) -> Mode
     if not isinstance(data, dict) or "_class_name" not in data:
         raise InputError("not a diffusers config: no '_class_name'", file=str(path), field="_class_name")
     try:
-        family = family_of_class(data["_class_name"])
+        spec = default_registry().by_class(data["_class_name"])
     except InputError as exc:
         raise InputError(exc.message, file=str(path), field="_class_name") from None
     config = {k: v for k, v in data.items() if not k.startswith("_")}
-    defaults: dict[str, dict[str, Any]] = {
-        "pixart": dict(text_tokens=120, text_embed_dim=config.get("caption_channels", 4096), uses_cfg=True),
-        "sd3": dict(text_tokens=333, text_embed_dim=config.get("joint_attention_dim", 4096),
-                    pooled_embed_dim=config.get("pooled_projection_dim", 2048), uses_cfg=True,
-                    scheduler="FlowMatchEulerDiscreteScheduler", default_steps=28),
-        "flux": dict(text_tokens=512, text_embed_dim=config.get("joint_attention_dim", 4096),
-                     pooled_embed_dim=config.get("pooled_projection_dim", 768), uses_cfg=False,
-                     scheduler="FlowMatchEulerDiscreteScheduler", default_steps=28),
-        "dit": dict(text_tokens=0, text_embed_dim=0, uses_cfg=True, scheduler="DDIMScheduler",
-                    default_resolution=256),
-        "hunyuan": dict(text_tokens=config.get("text_len", 77) + config.get("text_len_t5", 256),
-                        text_embed_dim=config.get("cross_attention_dim", 1024), uses_cfg=True,
-                        scheduler="DDPMScheduler"),
-    }
-    preset = ModelPreset(name=name or Path(path).parent.name or Path(path).stem, family=family,
-                         description=f"imported from {path}", config=config, **defaults[family])
+    preset = ModelPreset(name=name or Path(path).parent.name or Path(path).stem, family=spec.name,
+                         description=f"imported from {path}", config=config, **spec.preset_defaults(config))
     try:
         preset.arch  # noqa: B018 - fail now, naming the file, if the config is incomplete
     except InputError as exc:

@@ -20,9 +20,9 @@ measured / analytic over the kind's rows).
 Embed and final are replicated, not split, under tensor parallelism: a tensor shard
 never measured for them is priced as the whole layer.
 
-Joint-attention blocks (SD3, Flux) also run text tokens through their projections; a shape
-with ``text_query_tokens`` below the model's text count is priced as if the missing text
-tokens were missing image queries.
+Joint-attention blocks (SD3, Flux: ``BlockKind.joint`` in their family's spec) also run
+text tokens through their projections; a shape with ``text_query_tokens`` below the
+model's text count is priced as if the missing text tokens were missing image queries.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from pathlib import Path
 from profiles.analytic import AnalyticCostModel
 from profiles.cost_model import EMBED, FINAL, LayerShape
 from profiles.errors import InputError
+from profiles.flops import is_joint
 from profiles.models import ModelPreset
 from profiles.profile_format import Profile, Timing, load_profile, profile_path
 
-JOINT_KINDS = ("sd3_joint_block", "sd3_joint_block_last", "flux_double_block", "flux_single_block")
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
@@ -173,7 +173,7 @@ class ProfiledCostModel:
         if shape.query_tokens == 0:
             return 0.0
         q = float(shape.query_tokens)
-        if shape.kind in JOINT_KINDS and shape.text_query_tokens is not None:
+        if shape.text_query_tokens is not None and is_joint(self.model.arch, shape.kind):
             q = max(1.0, q + shape.text_query_tokens - self.model.text_tokens)
         shard = shape.tensor_shard
         if shape.kind in (EMBED, FINAL) and (shape.kind, shape.batch, shard) not in self.surfaces:

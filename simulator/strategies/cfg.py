@@ -58,16 +58,8 @@ def latent_bytes(model: ModelPreset, tokens: int, dtype_bytes: int) -> int:
 
 
 def output_values_per_token(model: ModelPreset) -> int:
-    """Values the transformer outputs per token: patch area × output channels (doubled by learned σ)."""
-    cfg, arch = model.config, model.arch
-    if arch.family == "flux":  # tokens are packed 2×2 patches already
-        return int(cfg.get("out_channels") or cfg.get("in_channels", 64))
-    if arch.family == "hunyuan":
-        cin = cfg.get("in_channels", 4)
-        out = 2 * cin if cfg.get("learn_sigma", True) else cin
-    else:
-        out = cfg.get("out_channels") or cfg.get("in_channels", arch.latent_channels)
-    return arch.patch_size ** 2 * int(out)
+    """Values the transformer outputs per token (its family's spec knows: patch area × output channels)."""
+    return model.spec.output_values_per_token(model.config, model.arch)
 
 
 def prediction_bytes(model: ModelPreset, tokens: int, dtype_bytes: int) -> int:

@@ -1,0 +1,160 @@
+"""What a model family is, without torch: the one object the catalog, the cost models and the simulator ask.
+
+A :class:`FamilySpec` holds everything pfplan knows about a family of diffusion
+transformers short of running one: how its diffusers config becomes an
+:class:`~profiles.architecture.Architecture` (dimensions, block kinds, parameter counts),
+the FLOP formulas of each :class:`BlockKind`, how an image becomes tokens, what the
+transformer outputs per token, and, as data read from diffusers' pipeline for the family,
+its text encoders, VAE and guidance defaults. Each family writes one in its own module of
+:mod:`profiles.families`; the runtime's adapter for the family (``runtime/families/``) is
+keyed by the same :attr:`FamilySpec.name`.
+
+FLOP formulas take the architecture and the :class:`Tokens` of one call and return the
+count for one image and the whole (unsharded) block; :mod:`profiles.flops` multiplies by
+the batch and divides by the tensor-parallel shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from profiles.architecture import Architecture, AttentionKind, check_sizes
+from profiles.errors import InputError
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Token counts one block call sees, per image (the symbols of :mod:`profiles.flops`)."""
+
+    query: int
+    """``q``: image query tokens."""
+    kv: int
+    """``k``: image key/value tokens."""
+    text: int
+    """``t``: text tokens attended."""
+    text_query: int
+    """``tq``: text tokens whose projections run here (joint attention under sequence parallelism)."""
+
+
+BlockFormula = Callable[[Architecture, Tokens], int]
+TextOnlyFormula = Callable[[Architecture, Tokens], tuple[int, int]]
+
+
+def no_text_only(arch: Architecture, tokens: Tokens) -> tuple[int, int]:
+    """Blocks with no matmul on text tokens alone: ``(0, 0)``."""
+    return 0, 0
+
+
+@dataclass(frozen=True)
+class BlockKind:
+    """One kind of transformer block and the formulas the cost models price it by."""
+
+    name: str
+    flops: BlockFormula
+    """Matmul FLOPs of one forward (see the table in :mod:`profiles.flops`)."""
+    attention_flops: BlockFormula
+    """The part of :attr:`flops` that consumes the block's image K/V (what can hide a K/V transfer)."""
+    text_only_flops: TextOnlyFormula = no_text_only
+    """``(FLOPs, rows)`` of the matmuls that run on text tokens alone, whatever the image queries."""
+    joint: bool = False
+    """Text tokens run through the projections and attention beside the image tokens (MMDiT)."""
+    long_skip: bool = False
+    """The block also reads an earlier block's output (HunyuanDiT's U-Net-like skips)."""
+
+
+@dataclass(frozen=True)
+class TextEncoder:
+    """One prompt encoder of the family's diffusers pipeline."""
+
+    kind: str
+    """E.g. ``T5-XXL``, ``CLIP-L``, ``CLIP-G``, ``mT5``, ``BERT``."""
+    width: int | None
+    """Width of the embeddings it hands the transformer: the default of :attr:`width_key` in the
+    diffusers transformer class, None where diffusers has no default (the checkpoint's config says)."""
+    max_tokens: int
+    """The pipeline's default maximum sequence length for it."""
+    width_key: str | None = None
+    """The transformer config key that holds that width."""
+    pooled_only: bool = False
+    """Only its pooled embedding reaches the transformer (Flux's CLIP), not its tokens."""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Vae:
+    """The latent space: pixels per latent pixel and latent channels."""
+
+    scale_factor: int | None
+    """Image pixels per latent pixel as the pipeline computes it (None where it does not)."""
+    latent_channels: int | None
+    """None where diffusers takes it from the model's config and has no default."""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance as the diffusers pipeline does it by default."""
+
+    uses_cfg: bool
+    """The pipeline's default guidance doubles the batch (cond + uncond)."""
+    default_scale: float | None
+    """The pipeline's default ``guidance_scale`` (for Flux: the distilled guidance it embeds)."""
+    source: str = ""
+
+
+def patch_grid(arch: Architecture, latent_rows: int, latent_cols: int) -> tuple[int, int]:
+    """Square ``patch × patch`` latent patches, one token each: (rows, cols) of tokens."""
+    return latent_rows // arch.patch_size, latent_cols // arch.patch_size
+
+
+def patch_outputs(config: dict[str, Any], arch: Architecture) -> int:
+    """Patch area × the config's output channels (default: its input channels)."""
+    return arch.patch_size ** 2 * int(config.get("out_channels") or config.get("in_channels", arch.latent_channels))
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Everything pfplan knows about one model family without torch (see the module docstring)."""
+
+    name: str
+    diffusers_class: str
+    """The diffusers transformer class (``_class_name`` of its ``config.json``)."""
+    pipeline_class: str
+    """The diffusers pipeline class that runs it."""
+    build: Callable[[dict[str, Any]], Architecture]
+    """Config → :class:`Architecture` (closed-form parameter counts); called through :meth:`architecture`."""
+    blocks: tuple[BlockKind, ...]
+    attention: AttentionKind
+    text_encoders: tuple[TextEncoder, ...]
+    vae: Vae
+    guidance: Guidance
+    preset_defaults: Callable[[dict[str, Any]], dict[str, Any]]
+    """ModelPreset fields a diffusers ``config.json`` does not give (text tokens, CFG, scheduler...)."""
+    output_values_per_token: Callable[[dict[str, Any], Architecture], int] = patch_outputs
+    """Values the transformer outputs per token (the noise prediction's size)."""
+    token_grid: Callable[[Architecture, int, int], tuple[int, int]] = patch_grid
+    """Latent (rows, cols) → token (rows, cols); PipeFusion patches are cut along token rows."""
+    size_keys: tuple[str, ...] = ()
+    """Config keys beyond :data:`~profiles.architecture.COMMON_SIZE_KEYS` that must be positive integers."""
+    ratio_keys: tuple[str, ...] = ()
+    """Config keys that must be positive numbers."""
+    duplicated_params_note: str = "diffusers stores some shared parameters in every block"
+    """Why :attr:`Architecture.duplicated_params` is not 0, for ``pfplan models``."""
+
+    def architecture(self, config: dict[str, Any]) -> Architecture:
+        """The :class:`Architecture` a diffusers config of this family describes."""
+        check_sizes(config, self.size_keys, self.ratio_keys)
+        try:
+            arch = self.build(config)
+        except (TypeError, ValueError) as exc:  # a value of a type no check above knows about
+            raise InputError(f"the {self.name} config has a value of the wrong type ({exc})", field="config") from None
+        return replace(arch, spec=self)
+
+    def find_block(self, kind: str) -> BlockKind | None:
+        return next((block for block in self.blocks if block.name == kind), None)
+
+    def is_joint(self, kind: str) -> bool:
+        """Whether block kind ``kind`` runs its text tokens beside the image tokens."""
+        block = self.find_block(kind)
+        return block is not None and block.joint
