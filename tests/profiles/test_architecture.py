@@ -19,7 +19,7 @@ from profiles.models import ModelPreset, load_model, shipped_names
 
 pytest.importorskip("diffusers")
 
-from profiles.model_build import build_transformer, count_parameters, transformer_blocks  # noqa: E402
+from runtime.model_build import build_transformer, count_parameters, transformer_blocks  # noqa: E402
 
 
 @lru_cache(maxsize=None)

@@ -74,9 +74,10 @@ def test_formula_matches_torch_flop_counter(name: str) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from profiles.block_probe import ForwardCapture, stale_kv
-    from profiles.model_build import build_transformer, transformer_blocks
-    from profiles.model_inputs import forward_inputs
+    from runtime.model_build import build_transformer, transformer_blocks
+    from runtime.forward_inputs import forward_inputs
     from profiles.profiler_compute import reduced_preset
+    from runtime.families import adapter_for
 
     m = load_model(name)
     small = reduced_preset(m)
@@ -96,7 +97,8 @@ def test_formula_matches_torch_flop_counter(name: str) -> None:
     for kind in dict.fromkeys(kinds):
         index = kinds.index(kind)
         args, kwargs = capture.calls[index]
-        with stale_kv([blocks[index]], KV - Q), torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+        attentions = [attn for _, attn in adapter_for(m.family).attention_sites(blocks[index])]
+        with stale_kv(attentions, KV - Q), torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
             with FlopCounterMode(display=False) as counter:
                 blocks[index](*args, **kwargs)
         formula = layer_flops(m.arch, LayerShape(kind, Q, KV), text_tokens=m.text_tokens)

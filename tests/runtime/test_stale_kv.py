@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from profiles.model_build import build_transformer, transformer_blocks
-from profiles.model_inputs import forward_inputs
+from runtime.model_build import build_transformer, transformer_blocks
+from runtime.forward_inputs import forward_inputs
 from profiles.models import load_model
 from runtime.stale_kv import KVState, install_stale_kv
 
