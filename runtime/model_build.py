@@ -36,15 +36,11 @@ def build_transformer(preset: ModelPreset, *, device: str = "cpu", dtype: Any = 
     return model.to(device).eval()
 
 
-def transformer_blocks(model: Any, family: str | None = None) -> list[Any]:
-    """Every transformer block in model order (Flux: double-stream blocks, then single).
-
-    ``family`` defaults to the one whose diffusers class ``model`` is.
-    """
-    from profiles.architecture import family_of_class
+def transformer_blocks(model: Any, family: str) -> list[Any]:
+    """Every transformer block of ``family``'s ``model`` in model order (Flux: double-stream blocks, then single)."""
     from runtime.families import adapter_for
 
-    return adapter_for(family or family_of_class(type(model).__name__)).blocks(model)
+    return adapter_for(family).blocks(model)
 
 
 def count_parameters(model: Any) -> int:

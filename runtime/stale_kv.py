@@ -184,7 +184,7 @@ class StaleFluxAttnProcessor:
 
 STALE_PROCESSORS: Mapping[str, type] = MappingProxyType({
     "self": StaleSelfAttnProcessor, "joint": StaleJointAttnProcessor, "flux": StaleFluxAttnProcessor})
-"""The stale-K/V processor of each attention kind (:data:`runtime.families.AttentionKind`)."""
+"""The stale-K/V processor of each attention kind (:data:`runtime.families.ProcessorKind`)."""
 
 
 def install_stale_kv(family: str, blocks: list[Any], state: KVState) -> int:

@@ -76,7 +76,7 @@ class UlyssesExchange:
 
 
 class UlyssesSelfAttnProcessor:
-    """Self-attention of PixArt, DiT and HunyuanDiT blocks (``attn1``) over the whole sequence."""
+    """Image self-attention (the ``self`` kind: PixArt, DiT, HunyuanDiT) over the whole sequence."""
 
     def __init__(self, exchange: UlyssesExchange) -> None:
         self.x = exchange
@@ -100,18 +100,18 @@ class UlyssesSelfAttnProcessor:
 
 
 ULYSSES_PROCESSORS: Mapping[str, type] = MappingProxyType({"self": UlyssesSelfAttnProcessor})
-"""The Ulysses processor of each attention kind (:data:`runtime.families.AttentionKind`)."""
+"""The Ulysses processor of each attention kind (:data:`runtime.families.ProcessorKind`)."""
 
 
 def ulysses_families() -> list[str]:
     """Families whose every attention kind has a Ulysses processor."""
-    return [name for name, adapter in registry().items() if adapter.attention_kinds <= ULYSSES_PROCESSORS.keys()]
+    return [name for name, adapter in registry().items() if adapter.processor_kinds <= ULYSSES_PROCESSORS.keys()]
 
 
 def install_ulysses(family: str, blocks: list[Any], exchange: UlyssesExchange) -> int:
     """Swap each block's self-attention processor for the Ulysses one; returns how many."""
     adapter = adapter_for(family)
-    missing = sorted(adapter.attention_kinds - ULYSSES_PROCESSORS.keys())
+    missing = sorted(adapter.processor_kinds - ULYSSES_PROCESSORS.keys())
     if missing:
         raise NotImplementedError(f"no Ulysses processor for family {family!r} ({', '.join(missing)} attention); "
                                   f"families: {', '.join(ulysses_families())}")

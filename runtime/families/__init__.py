@@ -2,27 +2,34 @@
 
 Each module ``runtime/families/<family>.py`` defines one :class:`FamilyAdapter` subclass
 for the family of that name (the name ``ModelPreset.family`` holds and
-``profiles/families/`` registers the torch-free spec under). To add a family, add a
-module with one adapter class and name it in :data:`FAMILY_MODULES`.
+``profiles/families/`` registers the torch-free spec under). To add a family, add such a
+module: :func:`registry` finds it by walking this package (``base`` holds the interface).
 """
 
 from __future__ import annotations
 
+import pkgutil
 from importlib import import_module
 
-from runtime.families.base import (AttentionKind, FamilyAdapter, FamilyRegistry, StepContext, UnknownFamily,
+from runtime.families.base import (FamilyAdapter, FamilyRegistry, ProcessorKind, StepContext, UnknownFamily,
                                    drop_learned_sigma, image_size_px, unpatchify)
 
-FAMILY_MODULES = ("pixart", "sd3", "flux", "dit", "hunyuan")
+
+def family_modules() -> list[str]:
+    """The family modules of this package, by name (every module but ``base``)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base")
 
 
 def registry() -> FamilyRegistry:
     """A fresh registry of every family adapter (no module-level state to mutate)."""
     reg = FamilyRegistry()
-    for module_name in FAMILY_MODULES:
-        module = import_module(f"runtime.families.{module_name}")
+    for module_name in family_modules():
+        module = import_module(f"{__name__}.{module_name}")
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, FamilyAdapter) and value.__module__ == module.__name__:
+                if value.name != module_name:
+                    raise ValueError(f"{module.__name__} defines the adapter of family {value.name!r}: "
+                                     f"name the module after it")
                 reg.register(value())
     return reg
 
@@ -32,5 +39,5 @@ def adapter_for(family: str) -> FamilyAdapter:
     return registry().get(family)
 
 
-__all__ = ["AttentionKind", "FAMILY_MODULES", "FamilyAdapter", "FamilyRegistry", "StepContext", "UnknownFamily",
-           "adapter_for", "drop_learned_sigma", "image_size_px", "registry", "unpatchify"]
+__all__ = ["FamilyAdapter", "FamilyRegistry", "ProcessorKind", "StepContext", "UnknownFamily", "adapter_for",
+           "drop_learned_sigma", "family_modules", "image_size_px", "registry", "unpatchify"]

@@ -30,8 +30,10 @@ from runtime.errors import UnrunnablePlan
 if TYPE_CHECKING:
     from runtime.staged_model import StagedModel
 
-AttentionKind = Literal["self", "joint", "flux"]
-"""``self``: image self-attention (``attn1`` of PixArt, DiT, HunyuanDiT; rotary optional);
+ProcessorKind = Literal["self", "joint", "flux"]
+"""Which attention processor a module takes (not the spec's ``attention``, which says how text
+conditions the image: PixArt's is "cross", its processor kind "self").
+``self``: image self-attention (``attn1`` of PixArt, DiT, HunyuanDiT; rotary optional);
 ``joint``: SD3's [image; text] attention with the text projected by ``add_*_proj``;
 ``flux``: Flux's attention (double blocks: text as added K/V; single blocks: one [text; image] sequence)."""
 
@@ -83,8 +85,8 @@ class FamilyAdapter(ABC):
 
     name: ClassVar[str] = ""
     """The family's name, as ``ModelPreset.family`` and ``profiles/families/`` spell it."""
-    attention_kinds: ClassVar[frozenset[str]]
-    """The kinds of :meth:`attention_sites` this family's blocks have (see :data:`AttentionKind`)."""
+    processor_kinds: ClassVar[frozenset[str]]
+    """The processor kinds of :meth:`attention_sites` this family's blocks have (see :data:`ProcessorKind`)."""
     carries_text: ClassVar[bool] = False
     """Joint-attention families send the text stream along with each patch (SD3, Flux)."""
     forward_may_fail_after_blocks: ClassVar[bool] = False
@@ -98,7 +100,7 @@ class FamilyAdapter(ABC):
         return list(model.transformer_blocks)
 
     @abstractmethod
-    def attention_sites(self, block: Any) -> list[tuple[AttentionKind, Any]]:
+    def attention_sites(self, block: Any) -> list[tuple[ProcessorKind, Any]]:
         """The block's image self- (or joint) attention modules and their kinds; cross-attention
         to text is not listed (it keeps diffusers' processor)."""
 

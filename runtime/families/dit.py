@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from profiles.models import ModelPreset
 from runtime.conditioning import Branch
-from runtime.families.base import AttentionKind, FamilyAdapter, StepContext, batch_of, unpatchify
+from runtime.families.base import FamilyAdapter, ProcessorKind, StepContext, batch_of, unpatchify
 
 if TYPE_CHECKING:
     from runtime.staged_model import StagedModel
@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 
 class DiTAdapter(FamilyAdapter):
     name = "dit"
-    attention_kinds = frozenset({"self"})
+    processor_kinds = frozenset({"self"})
     forward_may_fail_after_blocks = True
 
-    def attention_sites(self, block: Any) -> list[tuple[AttentionKind, Any]]:
+    def attention_sites(self, block: Any) -> list[tuple[ProcessorKind, Any]]:
         return [("self", block.attn1)]
 
     def output_module(self, model: Any) -> Any:

@@ -17,7 +17,7 @@ import torch
 
 from profiles.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
-from runtime.families.base import AttentionKind, FamilyAdapter, StepContext, batch_of, drop_learned_sigma
+from runtime.families.base import FamilyAdapter, ProcessorKind, StepContext, batch_of, drop_learned_sigma
 
 if TYPE_CHECKING:
     from runtime.staged_model import StagedModel
@@ -49,14 +49,14 @@ def flux_image_ids(rows: int, cols: int) -> Any:
 
 class FluxAdapter(FamilyAdapter):
     name = "flux"
-    attention_kinds = frozenset({"flux"})
+    processor_kinds = frozenset({"flux"})
     carries_text = True
 
     def blocks(self, model: Any) -> list[Any]:
         """Double-stream blocks, then single-stream blocks."""
         return list(model.transformer_blocks) + list(model.single_transformer_blocks)
 
-    def attention_sites(self, block: Any) -> list[tuple[AttentionKind, Any]]:
+    def attention_sites(self, block: Any) -> list[tuple[ProcessorKind, Any]]:
         return [("flux", block.attn)]
 
     def single_block_overrides(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import torch
 
 from profiles.models import ModelPreset
 from runtime.conditioning import Branch
-from runtime.families.base import AttentionKind, FamilyAdapter, StepContext, batch_of, image_size_px, unpatchify
+from runtime.families.base import FamilyAdapter, ProcessorKind, StepContext, batch_of, image_size_px, unpatchify
 
 if TYPE_CHECKING:
     from runtime.staged_model import StagedModel
@@ -56,12 +56,12 @@ def skips_entering(layers: int, lo: int) -> int:
 
 class HunyuanAdapter(FamilyAdapter):
     name = "hunyuan"
-    attention_kinds = frozenset({"self"})
+    processor_kinds = frozenset({"self"})
 
     def blocks(self, model: Any) -> list[Any]:
         return list(model.blocks)
 
-    def attention_sites(self, block: Any) -> list[tuple[AttentionKind, Any]]:
+    def attention_sites(self, block: Any) -> list[tuple[ProcessorKind, Any]]:
         return [("self", block.attn1)]
 
     def single_block_overrides(self) -> dict[str, Any]:

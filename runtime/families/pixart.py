@@ -15,7 +15,7 @@ import torch
 
 from profiles.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
-from runtime.families.base import AttentionKind, FamilyAdapter, StepContext, batch_of, image_size_px, unpatchify
+from runtime.families.base import FamilyAdapter, ProcessorKind, StepContext, batch_of, image_size_px, unpatchify
 
 if TYPE_CHECKING:
     from runtime.staged_model import StagedModel
@@ -34,9 +34,9 @@ def pixart_added_conditions(preset: ModelPreset, height_px: int, width_px: int, 
 
 class PixArtAdapter(FamilyAdapter):
     name = "pixart"
-    attention_kinds = frozenset({"self"})
+    processor_kinds = frozenset({"self"})
 
-    def attention_sites(self, block: Any) -> list[tuple[AttentionKind, Any]]:
+    def attention_sites(self, block: Any) -> list[tuple[ProcessorKind, Any]]:
         return [("self", block.attn1)]
 
     def random_branch(self, preset: ModelPreset, gen: torch.Generator, *, null: bool) -> Branch:

@@ -16,7 +16,7 @@ import torch
 
 from profiles.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
-from runtime.families.base import AttentionKind, FamilyAdapter, StepContext, batch_of, unpatchify
+from runtime.families.base import FamilyAdapter, ProcessorKind, StepContext, batch_of, unpatchify
 
 if TYPE_CHECKING:
     from runtime.staged_model import StagedModel
@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 
 class SD3Adapter(FamilyAdapter):
     name = "sd3"
-    attention_kinds = frozenset({"joint"})
+    processor_kinds = frozenset({"joint"})
     carries_text = True
 
-    def attention_sites(self, block: Any) -> list[tuple[AttentionKind, Any]]:
+    def attention_sites(self, block: Any) -> list[tuple[ProcessorKind, Any]]:
         if getattr(block, "attn2", None) is not None:
             raise NotImplementedError("SD3.5 dual attention blocks are not supported by the stale K/V processor")
         return [("joint", block.attn)]

@@ -82,7 +82,7 @@ def test_formula_matches_torch_flop_counter(name: str) -> None:
     m = load_model(name)
     small = reduced_preset(m)
     model = build_transformer(m, config_overrides=small.config)
-    blocks = transformer_blocks(model)
+    blocks = transformer_blocks(model, m.family)
     kinds = small.arch.block_kinds()
     rows, cols = m.token_grid(256, 256)
     assert rows * cols == KV and rows // 4 * cols == Q

@@ -64,7 +64,7 @@ def test_tensor_shard_divides_the_block_work() -> None:
 
     preset = load_model("flux-tiny")
     model = build_transformer(preset, config_overrides={"num_layers": 1, "num_single_layers": 1})
-    single = transformer_blocks(model)[1]
+    single = transformer_blocks(model, preset.family)[1]
     x = torch.randn(1, 64, preset.arch.hidden_size)
     ctx = torch.randn(1, 8, preset.arch.hidden_size)
     temb = torch.randn(1, preset.arch.hidden_size)

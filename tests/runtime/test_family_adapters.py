@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from profiles.models import all_presets, load_model
-from runtime.families import FAMILY_MODULES, FamilyAdapter, FamilyRegistry, UnknownFamily, adapter_for, registry
+from runtime.families import FamilyAdapter, FamilyRegistry, UnknownFamily, adapter_for, family_modules, registry
 from runtime.model_inputs import Conditioning, initial_latent, make_conditioning, noise_from_output, transformer_kwargs
 from runtime.model_loading import load_model_parts
 from runtime.staged_model import StagedModel
@@ -26,10 +26,10 @@ def branch_for(preset, cond: Conditioning):
 def test_every_catalog_family_has_one_adapter_in_its_own_module():
     reg = registry()
     assert {p.family for p in all_presets()} <= set(reg.names())
-    assert sorted(FAMILY_MODULES) == reg.names()
+    assert family_modules() == reg.names()  # each module registers its own family, once
     for name, adapter in reg.items():
         assert type(adapter).__module__ == f"runtime.families.{name}"
-        assert adapter.attention_kinds and adapter.attention_kinds <= STALE_PROCESSORS.keys()
+        assert adapter.processor_kinds and adapter.processor_kinds <= STALE_PROCESSORS.keys()
 
 
 def test_every_adapter_has_a_tiny_preset_to_be_tested_on():
@@ -55,7 +55,7 @@ def test_attention_sites_are_of_the_declared_kinds(family):
     blocks = adapter.blocks(parts.transformer)
     assert len(blocks) == preset.layers
     kinds = {kind for block in blocks for kind, _ in adapter.attention_sites(block)}
-    assert kinds == adapter.attention_kinds
+    assert kinds == adapter.processor_kinds
 
 
 @pytest.mark.parametrize("family", sorted(TINY_OF_FAMILY))

@@ -90,7 +90,7 @@ def test_each_stage_keeps_only_its_blocks_weights():
     from profiles.models import load_model
 
     model = build_transformer(load_model("flux-tiny"))
-    blocks = transformer_blocks(model)
+    blocks = transformer_blocks(model, "flux")
     total = count_parameters(model)
     block_params = [sum(p.numel() for p in b.parameters()) for b in blocks]
     result = run(plan("flux-tiny", steps=1, degrees={"pipefusion": 2}, patches=2, warmup_steps=1,

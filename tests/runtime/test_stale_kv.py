@@ -25,7 +25,7 @@ def test_full_pass_through_stale_processors_equals_diffusers_attention(name):
     with torch.inference_mode():
         (reference,) = model(**inputs)
         state = KVState()
-        install_stale_kv(preset.family, transformer_blocks(model), state)
+        install_stale_kv(preset.family, transformer_blocks(model, preset.family), state)
         (stale,) = model(**inputs)
         (again,) = model(**inputs)  # the buffers are replaced on a full pass, not accumulated
     assert torch.equal(stale, reference)
