@@ -10,7 +10,9 @@ Two tricks make per-block timing faithful without forking diffusers:
   block's self-attention module runs, :class:`StaleKV` stands in for
   ``torch.nn.functional.scaled_dot_product_attention``: it copies the fresh K/V into a
   buffer ``S - q`` tokens longer and attends over all of it — the same work PipeFusion's
-  attention processor does. Cross-attention to text is left alone.
+  attention processor does. Which modules those are is the family's knowledge (its
+  runtime adapter's ``attention_sites``); the caller passes them. Cross-attention to text
+  is left alone.
 
 Only the profiler imports this (torch).
 """
@@ -19,10 +21,6 @@ from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
-
-SELF_ATTENTION_NAMES = ("attn", "attn1")
-"""Attribute names of the image self-attention (or joint attention) module in every family's blocks."""
-
 
 class StaleKV:
     """A ``scaled_dot_product_attention`` that attends over ``extra_tokens`` more stale K/V.
@@ -55,13 +53,9 @@ class StaleKV:
         return self.original(query, k_buf, v_buf, *args, **kwargs)
 
 
-def self_attention_modules(block: Any) -> list[Any]:
-    return [getattr(block, name) for name in SELF_ATTENTION_NAMES if getattr(block, name, None) is not None]
-
-
 @contextmanager
-def stale_kv(blocks: list[Any], extra_tokens: int) -> Iterator[StaleKV]:
-    """Within this context the self-attention of ``blocks`` attends over ``extra_tokens`` more keys."""
+def stale_kv(attentions: list[Any], extra_tokens: int) -> Iterator[StaleKV]:
+    """Within this context the self-attention modules ``attentions`` attend over ``extra_tokens`` more keys."""
     import torch.nn.functional as F
 
     original = F.scaled_dot_product_attention
@@ -75,10 +69,9 @@ def stale_kv(blocks: list[Any], extra_tokens: int) -> Iterator[StaleKV]:
 
     handles = []
     with ExitStack() as stack:
-        for block in blocks:
-            for attn in self_attention_modules(block):
-                handles.append(attn.register_forward_pre_hook(on))
-                handles.append(attn.register_forward_hook(off))
+        for attn in attentions:
+            handles.append(attn.register_forward_pre_hook(on))
+            handles.append(attn.register_forward_hook(off))
         F.scaled_dot_product_attention = stale
         stack.callback(setattr, F, "scaled_dot_product_attention", original)
         for handle in handles:

@@ -201,7 +201,7 @@ def summarise(samples: list[float], *, query_tokens: int, kv_tokens: int, batch:
 
 def reduced_preset(preset: ModelPreset) -> ModelPreset:
     """The same model with one block of each kind (for its block-kind list)."""
-    from profiles.model_inputs import single_block_overrides
+    from runtime.forward_inputs import single_block_overrides
 
     data = preset.model_dump()
     data["config"] = {**preset.config, **single_block_overrides(preset)}
@@ -214,9 +214,10 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
     import torch
 
     from profiles.block_probe import ForwardCapture, stale_kv
-    from profiles.model_build import build_transformer, transformer_blocks
-    from profiles.model_inputs import forward_inputs, output_module
     from profiles.tensor_shard import shard_block
+    from runtime.families import adapter_for
+    from runtime.forward_inputs import forward_inputs, output_module
+    from runtime.model_build import build_transformer, transformer_blocks
 
     device = settings.device
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -246,7 +247,8 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
     model = build_transformer(preset, device=device, dtype=None if settings.dtype == "fp32" else dtype,
                               seed=settings.seed,
                               config_overrides=small.config)
-    blocks = transformer_blocks(model)
+    adapter = adapter_for(preset.family)
+    blocks = transformer_blocks(model, preset.family)
     if len(blocks) != len(kinds):
         raise RuntimeError(f"built {len(blocks)} blocks, expected {len(kinds)} ({kinds})")
     heads = preset.arch.heads
@@ -288,7 +290,7 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
                 args, kwargs = capture.calls[index]
                 for s in tensor_shards:
                     block = sharded[(kind, s)]
-                    with stale_kv([block], extra):
+                    with stale_kv([attn for _, attn in adapter.attention_sites(block)], extra):
                         samples = timer.samples(lambda: block(*args, **kwargs))
                     layers[kind].append(summarise(samples, query_tokens=q, kv_tokens=w.kv_tokens,
                                                   batch=w.batch, tensor_shard=s))

@@ -100,7 +100,7 @@ class FullForward:
                  seed: int, sync: Callable[[], None]) -> None:
         import torch
 
-        from profiles.model_build import build_transformer
+        from runtime.model_build import build_transformer
 
         self.preset, self.resolution_px, self.device, self.dtype, self.seed = preset, resolution_px, device, dtype, seed
         self.model = build_transformer(preset, device=device, dtype=None if dtype == torch.float32 else dtype,
@@ -115,17 +115,19 @@ class FullForward:
             self.cold_s = time.perf_counter() - start
 
     def inputs(self, batch: int) -> dict[str, Any]:
-        from profiles.model_inputs import forward_inputs
+        from runtime.forward_inputs import forward_inputs
 
         rows, cols = self.preset.token_grid(self.resolution_px, self.resolution_px)
         return forward_inputs(self.preset, rows=rows, cols=cols, batch=batch, device=self.device, dtype=self.dtype,
                               seed=self.seed)
 
     def call(self, inputs: dict[str, Any]) -> None:
+        from runtime.families import adapter_for
+
         try:
             self.model(**inputs)
         except RuntimeError:
-            if self.preset.family != "dit":
+            if not adapter_for(self.preset.family).forward_may_fail_after_blocks:
                 raise
             # DiT's unpatchify may refuse the learned-sigma output after the blocks ran (profiler_compute does the same)
 

@@ -3,9 +3,9 @@
 Each family's diffusers transformer wants different keyword arguments (PixArt: caption
 embeddings; SD3: pooled projections; Flux: packed latents, ``txt_ids``/``img_ids`` and a
 guidance value; DiT: class labels; HunyuanDiT: two text encoders, masks, rotary
-embeddings and a float timestep). The per-family keyword arguments are built by
-:mod:`profiles.model_inputs` (shared with the profiler, so the two cannot disagree); this
-module adds what only a run needs: conditioning per prompt and CFG branch, the initial
+embeddings and a float timestep). The per-family keyword arguments are built by the
+family's adapter through :mod:`runtime.forward_inputs` (shared with the profiler, so the
+two cannot disagree); this module adds what only a run needs: conditioning per prompt and CFG branch, the initial
 latent, and reading the model's output back as noise.
 
 Prompt embeddings come from a seeded generator (tiny presets have no text encoder: the
@@ -18,42 +18,22 @@ that order, or one branch per rank under CFG parallel.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from profiles.errors import InputError
-from profiles.model_inputs import (FLUX_GUIDANCE, Branch, flux_image_ids, model_timestep, pack_flux,
-                                   random_branch, transformer_kwargs, unpack_flux)
 from profiles.models import ModelPreset
+from runtime.conditioning import GUIDANCE_SCALE, Branch, Conditioning
+from runtime.families import adapter_for
+from runtime.families.flux import FLUX_GUIDANCE, flux_image_ids, pack_flux, unpack_flux
+from runtime.forward_inputs import model_timestep, random_branch, transformer_kwargs
 
 __all__ = ["FLUX_GUIDANCE", "GUIDANCE_SCALE", "Branch", "Conditioning", "flux_image_ids",
            "guide", "initial_latent", "load_prompt_embeds", "make_conditioning", "model_timestep",
            "noise_from_output", "pack_flux", "prompt_seed", "random_branch", "transformer_kwargs", "unpack_flux"]
-
-GUIDANCE_SCALE = 4.5
-"""Classifier-free guidance scale."""
-
-
-@dataclass
-class Conditioning:
-    """Both CFG branches (``uncond`` is None for models without CFG)."""
-
-    cond: Branch
-    uncond: Branch | None
-    guidance_scale: float = GUIDANCE_SCALE
-
-    def branches(self, names: tuple[str, ...]) -> Branch:
-        """The named branches stacked into one batch (``("uncond", "cond")`` for batch-2 CFG)."""
-        parts = [getattr(self, name) for name in names]
-        out = Branch()
-        for f in fields(Branch):
-            values = [getattr(p, f.name) for p in parts]
-            if values[0] is not None:
-                setattr(out, f.name, torch.cat(values, dim=0))
-        return out
+# FLUX_GUIDANCE, flux_image_ids, pack_flux and unpack_flux live in runtime.families.flux; re-exported here.
 
 
 def prompt_seed(prompt: str | None, seed: int) -> int:
@@ -94,11 +74,7 @@ def load_prompt_embeds(preset: ModelPreset, path: Path) -> Conditioning:
         return Branch(**{k: (v if v.dim() > 1 or k == "class_label" else v[None]) for k, v in part.items()})
 
     def check(branch_: Branch, key: str) -> Branch:
-        widths = {"prompt_embeds": preset.text_embed_dim, "pooled_embeds": preset.pooled_embed_dim}
-        if preset.family == "hunyuan":
-            widths = {"prompt_embeds": preset.config.get("cross_attention_dim"),
-                      "prompt_embeds_2": preset.config.get("cross_attention_dim_t5")}
-        for name, width in widths.items():
+        for name, width in adapter_for(preset.family).embed_widths(preset).items():
             value = getattr(branch_, name)
             if value is not None and width and value.shape[-1] != width:
                 raise InputError(f"{name} has width {value.shape[-1]}, {preset.name} expects width {width}",
@@ -121,10 +97,7 @@ def initial_latent(preset: ModelPreset, height_px: int, width_px: int, seed: int
 
 def noise_from_output(preset: ModelPreset, out: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     """The model output as a (B, C, H, W) noise prediction (Flux unpacked; learned sigma dropped)."""
-    if preset.family == "flux":
-        out = unpack_flux(out, rows, cols)
-    c = preset.arch.latent_channels
-    return out[:, :c] if out.shape[1] > c else out
+    return adapter_for(preset.family).noise_from_output(preset, out, rows, cols)
 
 
 def guide(noise: torch.Tensor, scale: float) -> torch.Tensor:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from profiles.errors import InputError
-from profiles.model_build import build_transformer
 from profiles.models import ModelPreset
+from runtime.model_build import build_transformer, transformer_class
 
 
 @dataclass
@@ -79,8 +79,6 @@ def load_model_parts(preset: ModelPreset, *, model_path: Path | None = None, see
         if not folder.is_dir():
             raise InputError("expected a diffusers folder with a transformer/ subfolder",
                              file=str(model_path), field="--model-path")
-        from profiles.model_build import transformer_class
-
         transformer = transformer_class(preset).from_pretrained(str(folder), local_files_only=True,
                                                                 torch_dtype=dtype)
         transformer = transformer.to(device).eval()

@@ -7,7 +7,9 @@ is overwritten and the patch's queries attend over the whole buffer: earlier pat
 this step are fresh, later ones one step old. With a fresh buffer this is exactly the
 ordinary attention.
 
-Text tokens are never buffered: cross-attention (PixArt) keeps diffusers' processor, and
+There is one processor per attention kind (self, joint, flux); a family's adapter
+(:mod:`runtime.families`) says which modules of its blocks get which. Text tokens are
+never buffered: cross-attention (PixArt, HunyuanDiT) keeps diffusers' processor, and
 joint attention (SD3, Flux) computes the text K/V fresh from the text stream the patch
 carries, then concatenates them with the image buffer in the family's order.
 
@@ -18,10 +20,13 @@ Worked example: 16×16 token grid, patch rows 4..8 → image tokens 64..128 are 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
+
+from runtime.families import adapter_for
 
 
 @dataclass
@@ -92,14 +97,20 @@ def self_attention_output(attn: Any, out: torch.Tensor, hidden_states: torch.Ten
 
 
 class StaleSelfAttnProcessor:
-    """Self-attention of PixArt and DiT blocks (``attn1``), as AttnProcessor2_0 without masks."""
+    """Image self-attention (``attn1`` of PixArt, DiT and HunyuanDiT blocks), as AttnProcessor2_0
+    without masks; rotary embeddings (HunyuanDiT) go on queries and keys, keys are buffered after them."""
 
     def __init__(self, state: KVState) -> None:
         self.kv = KVBuffer(state, seq_dim=2)
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
-                 attention_mask: Any = None, temb: Any = None, **_: Any) -> torch.Tensor:
+                 attention_mask: Any = None, temb: Any = None, image_rotary_emb: Any = None,
+                 **_: Any) -> torch.Tensor:
         q, k, v = image_qkv(attn, hidden_states)
+        if image_rotary_emb is not None:
+            from diffusers.models.embeddings import apply_rotary_emb
+
+            q, k = apply_rotary_emb(q, image_rotary_emb), apply_rotary_emb(k, image_rotary_emb)
         k, v = self.kv.update(k, v)
         return self_attention_output(attn, attend(attn, q, k, v), hidden_states)
 
@@ -171,42 +182,20 @@ class StaleFluxAttnProcessor:
         return out
 
 
-class StaleHunyuanAttnProcessor:
-    """HunyuanDiT self-attention (``attn1``): rotary on queries and keys, keys buffered after it."""
-
-    def __init__(self, state: KVState) -> None:
-        self.kv = KVBuffer(state, seq_dim=2)
-
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
-                 attention_mask: Any = None, temb: Any = None, image_rotary_emb: Any = None) -> torch.Tensor:
-        from diffusers.models.embeddings import apply_rotary_emb
-
-        q, k, v = image_qkv(attn, hidden_states)
-        if image_rotary_emb is not None:
-            q, k = apply_rotary_emb(q, image_rotary_emb), apply_rotary_emb(k, image_rotary_emb)
-        k, v = self.kv.update(k, v)
-        return self_attention_output(attn, attend(attn, q, k, v), hidden_states)
+STALE_PROCESSORS: Mapping[str, type] = MappingProxyType({
+    "self": StaleSelfAttnProcessor, "joint": StaleJointAttnProcessor, "flux": StaleFluxAttnProcessor})
+"""The stale-K/V processor of each attention kind (:data:`runtime.families.ProcessorKind`)."""
 
 
 def install_stale_kv(family: str, blocks: list[Any], state: KVState) -> int:
-    """Swap the self/joint attention processor of each block in ``blocks``; returns how many.
+    """Swap the self/joint attention processor of each block in ``blocks``; returns how many blocks.
 
+    The family's adapter says which attention modules of a block to patch and their kind;
     ``set_processor`` on each attention module works for every family (DiT has no
     model-level ``set_attn_processor``).
     """
-    count = 0
+    adapter = adapter_for(family)
     for block in blocks:
-        if family in ("pixart", "dit"):
-            block.attn1.set_processor(StaleSelfAttnProcessor(state))
-        elif family == "sd3":
-            if getattr(block, "attn2", None) is not None:
-                raise NotImplementedError("SD3.5 dual attention blocks are not supported by the stale K/V processor")
-            block.attn.set_processor(StaleJointAttnProcessor(state))
-        elif family == "flux":
-            block.attn.set_processor(StaleFluxAttnProcessor(state))
-        elif family == "hunyuan":
-            block.attn1.set_processor(StaleHunyuanAttnProcessor(state))
-        else:
-            raise NotImplementedError(f"no stale K/V processor for family {family!r}")
-        count += 1
-    return count
+        for kind, attn in adapter.attention_sites(block):
+            attn.set_processor(STALE_PROCESSORS[kind](state))
+    return len(blocks)

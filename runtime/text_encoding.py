@@ -16,7 +16,8 @@ import torch
 
 from profiles.errors import InputError
 from profiles.models import ModelPreset
-from runtime.model_inputs import Branch, Conditioning
+from runtime.conditioning import Branch, Conditioning
+from runtime.families import adapter_for
 
 
 def has_text_encoders(model_path: Path | None) -> bool:
@@ -25,7 +26,7 @@ def has_text_encoders(model_path: Path | None) -> bool:
 
 
 def encode_prompt(preset: ModelPreset, model_path: Path, prompt: str, negative: str = "") -> Conditioning:
-    """Conditioning from the folder's pipeline (PixArt, SD3, Flux)."""
+    """Conditioning from the folder's pipeline, encoded the way the family's adapter says."""
     import diffusers
 
     index = json.loads((model_path / "model_index.json").read_text())
@@ -34,24 +35,8 @@ def encode_prompt(preset: ModelPreset, model_path: Path, prompt: str, negative: 
         raise InputError(f"unknown pipeline class {index.get('_class_name')!r}", file=str(model_path / "model_index.json"),
                          field="_class_name")
     pipe = cls.from_pretrained(str(model_path), transformer=None, vae=None, local_files_only=True)
-    cpu = torch.device("cpu")
     with torch.inference_mode():
-        if preset.family == "pixart":
-            pe, pm, npe, npm = pipe.encode_prompt(prompt, do_classifier_free_guidance=True, negative_prompt=negative,
-                                                  device=cpu, max_sequence_length=preset.text_tokens)
-            return Conditioning(cond=Branch(prompt_embeds=pe, prompt_mask=pm),
-                                uncond=Branch(prompt_embeds=npe, prompt_mask=npm))
-        if preset.family == "sd3":
-            pe, npe, pooled, npooled = pipe.encode_prompt(prompt=prompt, prompt_2=None, prompt_3=None, device=cpu,
-                                                          do_classifier_free_guidance=True, negative_prompt=negative)
-            return Conditioning(cond=Branch(prompt_embeds=pe, pooled_embeds=pooled),
-                                uncond=Branch(prompt_embeds=npe, pooled_embeds=npooled))
-        if preset.family == "flux":
-            pe, pooled, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=cpu,
-                                               max_sequence_length=preset.text_tokens)
-            return Conditioning(cond=Branch(prompt_embeds=pe, pooled_embeds=pooled), uncond=None)
-    raise InputError(f"encoding prompts with the folder's text encoders is not implemented for {preset.family}; "
-                     f"pass --prompt-embeds", field="--prompt")
+        return adapter_for(preset.family).encode_prompt(pipe, preset, prompt, negative)
 
 
 def save_conditioning(cond: Conditioning, path: Path) -> None:

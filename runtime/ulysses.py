@@ -15,22 +15,24 @@ back to rank 1, receiving head 1 of tokens 0-3.
 Queries, keys and values travel in one all-to-all (stacked), so a layer makes 2 calls
 moving the bytes of 4 (the simulator's ``4/u · S · hs`` per layer and rank). Rotary
 embeddings (HunyuanDiT) are applied on the rank's own tokens before the exchange, so each
-token keeps its position. Joint attention (SD3, Flux) would also need the text stream's
-heads gathered back; it is not implemented (simulator/runnable.py says so).
+token keeps its position. Only the ``self`` attention kind has a Ulysses processor (the
+family's adapter, :mod:`runtime.families`, says where each kind sits); joint attention
+(SD3, Flux) would also need the text stream's heads gathered back; it is not implemented
+(simulator/runnable.py says so).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 
 from runtime.dist_context import DistContext
+from runtime.families import adapter_for, registry
 from runtime.stale_kv import image_qkv, self_attention_output
-
-ULYSSES_FAMILIES: tuple[str, ...] = ("pixart", "dit", "hunyuan")
 
 
 class UlyssesExchange:
@@ -74,7 +76,7 @@ class UlyssesExchange:
 
 
 class UlyssesSelfAttnProcessor:
-    """Self-attention of PixArt, DiT and HunyuanDiT blocks (``attn1``) over the whole sequence."""
+    """Image self-attention (the ``self`` kind: PixArt, DiT, HunyuanDiT) over the whole sequence."""
 
     def __init__(self, exchange: UlyssesExchange) -> None:
         self.x = exchange
@@ -97,11 +99,23 @@ class UlyssesSelfAttnProcessor:
         return self_attention_output(attn, merged, hidden_states)
 
 
+ULYSSES_PROCESSORS: Mapping[str, type] = MappingProxyType({"self": UlyssesSelfAttnProcessor})
+"""The Ulysses processor of each attention kind (:data:`runtime.families.ProcessorKind`)."""
+
+
+def ulysses_families() -> list[str]:
+    """Families whose every attention kind has a Ulysses processor."""
+    return [name for name, adapter in registry().items() if adapter.processor_kinds <= ULYSSES_PROCESSORS.keys()]
+
+
 def install_ulysses(family: str, blocks: list[Any], exchange: UlyssesExchange) -> int:
     """Swap each block's self-attention processor for the Ulysses one; returns how many."""
-    if family not in ULYSSES_FAMILIES:
-        raise NotImplementedError(f"no Ulysses processor for family {family!r}; families: "
-                                  f"{', '.join(ULYSSES_FAMILIES)}")
+    adapter = adapter_for(family)
+    missing = sorted(adapter.processor_kinds - ULYSSES_PROCESSORS.keys())
+    if missing:
+        raise NotImplementedError(f"no Ulysses processor for family {family!r} ({', '.join(missing)} attention); "
+                                  f"families: {', '.join(ulysses_families())}")
     for block in blocks:
-        block.attn1.set_processor(UlyssesSelfAttnProcessor(exchange))
+        for kind, attn in adapter.attention_sites(block):
+            attn.set_processor(ULYSSES_PROCESSORS[kind](exchange))
     return len(blocks)

@@ -148,20 +148,12 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
 def drop_other_stages(staged: StagedModel, layers: range, *, last: bool) -> None:
     """Free the weights of blocks other stages run (parameters ≈ P/N per rank).
 
-    DiT's output layer reads block 0's label/timestep embedding, so the last stage keeps it.
+    The family's adapter frees each one (DiT's last stage keeps block 0's label/timestep
+    embedding: its output layer reads it).
     """
     for index, block in enumerate(staged.blocks):
-        if index in layers:
-            continue
-        if last and index == 0 and staged.family == "dit":
-            for name, child in block.named_children():
-                if name != "norm1":
-                    child.to("meta")
-            for name, child in block.norm1.named_children():
-                if name != "emb":
-                    child.to("meta")
-            continue
-        block.to("meta")
+        if index not in layers:
+            staged.adapter.drop_block(block, index, last_stage=last)
 
 
 def decode_png(vae: Any, latent: torch.Tensor) -> bytes:

@@ -30,6 +30,7 @@ ALLOWED = {
     # overheads it records are those pfrun really pays; it imports them inside the
     # measuring functions only (no import at module level, so no cycle).
     ("profiles/profiler_extras.py", "runtime"),
+    ("profiles/profiler_compute.py", "runtime"),  # builds models through runtime.model_build and the family adapters
 }
 LIGHT_MODULES = ["planner.cli", "profiles.models", "profiles.topology_graph", "profiles.analytic",
                  *sorted(f"simulator.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "simulator")])

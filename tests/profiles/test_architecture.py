@@ -19,13 +19,14 @@ from profiles.models import ModelPreset, load_model, shipped_names
 
 pytest.importorskip("diffusers")
 
-from profiles.model_build import build_transformer, count_parameters, transformer_blocks  # noqa: E402
+from runtime.model_build import build_transformer, count_parameters, transformer_blocks  # noqa: E402
 
 
 @lru_cache(maxsize=None)
 def meta_counts(name: str) -> tuple[int, tuple[int, ...]]:
-    model = build_transformer(load_model(name), meta=True)
-    blocks = tuple(sum(p.numel() for p in block.parameters()) for block in transformer_blocks(model))
+    preset = load_model(name)
+    model = build_transformer(preset, meta=True)
+    blocks = tuple(sum(p.numel() for p in block.parameters()) for block in transformer_blocks(model, preset.family))
     return count_parameters(model), blocks
 
 
@@ -66,7 +67,7 @@ def test_counts_hold_for_other_sizes(name, heads, layers, single):
     preset = resized(load_model(name), heads, layers, single)
     model = build_transformer(preset, meta=True)
     assert preset.params == count_parameters(model)
-    assert len(transformer_blocks(model)) == preset.layers
+    assert len(transformer_blocks(model, preset.family)) == preset.layers
 
 
 def test_models_import_and_show_a_diffusers_config(pfplan, tmp_path):

@@ -74,14 +74,15 @@ def test_formula_matches_torch_flop_counter(name: str) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from profiles.block_probe import ForwardCapture, stale_kv
-    from profiles.model_build import build_transformer, transformer_blocks
-    from profiles.model_inputs import forward_inputs
+    from runtime.model_build import build_transformer, transformer_blocks
+    from runtime.forward_inputs import forward_inputs
     from profiles.profiler_compute import reduced_preset
+    from runtime.families import adapter_for
 
     m = load_model(name)
     small = reduced_preset(m)
     model = build_transformer(m, config_overrides=small.config)
-    blocks = transformer_blocks(model)
+    blocks = transformer_blocks(model, m.family)
     kinds = small.arch.block_kinds()
     rows, cols = m.token_grid(256, 256)
     assert rows * cols == KV and rows // 4 * cols == Q
@@ -96,7 +97,8 @@ def test_formula_matches_torch_flop_counter(name: str) -> None:
     for kind in dict.fromkeys(kinds):
         index = kinds.index(kind)
         args, kwargs = capture.calls[index]
-        with stale_kv([blocks[index]], KV - Q), torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+        attentions = [attn for _, attn in adapter_for(m.family).attention_sites(blocks[index])]
+        with stale_kv(attentions, KV - Q), torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
             with FlopCounterMode(display=False) as counter:
                 blocks[index](*args, **kwargs)
         formula = layer_flops(m.arch, LayerShape(kind, Q, KV), text_tokens=m.text_tokens)

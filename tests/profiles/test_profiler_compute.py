@@ -51,7 +51,7 @@ def test_stale_kv_attends_over_the_whole_image_and_is_exact_when_fresh() -> None
 
     block = torch.nn.Module()
     block.attn1 = torch.nn.Identity()
-    with stale_kv([block], 12) as state:
+    with stale_kv([block.attn1], 12) as state:
         assert F.scaled_dot_product_attention is state
     assert F.scaled_dot_product_attention is state.original
 
@@ -59,12 +59,12 @@ def test_stale_kv_attends_over_the_whole_image_and_is_exact_when_fresh() -> None
 def test_tensor_shard_divides_the_block_work() -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from profiles.model_build import build_transformer, transformer_blocks
+    from runtime.model_build import build_transformer, transformer_blocks
     from profiles.tensor_shard import shard_block
 
     preset = load_model("flux-tiny")
     model = build_transformer(preset, config_overrides={"num_layers": 1, "num_single_layers": 1})
-    single = transformer_blocks(model)[1]
+    single = transformer_blocks(model, preset.family)[1]
     x = torch.randn(1, 64, preset.arch.hidden_size)
     ctx = torch.randn(1, 8, preset.arch.hidden_size)
     temb = torch.randn(1, preset.arch.hidden_size)
@@ -117,8 +117,8 @@ def test_sum_of_layer_costs_predicts_a_timed_serial_forward(pfplan, tmp_path) ->
     in five rounds (profile, then direct timing): the median ratio must lie within the
     tolerance.
     """
-    from profiles.model_build import build_transformer
-    from profiles.model_inputs import forward_inputs
+    from runtime.model_build import build_transformer
+    from runtime.forward_inputs import forward_inputs
     from profiles.profile_derive import serial_prediction_s
     from profiles.profiled import load_profiled_cost_model
 
@@ -156,8 +156,8 @@ def test_sum_of_layer_costs_predicts_a_timed_serial_forward(pfplan, tmp_path) ->
     ("hunyuan-tiny", {"use_style_cond_and_image_meta_size": True, "hidden_size": 32}),  # as hunyuan-dit
 ])
 def test_forward_inputs_cover_the_real_presets_conditioning(name: str, overrides: dict) -> None:
-    from profiles.model_build import build_transformer
-    from profiles.model_inputs import forward_inputs
+    from runtime.model_build import build_transformer
+    from runtime.forward_inputs import forward_inputs
     from profiles.models import ModelPreset
 
     data = load_model(name).model_dump()

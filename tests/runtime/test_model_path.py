@@ -15,7 +15,7 @@ from .helpers import plan, write_plan
 def folder(tmp_path_factory):
     import diffusers
 
-    from profiles.model_build import build_transformer
+    from runtime.model_build import build_transformer
     from profiles.models import load_model
 
     root = tmp_path_factory.mktemp("sd3-folder")

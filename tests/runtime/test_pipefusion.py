@@ -86,11 +86,11 @@ def test_schedule_runs_every_patch_of_every_step_once(steps, warmup, rows, patch
 
 
 def test_each_stage_keeps_only_its_blocks_weights():
-    from profiles.model_build import build_transformer, count_parameters, transformer_blocks
+    from runtime.model_build import build_transformer, count_parameters, transformer_blocks
     from profiles.models import load_model
 
     model = build_transformer(load_model("flux-tiny"))
-    blocks = transformer_blocks(model)
+    blocks = transformer_blocks(model, "flux")
     total = count_parameters(model)
     block_params = [sum(p.numel() for p in b.parameters()) for b in blocks]
     result = run(plan("flux-tiny", steps=1, degrees={"pipefusion": 2}, patches=2, warmup_steps=1,

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from profiles.model_build import build_transformer
-from profiles.model_inputs import Branch, forward_inputs, random_branch, transformer_kwargs
+from runtime.model_build import build_transformer
+from runtime.forward_inputs import Branch, forward_inputs, random_branch, transformer_kwargs
 from profiles.models import load_model
 from runtime.staged_model import StagedModel
 from runtime.stale_kv import KVState

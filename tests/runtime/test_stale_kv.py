@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from profiles.model_build import build_transformer, transformer_blocks
-from profiles.model_inputs import forward_inputs
+from runtime.model_build import build_transformer, transformer_blocks
+from runtime.forward_inputs import forward_inputs
 from profiles.models import load_model
 from runtime.stale_kv import KVState, install_stale_kv
 
@@ -25,7 +25,7 @@ def test_full_pass_through_stale_processors_equals_diffusers_attention(name):
     with torch.inference_mode():
         (reference,) = model(**inputs)
         state = KVState()
-        install_stale_kv(preset.family, transformer_blocks(model), state)
+        install_stale_kv(preset.family, transformer_blocks(model, preset.family), state)
         (stale,) = model(**inputs)
         (again,) = model(**inputs)  # the buffers are replaced on a full pass, not accumulated
     assert torch.equal(stale, reference)

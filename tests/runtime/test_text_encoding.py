@@ -18,7 +18,7 @@ def pixart_folder(tmp_path_factory):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
-    from profiles.model_build import build_transformer
+    from runtime.model_build import build_transformer
     from profiles.models import load_model
 
     root = tmp_path_factory.mktemp("pixart-folder")

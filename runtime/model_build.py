@@ -2,7 +2,8 @@
 
 Only the runtime and the profiler import this (it imports torch and diffusers, ~8 s);
 the planner and simulator stay light. Weights are seeded so every rank of a run, and
-every run with the same seed, builds the identical model.
+every run with the same seed, builds the identical model. The block list comes from the
+family's adapter (:mod:`runtime.families`).
 """
 
 from __future__ import annotations
@@ -35,13 +36,11 @@ def build_transformer(preset: ModelPreset, *, device: str = "cpu", dtype: Any = 
     return model.to(device).eval()
 
 
-def transformer_blocks(model: Any) -> list[Any]:
-    """Every transformer block in model order (Flux: double-stream blocks, then single)."""
-    if hasattr(model, "single_transformer_blocks"):
-        return list(model.transformer_blocks) + list(model.single_transformer_blocks)
-    if hasattr(model, "transformer_blocks"):
-        return list(model.transformer_blocks)
-    return list(model.blocks)  # HunyuanDiT
+def transformer_blocks(model: Any, family: str) -> list[Any]:
+    """Every transformer block of ``family``'s ``model`` in model order (Flux: double-stream blocks, then single)."""
+    from runtime.families import adapter_for
+
+    return adapter_for(family).blocks(model)
 
 
 def count_parameters(model: Any) -> int:

@@ -1,0 +1,124 @@
+"""Flux (``FluxTransformer2DModel``): double-stream blocks, then single-stream blocks, rotary positions.
+
+The latent is packed 2×2 into tokens (a Linear ``x_embedder`` per packed token, so
+embedding a band of rows alone is exact); the text stream joins the image in every
+attention (double blocks: as added K/V; single blocks: one [text; image] sequence), so a
+PipeFusion patch carries it from stage to stage. Positions are rotary ids (row, col) of
+[text; image]; a patch's blocks get the rows of the table for [text; this patch]. The
+timestep is t/1000 (the embedding scales it back), with the distilled guidance value for
+FLUX.1-dev (``guidance_embeds``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from profiles.models import ModelPreset
+from runtime.conditioning import Branch, Conditioning
+from runtime.families.base import FamilyAdapter, ProcessorKind, StepContext, batch_of, drop_learned_sigma
+
+if TYPE_CHECKING:
+    from runtime.staged_model import StagedModel
+
+FLUX_GUIDANCE = 3.5
+"""Flux's distilled guidance value (FLUX.1-dev's pipeline default)."""
+
+
+def pack_flux(latent: Any) -> Any:
+    """(B, C, H, W) → (B, H/2·W/2, 4C): Flux's 2×2 packing, row-major over token rows."""
+    b, c, h, w = latent.shape
+    return latent.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack_flux(tokens: Any, rows: int, cols: int) -> Any:
+    """Inverse of :func:`pack_flux` for a grid of ``rows × cols`` tokens."""
+    b, _, ch = tokens.shape
+    c = ch // 4
+    return tokens.view(b, rows, cols, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, rows * 2, cols * 2)
+
+
+def flux_image_ids(rows: int, cols: int) -> Any:
+    """Flux's (row, col) position ids of a ``rows × cols`` token grid, row-major (float32)."""
+    ids = torch.zeros(rows, cols, 3)
+    ids[..., 1] = torch.arange(rows)[:, None]
+    ids[..., 2] = torch.arange(cols)[None, :]
+    return ids.reshape(rows * cols, 3)
+
+
+class FluxAdapter(FamilyAdapter):
+    name = "flux"
+    processor_kinds = frozenset({"flux"})
+    carries_text = True
+
+    def blocks(self, model: Any) -> list[Any]:
+        """Double-stream blocks, then single-stream blocks."""
+        return list(model.transformer_blocks) + list(model.single_transformer_blocks)
+
+    def attention_sites(self, block: Any) -> list[tuple[ProcessorKind, Any]]:
+        return [("flux", block.attn)]
+
+    def single_block_overrides(self) -> dict[str, Any]:
+        return {"num_layers": 1, "num_single_layers": 1}
+
+    def timestep(self, t: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        return t.reshape(()).expand(batch).to(dtype) / 1000
+
+    def transformer_kwargs(self, preset: ModelPreset, latent: torch.Tensor, t: torch.Tensor,
+                           branch: Branch) -> dict[str, Any]:
+        batch, _, h, w = latent.shape
+        p = preset.arch.patch_size
+        dtype, dev = latent.dtype, latent.device
+        kw = {"timestep": self.timestep(t.to(dev), batch, dtype), "return_dict": False,
+              "hidden_states": pack_flux(latent),
+              "encoder_hidden_states": branch.prompt_embeds.to(device=dev, dtype=dtype),
+              "pooled_projections": branch.pooled_embeds.to(device=dev, dtype=dtype),
+              "txt_ids": torch.zeros(branch.prompt_embeds.shape[1], 3, device=dev),
+              "img_ids": flux_image_ids(h // p, w // p).to(dev)}
+        if preset.config.get("guidance_embeds", False):
+            kw["guidance"] = torch.full((batch,), FLUX_GUIDANCE, dtype=dtype, device=dev)
+        return kw
+
+    def noise_from_output(self, preset: ModelPreset, out: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        return drop_learned_sigma(preset, unpack_flux(out, rows, cols))
+
+    def encode_prompt(self, pipe: Any, preset: ModelPreset, prompt: str, negative: str) -> Conditioning:
+        pe, pooled, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=torch.device("cpu"),
+                                           max_sequence_length=preset.text_tokens)
+        return Conditioning(cond=Branch(prompt_embeds=pe, pooled_embeds=pooled), uncond=None)
+
+    def context(self, staged: StagedModel, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
+        m, batch, dev = staged.model, batch_of(branch), staged.device
+        ts = self.timestep(t.to(dev), batch, dtype) * 1000
+        pooled = branch.pooled_embeds.to(dtype)
+        ctx = StepContext(batch=batch)
+        if m.config.guidance_embeds:
+            guidance = torch.full((batch,), FLUX_GUIDANCE, dtype=dtype, device=dev) * 1000
+            ctx.temb = m.time_text_embed(ts, guidance, pooled)
+        else:
+            ctx.temb = m.time_text_embed(ts, pooled)
+        ctx.text = m.context_embedder(branch.prompt_embeds.to(dtype))
+        text_ids = torch.zeros(ctx.text.shape[1], 3)
+        ids = torch.cat([text_ids, flux_image_ids(staged.rows, staged.cols)], 0).to(dev)
+        ctx.rotary = m.pos_embed(ids)
+        return ctx
+
+    def embed(self, staged: StagedModel, latent: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+        return staged.model.x_embedder(pack_flux(latent[:, :, r0 * staged.p: r1 * staged.p]))
+
+    def run_blocks(self, staged: StagedModel, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
+                   ctx: StepContext, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        text = extra
+        nt = ctx.text.shape[1]
+        s0, s1 = staged.tokens(r0, r1)
+        cos, sin = ctx.rotary
+        rotary = (torch.cat([cos[:nt], cos[nt + s0: nt + s1]]), torch.cat([sin[:nt], sin[nt + s0: nt + s1]]))
+        for block in staged.blocks[lo:hi]:
+            text, hidden = block(hidden_states=hidden, encoder_hidden_states=text, temb=ctx.temb,
+                                 image_rotary_emb=rotary, joint_attention_kwargs=None)
+        return hidden, text
+
+    def final(self, staged: StagedModel, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
+        m = staged.model
+        return unpack_flux(m.proj_out(m.norm_out(hidden, ctx.temb)), r1 - r0, staged.cols)
