@@ -16,7 +16,7 @@ and the output layer. A real run also spends time on:
   is called in a loop), and the **first** forward of a fresh process pays allocator and kernel
   set-up once. Both come from the full model (every block), so they are measured for tiny
   presets, or when asked (``--pass-overhead``) and the model fits;
-* the **step overhead** of the runtime's own loop: ``runtime.executors.pipefusion.StageLoop``
+* the **step overhead** of the runtime's own loop: ``runtime.strategies.pipefusion.StageLoop``
   run on one rank over the same whole model (the serial / CFG-parallel path), per step,
   minus the warm forward (timed right after each loop) and the scheduler step: the conditioning kwargs, unpatchify,
   guidance and bookkeeping the runtime wraps around each forward.
@@ -134,7 +134,7 @@ class FullForward:
         """(median seconds per step of the runtime's own serial loop, median excess per step over
         the warm forward and ``scheduler_s``).
 
-        The loop is ``runtime.executors.pipefusion.StageLoop`` on one rank, no PipeFusion: the
+        The loop is ``runtime.strategies.pipefusion.StageLoop`` on one rank, no PipeFusion: the
         path serial and CFG-parallel plans run. Each repeat times one loop and then ``steps``
         forwards right after it, so load from other jobs that comes and goes moves both sides
         of a difference alike.
@@ -144,7 +144,7 @@ class FullForward:
         import diffusers
         import torch
 
-        from runtime.executors.pipefusion import StageLoop, StageSetup
+        from runtime.strategies.pipefusion import StageLoop, StageSetup
         from runtime.measure import Recorder
         from runtime.model_inputs import initial_latent, make_conditioning
 

@@ -20,8 +20,8 @@ import torch
 
 from profiles.models import ModelPreset
 from runtime.dist_context import DistContext
-from runtime.executors.pipefusion import StageSetup, run_stage
-from runtime.executors.ulysses import run_ulysses
+from runtime.strategies.pipefusion import StageSetup, run_stage
+from runtime.strategies.ulysses import run_ulysses
 from runtime.measure import Recorder
 from runtime.model_inputs import initial_latent, make_conditioning
 from runtime.model_loading import load_model_parts

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.executors.pipefusion import schedule
+from runtime.strategies.pipefusion import schedule
 from simulator.plan import patch_rows
 
 from .helpers import max_diff, plan, run
@@ -104,7 +104,7 @@ def test_split_scheduler_steps_patches_exactly_like_the_whole_latent(name):
     import diffusers
     import torch
 
-    from runtime.executors.pipefusion import split_scheduler
+    from runtime.strategies.pipefusion import split_scheduler
 
     gen = torch.Generator().manual_seed(0)
     whole = getattr(diffusers, name)()

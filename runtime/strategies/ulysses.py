@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from runtime.executors.pipefusion import StageSetup, Unit, _guided
+from runtime.strategies.pipefusion import StageSetup, Unit, _guided
 from runtime.measure import Recorder
 from runtime.ulysses import UlyssesExchange
 
