@@ -4,9 +4,9 @@ Every step each of the ``u`` ranks of a Ulysses group embeds the whole latent (p
 depend on the whole grid), keeps its band of token rows, runs every block on it (the
 attention layers exchange heads for tokens, :mod:`runtime.ulysses`), runs the output layer
 on its band, applies guidance to its band (a batch of two, or the exchange of the band with
-the other CFG group: guidance is elementwise), and all-gathers the guided bands. The
-scheduler step then runs on the whole latent on every rank, so the ranks' latents stay
-identical without sending them.
+the other CFG group: guidance is elementwise, :mod:`runtime.strategies.cfg`), and all-gathers
+the guided bands. The scheduler step then runs on the whole latent on every rank, so the
+ranks' latents stay identical without sending them.
 
 Attention is exact, so the result equals the serial one up to floating-point order.
 
@@ -19,12 +19,20 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 
-from runtime.strategies.pipefusion import StageSetup, Unit, _guided
+from profiles.models import ModelPreset
+from runtime.dist_context import DistContext
 from runtime.measure import Recorder
-from runtime.ulysses import UlyssesExchange
+from runtime.staged_model import StagedModel
+from runtime.stale_kv import KVState
+from runtime.strategies.base import ModelView, PlanShare, StageSetup
+from runtime.strategies.serial import batch_of
+from runtime.ulysses import UlyssesExchange, install_ulysses
+from simulator.plan import ParallelPlan
 
 
 def band(rows: int, degree: int, index: int) -> tuple[int, int]:
@@ -48,37 +56,72 @@ def record_pass(rec: Recorder, start: float, end: float, intervals: list[tuple[f
         rec.add("blocks", "compute", cursor, end, **args)
 
 
-def run_ulysses(s: StageSetup, exchange: UlyssesExchange, index: int) -> torch.Tensor | None:
+def run_ulysses(s: StageSetup, staged: StagedModel, exchange: UlyssesExchange, index: int) -> torch.Tensor | None:
     """This rank's loop; the final latent on the group's first rank, else None."""
-    sched = copy.deepcopy(s.scheduler)
-    sched.set_timesteps(s.steps)
-    r0, r1 = band(s.rows, exchange.degree, index)
-    latent = s.latent.clone()
-    ref = s.branch.prompt_embeds if s.branch.prompt_embeds is not None else s.branch.class_label
-    batch = int(ref.shape[0])
-    layers = len(s.staged.blocks)
+    x, r = s.inputs, s.recording
+    sched = copy.deepcopy(s.model.scheduler)
+    sched.set_timesteps(s.share.steps)
+    r0, r1 = band(s.model.rows, exchange.degree, index)
+    latent = x.latent.clone()
+    batch = batch_of(x.branch)
+    layers = len(staged.blocks)
     for step, t in enumerate(sched.timesteps):
-        s.on_step(step)
+        r.on_step(step)
         tags = dict(step=step, patch=None, stage=0)
-        ctx = s.staged.context(t, s.branch, latent.dtype)
-        with s.rec.span("embed", "embed", **tags):
-            hidden = s.staged.embed(latent.expand(batch, -1, -1, -1), r0, r1)
-            extra = s.staged.initial_extra(ctx)
+        ctx = staged.context(t, x.branch, latent.dtype)
+        with r.rec.span("embed", "embed", **tags):
+            hidden = staged.embed(latent.expand(batch, -1, -1, -1), r0, r1)
+            extra = staged.initial_extra(ctx)
         exchange.intervals.clear()
         start = time.perf_counter()
-        hidden, _ = s.staged.run_blocks(0, layers, hidden, extra, ctx, r0, r1, True)
-        if s.rec.cuda:
+        hidden, _ = staged.run_blocks(0, layers, hidden, extra, ctx, r0, r1, True)
+        if r.rec.cuda:
             torch.cuda.current_stream().synchronize()
-        record_pass(s.rec, start, time.perf_counter(), exchange.intervals, layers=f"0-{layers - 1}", layer=0,
-                    warmup=step < s.warmup, **tags)
-        with s.rec.span("final", "final", **tags):
-            mine = s.staged.final(hidden, ctx, r0, r1)
+        record_pass(r.rec, start, time.perf_counter(), exchange.intervals, layers=f"0-{layers - 1}", layer=0,
+                    warmup=step < s.share.warmup, **tags)
+        with r.rec.span("final", "final", **tags):
+            mine = staged.final(hidden, ctx, r0, r1)
         # guidance is elementwise: guide the band (the CFG exchange moves only the band), then gather
-        mine = _guided(s, mine, Unit(step, None, 0, s.rows))
-        with s.rec.span("gather prediction", "collective", bytes=mine.numel() * mine.element_size(), **tags):
-            noise = s.dist.all_gather_cat(mine, exchange.group, exchange.degree, 2,
-                                          f"Ulysses gather of the prediction with {exchange.peers}")
-        with s.rec.span("scheduler", "scheduler", **tags):
-            latent = sched.step(noise, t, latent, generator=s.generator, return_dict=False)[0]
-        s.step_end_s.append(s.rec.now_s())
+        mine = x.guidance(mine, r.rec, **tags)
+        with r.rec.span("gather prediction", "collective", bytes=mine.numel() * mine.element_size(), **tags):
+            noise = s.place.dist.all_gather_cat(mine, exchange.group, exchange.degree, 2,
+                                                f"Ulysses gather of the prediction with {exchange.peers}")
+        with r.rec.span("scheduler", "scheduler", **tags):
+            latent = sched.step(noise, t, latent, generator=x.generator, return_dict=False)[0]
+        r.step_end_s.append(r.rec.now_s())
     return latent if index == 0 else None
+
+
+@dataclass(frozen=True)
+class UlyssesLoop:
+    """Every block on this rank's band, its self-attention exchanging heads for tokens."""
+
+    staged: StagedModel
+    exchange: UlyssesExchange
+    index: int
+
+    def run(self, s: StageSetup) -> torch.Tensor | None:
+        return run_ulysses(s, self.staged, self.exchange, self.index)
+
+
+@dataclass(frozen=True)
+class Ulysses:
+    axis: str = "ulysses"
+
+    def active(self, plan: ParallelPlan) -> bool:
+        return plan.degrees.ulysses > 1
+
+    def share(self, plan: ParallelPlan, preset: ModelPreset, coord: Mapping[str, int]) -> PlanShare:
+        rows = preset.token_grid(plan.height_px, plan.width_px)[0]
+        return PlanShare(steps=plan.steps, warmup=plan.warmup_steps, patch_rows=(rows,),
+                         layers=plan.stage_layers(preset)[0])
+
+    def prepare(self, model: ModelView, share: PlanShare, dist: DistContext) -> UlyssesLoop:
+        staged = StagedModel(model.preset, model.transformer, model.rows, model.cols, KVState())
+        ranks = dist.group_ranks(self.axis)
+        exchange = UlyssesExchange(dist, dist.group(self.axis), len(ranks), ranks, cuda=dist.device.type == "cuda")
+        install_ulysses(model.preset.family, staged.blocks, exchange)
+        return UlyssesLoop(staged, exchange, dist.coord[self.axis])
+
+
+STRATEGY = Ulysses()
