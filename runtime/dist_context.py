@@ -63,6 +63,9 @@ class DistContext:
         import torch.distributed as dist
         from torch.distributed.device_mesh import init_device_mesh
 
+        if self.device.type == "cuda":  # the mesh picks a GPU itself unless CUDA is already set up on ours
+            torch.cuda.set_device(self.device)
+            torch.cuda.init()
         timeout = timedelta(seconds=self.timeout_s)
         options = _group_options(dist.get_backend(), timeout)
         shape = tuple(self.degrees.get(axis, 1) for axis in AXES)

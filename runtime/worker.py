@@ -104,11 +104,12 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
     model = ModelView(preset=preset, transformer=parts.transformer, scheduler=parts.scheduler, rows=rows, cols=cols)
     share = chosen.loop.share(plan, preset, coord)
     loop = chosen.loop.prepare(model, share, dist)
-    if loop.staged is not None:
+    if loop.staged is not None:  # free the blocks this rank does not run
         drop_other_stages(loop.staged, share.layers, last=share.last_stage)
     prompt = chosen.replicas.pick(job.prompts, replica)
     embeds = chosen.replicas.pick(job.prompt_embeds, replica)
-    cond = make_conditioning(preset, seed=image_seed, prompt=prompt, prompt_embeds_file=Path(embeds) if embeds else None)
+    cond = make_conditioning(preset, seed=image_seed, prompt=prompt,
+                             prompt_embeds_file=Path(embeds) if embeds else None)
     guidance = chosen.guidance.guidance(preset, plan, coord, dist, cond.guidance_scale)
     branch = cond.branches(guidance.branches)
     device = torch.device(job.device)
