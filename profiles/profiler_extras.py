@@ -16,7 +16,7 @@ and the output layer. A real run also spends time on:
   is called in a loop), and the **first** forward of a fresh process pays allocator and kernel
   set-up once. Both come from the full model (every block), so they are measured for tiny
   presets, or when asked (``--pass-overhead``) and the model fits;
-* the **step overhead** of the runtime's own loop: ``runtime.executors.pipefusion.StageLoop``
+* the **step overhead** of the runtime's own loop: ``runtime.strategies.serial.denoise``
   run on one rank over the same whole model (the serial / CFG-parallel path), per step,
   minus the warm forward (timed right after each loop) and the scheduler step: the conditioning kwargs, unpatchify,
   guidance and bookkeeping the runtime wraps around each forward.
@@ -136,7 +136,7 @@ class FullForward:
         """(median seconds per step of the runtime's own serial loop, median excess per step over
         the warm forward and ``scheduler_s``).
 
-        The loop is ``runtime.executors.pipefusion.StageLoop`` on one rank, no PipeFusion: the
+        The loop is ``runtime.strategies.serial.denoise`` on one rank, no PipeFusion: the
         path serial and CFG-parallel plans run. Each repeat times one loop and then ``steps``
         forwards right after it, so load from other jobs that comes and goes moves both sides
         of a difference alike.
@@ -146,8 +146,11 @@ class FullForward:
         import diffusers
         import torch
 
-        from runtime.executors.pipefusion import StageLoop, StageSetup
+        from runtime.dist_context import DistContext
         from runtime.measure import Recorder
+        from runtime.strategies.base import ModelView, PlanShare, RankInputs, RankPlace, Recording, StageSetup
+        from runtime.strategies.cfg import BatchGuidance, Unguided
+        from runtime.strategies.serial import denoise
         from runtime.model_inputs import initial_latent, make_conditioning
 
         preset = self.preset
@@ -162,15 +165,17 @@ class FullForward:
         inputs = self.inputs(batch)
         loops, excess = [], []
         for i in range(repeats + 1):  # the first pair is a warm-up
-            setup = StageSetup(preset=preset, model=self.model, scheduler=scheduler, branch=branch, latent=latent,
-                               steps=steps, warmup=steps, patch_rows=[rows], rows=rows, cols=cols,
-                               layers=range(len(preset.arch.block_kinds())), stage=0, stages=1, pipeline=[0],
-                               cfg_mode="batch" if cfg else "none", guidance_scale=cond.guidance_scale,
-                               dist=_OneRank(), rec=Recorder(rank=0),
-                               generator=torch.Generator(device="cpu").manual_seed(self.seed))
-            loop = StageLoop(setup)
+            setup = StageSetup(
+                model=ModelView(preset=preset, transformer=self.model, scheduler=scheduler, rows=rows, cols=cols),
+                inputs=RankInputs(branch=branch, latent=latent,
+                                  guidance=BatchGuidance(cond.guidance_scale) if cfg else Unguided(),
+                                  generator=torch.Generator(device="cpu").manual_seed(self.seed)),
+                share=PlanShare(steps=steps, warmup=steps, patch_rows=(rows,),
+                                layers=range(len(preset.arch.block_kinds()))),
+                place=RankPlace(dist=DistContext.single({}, 60.0, torch.device(self.device)), pipeline=(0,)),
+                recording=Recording(rec=Recorder(rank=0)))
             start = time.perf_counter()
-            loop.run()
+            denoise(setup)
             per_step = (time.perf_counter() - start) / steps
             start = time.perf_counter()
             for _ in range(steps):
@@ -214,9 +219,3 @@ class FullForward:
                                         runtime_step_s=loop, step_s=step, repeats=len(runs)))
         return out
 
-
-class _OneRank:
-    """The one thing a single-rank, single-stage runtime loop asks of its DistContext."""
-
-    def flush(self) -> None:
-        pass

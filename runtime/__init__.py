@@ -1,1 +1,1 @@
-"""Run it: the pfrun command, process launch, model loading, PipeFusion and other executors."""
+"""Run it: the pfrun command, process launch, model loading, one runtime module per parallel strategy."""

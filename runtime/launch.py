@@ -14,6 +14,7 @@ failure elsewhere then reaches it as a transfer that times out after ``--timeout
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import signal
@@ -92,7 +93,7 @@ def _child(job: Any, rank: int, world_size: int, init_method: str, results: Any)
                     init_method)
         ctx = _make_context(job, rank, world_size)
         if job.device.startswith("cuda"):
-            job = type(job)(**{**vars(job), "device": str(ctx.device)})
+            job = dataclasses.replace(job, device=str(ctx.device))
         ctx.make_groups()
         payload = run_rank(job, ctx)
         results.put(("ok", rank, payload))

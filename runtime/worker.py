@@ -1,4 +1,4 @@
-"""One rank of a run: load the model, build its inputs, run its executor, decode the image.
+"""One rank of a run: load the model, build its inputs, run its strategies' loop, decode the image.
 
 A :class:`Job` is everything a rank needs, as plain picklable data, so the same function
 runs in a forked child, a spawned child (CUDA) or a torchrun process. The returned
@@ -12,7 +12,8 @@ import io
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,13 @@ import torch
 
 from profiles.models import ModelPreset
 from runtime.dist_context import DistContext
-from runtime.executors.pipefusion import StageSetup, run_stage
-from runtime.executors.ulysses import run_ulysses
 from runtime.measure import Recorder
 from runtime.model_inputs import initial_latent, make_conditioning
 from runtime.model_loading import load_model_parts
 from runtime.staged_model import StagedModel
-from runtime.stale_kv import KVState, install_stale_kv
-from runtime.ulysses import UlyssesExchange, install_ulysses
-from simulator.plan import ParallelPlan, patch_rows
-from simulator.rank_groups import group_of
+from runtime.strategies import for_plan
+from runtime.strategies.base import ModelView, RankInputs, RankPlace, Recording, StageSetup
+from simulator.plan import ParallelPlan
 
 WEIGHT_SEED = 0
 """Random weights of a preset are always built from this seed; ``--seed`` seeds the image."""
@@ -56,13 +54,21 @@ class Job:
     fault: str | None = None
     """Test hook ``RANK:STEP:raise|kill|hang``: that rank fails (or stops answering) at that step."""
 
-    @property
+    # Parsed once per process: cached_property stores into the instance's __dict__ directly, which
+    # a frozen dataclass allows; pickling sends only the fields, so every process parses its own.
+    @cached_property
     def plan(self) -> ParallelPlan:
         return ParallelPlan.model_validate_json(self.plan_json)
 
-    @property
+    @cached_property
     def preset(self) -> ModelPreset:
         return ModelPreset.model_validate_json(self.preset_json)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
 
 def fault_hook(job: Job, rank: int):
@@ -81,57 +87,47 @@ def fault_hook(job: Job, rank: int):
 
 
 def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
-    """Run this rank's share of the plan; returns its payload for the launcher."""
+    """Run this rank's share of the plan; returns its payload for the launcher.
+
+    The plan's strategies (:func:`runtime.strategies.for_plan`) choose the replica, the
+    guidance and the loop; this function only wires them to the model and the inputs.
+    """
     plan, preset = job.plan, job.preset
-    deg = plan.degrees
+    chosen = for_plan(plan)
     coord = dist.coord
-    replica = coord["data"]
-    image_seed = job.seed + replica
+    replica = chosen.replicas.replica(coord)
+    image_seed = chosen.replicas.seed(job.seed, replica)
     dtype = getattr(torch, job.dtype)
     parts = load_model_parts(preset, model_path=Path(job.model_path) if job.model_path else None,
                              seed=WEIGHT_SEED, device=job.device, dtype=dtype, with_vae=job.decode)
     rows, cols = preset.token_grid(plan.height_px, plan.width_px)
-    stage = coord["pipefusion"]
-    layers = plan.stage_layers(preset)[stage]
-    pipelined = deg.pipefusion > 1 or plan.patches > 1
-    staged = exchange = None
-    if deg.ulysses > 1:
-        staged = StagedModel(preset, parts.transformer, rows, cols, KVState())
-        exchange = UlyssesExchange(dist, dist.ulysses_group, deg.ulysses, group_of(dist.rank, "ulysses", deg.as_dict()),
-                                   cuda=job.device.startswith("cuda"))
-        install_ulysses(preset.family, staged.blocks, exchange)
-    elif pipelined:
-        kv = KVState()
-        staged = StagedModel(preset, parts.transformer, rows, cols, kv)
-        install_stale_kv(preset.family, staged.blocks[layers.start:layers.stop], kv)
-        drop_other_stages(staged, layers, last=stage == deg.pipefusion - 1)
-    prompt = job.prompts[replica % len(job.prompts)] if job.prompts else None
-    embeds = Path(job.prompt_embeds[replica % len(job.prompt_embeds)]) if job.prompt_embeds else None
-    cond = make_conditioning(preset, seed=image_seed, prompt=prompt, prompt_embeds_file=embeds)
-    if preset.uses_cfg and deg.cfg == 2:
-        cfg_mode, names = "parallel", ("uncond", "cond")[coord["cfg"]:coord["cfg"] + 1]
-    elif preset.uses_cfg:
-        cfg_mode, names = "batch", ("uncond", "cond")
-    else:
-        cfg_mode, names = "none", ("cond",)
-    branch = cond.branches(names)
+    model = ModelView(preset=preset, transformer=parts.transformer, scheduler=parts.scheduler, rows=rows, cols=cols)
+    share = chosen.loop.share(plan, preset, coord)
+    loop = chosen.loop.prepare(model, share, dist)
+    if loop.staged is not None:  # free the blocks this rank does not run
+        drop_other_stages(loop.staged, share.layers, last=share.last_stage)
+    prompt = chosen.replicas.pick(job.prompts, replica)
+    embeds = chosen.replicas.pick(job.prompt_embeds, replica)
+    cond = make_conditioning(preset, seed=image_seed, prompt=prompt,
+                             prompt_embeds_file=Path(embeds) if embeds else None)
+    guidance = chosen.guidance.guidance(preset, plan, coord, dist, cond.guidance_scale)
+    branch = cond.branches(guidance.branches)
     device = torch.device(job.device)
     branch = type(branch)(**{k: (v.to(device) if v is not None else None) for k, v in vars(branch).items()})
     latent = initial_latent(preset, plan.height_px, plan.width_px, image_seed, dtype=dtype).to(device)
     rec = Recorder(rank=dist.rank, cuda=device.type == "cuda")
     setup = StageSetup(
-        preset=preset, model=parts.transformer, scheduler=parts.scheduler, branch=branch, latent=latent,
-        steps=plan.steps, warmup=plan.warmup_steps if pipelined or exchange else plan.steps,
-        patch_rows=patch_rows(rows, plan.patches) if pipelined else [rows], rows=rows, cols=cols,
-        layers=layers, stage=stage, stages=deg.pipefusion, pipeline=dist.pipeline(), cfg_mode=cfg_mode,
-        guidance_scale=cond.guidance_scale, dist=dist, rec=rec, staged=staged,
-        generator=torch.Generator(device="cpu").manual_seed(image_seed), on_step=fault_hook(job, dist.rank))
+        model=model,
+        inputs=RankInputs(branch=branch, latent=latent, guidance=guidance,
+                          generator=torch.Generator(device="cpu").manual_seed(image_seed)),
+        share=share, place=RankPlace(dist=dist, pipeline=tuple(dist.pipeline())),
+        recording=Recording(rec=rec, on_step=fault_hook(job, dist.rank)))
     dist.barrier()
     rec.restart()
     cpu0 = time.process_time()
     with torch.inference_mode():
-        final = run_ulysses(setup, exchange, coord["ulysses"]) if exchange is not None else run_stage(setup)
-        output_rank = final is not None and coord["cfg"] == 0
+        final = loop.run(setup)
+        output_rank = final is not None and guidance.writes_output
         png = None
         if output_rank and job.decode and parts.vae is not None:
             with rec.span("vae decode", "vae"):
@@ -142,7 +138,7 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
     return {"rank": dist.rank, "replica": replica, "events": rec.events, "output": output_rank, "params": params,
             "cpu_s": cpu_s,
             "latent": final.float().cpu().numpy() if output_rank else None, "png": png, "end_s": end_s,
-            "step_end_s": setup.step_end_s if output_rank else None}
+            "step_end_s": setup.recording.step_end_s if output_rank else None}
 
 
 def drop_other_stages(staged: StagedModel, layers: range, *, last: bool) -> None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.executors.pipefusion import schedule
 from simulator.plan import patch_rows
+from simulator.schedule import units as schedule_units
 
 from .helpers import max_diff, plan, run
 
@@ -71,10 +71,13 @@ def test_patches_on_one_rank_exercise_the_stale_path(serial):
     assert max_diff(stale, serial["dit-tiny"]) > 1e-5
 
 
-@given(steps=st.integers(1, 6), warmup=st.integers(1, 6), rows=st.integers(1, 12), patches=st.integers(1, 12))
+@given(steps=st.integers(1, 6), warmup=st.integers(1, 6), rows=st.integers(1, 12), patches=st.integers(2, 12))
 def test_schedule_runs_every_patch_of_every_step_once(steps, warmup, rows, patches):
+    """The stage loop runs simulator/schedule.py's units (the simulator's own order)."""
     patches = min(patches, rows)
-    units = schedule(steps, warmup, patch_rows(rows, patches), rows)
+    if patches == 1:  # one token row: the one-patch case below
+        return
+    units = schedule_units(steps, warmup, patch_rows(rows, patches))
     w = min(warmup, steps)
     assert [u.step for u in units] == sorted(u.step for u in units)
     assert sum(u.full for u in units) == w
@@ -83,6 +86,19 @@ def test_schedule_runs_every_patch_of_every_step_once(steps, warmup, rows, patch
         assert [u.patch for u in units if u.step == step] == list(range(patches))
         assert spans[0][0] == 0 and spans[-1][1] == rows
         assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+
+
+@given(steps=st.integers(1, 6), warmup=st.integers(1, 6), rows=st.integers(1, 12))
+def test_one_patch_runs_every_step_as_one_full_unit(steps, warmup, rows):
+    """With one patch (PipeFusion stages, patches=1) every step is one full-image unit, as the simulator runs it."""
+    units = schedule_units(steps, warmup, patch_rows(rows, 1))
+    assert [(u.step, u.patch, u.r0, u.r1) for u in units] == [(i, None, 0, rows) for i in range(steps)]
+
+
+def test_stages_with_one_patch_and_one_warmup_step_reproduce_serial(serial):
+    """After warm-up, full units on 2 stages: K/V buffers are refreshed whole, so the result is serial's."""
+    result = run(plan("pixart-tiny", steps=T, degrees={"pipefusion": 2}, patches=1, warmup_steps=1))
+    assert max_diff(result, serial["pixart-tiny"]) <= 1e-5
 
 
 def test_each_stage_keeps_only_its_blocks_weights():
@@ -104,7 +120,7 @@ def test_split_scheduler_steps_patches_exactly_like_the_whole_latent(name):
     import diffusers
     import torch
 
-    from runtime.executors.pipefusion import split_scheduler
+    from runtime.strategies.pipefusion import split_scheduler
 
     gen = torch.Generator().manual_seed(0)
     whole = getattr(diffusers, name)()

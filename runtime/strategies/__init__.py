@@ -1,0 +1,73 @@
+"""The runtime strategies, one module per parallel axis, found by the axis name.
+
+``runtime/strategies/<axis>.py`` defines ``STRATEGY`` (see :mod:`runtime.strategies.base`
+for what each kind provides). Nothing lists them: :func:`axes` reads this package's
+modules, so adding ``ring.py`` registers Ring. The simulator's strategy modules point at
+these by ``runtime_module = "runtime.strategies.<axis>"``.
+
+:func:`for_plan` picks a rank's three strategies: the replica choice, the guidance, and the
+one loop the plan activates (:data:`DEFAULT_LOOP` when none is active).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+
+from runtime.strategies.base import GuidanceStrategy, LoopStrategy, ReplicaStrategy, RuntimeStrategy
+from simulator.plan import ParallelPlan
+
+DEFAULT_LOOP = "serial"
+"""The loop of a plan that activates no loop axis: diffusers' own forward, one pass per step."""
+
+_NOT_STRATEGIES = frozenset({"base"})
+
+
+class UnknownStrategy(ValueError):
+    """An axis with no runtime module."""
+
+
+def axes() -> tuple[str, ...]:
+    """Every axis with a runtime module, sorted."""
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_STRATEGIES))
+
+
+def strategy(axis: str) -> RuntimeStrategy:
+    """The ``STRATEGY`` of ``runtime/strategies/<axis>.py``."""
+    known = axes()
+    if axis not in known:
+        raise UnknownStrategy(f"no runtime strategy for axis {axis!r}; runtime strategies: {', '.join(known)}")
+    found = importlib.import_module(f"{__name__}.{axis}").STRATEGY
+    if found.axis != axis:
+        raise UnknownStrategy(f"runtime/strategies/{axis}.py registers axis {found.axis!r}, not {axis!r}")
+    return found
+
+
+@dataclass(frozen=True)
+class RankStrategies:
+    """The strategies one rank of a plan runs with."""
+
+    replicas: ReplicaStrategy
+    guidance: GuidanceStrategy
+    loop: LoopStrategy
+
+
+def _only(kind: type, what: str) -> RuntimeStrategy:
+    found = [s for s in map(strategy, axes()) if isinstance(s, kind)]
+    if len(found) != 1:
+        raise UnknownStrategy(f"one runtime strategy must provide {what}; found: "
+                              f"{', '.join(s.axis for s in found) or 'none'}")
+    return found[0]
+
+
+def for_plan(plan: ParallelPlan) -> RankStrategies:
+    """The replica, guidance and loop strategies of ``plan`` (plans that need two loops are refused)."""
+    loops = [s for s in map(strategy, axes())
+             if isinstance(s, LoopStrategy) and s.axis != DEFAULT_LOOP and s.active(plan)]
+    if len(loops) > 1:
+        raise UnknownStrategy(f"pfrun runs one loop per rank; this plan needs {' and '.join(s.axis for s in loops)}")
+    loop = loops[0] if loops else strategy(DEFAULT_LOOP)
+    return RankStrategies(replicas=_only(ReplicaStrategy, "the replica choice"),  # type: ignore[arg-type]
+                          guidance=_only(GuidanceStrategy, "the guidance"),  # type: ignore[arg-type]
+                          loop=loop)  # type: ignore[arg-type]

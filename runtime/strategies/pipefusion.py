@@ -1,0 +1,247 @@
+"""PipeFusion (displaced patch pipeline parallelism) for one rank.
+
+Stage ``d`` of ``N`` owns blocks ``stage_layers[d]``. The first ``W`` steps are warm-up:
+the whole image goes through the stages in order, refreshing every K/V buffer. After
+that the latent is cut into ``M`` row patches; patch ``m`` of step ``t`` is embedded on
+stage 0, passes each stage's blocks (its K/V slice refreshed, the rest stale) and is sent
+on as soon as it is done; the last stage runs the output layer, guidance and the
+scheduler step for the patch and sends the new latent rows back to stage 0, which can
+start step ``t+1`` on that patch at once. The order of these units, and which of them
+wait for a returned latent, is :mod:`simulator.schedule`: the simulator reads the same one.
+
+Scheduler state: the schedulers diffusers ships for these presets (DPM-Solver++, DDIM,
+flow-match Euler, DDPM) are elementwise over the latent but keep history (previous model
+outputs, step index). Warm-up steps call one scheduler on the whole latent, exactly as the
+serial loop does (same generator draws for stochastic schedulers). At the first patch
+step the last stage splits it into **one copy per patch** (:func:`split_scheduler` cuts
+every latent-shaped tensor of its state to the patch's rows) and steps each patch with its
+own copy: exactly the serial update for deterministic schedulers, without a barrier per
+step. A stochastic scheduler (DDPM) then draws its noise per patch, so it differs from
+the serial draw.
+
+CFG: the last stage guides each unit's prediction (:mod:`runtime.strategies.cfg`: a batch
+of two, or, with ``cfg=2``, one branch per pipeline and an all-gather of the two last
+stages' predictions per unit), so both pipelines apply the same step.
+
+Every transfer is a contiguous tensor: hidden states of a patch (plus, for SD3/Flux, the
+text stream it carries) stage to stage on the forward group, latent rows last stage →
+stage 0 on the return group (:class:`~runtime.dist_context.DistContext`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+
+from profiles.models import ModelPreset
+from runtime.dist_context import DistContext, PendingRecv
+from runtime.staged_model import StagedModel, StepContext
+from runtime.stale_kv import KVState, install_stale_kv
+from runtime.strategies.base import ModelView, PlanShare, StageSetup
+from runtime.strategies.serial import batch_of
+from simulator.plan import ParallelPlan, patch_rows
+from simulator.schedule import Unit, latent_source, receives_new_latent, returns_latent, row_bounds, units
+
+
+class RecvStream:
+    """Receives of a known sequence of shapes from one peer, posted ``ahead`` in advance."""
+
+    def __init__(self, dist: DistContext, src: int, shapes: list[tuple[int, ...]], dtype: torch.dtype,
+                 group: Any, ahead: int = 2) -> None:
+        self.dist, self.src, self.shapes, self.dtype, self.ahead = dist, src, deque(shapes), dtype, ahead
+        self.group = group
+        self.posted: deque[PendingRecv] = deque()
+        self._fill()
+
+    def _fill(self) -> None:
+        while self.shapes and len(self.posted) < self.ahead:
+            self.posted.append(self.dist.irecv(self.shapes.popleft(), self.dtype, self.src, self.group))
+
+    def next(self) -> torch.Tensor:
+        pending = self.posted.popleft()
+        self._fill()
+        return pending.wait()
+
+
+class StageLoop:
+    """One rank's loop over its units: receive, compute, send; on the last stage also finish."""
+
+    def __init__(self, s: StageSetup, staged: StagedModel) -> None:
+        self.s, self.staged = s, staged
+        share, place = s.share, s.place
+        self.full_sched = copy.deepcopy(s.model.scheduler)
+        self.full_sched.set_timesteps(share.steps)
+        self.patch_scheds: list[Any] | None = None  # split off at the first patch step
+        self.units = units(share.steps, share.warmup, list(share.patch_rows))
+        self.patches = len(share.patch_rows)
+        self.first, self.last = share.stage == 0, share.last_stage
+        self.lo, self.hi = share.layers.start, share.layers.stop
+        self.p = s.model.preset.arch.patch_size
+        self.latent = s.inputs.latent.clone()
+        self.batch = batch_of(s.inputs.branch)
+        config = s.model.transformer.config
+        self.hidden_dim = config.num_attention_heads * config.attention_head_dim
+        embeds = s.inputs.branch.prompt_embeds
+        self.text_tokens = embeds.shape[1] if embeds is not None else 0
+        dtype = self.latent.dtype
+        self.inbound = self.returned = None
+        if not self.first:
+            shapes = [(self._message_numel(u),) for u in self.units]
+            self.inbound = RecvStream(place.dist, place.pipeline[share.stage - 1], shapes, dtype,
+                                      place.dist.forward_group)
+        if self.first and share.stages > 1:
+            c, _, w = self.latent.shape[1:]
+            shapes = [(1, c, (u.r1 - u.r0) * self.p, w) for u in self.units if returns_latent(u, share.steps)]
+            self.returned = RecvStream(place.dist, place.pipeline[-1], shapes, dtype, place.dist.return_group)
+
+    def _extra_shape(self, u: Unit) -> tuple[int, ...] | None:
+        """What travels with a patch besides its hidden states (text stream, long skips)."""
+        return self.staged.carried_shape(self.batch, self.text_tokens, self.lo, (u.r1 - u.r0) * self.s.model.cols)
+
+    def _message_numel(self, u: Unit) -> int:
+        extra = self._extra_shape(u)
+        return (self.batch * (u.r1 - u.r0) * self.s.model.cols * self.hidden_dim
+                + (math.prod(extra) if extra else 0))
+
+    def run(self) -> torch.Tensor | None:
+        s = self.s
+        timesteps = self.full_sched.timesteps
+        ctx: StepContext | None = None
+        for i, u in enumerate(self.units):
+            t = timesteps[u.step]
+            if i == 0 or self.units[i - 1].step != u.step:
+                s.recording.on_step(u.step)
+                ctx = self.staged.context(t, s.inputs.branch, self.latent.dtype)
+            self._receive_latent(u)
+            noise = self._forward(u, t, ctx)
+            if noise is None:  # not the last stage: the patch went on to the next one
+                continue
+            noise = s.inputs.guidance(noise, s.recording.rec, step=u.step, patch=u.patch, stage=s.share.stage)
+            self._step_scheduler(u, t, noise)
+            if u.patch is None or u.patch == self.patches - 1:
+                s.recording.step_end_s.append(s.recording.rec.now_s())
+        s.place.dist.flush()
+        return self.latent if self.last else None
+
+    def _receive_latent(self, u: Unit) -> None:
+        """Stage 0: the latent rows the last stage sent back after the previous step."""
+        s = self.s
+        if self.returned is None or not receives_new_latent(u, s.share.warmup, self.patches):
+            return
+        whole = latent_source(u, s.share.warmup, self.patches)[1] is None  # after a full step: the whole latent
+        with s.recording.rec.span("recv latent", "recv", peer=s.place.pipeline[-1], step=u.step, patch=u.patch,
+                                  stage=s.share.stage):
+            rows = slice(None) if whole else slice(u.r0 * self.p, u.r1 * self.p)
+            self.latent[:, :, rows] = self.returned.next()
+
+    def _forward(self, u: Unit, t: torch.Tensor, ctx: StepContext | None) -> torch.Tensor | None:
+        """This stage's blocks on the unit; the noise prediction on the last stage, else None."""
+        s, staged, stage, pipeline = self.s, self.staged, self.s.share.stage, self.s.place.pipeline
+        rec, cols = s.recording.rec, s.model.cols
+        tags = dict(step=u.step, patch=u.patch, stage=stage)
+        if self.first:
+            with rec.span("embed", "embed", **tags):
+                hidden = staged.embed(self.latent.expand(self.batch, -1, -1, -1), u.r0, u.r1)
+                extra = staged.initial_extra(ctx)
+        else:
+            with rec.span("recv", "recv", peer=pipeline[stage - 1], **tags):
+                hidden, extra = _split(self.inbound.next(), self.batch, (u.r1 - u.r0) * cols, self.hidden_dim,
+                                       self._extra_shape(u))
+        with rec.span("blocks", "compute", **tags, layers=f"{self.lo}-{self.hi - 1}", layer=self.lo, warmup=u.full):
+            hidden, extra = staged.run_blocks(self.lo, self.hi, hidden, extra, ctx, u.r0, u.r1, u.full)
+        if not self.last:
+            msg = hidden.reshape(-1) if extra is None else torch.cat([hidden.reshape(-1), extra.reshape(-1)])
+            with rec.span("send", "send", peer=pipeline[stage + 1], bytes=msg.numel() * msg.element_size(), **tags):
+                s.place.dist.isend(msg, pipeline[stage + 1], s.place.dist.forward_group)
+            return None
+        with rec.span("final", "final", **tags):
+            return staged.final(hidden, ctx, u.r0, u.r1)
+
+    def _step_scheduler(self, u: Unit, t: torch.Tensor, noise: torch.Tensor) -> None:
+        """Last stage: the scheduler step of the unit's rows, then the rows back to stage 0."""
+        s, p = self.s, self.p
+        rec, stage = s.recording.rec, s.share.stage
+        rows = slice(u.r0 * p, u.r1 * p)
+        with rec.span("scheduler", "scheduler", step=u.step, patch=u.patch, stage=stage):
+            if u.full:
+                self.latent = self.full_sched.step(noise, t, self.latent, generator=s.inputs.generator,
+                                                   return_dict=False)[0]
+            else:
+                if self.patch_scheds is None:
+                    self.patch_scheds = [split_scheduler(self.full_sched, self.latent.shape, slice(a * p, b * p))
+                                         for a, b in row_bounds(list(s.share.patch_rows))]
+                self.latent[:, :, rows] = self.patch_scheds[u.patch].step(
+                    noise, t, self.latent[:, :, rows], generator=s.inputs.generator, return_dict=False)[0]
+        if s.share.stages > 1 and returns_latent(u, s.share.steps):
+            back = self.latent[:, :, rows].contiguous()
+            with rec.span("send latent", "send", peer=s.place.pipeline[0], bytes=back.numel() * back.element_size(),
+                          step=u.step, patch=u.patch, stage=stage):
+                s.place.dist.isend(back, s.place.pipeline[0], s.place.dist.return_group)
+
+
+def split_scheduler(sched: Any, full_shape: torch.Size, rows: slice) -> Any:
+    """A copy of ``sched`` for one patch: every tensor of the latent's shape in its state
+    (DPM-Solver's previous model outputs, last sample, ...) cut to the patch's latent rows.
+
+    The schedulers used here are elementwise, so a copy stepping only these rows computes
+    exactly what the whole-latent scheduler computes for them.
+    """
+    def cut(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.shape == full_shape:
+            return value[:, :, rows].clone()
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(cut(v) for v in value)
+        return value
+
+    out = copy.deepcopy(sched)
+    for name, value in list(vars(out).items()):
+        setattr(out, name, cut(value))
+    return out
+
+
+def _split(msg: torch.Tensor, batch: int, tokens: int, hidden: int,
+           text_shape: tuple[int, ...] | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    n = batch * tokens * hidden
+    h = msg[:n].view(batch, tokens, hidden)
+    return h, (msg[n:].view(text_shape) if text_shape is not None else None)
+
+
+@dataclass(frozen=True)
+class PipeFusionLoop:
+    """A stage's blocks with stale-K/V attention, run by :class:`StageLoop`."""
+
+    staged: StagedModel
+
+    def run(self, s: StageSetup) -> torch.Tensor | None:
+        return StageLoop(s, self.staged).run()
+
+
+@dataclass(frozen=True)
+class PipeFusion:
+    axis: str = "pipefusion"
+
+    def active(self, plan: ParallelPlan) -> bool:
+        """Stages, or patches on one rank (PipeFusion's stale path without any transfer)."""
+        return plan.degrees.pipefusion > 1 or plan.patches > 1
+
+    def share(self, plan: ParallelPlan, preset: ModelPreset, coord: Mapping[str, int]) -> PlanShare:
+        stage = coord[self.axis]
+        rows = preset.token_grid(plan.height_px, plan.width_px)[0]
+        return PlanShare(steps=plan.steps, warmup=plan.warmup_steps, patch_rows=tuple(patch_rows(rows, plan.patches)),
+                         layers=plan.stage_layers(preset)[stage], stage=stage, stages=plan.degrees.pipefusion)
+
+    def prepare(self, model: ModelView, share: PlanShare, dist: DistContext) -> PipeFusionLoop:
+        kv = KVState()
+        staged = StagedModel(model.preset, model.transformer, model.rows, model.cols, kv)
+        install_stale_kv(model.preset.family, staged.blocks[share.layers.start:share.layers.stop], kv)
+        return PipeFusionLoop(staged)
+
+
+STRATEGY = PipeFusion()
