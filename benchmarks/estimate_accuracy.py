@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from profiles.costs import cost_model_for  # noqa: E402
+from profiles.costs.selection import cost_model_for  # noqa: E402
 from benchmarks._doc_sections import publish  # noqa: E402
-from profiles.models import load_model  # noqa: E402
-from profiles.topology_graph import load_cluster  # noqa: E402
+from profiles.catalog.models import load_model  # noqa: E402
+from profiles.topology.graph import load_cluster  # noqa: E402
 from simulator.engine import simulate  # noqa: E402
 from simulator.estimate import estimate_latency_s  # noqa: E402
 from simulator.plan import Degrees, ParallelPlan, violations  # noqa: E402

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from profiles.loading import write_atomic
-from profiles.models import ModelPreset, load_model
+from profiles.catalog.models import ModelPreset, load_model
 from runtime.run import execute, job_for
 from simulator.plan import ParallelPlan
 

@@ -3,7 +3,7 @@
 Part 1 times the two searches issue #6 bounds at 10 s on the 2-core development machine,
 each as a user runs it (a fresh ``python -m planner search`` process, import time
 included), median of ``--repeat`` runs. Part 2 runs the search in-process over the
-published comparisons of REFERENCES §2 and prints, for each, the winner and the best
+published comparisons of docs/references.md §2 and prints, for each, the winner and the best
 PipeFusion-based (pipefusion > 1), sequence-parallel (ulysses or ring > 1, no
 pipeline), DistriFusion and tensor-parallel plans with their rank, so the docs can state which trend the simulator
 reproduces. Prints Markdown; paste it into docs/search.md with the command line.
@@ -79,18 +79,18 @@ def trend_row(topology: str, model_name: str, resolution: int, steps: int, profi
     """One search's winner and the best plan of each family; ``ideal``: the topology's
     communication reset to the data-sheet ideal (full link bandwidth, perfect overlap)."""
     from planner.search import SearchSettings, search
-    from profiles.costs import cost_model_for
-    from profiles.models import load_model
-    from profiles.topology import Communication
-    from profiles.topology_graph import ClusterGraph, load_cluster
+    from profiles.costs.selection import cost_model_for
+    from profiles.catalog.models import load_model
+    from profiles.topology.format import Communication
+    from profiles.topology.graph import ClusterGraph, load_cluster
 
     model, cluster = load_model(model_name), load_cluster(topology)
     if ideal:
         cluster = ClusterGraph(cluster.topology.model_copy(update={"communication": Communication()}))
     gpu = cluster.device_gpu[cluster.devices[0]]
     if profile == SCALED:
-        from profiles.analytic import AnalyticCostModel, Efficiency
-        from profiles.profile_format import load_profile
+        from profiles.costs.analytic import AnalyticCostModel, Efficiency
+        from profiles.costs.profile_format import load_profile
 
         factor = load_profile("pixart-alpha-a100-pcie-calibrated").provenance.calibration.factor
         cost = AnalyticCostModel.for_gpu(model, gpu, efficiency=Efficiency(scale=factor))

@@ -9,9 +9,9 @@ import typer
 from rich.table import Table
 
 from profiles.cli_support import out_console, print_json
-from profiles.gpus import catalog as gpu_catalog
+from profiles.catalog.gpus import catalog as gpu_catalog
 from profiles.loading import write_atomic
-from profiles.models import all_presets, load_model, preset_from_diffusers_config
+from profiles.catalog.models import all_presets, load_model, preset_from_diffusers_config
 
 import yaml
 

@@ -17,7 +17,7 @@ from profiles.cli_support import out_console, print_json
 from profiles.loading import check_writable, write_model_json
 from profiles.errors import InputError, PfplanError
 from profiles.loading import load_model_file
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from simulator.plan import ParallelPlan, plan_cluster, validate
 from simulator.runnable import unrunnable_reason
 
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         """Write the plan a --parallel spec describes, checked by the plan rules, with its prediction."""
         from planner.job import load_job, sha256_of
         from planner.search import prepare, simulate_prediction
-        from profiles.costs import dtype_bytes_of
+        from profiles.costs.selection import dtype_bytes_of
         from simulator.plan import Provenance, plan_from_spec
 
         check_writable(output)

@@ -1,7 +1,7 @@
 """``pfplan profile``: measure compute and links, derive analytic profiles, calibrate.
 
-A thin shell over :mod:`profiles.profiler_compute`, :mod:`profiles.profiler_links` and
-:mod:`profiles.profile_derive`. Each command records in the file it writes the full
+A thin shell over :mod:`profiler.compute`, :mod:`profiler.links` and
+:mod:`profiles.costs.profile_derive`. Each command records in the file it writes the full
 command line that reproduces it (every option spelled out, defaults included).
 """
 
@@ -112,8 +112,8 @@ def register(app: typer.Typer) -> None:
                     help="Build the whole model to time its forward overhead (default: tiny presets only)."),
                 output: Path = typer.Option(..., "-o", "--output", help="Profile JSON to write.")) -> None:
         """Time every layer kind of a model, one block at a time, over the shapes plans need."""
-        from profiles.models import load_model
-        from profiles.profiler_compute import ComputeSettings, profile_compute
+        from profiles.catalog.models import load_model
+        from profiler.compute import ComputeSettings, profile_compute
 
         preset = load_model(model)
         if dtype not in ("fp32", "bf16", "fp16"):
@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
         for r in res:
             preset.latent_size(r, r)
         if gpu is not None:
-            from profiles.gpus import get_gpu
+            from profiles.catalog.gpus import get_gpu
 
             get_gpu(gpu)
         batch_sizes, widths = int_list(batches, "batches"), int_list(tensor_shards, "tensor-shards")
@@ -162,8 +162,8 @@ def register(app: typer.Typer) -> None:
         """Measure point-to-point and collective times per route class; fit latency and bandwidth."""
         import yaml
 
-        from profiles.profiler_links import LinkSettings, links_profile, measure_links, measured_topology, rank_plan
-        from profiles.topology_graph import load_cluster
+        from profiler.links import LinkSettings, links_profile, measure_links, measured_topology, rank_plan
+        from profiles.topology.graph import load_cluster
 
         if device not in ("cpu", "cuda"):
             raise InputError(f"unknown device {device!r}; choices: cpu, cuda", field="device")
@@ -204,9 +204,9 @@ def register(app: typer.Typer) -> None:
                 json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Measure how much of an asynchronous all-gather hides behind matmuls (the topology's overlap_efficiency)."""
         from profiles.cli_support import print_json
-        from profiles.profiler_overlap import OverlapSettings, measure_overlap, with_measured_overlap
-        from profiles.topology_graph import load_cluster
-        from profiles.topology_import import topology_yaml
+        from profiler.overlap import OverlapSettings, measure_overlap, with_measured_overlap
+        from profiles.topology.graph import load_cluster
+        from profiles.topology.smi_import import topology_yaml
 
         if device not in ("cpu", "cuda"):
             raise InputError(f"unknown device {device!r}; choices: cpu, cuda", field="--device")
@@ -245,9 +245,9 @@ def register(app: typer.Typer) -> None:
                  dtype: str = typer.Option("bf16", "--dtype", help="fp32, bf16 or fp16 (bytes per weight)."),
                  output: Path = typer.Option(..., "-o", "--output")) -> None:
         """Write a profile from the data-sheet roofline (provenance: analytic)."""
-        from profiles.gpus import get_gpu
-        from profiles.models import load_model
-        from profiles.profile_derive import analytic_profile
+        from profiles.catalog.gpus import get_gpu
+        from profiles.catalog.models import load_model
+        from profiles.costs.profile_derive import analytic_profile
 
         preset = load_model(model)
         get_gpu(gpu)
@@ -269,9 +269,9 @@ def register(app: typer.Typer) -> None:
                       source: str = typer.Option("", "--source", help="Where the measurement comes from."),
                       output: Path = typer.Option(..., "-o", "--output")) -> None:
         """Scale a profile so its serial prediction matches one measured run."""
-        from profiles.models import load_model
-        from profiles.profile_derive import calibrate
-        from profiles.profile_format import load_profile, profile_path
+        from profiles.catalog.models import load_model
+        from profiles.costs.profile_derive import calibrate
+        from profiles.costs.profile_format import load_profile, profile_path
 
         preset = load_model(model)
         preset.latent_size(resolution, resolution)
@@ -289,7 +289,7 @@ def register(app: typer.Typer) -> None:
              json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
         """Summarise a profile: model, device, software stack, provenance, layer kinds, links."""
         from profiles.cli_support import print_json
-        from profiles.profile_format import load_profile, shipped_profiles
+        from profiles.costs.profile_format import load_profile, shipped_profiles
 
         if profile == "list":
             names = shipped_profiles()

@@ -13,11 +13,11 @@ import typer
 from rich.table import Table
 
 from profiles.cli_support import out_console, print_json
-from profiles.costs import cost_model_for, dtype_bytes_of
+from profiles.costs.selection import cost_model_for, dtype_bytes_of
 from profiles.errors import InputError
 from profiles.loading import load_model_file
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 from simulator.engine import SimulationResult, simulate
 from simulator.memory import GIB
 from simulator.network import NETWORK_MODELS, LinkFit
@@ -49,7 +49,7 @@ def build_plan(*, plan_file: Optional[Path], parallel: Optional[str], model: Opt
 
 def link_fits_from(profile: str) -> dict[str, LinkFit]:
     """Measured latency and bandwidth per route class from a profile's ``links`` section."""
-    from profiles.profile_format import load_profile
+    from profiles.costs.profile_format import load_profile
 
     fits = {fit.route_class: LinkFit(fit.latency_us, fit.bandwidth_gb_s) for fit in load_profile(profile).links}
     if not fits:

@@ -10,9 +10,9 @@ from rich.table import Table
 
 from profiles.cli_support import out_console, print_json, warnings_as_lines
 from profiles.loading import check_writable, write_atomic
-from profiles.topology import shipped_topologies
-from profiles.topology_graph import ROUTE_CLASSES, ClusterGraph, load_cluster
-from profiles.topology_import import import_topo_file, topology_yaml
+from profiles.topology.format import shipped_topologies
+from profiles.topology.graph import ROUTE_CLASSES, ClusterGraph, load_cluster
+from profiles.topology.smi_import import import_topo_file, topology_yaml
 
 
 def register(app: typer.Typer) -> None:
@@ -113,9 +113,9 @@ def register(app: typer.Typer) -> None:
         """Fit the topology's communication efficiencies (bandwidth, overlap) to measured runs."""
         from planner.commands_profile import command_line
         from planner.topology_calibration import calibrate_topology
-        from profiles.costs import cost_model_for
-        from profiles.measured_runs import load_measured_runs
-        from profiles.models import load_model
+        from profiles.costs.selection import cost_model_for
+        from profiles.catalog.measured_runs import load_measured_runs
+        from profiles.catalog.models import load_model
 
         check_writable(output)
         cluster = load_cluster(topology)

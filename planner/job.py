@@ -14,10 +14,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from profiles.cli_support import err_console
 from planner.errors import PlannerError
 from planner.search import SearchResult, SearchSettings, search
-from profiles.cost_model import CostModel
-from profiles.costs import cost_model_for
-from profiles.models import ModelPreset, load_model
-from profiles.topology_graph import ClusterGraph, load_cluster
+from profiles.costs.cost_model import CostModel
+from profiles.costs.selection import cost_model_for
+from profiles.catalog.models import ModelPreset, load_model
+from profiles.topology.graph import ClusterGraph, load_cluster
 
 
 def sha256_of(path: str | Path | None) -> str | None:

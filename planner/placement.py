@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from profiles.models import ModelPreset
-from profiles.topology_graph import ROUTE_CLASSES, ClusterGraph
+from profiles.catalog.models import ModelPreset
+from profiles.topology.graph import ROUTE_CLASSES, ClusterGraph
 from simulator.plan import DegreesBase, ParallelPlan
 from simulator.rank_groups import AXES, coords
 from simulator.strategies import STRATEGIES

@@ -13,11 +13,11 @@ from pydantic import BaseModel
 
 from planner.search_format import SearchReport
 from planner.trace_compare import TraceComparison
-from profiles.gpus import GpuCatalog
-from profiles.measured_runs import MeasuredRuns
-from profiles.models import ModelPreset
-from profiles.profile_format import Profile
-from profiles.topology import Topology
+from profiles.catalog.gpus import GpuCatalog
+from profiles.catalog.measured_runs import MeasuredRuns
+from profiles.catalog.models import ModelPreset
+from profiles.costs.profile_format import Profile
+from profiles.topology.format import Topology
 from simulator.plan import ParallelPlan
 from simulator.trace import Trace
 

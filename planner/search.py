@@ -22,11 +22,11 @@ from planner.errors import PlannerError
 from planner.placement import Placement, alternatives, with_placement
 from planner.space import SpaceOptions, plan_shapes
 from planner.stage_split import choose_split
-from profiles.cost_model import CostModel
-from profiles.costs import dtype_bytes_of
-from profiles.gpus import get_gpu
-from profiles.models import ModelPreset
-from profiles.topology_graph import ROUTE_CLASSES, ClusterGraph
+from profiles.costs.cost_model import CostModel
+from profiles.costs.selection import dtype_bytes_of
+from profiles.catalog.gpus import get_gpu
+from profiles.catalog.models import ModelPreset
+from profiles.topology.graph import ROUTE_CLASSES, ClusterGraph
 from simulator.plan import Degrees, ParallelPlan, Prediction, violations
 
 Objective = Literal["latency", "throughput"]

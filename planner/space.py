@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from simulator.degree_rules import axis_violations, combination_violations, needs_warmup
 from simulator.plan import Degrees, DegreesBase, ParallelPlan, violations
 from simulator.strategies import STRATEGIES, Registry

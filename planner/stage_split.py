@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from profiles.cost_model import EMBED, FINAL, CostModel, LayerShape
-from profiles.models import ModelPreset
+from profiles.costs.cost_model import EMBED, FINAL, CostModel, LayerShape
+from profiles.catalog.models import ModelPreset
 from simulator.degree_rules import sequence_shards
 from simulator.plan import ParallelPlan, patch_rows
 from simulator.strategies.cfg import batch_per_pass

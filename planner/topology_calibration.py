@@ -1,7 +1,7 @@
 """Fit a topology's communication efficiencies to measured runs (``pfplan topology calibrate``).
 
 Two numbers say how far a box's software falls short of its links
-(:class:`profiles.topology.Communication`): the achieved share of link bandwidth, and the
+(:class:`profiles.topology.format.Communication`): the achieved share of link bandwidth, and the
 share of an "overlapped" transfer's time that really runs beside compute. They are fitted
 one after the other, each on the runs that can see it, by minimising the squared log error
 of the simulated latencies:
@@ -26,13 +26,13 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
-from profiles.cost_model import CostModel
-from profiles.costs import dtype_bytes_of
+from profiles.costs.cost_model import CostModel
+from profiles.costs.selection import dtype_bytes_of
 from profiles.errors import InputError
-from profiles.measured_runs import MeasuredRun, MeasuredRuns
-from profiles.models import ModelPreset
-from profiles.topology import Communication, Topology
-from profiles.topology_graph import ClusterGraph
+from profiles.catalog.measured_runs import MeasuredRun, MeasuredRuns
+from profiles.catalog.models import ModelPreset
+from profiles.topology.format import Communication, Topology
+from profiles.topology.graph import ClusterGraph
 from simulator.engine import simulate
 from simulator.plan import ParallelPlan, plan_from_spec, validate
 

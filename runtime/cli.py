@@ -21,7 +21,7 @@ import typer
 from profiles.cli_support import entry_point, out_console, print_json
 from profiles.errors import InputError
 from profiles.loading import load_model_file
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from runtime.outputs import check_distinct, check_output_path, write_all
 from simulator.plan import ParallelPlan
 

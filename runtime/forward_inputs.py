@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch
 from runtime.families import adapter_for, image_size_px
 

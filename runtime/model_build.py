@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 
 
 def transformer_class(preset: ModelPreset) -> Any:

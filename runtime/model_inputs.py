@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from profiles.errors import InputError
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.conditioning import GUIDANCE_SCALE, Branch, Conditioning
 from runtime.families import adapter_for
 from runtime.families.flux import FLUX_GUIDANCE, flux_image_ids, pack_flux, unpack_flux

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from profiles.errors import InputError
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.model_build import build_transformer, transformer_class
 
 

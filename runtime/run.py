@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from simulator.runnable import unrunnable_reason
 from runtime.errors import UnrunnablePlan
 from runtime.launch import launch

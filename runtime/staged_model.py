@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch
 from runtime.families import StepContext, adapter_for, drop_learned_sigma, image_size_px
-from runtime.stale_kv import KVState
+from runtime.attention.kv_state import KVState
 
 __all__ = ["StagedModel", "StepContext"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from profiles.errors import InputError
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
 from runtime.families import adapter_for
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.dist_context import DistContext
 from runtime.measure import Recorder
 from runtime.model_inputs import initial_latent, make_conditioning

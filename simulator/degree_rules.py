@@ -14,7 +14,7 @@ from __future__ import annotations
 from math import prod
 from typing import Mapping
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from simulator.strategies import STRATEGIES, Registry
 
 

@@ -20,10 +20,10 @@ from typing import Any, Generator
 
 import simpy
 
-from profiles.cost_model import EMBED, FINAL, CostModel, LayerShape
-from profiles.flops import attention_flops, layer_flops
-from profiles.models import ModelPreset
-from profiles.topology_graph import ClusterGraph
+from profiles.costs.cost_model import EMBED, FINAL, CostModel, LayerShape
+from profiles.costs.flops import attention_flops, layer_flops
+from profiles.catalog.models import ModelPreset
+from profiles.topology.graph import ClusterGraph
 from simulator import collectives
 from simulator.errors import SimulatorError
 from simulator.network import NETWORK_MODELS, LinkFit

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from profiles.cost_model import CostModel
-from profiles.models import ModelPreset
-from profiles.topology_graph import ClusterGraph
+from profiles.costs.cost_model import CostModel
+from profiles.catalog.models import ModelPreset
+from profiles.topology.graph import ClusterGraph
 from simulator.collectives import ALGORITHMS
 from simulator.engine import SimSettings, Simulation
 from simulator.network import LinkFit

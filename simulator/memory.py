@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from profiles.cost_model import LayerShape
-from profiles.gpus import get_gpu
-from profiles.models import ModelPreset
-from profiles.topology_graph import ClusterGraph
+from profiles.costs.cost_model import LayerShape
+from profiles.catalog.gpus import get_gpu
+from profiles.catalog.models import ModelPreset
+from profiles.topology.graph import ClusterGraph
 from simulator.degree_rules import sequence_shards
 from simulator.plan import ParallelPlan, patch_rows
 from simulator.rank_groups import coords

@@ -30,7 +30,7 @@ from typing import Generator
 
 import simpy
 
-from profiles.topology_graph import ClusterGraph, LinkId, Route
+from profiles.topology.graph import ClusterGraph, LinkId, Route
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from math import prod
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from profiles.errors import InputError
-from profiles.models import ModelPreset
-from profiles.topology_graph import ClusterGraph
+from profiles.catalog.models import ModelPreset
+from profiles.topology.graph import ClusterGraph
 from simulator.degree_rules import axis_violations, combination_violations, needs_warmup, sequence_violations
 from simulator.errors import PlanError
 from simulator.rank_groups import AXES
@@ -293,7 +293,7 @@ def plan_cluster(plan: ParallelPlan, *, file: str | None = None, override: str |
     from pathlib import Path
 
     from profiles.errors import PfplanError
-    from profiles.topology_graph import load_cluster
+    from profiles.topology.graph import load_cluster
 
     if override:
         return load_cluster(override)

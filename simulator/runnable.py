@@ -10,7 +10,7 @@ executors really run every case this says they run.
 
 from __future__ import annotations
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from simulator.plan import ParallelPlan, plan_facts
 from simulator.strategies import STRATEGIES
 

@@ -25,7 +25,7 @@ from typing import Any, Generator, Protocol
 
 import simpy
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from simulator.result import PassCost
 from simulator.schedule import Unit, latent_source
 from simulator.strategies.cfg import latent_bytes, prediction_bytes

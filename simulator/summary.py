@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from profiles.cost_model import CostModel
-from profiles.models import ModelPreset
-from profiles.topology_graph import ClusterGraph
+from profiles.costs.cost_model import CostModel
+from profiles.catalog.models import ModelPreset
+from profiles.topology.graph import ClusterGraph
 from simulator.memory import capacity_bytes, memory_per_device, oom_messages
 from simulator.network import Network
 from simulator.plan import ParallelPlan, Prediction

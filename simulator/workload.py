@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import product
 
-from profiles.models import ModelPreset
-from profiles.topology_graph import ClusterGraph
+from profiles.catalog.models import ModelPreset
+from profiles.topology.graph import ClusterGraph
 from simulator.plan import ParallelPlan, patch_rows
 from simulator.rank_groups import coords, rank_of
 from simulator.schedule import Unit, units

@@ -1,10 +1,20 @@
-"""Dependencies point one way: planner → simulator → profiles, runtime → simulator → profiles;
-torch only where models run. Neither planner nor runtime imports the other.
+"""The rooms stand on floors and imports only point down; no module imports itself round a circle.
 
-The planner and simulator must import fast and work without torch or diffusers, so a fresh
-interpreter imports them and the test looks at ``sys.modules``. The package direction is
-checked on the source: every import statement (top level or inside a function) of every
-module is read with ``ast``.
+Floors, bottom up (docs/architecture.md draws them):
+
+    profiles    what is true about models, GPUs, links and costs (no torch)
+    simulator   what would happen if we ran plan X (no torch)
+    runtime     run it (torch, diffusers)
+    profiler    measure models and links through the runtime's own loop (torch)
+    planner     which plan to run, the pfplan command (no torch at import)
+    benchmarks  timed runs of everything, by hand
+
+A package may import the packages below it, never one above, with one more rule: the
+planner never imports the runtime (it runs pfrun as a user does), only the profiler, and
+that inside the `pfplan profile` commands. Every import statement counts, at the top of a
+module or inside a function or an ``if TYPE_CHECKING`` block: the check reads the source
+with ``ast``. The light rooms must also import fast and without torch: a fresh
+interpreter imports them and the test looks at ``sys.modules``.
 """
 
 from __future__ import annotations
@@ -14,32 +24,96 @@ import json
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
+import networkx as nx
 import pytest
 
 from tests.conftest import ROOT
 
-FORBIDDEN = {
-    "profiles": {"simulator", "planner", "runtime"},
-    "simulator": {"planner", "runtime"},
-    "runtime": {"planner"},
-    "planner": {"runtime"},
-}
-ALLOWED = {
-    # The profiler measures the runtime's own VAE decode and per-step loop, so that the
-    # overheads it records are those pfrun really pays; it imports them inside the
-    # measuring functions only (no import at module level, so no cycle).
-    ("profiles/profiler_extras.py", "runtime"),
-    ("profiles/profiler_compute.py", "runtime"),  # builds models through runtime.model_build and the family adapters
-}
-LIGHT_MODULES = ["planner.cli", "profiles.models", "profiles.topology_graph", "profiles.analytic",
-                 *sorted(f"simulator.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "simulator")])
-                         if m.name != "__main__")]
+FLOORS = ("profiles", "simulator", "runtime", "profiler", "planner", "benchmarks")
+NEVER = {("planner", "runtime")}
+"""Pairs that skip floors and are still forbidden."""
+LIGHT_ROOMS = ("profiles", "simulator")
+LIGHT_MODULES = ["planner.cli", "planner.search", "planner.report"]
 
 
-def test_planner_and_simulator_import_without_torch_or_diffusers():
+def modules_of(package: str) -> list[str]:
+    return sorted(m.name for m in pkgutil.walk_packages([str(ROOT / package)], prefix=f"{package}.")
+                  if not m.name.endswith("__main__"))
+
+
+def module_path(name: str) -> Path:
+    path = ROOT / Path(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def imports_of(path: Path, own: str) -> set[tuple[str, int]]:
+    """Every absolute (and resolved relative) import in a file, with its line."""
+    found = set()
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {(alias.name, node.lineno) for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            found.add((base, node.lineno))
+            found |= {(f"{base}.{alias.name}", node.lineno) for alias in node.names}
+    return found
+
+
+def project_modules() -> set[str]:
+    return {name for package in FLOORS for name in [package, *modules_of(package)]}
+
+
+def floor(name: str) -> int:
+    return FLOORS.index(name.split(".")[0])
+
+
+def test_imports_only_point_down_a_floor():
+    offences = []
+    for package in FLOORS:
+        for name in modules_of(package):
+            for target, line in sorted(imports_of(module_path(name), name)):
+                top = target.split(".")[0]
+                if top not in FLOORS or top == package:
+                    continue
+                if floor(target) > floor(name) or (package, top) in NEVER:
+                    offences.append(f"{module_path(name).relative_to(ROOT)}:{line} imports {target}")
+    assert not offences, f"imports that run up a floor (or planner → runtime): {sorted(set(offences))}"
+
+
+def import_graph() -> nx.DiGraph:
+    known = project_modules()
+    graph = nx.DiGraph()
+    for name in known:
+        graph.add_node(name)
+        for target, _ in imports_of(module_path(name), name):
+            if target in known and target != name and not name.startswith(f"{target}."):
+                graph.add_edge(name, target)
+    return graph
+
+
+def test_no_module_imports_itself_round_a_circle():
+    circles = [sorted(c) for c in nx.strongly_connected_components(import_graph()) if len(c) > 1]
+    assert not circles, f"import circles: {circles}"
+
+
+def test_light_rooms_never_name_torch():
+    offences = [f"{module_path(name).relative_to(ROOT)}:{line} imports {target}"
+                for package in LIGHT_ROOMS for name in modules_of(package)
+                for target, line in sorted(imports_of(module_path(name), name))
+                if target.split(".")[0] in ("torch", "diffusers", "transformers", "accelerate")]
+    assert not offences, f"profiles/ and simulator/ stay torch-free: {offences}"
+
+
+def test_light_modules_import_without_torch_or_diffusers():
+    names = LIGHT_MODULES + [n for p in LIGHT_ROOMS for n in modules_of(p)]
     code = ("import importlib, json, sys\n"
-            f"for name in {LIGHT_MODULES!r}:\n"
+            f"for name in {names!r}:\n"
             "    importlib.import_module(name)\n"
             "    heavy = sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules)\n"
             "    if heavy:\n"
@@ -52,27 +126,14 @@ def test_planner_and_simulator_import_without_torch_or_diffusers():
     assert culprit is None, f"importing {culprit[0]} pulls in {culprit[1]}; import them inside the function that runs a model"
 
 
-def imported_packages(path) -> set[tuple[str, int]]:
-    """Top-level package of every absolute import in a file, with its line."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found |= {(alias.name.split(".")[0], node.lineno) for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add((node.module.split(".")[0], node.lineno))
-    return found
-
-
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_packages_do_not_import_upward(package):
-    offences = [f"{path.relative_to(ROOT)}:{line} imports {target}"
-                for path in sorted((ROOT / package).rglob("*.py"))
-                for target, line in sorted(imported_packages(path))
-                if target in FORBIDDEN[package] and (str(path.relative_to(ROOT)), target) not in ALLOWED]
-    assert not offences, f"{package}/ must not import {sorted(FORBIDDEN[package])}: {offences}"
-
-
-def test_the_ast_check_sees_imports_inside_functions(tmp_path):
+def test_the_check_sees_imports_inside_functions_and_relative_ones(tmp_path):
     sample = tmp_path / "m.py"
-    sample.write_text("def f():\n    from planner.cli import app\n    import runtime.cli\n")
-    assert imported_packages(sample) == {("planner", 2), ("runtime", 3)}
+    sample.write_text("def f():\n    from planner.cli import app\n    import runtime.cli\nfrom . import x\n")
+    found = imports_of(sample, "simulator.strategies.m")
+    assert {("planner.cli", 2), ("planner.cli.app", 2), ("runtime.cli", 3), ("simulator.strategies", 4),
+            ("simulator.strategies.x", 4)} <= found
+
+
+@pytest.mark.parametrize("package", FLOORS)
+def test_every_floor_exists(package):
+    assert (ROOT / package / "__init__.py").is_file()

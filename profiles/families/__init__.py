@@ -2,7 +2,7 @@
 
 Each module here (``pixart``, ``sd3``, ``flux``, ``dit``, ``hunyuan``) defines ``SPEC``, a
 :class:`FamilySpec`: the family's diffusers classes, how its config becomes an
-:class:`~profiles.architecture.Architecture`, its block kinds and their FLOP formulas, its
+:class:`~profiles.catalog.architecture.Architecture`, its block kinds and their FLOP formulas, its
 token geometry and output size, and its pipeline's text encoders, VAE and guidance. The
 catalog, the cost models and the simulator ask the spec; nothing outside these modules
 names a family. :mod:`profiles.families.blocks` holds the formulas several families share.

@@ -3,12 +3,12 @@
 PixArt and HunyuanDiT blocks are self-attention + cross-attention + MLP; SD3's joint block
 and Flux's double-stream block are the same MMDiT block; DiT, PixArt and HunyuanDiT share
 their self-attention's K/V use. Written once here, used by the family modules (this module
-defines no ``SPEC``, so the registry skips it). Symbols as in :mod:`profiles.flops`.
+defines no ``SPEC``, so the registry skips it). Symbols as in :mod:`profiles.costs.flops`.
 """
 
 from __future__ import annotations
 
-from profiles.architecture import Architecture, lin
+from profiles.catalog.architecture import Architecture, lin
 from profiles.families.spec import Tokens
 
 

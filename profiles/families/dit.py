@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from profiles.architecture import Architecture, BlockGroup, lin, require
+from profiles.catalog.architecture import Architecture, BlockGroup, lin, require
 from profiles.families.blocks import ada_zero, self_attention_kv_flops, timestep_embedding
 from profiles.families.spec import BlockKind, FamilySpec, Guidance, Tokens, Vae
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from profiles.architecture import Architecture, BlockGroup, lin, require
+from profiles.catalog.architecture import Architecture, BlockGroup, lin, require
 from profiles.families.blocks import (joint_attention_flops, joint_block_flops, joint_block_params,
                                       timestep_embedding)
 from profiles.families.spec import BlockKind, FamilySpec, Guidance, TextEncoder, Tokens, Vae

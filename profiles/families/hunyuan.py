@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from profiles.architecture import Architecture, BlockGroup, lin, require
+from profiles.catalog.architecture import Architecture, BlockGroup, lin, require
 from profiles.errors import InputError
 from profiles.families.blocks import (cross_block_flops, cross_text_only_flops, self_attention_kv_flops,
                                       timestep_embedding)

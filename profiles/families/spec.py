@@ -2,7 +2,7 @@
 
 A :class:`FamilySpec` holds everything pfplan knows about a family of diffusion
 transformers short of running one: how its diffusers config becomes an
-:class:`~profiles.architecture.Architecture` (dimensions, block kinds, parameter counts),
+:class:`~profiles.catalog.architecture.Architecture` (dimensions, block kinds, parameter counts),
 the FLOP formulas of each :class:`BlockKind`, how an image becomes tokens, what the
 transformer outputs per token, and, as data read from diffusers' pipeline for the family,
 its text encoders, VAE and guidance defaults. Each family writes one in its own module of
@@ -10,7 +10,7 @@ its text encoders, VAE and guidance defaults. Each family writes one in its own 
 keyed by the same :attr:`FamilySpec.name`.
 
 FLOP formulas take the architecture and the :class:`Tokens` of one call and return the
-count for one image and the whole (unsharded) block; :mod:`profiles.flops` multiplies by
+count for one image and the whole (unsharded) block; :mod:`profiles.costs.flops` multiplies by
 the batch and divides by the tensor-parallel shard.
 """
 
@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from profiles.architecture import Architecture, AttentionKind, check_sizes
+from profiles.catalog.architecture import Architecture, AttentionKind, check_sizes
 from profiles.errors import InputError
 
 
 @dataclass(frozen=True)
 class Tokens:
-    """Token counts one block call sees, per image (the symbols of :mod:`profiles.flops`)."""
+    """Token counts one block call sees, per image (the symbols of :mod:`profiles.costs.flops`)."""
 
     query: int
     """``q``: image query tokens."""
@@ -52,7 +52,7 @@ class BlockKind:
 
     name: str
     flops: BlockFormula
-    """Matmul FLOPs of one forward (see the table in :mod:`profiles.flops`)."""
+    """Matmul FLOPs of one forward (see the table in :mod:`profiles.costs.flops`)."""
     attention_flops: BlockFormula
     """The part of :attr:`flops` that consumes the block's image K/V (what can hide a K/V transfer)."""
     text_only_flops: TextOnlyFormula = no_text_only
@@ -136,7 +136,7 @@ class FamilySpec:
     token_grid: Callable[[Architecture, int, int], tuple[int, int]] = patch_grid
     """Latent (rows, cols) → token (rows, cols); PipeFusion patches are cut along token rows."""
     size_keys: tuple[str, ...] = ()
-    """Config keys beyond :data:`~profiles.architecture.COMMON_SIZE_KEYS` that must be positive integers."""
+    """Config keys beyond :data:`~profiles.catalog.architecture.COMMON_SIZE_KEYS` that must be positive integers."""
     ratio_keys: tuple[str, ...] = ()
     """Config keys that must be positive numbers."""
     duplicated_params_note: str = "diffusers stores some shared parameters in every block"

@@ -6,8 +6,8 @@ scaled, where its self-attention modules sit and which kind each is, which condi
 computes once per step, how its patch embedding and output layer work, what a PipeFusion
 patch must carry from stage to stage (SD3 and Flux: the text stream; HunyuanDiT: its long
 skips), and how its pipeline encodes prompts. A :class:`FamilyAdapter` says all of that
-for one family; :mod:`runtime.staged_model`, :mod:`runtime.stale_kv`,
-:mod:`runtime.ulysses`, :mod:`runtime.model_inputs`, :mod:`runtime.text_encoding` and
+for one family; :mod:`runtime.staged_model`, :mod:`runtime.attention.stale_kv`,
+:mod:`runtime.attention.ulysses`, :mod:`runtime.model_inputs`, :mod:`runtime.text_encoding` and
 the profiler read it instead of naming families.
 
 Adapters are stateless: the model, its token grid and the K/V state travel in the
@@ -18,17 +18,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 
 from profiles.errors import InputError
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
 from runtime.errors import UnrunnablePlan
-
-if TYPE_CHECKING:
-    from runtime.staged_model import StagedModel
 
 ProcessorKind = Literal["self", "joint", "flux"]
 """Which attention processor a module takes (not the spec's ``attention``, which says how text
@@ -78,6 +75,31 @@ def batch_of(branch: Branch) -> int:
     """The batch of a branch (prompt embeddings, or class labels for DiT)."""
     ref = branch.prompt_embeds if branch.prompt_embeds is not None else branch.class_label
     return ref.shape[0]
+
+
+class StagedView(Protocol):
+    """What an adapter's staged calls read of the staged model (:class:`runtime.staged_model.StagedModel`).
+
+    A protocol, so the adapters need not import the staged model that looks them up.
+    """
+
+    preset: ModelPreset
+    model: Any
+    rows: int
+    cols: int
+    p: int
+    blocks: list[Any]
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def image_size_px(self) -> tuple[int, int]: ...
+
+    def tokens(self, r0: int, r1: int) -> tuple[int, int]: ...
 
 
 class FamilyAdapter(ABC):
@@ -151,25 +173,25 @@ class FamilyAdapter(ABC):
     # --- the staged forward (see runtime.staged_model) ---
 
     @abstractmethod
-    def context(self, staged: StagedModel, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
+    def context(self, staged: StagedView, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
         """The conditioning every block of one step shares."""
 
-    def embed(self, staged: StagedModel, latent: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+    def embed(self, staged: StagedView, latent: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
         """Image tokens of rows [r0, r1): the patch embedding of the whole latent (positions
         depend on the whole grid), sliced to the rows."""
         s0, s1 = staged.tokens(r0, r1)
         return staged.model.pos_embed(latent)[:, s0:s1].contiguous()
 
     @abstractmethod
-    def run_blocks(self, staged: StagedModel, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
+    def run_blocks(self, staged: StagedView, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
                    ctx: StepContext, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Blocks ``[lo, hi)`` on rows [r0, r1); ``extra`` is what the patch carries (see :meth:`carried_shape`)."""
 
     @abstractmethod
-    def final(self, staged: StagedModel, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
+    def final(self, staged: StagedView, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
         """The output layer on rows [r0, r1), unpatchified: (B, C_out, (r1-r0)·p, W)."""
 
-    def carried_shape(self, staged: StagedModel, batch: int, text_tokens: int, lo: int,
+    def carried_shape(self, staged: StagedView, batch: int, text_tokens: int, lo: int,
                       tokens: int) -> tuple[int, ...] | None:
         """Shape of what a patch carries into block ``lo`` besides its hidden states."""
         return (batch, text_tokens, staged.width) if self.carries_text else None

@@ -9,17 +9,14 @@ unpatchifies assuming a square token grid, which a profiler's patch is not.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch
-from runtime.families.base import FamilyAdapter, ProcessorKind, StepContext, batch_of, unpatchify
-
-if TYPE_CHECKING:
-    from runtime.staged_model import StagedModel
+from runtime.families.base import FamilyAdapter, ProcessorKind, StagedView, StepContext, batch_of, unpatchify
 
 
 class DiTAdapter(FamilyAdapter):
@@ -62,19 +59,19 @@ class DiTAdapter(FamilyAdapter):
         return {"timestep": self.timestep(t.to(dev), latent.shape[0], latent.dtype), "return_dict": False,
                 "hidden_states": latent, "class_labels": branch.class_label.to(dev)}
 
-    def context(self, staged: StagedModel, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
+    def context(self, staged: StagedView, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
         batch = batch_of(branch)
         ts = self.timestep(t.to(staged.device), batch, dtype)
         return StepContext(batch=batch, temb=ts, class_labels=branch.class_label)
 
-    def run_blocks(self, staged: StagedModel, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
+    def run_blocks(self, staged: StagedView, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
                    ctx: StepContext, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         for block in staged.blocks[lo:hi]:
             hidden = block(hidden, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
                            timestep=ctx.temb, cross_attention_kwargs=None, class_labels=ctx.class_labels)
         return hidden, extra
 
-    def final(self, staged: StagedModel, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
+    def final(self, staged: StagedView, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
         m = staged.model
         cond = staged.blocks[0].norm1.emb(ctx.temb, ctx.class_labels, hidden_dtype=hidden.dtype)
         shift, scale = m.proj_out_1(F.silu(cond)).chunk(2, dim=1)

@@ -11,16 +11,14 @@ FLUX.1-dev (``guidance_embeds``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
-from runtime.families.base import FamilyAdapter, ProcessorKind, StepContext, batch_of, drop_learned_sigma
-
-if TYPE_CHECKING:
-    from runtime.staged_model import StagedModel
+from runtime.families.base import (FamilyAdapter, ProcessorKind, StagedView, StepContext, batch_of,
+                                   drop_learned_sigma)
 
 FLUX_GUIDANCE = 3.5
 """Flux's distilled guidance value (FLUX.1-dev's pipeline default)."""
@@ -88,7 +86,7 @@ class FluxAdapter(FamilyAdapter):
                                            max_sequence_length=preset.text_tokens)
         return Conditioning(cond=Branch(prompt_embeds=pe, pooled_embeds=pooled), uncond=None)
 
-    def context(self, staged: StagedModel, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
+    def context(self, staged: StagedView, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
         m, batch, dev = staged.model, batch_of(branch), staged.device
         ts = self.timestep(t.to(dev), batch, dtype) * 1000
         pooled = branch.pooled_embeds.to(dtype)
@@ -104,10 +102,10 @@ class FluxAdapter(FamilyAdapter):
         ctx.rotary = m.pos_embed(ids)
         return ctx
 
-    def embed(self, staged: StagedModel, latent: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+    def embed(self, staged: StagedView, latent: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
         return staged.model.x_embedder(pack_flux(latent[:, :, r0 * staged.p: r1 * staged.p]))
 
-    def run_blocks(self, staged: StagedModel, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
+    def run_blocks(self, staged: StagedView, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
                    ctx: StepContext, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         text = extra
         nt = ctx.text.shape[1]
@@ -119,6 +117,6 @@ class FluxAdapter(FamilyAdapter):
                                  image_rotary_emb=rotary, joint_attention_kwargs=None)
         return hidden, text
 
-    def final(self, staged: StagedModel, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
+    def final(self, staged: StagedView, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
         m = staged.model
         return unpack_flux(m.proj_out(m.norm_out(hidden, ctx.temb)), r1 - r0, staged.cols)

@@ -14,16 +14,14 @@ carries the alive skips to the next stage as one (k, B, n, D) tensor.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch
-from runtime.families.base import FamilyAdapter, ProcessorKind, StepContext, batch_of, image_size_px, unpatchify
-
-if TYPE_CHECKING:
-    from runtime.staged_model import StagedModel
+from runtime.families.base import (FamilyAdapter, ProcessorKind, StagedView, StepContext, batch_of,
+                                   image_size_px, unpatchify)
 
 
 def hunyuan_rotary(preset: ModelPreset, rows: int, cols: int) -> tuple[Any, Any]:
@@ -103,7 +101,7 @@ class HunyuanAdapter(FamilyAdapter):
             kw.update(image_meta_size=meta, style=style)
         return kw
 
-    def context(self, staged: StagedModel, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
+    def context(self, staged: StagedView, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
         m, batch, dev = staged.model, batch_of(branch), staged.device
         ts = self.timestep(t.to(dev), batch, dtype)
         meta, style = hunyuan_meta(staged.preset, *staged.image_size_px, batch, dev, dtype)
@@ -117,12 +115,12 @@ class HunyuanAdapter(FamilyAdapter):
         ctx.rotary = tuple(x.to(dev) for x in hunyuan_rotary(staged.preset, staged.rows, staged.cols))
         return ctx
 
-    def carried_shape(self, staged: StagedModel, batch: int, text_tokens: int, lo: int,
+    def carried_shape(self, staged: StagedView, batch: int, text_tokens: int, lo: int,
                       tokens: int) -> tuple[int, ...] | None:
         k = skips_entering(len(staged.blocks), lo)
         return (k, batch, tokens, staged.width) if k else None
 
-    def run_blocks(self, staged: StagedModel, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
+    def run_blocks(self, staged: StagedView, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
                    ctx: StepContext, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The long-skip stack travels in ``extra`` as one (k, B, n, D) tensor."""
         half = len(staged.blocks) // 2
@@ -138,7 +136,7 @@ class HunyuanAdapter(FamilyAdapter):
                 skips.append(hidden)
         return hidden, (torch.stack(skips) if skips else None)
 
-    def final(self, staged: StagedModel, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
+    def final(self, staged: StagedView, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
         m = staged.model
         hidden = m.proj_out(m.norm_out(hidden, ctx.temb.to(torch.float32)))
         return unpatchify(hidden, r1 - r0, staged.cols, staged.p)

@@ -9,16 +9,14 @@ ratio that PixArt-α 1024 embeds (``use_additional_conditions``); the caption th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
-from runtime.families.base import FamilyAdapter, ProcessorKind, StepContext, batch_of, image_size_px, unpatchify
-
-if TYPE_CHECKING:
-    from runtime.staged_model import StagedModel
+from runtime.families.base import (FamilyAdapter, ProcessorKind, StagedView, StepContext, batch_of,
+                                   image_size_px, unpatchify)
 
 
 def pixart_added_conditions(preset: ModelPreset, height_px: int, width_px: int, batch: int, device: Any,
@@ -60,7 +58,7 @@ class PixArtAdapter(FamilyAdapter):
         return Conditioning(cond=Branch(prompt_embeds=pe, prompt_mask=pm),
                             uncond=Branch(prompt_embeds=npe, prompt_mask=npm))
 
-    def context(self, staged: StagedModel, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
+    def context(self, staged: StagedView, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
         m, batch = staged.model, batch_of(branch)
         dev = staged.device
         ts = self.timestep(t.to(dev), batch, dtype)
@@ -72,7 +70,7 @@ class PixArtAdapter(FamilyAdapter):
             ctx.text_mask = ((1 - branch.prompt_mask.to(dtype)) * -10000.0).unsqueeze(1)
         return ctx
 
-    def run_blocks(self, staged: StagedModel, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
+    def run_blocks(self, staged: StagedView, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
                    ctx: StepContext, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         for block in staged.blocks[lo:hi]:
             hidden = block(hidden, attention_mask=None, encoder_hidden_states=ctx.text,
@@ -80,7 +78,7 @@ class PixArtAdapter(FamilyAdapter):
                            cross_attention_kwargs=None, class_labels=None)
         return hidden, extra
 
-    def final(self, staged: StagedModel, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
+    def final(self, staged: StagedView, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
         m = staged.model
         shift, scale = (m.scale_shift_table[None] + ctx.temb_extra[:, None]).chunk(2, dim=1)
         hidden = m.proj_out(m.norm_out(hidden) * (1 + scale) + shift)

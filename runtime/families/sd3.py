@@ -10,16 +10,13 @@ SD3.5's dual-attention blocks (a second, image-only ``attn2``) are not supported
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
-from runtime.families.base import FamilyAdapter, ProcessorKind, StepContext, batch_of, unpatchify
-
-if TYPE_CHECKING:
-    from runtime.staged_model import StagedModel
+from runtime.families.base import FamilyAdapter, ProcessorKind, StagedView, StepContext, batch_of, unpatchify
 
 
 class SD3Adapter(FamilyAdapter):
@@ -52,13 +49,13 @@ class SD3Adapter(FamilyAdapter):
         return Conditioning(cond=Branch(prompt_embeds=pe, pooled_embeds=pooled),
                             uncond=Branch(prompt_embeds=npe, pooled_embeds=npooled))
 
-    def context(self, staged: StagedModel, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
+    def context(self, staged: StagedView, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
         m, batch = staged.model, batch_of(branch)
         ts = self.timestep(t.to(staged.device), batch, dtype)
         return StepContext(batch=batch, temb=m.time_text_embed(ts, branch.pooled_embeds.to(dtype)),
                            text=m.context_embedder(branch.prompt_embeds.to(dtype)))
 
-    def run_blocks(self, staged: StagedModel, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
+    def run_blocks(self, staged: StagedView, lo: int, hi: int, hidden: torch.Tensor, extra: torch.Tensor | None,
                    ctx: StepContext, r0: int, r1: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         text = extra
         for block in staged.blocks[lo:hi]:
@@ -66,6 +63,6 @@ class SD3Adapter(FamilyAdapter):
                                  joint_attention_kwargs=None)
         return hidden, text
 
-    def final(self, staged: StagedModel, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
+    def final(self, staged: StagedView, hidden: torch.Tensor, ctx: StepContext, r0: int, r1: int) -> torch.Tensor:
         m = staged.model
         return unpatchify(m.proj_out(m.norm_out(hidden, ctx.temb)), r1 - r0, staged.cols, staged.p)

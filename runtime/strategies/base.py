@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Protocol, runtime_checkable
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.dist_context import DistContext
 from runtime.measure import Recorder
 from runtime.model_inputs import Branch

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.dist_context import DistContext
 from runtime.measure import Recorder
 from runtime.model_inputs import guide

@@ -38,10 +38,10 @@ from typing import Any, Mapping
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.dist_context import DistContext, PendingRecv
 from runtime.staged_model import StagedModel, StepContext
-from runtime.stale_kv import KVState, install_stale_kv
+from runtime.attention.stale_kv import KVState, install_stale_kv
 from runtime.strategies.base import ModelView, PlanShare, StageSetup
 from runtime.strategies.serial import batch_of
 from simulator.plan import ParallelPlan, patch_rows

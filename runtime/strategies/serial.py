@@ -14,7 +14,7 @@ from typing import Mapping
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.dist_context import DistContext
 from runtime.model_inputs import Branch, noise_from_output, transformer_kwargs
 from runtime.strategies.base import ModelView, PlanShare, StageSetup

@@ -2,7 +2,7 @@
 
 Every step each of the ``u`` ranks of a Ulysses group embeds the whole latent (positions
 depend on the whole grid), keeps its band of token rows, runs every block on it (the
-attention layers exchange heads for tokens, :mod:`runtime.ulysses`), runs the output layer
+attention layers exchange heads for tokens, :mod:`runtime.attention.ulysses`), runs the output layer
 on its band, applies guidance to its band (a batch of two, or the exchange of the band with
 the other CFG group: guidance is elementwise, :mod:`runtime.strategies.cfg`), and all-gathers
 the guided bands. The scheduler step then runs on the whole latent on every rank, so the
@@ -24,14 +24,14 @@ from typing import Mapping
 
 import torch
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from runtime.dist_context import DistContext
 from runtime.measure import Recorder
 from runtime.staged_model import StagedModel
-from runtime.stale_kv import KVState
+from runtime.attention.stale_kv import KVState
 from runtime.strategies.base import ModelView, PlanShare, StageSetup
 from runtime.strategies.serial import batch_of
-from runtime.ulysses import UlyssesExchange, install_ulysses
+from runtime.attention.ulysses import UlyssesExchange, install_ulysses
 from simulator.plan import ParallelPlan
 
 

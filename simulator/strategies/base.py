@@ -29,15 +29,15 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Callable, ClassVar, Iterator, Literal, Mapping, TypeVar
 
-from profiles.cost_model import LayerShape
-from profiles.models import ModelPreset
+from profiles.costs.cost_model import LayerShape
+from profiles.catalog.models import ModelPreset
 from simulator.errors import SimulatorError
 
 Role = Literal["replica", "pipeline", "stage"]
 """``replica``: copies of the whole pipeline; ``pipeline``: cuts the blocks into stages;
 ``stage``: ranks that share every pass of one stage."""
 ATTENTION_KINDS: frozenset[str] = frozenset({"cross", "joint", "self"})
-"""Every :data:`profiles.architecture.AttentionKind`."""
+"""Every :data:`profiles.catalog.architecture.AttentionKind`."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class PassWork:
     """Bytes of the item's output latent (what a token split gathers at the end of a step)."""
     attention_share: float = 1.0
     """Fraction of the stage's per-rank FLOPs spent in attention over the image K/V
-    (:func:`profiles.flops.attention_flops` over :func:`profiles.flops.layer_flops`): the
+    (:func:`profiles.costs.flops.attention_flops` over :func:`profiles.costs.flops.layer_flops`): the
     compute a transfer of each layer's K/V can hide behind."""
     first_step: bool = False
     """True for the generation's first step: there are no stale activations from an earlier step yet."""
@@ -197,7 +197,7 @@ class Strategy(ABC):
     @abstractmethod
     def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
         """Rough bytes one rank sends per step along this axis: the placement puts the heaviest
-        axis on the nearest devices (REFERENCES §1 cost table)."""
+        axis on the nearest devices (docs/references.md §1 cost table)."""
 
     def runtime_limits(self, degree: int, facts: PlanFacts, model: ModelPreset) -> str | None:
         """Why pfrun's module cannot run this axis of the plan (one line, naming the field), or None."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from profiles.cost_model import LayerShape
-from profiles.models import ModelPreset
+from profiles.costs.cost_model import LayerShape
+from profiles.catalog.models import ModelPreset
 from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
     TrafficContext
 

@@ -7,8 +7,8 @@ is ``data`` images per latency.
 
 from __future__ import annotations
 
-from profiles.cost_model import LayerShape
-from profiles.models import ModelPreset
+from profiles.costs.cost_model import LayerShape
+from profiles.catalog.models import ModelPreset
 from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
     TrafficContext
 

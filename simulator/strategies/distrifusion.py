@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from profiles.cost_model import LayerShape
-from profiles.models import ModelPreset
+from profiles.costs.cost_model import LayerShape
+from profiles.catalog.models import ModelPreset
 from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
     TrafficContext, ceil_div, output_gather
 

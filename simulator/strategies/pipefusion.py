@@ -11,8 +11,8 @@ to stage 0, no collective inside a stage.
 
 from __future__ import annotations
 
-from profiles.cost_model import LayerShape
-from profiles.models import ModelPreset
+from profiles.costs.cost_model import LayerShape
+from profiles.catalog.models import ModelPreset
 from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, PlanFacts, Strategy, \
     TrafficContext, ceil_div
 

@@ -16,7 +16,7 @@ dense FLOPs per token), and what sticks out is exposed communication.
 
 from __future__ import annotations
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard, TrafficContext, output_gather
 
 

@@ -6,8 +6,8 @@ so a plan with no parallelism at all is one stage, one rank, one item per step.
 
 from __future__ import annotations
 
-from profiles.cost_model import LayerShape
-from profiles.models import ModelPreset
+from profiles.costs.cost_model import LayerShape
+from profiles.catalog.models import ModelPreset
 from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
     TrafficContext
 

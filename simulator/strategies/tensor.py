@@ -3,15 +3,15 @@
 Every rank runs all ``q`` tokens through ``1/t`` of each weight matrix, then the attention
 output and the MLP output are summed across the ``t`` ranks: two ring all-reduces of the
 item's ``q × hidden`` activations per block, on the critical path. That traffic
-(4·S·hs per layer per step, REFERENCES §1) is why TP loses on PCIe.
+(4·S·hs per layer per step, docs/references.md §1) is why TP loses on PCIe.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from profiles.cost_model import LayerShape
-from profiles.models import ModelPreset
+from profiles.costs.cost_model import LayerShape
+from profiles.catalog.models import ModelPreset
 from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
     TrafficContext
 

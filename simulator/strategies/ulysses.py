@@ -12,7 +12,7 @@ a layer shape with ``q/u`` queries over all ``k`` keys: the same FLOPs as attent
 
 from __future__ import annotations
 
-from profiles.models import ModelPreset
+from profiles.catalog.models import ModelPreset
 from simulator.strategies.base import CollectiveSpec, PassWork, PlanFacts, SequenceShard, TrafficContext, \
     output_gather
 

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 from planner.search import SearchSettings, search
-from profiles.costs import cost_model_for
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.costs.selection import cost_model_for
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 
 CASES = [("pcie8", "pixart-alpha", 2048, 20), ("pcie8", "sd3-medium", 1024, 28),
          ("h100-nvlink8", "flux-dev", 1024, 28), ("h100-nvlink8", "hunyuan-dit", 2048, 50)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from profiles.topology import TOPOLOGIES_DIR
+from profiles.topology.format import TOPOLOGIES_DIR
 from tests.conftest import CliResult, run_subprocess
 
 PCIE8 = (TOPOLOGIES_DIR / "pcie8.yaml").read_text()
@@ -148,7 +148,7 @@ def test_unknown_model_name_suggests_the_closest(pfplan):
     ({"_class_name": "FooTransformer"}, ["config.json: _class_name: unsupported diffusers class 'FooTransformer'"]),
 ])
 def test_bad_diffusers_config(change, needles, pfplan, tmp_path):
-    from profiles.models import load_model
+    from profiles.catalog.models import load_model
 
     config = {"_class_name": "PixArtTransformer2DModel", **load_model("pixart-alpha").config, **change}
     path = tmp_path / "config.json"

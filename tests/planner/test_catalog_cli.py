@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from profiles.gpus import catalog
-from profiles.topology import shipped_topologies
+from profiles.catalog.gpus import catalog
+from profiles.topology.format import shipped_topologies
 
 GPUS = ["a100-sxm", "a100-pcie", "h100-sxm", "h200", "l40", "l40s", "l20", "rtx4090", "t4", "cpu"]
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from profiles.profile_format import load_profile
-from profiles.topology_graph import load_cluster
+from profiles.costs.profile_format import load_profile
+from profiles.topology.graph import load_cluster
 from tests.conftest import run_subprocess
 
 
@@ -122,7 +122,7 @@ def test_calibrating_outside_the_measured_range_warns_in_one_line_per_shape(pfpl
 @pytest.mark.slow
 def test_links_under_torchrun(tmp_path) -> None:
     """Under torchrun each process is one rank (RANK/WORLD_SIZE set); rank 0 writes the file."""
-    from profiles.rank_launch import free_port as _free_port
+    from profiler.rank_launch import free_port as _free_port
 
     out = tmp_path / "links.json"
     result = run_subprocess("torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),

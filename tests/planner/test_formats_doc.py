@@ -9,12 +9,12 @@ import jsonschema
 import pytest
 import yaml
 
-from profiles.gpus import GpuCatalog, catalog
+from profiles.catalog.gpus import GpuCatalog, catalog
 from profiles.loading import parse_document
-from profiles.models import ModelPreset, load_model
-from profiles.topology import Topology
-from profiles.topology_graph import ClusterGraph, load_cluster
-from profiles.topology_import import parse_topo_text, topology_from_matrix
+from profiles.catalog.models import ModelPreset, load_model
+from profiles.topology.format import Topology
+from profiles.topology.graph import ClusterGraph, load_cluster
+from profiles.topology.smi_import import parse_topo_text, topology_from_matrix
 from simulator.plan import ParallelPlan, validate
 from simulator.trace import Trace
 from tests.conftest import ROOT
@@ -56,7 +56,7 @@ def test_nvidia_smi_example_imports():
 
 def test_measured_runs_example_names_valid_plans_on_a100_pcie4():
     from planner.topology_calibration import run_plan
-    from profiles.measured_runs import MeasuredRuns
+    from profiles.catalog.measured_runs import MeasuredRuns
 
     runs = parse_document(MeasuredRuns, example("measured-runs"))
     model, cluster = load_model(runs.model), load_cluster("a100-pcie4")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from planner.placement import alternatives, grouped_devices, nearest_subset
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 from simulator.plan import Degrees, ParallelPlan, violations
 
 

@@ -28,7 +28,7 @@ def test_plan_new_says_when_pfrun_cannot_run_the_plan(pfplan, tmp_path):
     result = pfplan("plan", "new", "--model", "pixart-alpha", "--topology", "pcie8", "--resolution", "1024",
                     "--parallel", "tensor=2", "-o", out)
     assert result.code == 0, result.err
-    from profiles.models import load_model
+    from profiles.catalog.models import load_model
     from simulator.runnable import unrunnable_reason
 
     plan = ParallelPlan.model_validate_json(out.read_text())
@@ -48,7 +48,7 @@ def test_plan_new_refuses_a_broken_spec_in_one_line_and_writes_nothing(pfplan, t
 
 
 def test_plan_new_never_overwrites_its_input(pfplan, tmp_path):
-    from profiles.topology import TOPOLOGIES_DIR
+    from profiles.topology.format import TOPOLOGIES_DIR
 
     topology = tmp_path / "t.yaml"
     topology.write_text((TOPOLOGIES_DIR / "cpu2.yaml").read_text())

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from profiles.profile_format import LinkFit, Profile, ProfileProvenance
-from profiles.profiler_links import measured_topology
-from profiles.profiler_overlap import overlap_efficiency
-from profiles.topology_graph import ClusterGraph, load_cluster
+from profiles.costs.profile_format import LinkFit, Profile, ProfileProvenance
+from profiler.links import measured_topology
+from profiler.overlap import overlap_efficiency
+from profiles.topology.graph import ClusterGraph, load_cluster
 from tests.conftest import run_subprocess
 from tests.planner.test_bad_input import assert_one_line_error
 

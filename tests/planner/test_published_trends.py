@@ -1,4 +1,4 @@
-"""The published trends (REFERENCES §2) come out of the search with the shipped data (docs/search.md).
+"""The published trends (docs/references.md §2) come out of the search with the shipped data (docs/search.md).
 
 These guard the claims docs/search.md makes; they are about which plan wins, not how fast
 the search is. A change to the cost model, the simulator or the shipped topologies that
@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from planner.search import SearchSettings, search
-from profiles.costs import cost_model_for
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.costs.selection import cost_model_for
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 
 
 def winner(topology: str, model_name: str, px: int, steps: int, profile: str | None = None) -> str:

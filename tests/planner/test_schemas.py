@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from planner.schemas import export, formats, render
-from profiles.gpus import GPUS_FILE
-from profiles.models import MODELS_DIR
-from profiles.topology import TOPOLOGIES_DIR
+from profiles.catalog.gpus import GPUS_FILE
+from profiles.catalog.models import MODELS_DIR
+from profiles.topology.format import TOPOLOGIES_DIR
 from tests.conftest import ROOT
 
 SCHEMAS = ROOT / "docs" / "schemas"

@@ -7,13 +7,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from planner.errors import PlannerError
 from planner.search import SearchSettings, search
-from profiles.costs import cost_model_for, dtype_bytes_of
-from profiles.models import load_model
-from profiles.topology import shipped_topologies
-from profiles.topology_graph import load_cluster
+from profiles.costs.selection import cost_model_for, dtype_bytes_of
+from profiles.catalog.models import load_model
+from profiles.topology.format import shipped_topologies
+from profiles.topology.graph import load_cluster
 from simulator.memory import memory_per_device
 from simulator.plan import validate
-from profiles.gpus import get_gpu
+from profiles.catalog.gpus import get_gpu
 from tests.planner.presets import HUGE
 
 MODELS = ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny", "pixart-alpha", "dit-xl-2",

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 from simulator.plan import ParallelPlan, validate
 from tests.planner.presets import HUGE
 

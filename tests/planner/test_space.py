@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from planner.space import SpaceOptions, degree_options, patch_options, plan_shapes
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from simulator.plan import Degrees, violations
 
 

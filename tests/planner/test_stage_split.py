@@ -7,9 +7,9 @@ from itertools import combinations
 from hypothesis import given, settings, strategies as st
 
 from planner.stage_split import StageCosts, balanced_split, choose_split, stage_costs
-from profiles.cost_model import LayerShape
-from profiles.costs import cost_model_for
-from profiles.models import load_model
+from profiles.costs.cost_model import LayerShape
+from profiles.costs.selection import cost_model_for
+from profiles.catalog.models import load_model
 from simulator.plan import Degrees, ParallelPlan, even_split
 
 

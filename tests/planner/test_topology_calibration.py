@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from planner.topology_calibration import CalibrationWarning, best_on_grid, calibrate_topology
-from profiles.analytic import AnalyticCostModel
-from profiles.costs import cost_model_for
-from profiles.measured_runs import MeasuredRun, MeasuredRuns, load_measured_runs
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.costs.analytic import AnalyticCostModel
+from profiles.costs.selection import cost_model_for
+from profiles.catalog.measured_runs import MeasuredRun, MeasuredRuns, load_measured_runs
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 from simulator.engine import simulate
 from simulator.plan import ParallelPlan, parse_parallel_spec
 from tests.planner.test_bad_input import assert_one_line_error

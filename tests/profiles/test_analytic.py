@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profiles.analytic import AnalyticCostModel
-from profiles.cost_model import EMBED, FINAL, LayerShape
-from profiles.flops import attention_flops, layer_flops, text_only_flops
-from profiles.models import load_model
+from profiles.costs.analytic import AnalyticCostModel
+from profiles.costs.cost_model import EMBED, FINAL, LayerShape
+from profiles.costs.flops import attention_flops, layer_flops, text_only_flops
+from profiles.catalog.models import load_model
 
 PRESETS = ["pixart-alpha", "sd3-medium", "flux-dev", "dit-xl-2", "hunyuan-dit"]
 

@@ -1,6 +1,6 @@
 """Closed-form parameter counts equal the real diffusers modules, built on the meta device.
 
-``profiles.architecture`` counts parameters from a config without torch so the planner
+``profiles.catalog.architecture`` counts parameters from a config without torch so the planner
 stays light; these tests build the same config with diffusers (meta device: shapes only,
 no memory) and compare exactly, in total and block by block. (Published sizes within 3%
 are checked in test_models.py.)
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from profiles.models import ModelPreset, load_model, shipped_names
+from profiles.catalog.models import ModelPreset, load_model, shipped_names
 
 pytest.importorskip("diffusers")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from profiles.topology import Communication
-from profiles.topology_graph import load_cluster
+from profiles.topology.format import Communication
+from profiles.topology.graph import load_cluster
 
 
 def test_the_default_is_ideal_and_says_so():

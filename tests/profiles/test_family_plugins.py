@@ -20,16 +20,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from profiles.analytic import AnalyticCostModel
-from profiles.architecture import Architecture, BlockGroup, lin, require
-from profiles.cost_model import EMBED, FINAL, LayerShape
+from profiles.costs.analytic import AnalyticCostModel
+from profiles.catalog.architecture import Architecture, BlockGroup, lin, require
+from profiles.costs.cost_model import EMBED, FINAL, LayerShape
 from profiles.errors import InputError
 from profiles.families import (BlockKind, FamilyRegistry, FamilySpec, Guidance, TextEncoder, Tokens, Vae,
                                default_registry, get_family)
 from profiles.families.registry import discover
-from profiles.flops import attention_flops, is_joint, layer_flops, layer_weight_bytes, text_only_flops
-from profiles.models import ModelPreset, all_presets, load_model
-from profiles.topology_graph import load_cluster
+from profiles.costs.flops import attention_flops, is_joint, layer_flops, layer_weight_bytes, text_only_flops
+from profiles.catalog.models import ModelPreset, all_presets, load_model
+from profiles.topology.graph import load_cluster
 from simulator.engine import simulate
 from simulator.plan import Degrees, ParallelPlan
 from simulator.strategies.cfg import output_values_per_token, prediction_bytes
@@ -206,7 +206,7 @@ def test_discovery_finds_a_new_module_and_wants_it_named_after_its_family(tmp_pa
 
 # Modules that still name families, owned by the other helpers of the plug-in redesign
 # (torch-side code moving to runtime/families, and the strategies' runnable table).
-PENDING = {"profiles/model_inputs.py", "profiles/profiler_extras.py", "simulator/runnable.py",
+PENDING = {"profiles/model_inputs.py", "profiler/runtime_costs.py", "simulator/runnable.py",
            "simulator/workload.py"}
 
 

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from profiles.cost_model import LayerShape
-from profiles.flops import layer_flops
-from profiles.models import load_model
+from profiles.costs.cost_model import LayerShape
+from profiles.costs.flops import layer_flops
+from profiles.catalog.models import load_model
 
 Q, KV = 64, 256  # a PipeFusion patch: a quarter of the 16×16-token image over all its keys
 
@@ -73,10 +73,10 @@ def test_formula_matches_torch_flop_counter(name: str) -> None:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from profiles.block_probe import ForwardCapture, stale_kv
+    from profiler.block_probe import ForwardCapture, stale_kv
     from runtime.model_build import build_transformer, transformer_blocks
     from runtime.forward_inputs import forward_inputs
-    from profiles.profiler_compute import reduced_preset
+    from profiler.compute import reduced_preset
     from runtime.families import adapter_for
 
     m = load_model(name)

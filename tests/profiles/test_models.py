@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from profiles.errors import InputError
-from profiles.models import all_presets, load_model, shipped_names
+from profiles.catalog.models import all_presets, load_model, shipped_names
 
 REAL = ["pixart-alpha", "sd3-medium", "flux-dev", "dit-xl-2", "hunyuan-dit"]
 TINY = ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.analytic import AnalyticCostModel
-from profiles.cost_model import LayerShape
-from profiles.models import load_model
-from profiles.profile_derive import analytic_profile, calibrate, serial_layers, serial_prediction_s
-from profiles.profiled import ProfiledCostModel
+from profiles.costs.analytic import AnalyticCostModel
+from profiles.costs.cost_model import LayerShape
+from profiles.catalog.models import load_model
+from profiles.costs.profile_derive import analytic_profile, calibrate, serial_layers, serial_prediction_s
+from profiles.costs.profiled import ProfiledCostModel
 
 
 def test_analytic_profile_holds_the_roofline_at_its_shapes() -> None:

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profiles.cost_model import LayerShape
+from profiles.costs.cost_model import LayerShape
 from profiles.errors import InputError
-from profiles.models import load_model
-from profiles.profile_format import Profile, ProfileProvenance, SoftwareStack, Timing
-from profiles.profiled import (ProfileRangeWarning, ProfileStackWarning, ProfiledCostModel, Surface,
+from profiles.catalog.models import load_model
+from profiles.costs.profile_format import Profile, ProfileProvenance, SoftwareStack, Timing
+from profiles.costs.profiled import (ProfileRangeWarning, ProfileStackWarning, ProfiledCostModel, Surface,
                                load_profiled_cost_model)
 
 LEVELS = (64, 256, 1024)
@@ -184,14 +184,14 @@ def test_corrupt_json_is_one_line(tmp_path) -> None:
 
 
 def test_cost_model_factory_uses_the_profile(tmp_path) -> None:
-    from profiles.costs import cost_model_for
+    from profiles.costs.selection import cost_model_for
 
     cost = cost_model_for(load_model("pixart-tiny"), "cpu", write(tmp_path, synthetic()))
     assert cost.name.startswith("profile:") and cost.name.endswith("p.json")
 
 
 def test_link_fit_recovers_latency_and_bandwidth() -> None:
-    from profiles.profiler_links import fit_latency_bandwidth
+    from profiler.links import fit_latency_bandwidth
 
     points = [(n, 50e-6 + n / 2e9) for n in (4096, 65536, 1 << 20, 16 << 20)]
     latency_us, bandwidth_gb_s = fit_latency_bandwidth(points)

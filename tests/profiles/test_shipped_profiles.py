@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from profiles.models import load_model
-from profiles.profile_format import load_profile, shipped_profiles
-from profiles.profiled import load_profiled_cost_model
+from profiles.catalog.models import load_model
+from profiles.costs.profile_format import load_profile, shipped_profiles
+from profiles.costs.profiled import load_profiled_cost_model
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "profiles.md"
 
@@ -45,6 +45,6 @@ def test_shipped_profile_loads_and_records_its_command(name: str) -> None:
     assert command in DOCS.read_text() or kind != "measured"
     tokens = model.image_tokens(model.default_resolution)
     for kind_name in ("embed", *model.arch.block_kinds()[:1], "final"):
-        from profiles.cost_model import LayerShape
+        from profiles.costs.cost_model import LayerShape
 
         assert cost.layer_time_s(LayerShape(kind_name, tokens, tokens)) > 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.topology import shipped_topologies
-from profiles.topology_graph import load_cluster
+from profiles.topology.format import shipped_topologies
+from profiles.topology.graph import load_cluster
 
 
 @pytest.mark.parametrize("name", shipped_topologies())
@@ -70,8 +70,8 @@ def test_cross_node_route_goes_through_a_nic_and_the_fabric():
 
 
 def test_devices_are_listed_in_numeric_order_whatever_the_file_order():
-    from profiles.topology import Topology
-    from profiles.topology_graph import ClusterGraph
+    from profiles.topology.format import Topology
+    from profiles.topology.graph import ClusterGraph
 
     link = {"bandwidth_gb_s": 22, "latency_us": 1.0}
     gpus_on_switch = [f"gpu{i}" for i in range(3, 11)]

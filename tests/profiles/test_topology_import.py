@@ -12,9 +12,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from profiles.errors import InputError
-from profiles.topology import Topology, load_topology, shipped_topologies
-from profiles.topology_graph import ClusterGraph, load_cluster
-from profiles.topology_import import import_topo_file, parse_topo_text, topology_from_matrix
+from profiles.topology.format import Topology, load_topology, shipped_topologies
+from profiles.topology.graph import ClusterGraph, load_cluster
+from profiles.topology.smi_import import import_topo_file, parse_topo_text, topology_from_matrix
 
 SAMPLES = Path(__file__).parent / "topo_samples"
 SAMPLE_GPUS = {"dgx-a100": "a100-sxm", "pcie8-box": "l40", "a100-pcie-bridged": "a100-pcie"}

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from runtime.run import RunResult, execute, job_for
 from simulator.plan import ParallelPlan
 

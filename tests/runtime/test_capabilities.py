@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from simulator.runnable import RUNNABLE_AXES, unrunnable_reason
 from tests.conftest import ROOT
 

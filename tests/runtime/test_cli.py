@@ -50,7 +50,7 @@ def test_data_parallel_writes_one_image_per_replica(tmp_path):
 
 def test_data_parallel_replicas_take_their_own_prompts(tmp_path, pfrun):
     from runtime.run import execute, job_for
-    from profiles.models import load_model
+    from profiles.catalog.models import load_model
 
     p = plan("pixart-tiny", steps=2, degrees={"data": 2})
     preset = load_model("pixart-tiny")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from profiles.models import all_presets, load_model
+from profiles.catalog.models import all_presets, load_model
 from runtime.families import FamilyAdapter, FamilyRegistry, UnknownFamily, adapter_for, family_modules, registry
 from runtime.model_inputs import Conditioning, initial_latent, make_conditioning, noise_from_output, transformer_kwargs
 from runtime.model_loading import load_model_parts
 from runtime.staged_model import StagedModel
-from runtime.stale_kv import STALE_PROCESSORS, KVState, install_stale_kv
+from runtime.attention.stale_kv import STALE_PROCESSORS, KVState, install_stale_kv
 
 TINY_OF_FAMILY = {p.family: p.name for p in sorted(all_presets(), key=lambda p: p.name) if p.tiny}
 

@@ -12,12 +12,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from runtime.model_inputs import (Conditioning, transformer_kwargs, initial_latent, make_conditioning,
                                   noise_from_output, pack_flux, unpack_flux)
 from runtime.model_loading import load_model_parts
 from runtime.staged_model import StagedModel
-from runtime.stale_kv import KVState, install_stale_kv
+from runtime.attention.stale_kv import KVState, install_stale_kv
 
 TINY = ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny"]
 

@@ -16,7 +16,7 @@ def folder(tmp_path_factory):
     import diffusers
 
     from runtime.model_build import build_transformer
-    from profiles.models import load_model
+    from profiles.catalog.models import load_model
 
     root = tmp_path_factory.mktemp("sd3-folder")
     preset = load_model("sd3-tiny")

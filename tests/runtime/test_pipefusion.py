@@ -103,7 +103,7 @@ def test_stages_with_one_patch_and_one_warmup_step_reproduce_serial(serial):
 
 def test_each_stage_keeps_only_its_blocks_weights():
     from runtime.model_build import build_transformer, count_parameters, transformer_blocks
-    from profiles.models import load_model
+    from profiles.catalog.models import load_model
 
     model = build_transformer(load_model("flux-tiny"))
     blocks = transformer_blocks(model, "flux")

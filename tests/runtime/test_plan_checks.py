@@ -24,7 +24,7 @@ def test_plan_on_its_topology_runs(tmp_path, pfrun):
 
 
 def test_topology_file_next_to_the_plan_is_found(tmp_path, pfrun):
-    from profiles.topology import TOPOLOGIES_DIR
+    from profiles.topology.format import TOPOLOGIES_DIR
 
     (tmp_path / "mine.yaml").write_text((TOPOLOGIES_DIR / "cpu2.yaml").read_text())
     p = plan("dit-tiny", steps=1, degrees={"data": 4}, topology="mine.yaml")

@@ -13,9 +13,9 @@ import yaml
 
 from runtime.model_build import build_transformer
 from runtime.forward_inputs import Branch, forward_inputs, random_branch, transformer_kwargs
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from runtime.staged_model import StagedModel
-from runtime.stale_kv import KVState
+from runtime.attention.stale_kv import KVState
 
 from .helpers import max_diff, plan, run
 

@@ -12,8 +12,8 @@ import torch
 
 from runtime.model_build import build_transformer, transformer_blocks
 from runtime.forward_inputs import forward_inputs
-from profiles.models import load_model
-from runtime.stale_kv import KVState, install_stale_kv
+from profiles.catalog.models import load_model
+from runtime.attention.stale_kv import KVState, install_stale_kv
 
 
 @pytest.mark.parametrize("name", ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import runtime.strategies as registry
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from runtime.dist_context import DistContext
 from runtime.run import job_for
 from runtime.strategies.base import GuidanceStrategy, LoopStrategy, ReplicaStrategy, RuntimeStrategy

@@ -19,7 +19,7 @@ def pixart_folder(tmp_path_factory):
     from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
     from runtime.model_build import build_transformer
-    from profiles.models import load_model
+    from profiles.catalog.models import load_model
 
     root = tmp_path_factory.mktemp("pixart-folder")
     preset = load_model("pixart-tiny")
@@ -43,7 +43,7 @@ def pixart_folder(tmp_path_factory):
 
 
 def test_prompts_are_encoded_by_the_folders_text_encoder(pixart_folder):
-    from profiles.models import load_model
+    from profiles.catalog.models import load_model
     from runtime.text_encoding import encode_prompt, has_text_encoders
 
     preset = load_model(str(pixart_folder))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from simulator.runnable import unrunnable_reason
 
 from .helpers import max_diff, plan, run
@@ -86,7 +86,7 @@ def test_exchanges_trade_heads_for_tokens_and_back_exactly(u, heads):
     sequence→heads restores each rank's input bit for bit."""
     import threading
 
-    from runtime.ulysses import UlyssesExchange
+    from runtime.attention.ulysses import UlyssesExchange
 
     b, n, d = 2, 3, 4
     full = torch.randn(3, b, heads, u * n, d)  # (q/k/v, B, h, S, d)

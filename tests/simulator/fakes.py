@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from profiles.cost_model import EMBED, FINAL, LayerShape
-from profiles.topology import Communication, Topology
-from profiles.topology_graph import ClusterGraph
+from profiles.costs.cost_model import EMBED, FINAL, LayerShape
+from profiles.topology.format import Communication, Topology
+from profiles.topology.graph import ClusterGraph
 
 
 @dataclass

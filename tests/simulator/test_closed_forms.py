@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.analytic import AnalyticCostModel
-from profiles.cost_model import EMBED, FINAL, LayerShape
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.costs.analytic import AnalyticCostModel
+from profiles.costs.cost_model import EMBED, FINAL, LayerShape
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 from simulator.engine import simulate
 from simulator.estimate import estimate_latency_s
 from simulator.plan import Degrees, ParallelPlan

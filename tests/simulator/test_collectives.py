@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import simpy
 
-from profiles.topology_graph import ClusterGraph
-from profiles.topology_graph import load_cluster as load_shipped
+from profiles.topology.graph import ClusterGraph
+from profiles.topology.graph import load_cluster as load_shipped
 from tests.simulator.fakes import with_communication
 
 

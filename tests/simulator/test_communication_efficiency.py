@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from simulator.engine import simulate
 from simulator.plan import Degrees, ParallelPlan
 from simulator.strategies.base import CollectiveSpec, split_by_overlap
@@ -153,7 +153,7 @@ def test_better_communication_is_never_slower_up_to_scheduling_anomalies(scenari
     m = load_model(plan.model)
 
     def latency(bw: float, ov: float) -> float:
-        from profiles.analytic import AnalyticCostModel
+        from profiles.costs.analytic import AnalyticCostModel
         c = with_communication(cluster(topo), bandwidth=bw, overlap=ov)
         return simulate(plan, m, c, AnalyticCostModel.for_gpu(m, c.gpu_of(c.devices[0]))).latency_s
 

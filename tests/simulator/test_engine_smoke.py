@@ -2,9 +2,9 @@
 
 import pytest
 
-from profiles.costs import cost_model_for
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.costs.selection import cost_model_for
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 from simulator.engine import simulate
 from simulator.estimate import estimate_latency_s
 from simulator.memory import memory_per_device

@@ -1,9 +1,9 @@
-"""The memory model per strategy (REFERENCES §1) and OOM reporting."""
+"""The memory model per strategy (docs/references.md §1) and OOM reporting."""
 
 from __future__ import annotations
 
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 from simulator.memory import memory_per_device, oom_messages
 from simulator.plan import Degrees, ParallelPlan
 

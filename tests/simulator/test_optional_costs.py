@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from simulator.engine import OPTIONAL_COSTS, simulate
 from simulator.estimate import estimate_latency_s
 from simulator.plan import Degrees, ParallelPlan

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.cost_model import LayerShape
-from profiles.flops import attention_flops, layer_flops
-from profiles.models import load_model
+from profiles.costs.cost_model import LayerShape
+from profiles.costs.flops import attention_flops, layer_flops
+from profiles.catalog.models import load_model
 from simulator.engine import simulate
 from simulator.estimate import estimate_latency_s
 from simulator.plan import Degrees, ParallelPlan

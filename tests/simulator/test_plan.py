@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 from simulator.errors import PlanError
 from simulator.plan import Degrees, ParallelPlan, even_split, parse_parallel_spec, validate, violations
 

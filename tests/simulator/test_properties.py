@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from profiles.analytic import AnalyticCostModel
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.costs.analytic import AnalyticCostModel
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 from simulator.engine import simulate
 from simulator.plan import Degrees, ParallelPlan, violations
 from tests.simulator.fakes import ScaledCost
@@ -131,7 +131,7 @@ class FlopsCost:
         self.m = m
 
     def layer_time_s(self, shape) -> float:
-        from profiles.flops import layer_flops
+        from profiles.costs.flops import layer_flops
 
         return layer_flops(self.m.arch, shape, text_tokens=self.m.text_tokens) / 1e14
 

@@ -1,11 +1,11 @@
-"""Each strategy moves the bytes its algorithm implies (the REFERENCES §1 communication column)."""
+"""Each strategy moves the bytes its algorithm implies (the docs/references.md §1 communication column)."""
 
 from __future__ import annotations
 
 import pytest
 
-from profiles.models import load_model
-from profiles.topology_graph import load_cluster
+from profiles.catalog.models import load_model
+from profiles.topology.graph import load_cluster
 from simulator.engine import simulate
 from simulator.plan import Degrees, ParallelPlan
 from tests.simulator.fakes import ConstantCost

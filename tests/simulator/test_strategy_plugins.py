@@ -12,8 +12,8 @@ from typing import ClassVar
 import pytest
 from pydantic import Field, ValidationError, create_model
 
-from profiles.cost_model import LayerShape
-from profiles.models import ModelPreset, load_model
+from profiles.costs.cost_model import LayerShape
+from profiles.catalog.models import ModelPreset, load_model
 from planner.space import degree_options
 from simulator.collectives import ALGORITHMS
 from simulator.plan import Degrees, ParallelPlan, degrees_model, violations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from profiles.models import load_model
+from profiles.catalog.models import load_model
 from simulator.engine import simulate
 from simulator.plan import Degrees, ParallelPlan
 from tests.simulator.fakes import FREE_COMM, ConstantCost, star_cluster

@@ -8,7 +8,7 @@ collective curves, and where all of it came from (the command that produced it, 
 calibration applied afterwards).
 
 A timing is keyed by ``(query_tokens, kv_tokens, batch, tensor_shard)`` exactly as
-:class:`profiles.cost_model.LayerShape` is; text tokens are always the model's full count.
+:class:`profiles.costs.cost_model.LayerShape` is; text tokens are always the model's full count.
 A profile made by ``pfplan profile links`` has no model and no layers, only links.
 """
 
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from profiles.loading import load_model_file, resolve_shipped
 
-PROFILES_DIR = Path(__file__).parent / "data" / "profiles"
+PROFILES_DIR = Path(__file__).parents[1] / "data" / "profiles"
 
 
 def utc_now() -> str:

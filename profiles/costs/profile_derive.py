@@ -1,6 +1,6 @@
 """Profiles that are derived rather than measured: analytic ones, and calibrated ones.
 
-``pfplan profile analytic`` writes the roofline of :mod:`profiles.analytic` (data-sheet
+``pfplan profile analytic`` writes the roofline of :mod:`profiles.costs.analytic` (data-sheet
 FLOP/s and memory bandwidth, an efficiency curve that falls for small problems) at the
 same shapes the compute profiler measures, so a plan can be priced for a GPU nobody has
 profiled yet; its provenance says ``analytic`` and records the efficiency constants.
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from profiles.analytic import AnalyticCostModel, Efficiency
-from profiles.cost_model import EMBED, FINAL, CostModel, LayerShape
-from profiles.models import ModelPreset
-from profiles.profile_format import Calibration, Profile, ProfileProvenance, SoftwareStack, Timing, utc_now
+from profiles.costs.analytic import AnalyticCostModel, Efficiency
+from profiles.costs.cost_model import EMBED, FINAL, CostModel, LayerShape
+from profiles.catalog.models import ModelPreset
+from profiles.costs.profile_format import Calibration, Profile, ProfileProvenance, SoftwareStack, Timing, utc_now
 
 
 def serial_layers(model: ModelPreset) -> list[str]:
@@ -39,8 +39,8 @@ def analytic_profile(model: ModelPreset, gpu_name: str, *, resolutions_px: tuple
                      max_patches: int = 32, dtype: str = "bf16", command: str,
                      efficiency: Efficiency | None = None) -> Profile:
     """The roofline's times at the shapes the compute profiler would measure."""
-    from profiles.gpus import get_gpu
-    from profiles.profiler_compute import ComputeSettings, workloads
+    from profiles.catalog.gpus import get_gpu
+    from profiles.costs.workloads import ComputeSettings, workloads
 
     dtype_bytes = 4 if dtype == "fp32" else 2
     cost = AnalyticCostModel.for_gpu(model, gpu_name, dtype_bytes=dtype_bytes, efficiency=efficiency)
@@ -79,7 +79,7 @@ def calibrate(profile: Profile, model: ModelPreset, *, file: str, resolution_px:
               measured_serial_s: float, command: str, source: str = "") -> Profile:
     """``profile`` with every time scaled so its serial prediction equals ``measured_serial_s``."""
     from profiles.errors import InputError
-    from profiles.profiled import ProfiledCostModel, check_compatible
+    from profiles.costs.profiled import ProfiledCostModel, check_compatible
 
     if measured_serial_s <= 0:
         raise InputError(f"must be positive, got {measured_serial_s}", field="measured-serial")

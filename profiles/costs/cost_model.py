@@ -3,7 +3,7 @@
 The simulator asks one question of compute: *how long does this layer take for this
 shape on this device?* A :class:`LayerShape` says which layer and how much of it runs
 here; a :class:`CostModel` answers in seconds. Two implementations exist: the analytic
-roofline (:mod:`profiles.analytic`, from the GPU data sheet) and the profiled one, which
+roofline (:mod:`profiles.costs.analytic`, from the GPU data sheet) and the profiled one, which
 interpolates measured timings. Communication is priced from the topology's links
 (and measured link curves where a profile has them), not here.
 """

@@ -35,12 +35,12 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from profiles.analytic import AnalyticCostModel
-from profiles.cost_model import EMBED, FINAL, LayerShape
+from profiles.costs.analytic import AnalyticCostModel
+from profiles.costs.cost_model import EMBED, FINAL, LayerShape
 from profiles.errors import InputError
-from profiles.flops import is_joint
-from profiles.models import ModelPreset
-from profiles.profile_format import Profile, Timing, load_profile, profile_path
+from profiles.costs.flops import is_joint
+from profiles.catalog.models import ModelPreset
+from profiles.costs.profile_format import Profile, Timing, load_profile, profile_path
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -187,7 +187,7 @@ class ProfiledCostModel:
                 return math.exp(value)
         return self._fallback(shape, why)
 
-    # -- optional costs (profiles.cost_model.OPTIONAL_METHODS); None where the profile has no such timings
+    # -- optional costs (profiles.costs.cost_model.OPTIONAL_METHODS); None where the profile has no such timings
     def scheduler_step_time_s(self, image_tokens: int) -> float | None:
         """Log-log between measured token counts; outside them, proportional to the tokens
         from the nearest measurement (the step is elementwise over the latent)."""

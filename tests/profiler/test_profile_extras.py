@@ -8,10 +8,10 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from profiles.analytic import AnalyticCostModel
-from profiles.models import load_model
-from profiles.profile_format import PassOverhead, Profile, VaeTiming, load_profile, profile_path
-from profiles.profiled import ProfiledCostModel, load_profiled_cost_model
+from profiles.costs.analytic import AnalyticCostModel
+from profiles.catalog.models import load_model
+from profiles.costs.profile_format import PassOverhead, Profile, VaeTiming, load_profile, profile_path
+from profiles.costs.profiled import ProfiledCostModel, load_profiled_cost_model
 from tests.profiles.test_profiled import synthetic, timing
 
 TINY = load_model("pixart-tiny")

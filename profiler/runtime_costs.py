@@ -1,6 +1,6 @@
 """What a generation spends outside the timed transformer layers, measured by ``pfplan profile compute``.
 
-The per-layer table (:mod:`profiles.profiler_compute`) prices the blocks, the embeddings
+The per-layer table (:mod:`profiler.compute`) prices the blocks, the embeddings
 and the output layer. A real run also spends time on:
 
 * the **VAE decode** of the final latent to a PNG, once per image (``runtime.worker.decode_png``,
@@ -27,9 +27,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from profiles.cost_model import EMBED, FINAL
-from profiles.models import ModelPreset
-from profiles.profile_format import PassOverhead, Timing, VaeTiming
+from profiles.costs.cost_model import EMBED, FINAL
+from profiles.catalog.models import ModelPreset
+from profiles.costs.profile_format import PassOverhead, Timing, VaeTiming
 
 
 def time_vae_decode(preset: ModelPreset, resolutions_px: tuple[int, ...], samples: Callable[[Callable], list[float]],

@@ -4,7 +4,7 @@ A topology says how devices hang together, the way ``nvidia-smi topo -m`` and NC
 nodes → sockets (NUMA) → PCIe switches (possibly nested) → GPUs and NICs, plus NVLink
 domains and the links between sockets and between nodes. Every link carries a bandwidth
 in GB/s *per direction* and a latency in µs. Route classes (NVL, PIX, PXB, PHB, SYS, NET)
-are derived from the shape by :mod:`profiles.topology_graph`, never typed by hand.
+are derived from the shape by :mod:`profiles.topology.graph`, never typed by hand.
 
 Device ids are ``<node>/<gpu>``, e.g. ``node0/gpu3``; a plan's placement uses them.
 """
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from profiles.loading import load_model_file, resolve_shipped
 
-TOPOLOGIES_DIR = Path(__file__).parent / "data" / "topologies"
+TOPOLOGIES_DIR = Path(__file__).parents[1] / "data" / "topologies"
 
 
 class Link(BaseModel):

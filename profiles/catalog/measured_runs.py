@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from profiles.loading import load_model_file, resolve_shipped
 
-MEASUREMENTS_DIR = Path(__file__).parent / "data" / "measurements"
+MEASUREMENTS_DIR = Path(__file__).parents[1] / "data" / "measurements"
 
 
 class MeasuredRun(BaseModel):

@@ -2,7 +2,7 @@
 
 ``nvidia-smi topo -m`` prints a device × device matrix (GPUs and NICs) of the symbols
 ``X, NV#, PIX, PXB, PHB, NODE, SYS`` plus each GPU's CPU / NUMA affinity, then a legend.
-That is enough to redraw the machine's shape as a :class:`~profiles.topology.Topology`:
+That is enough to redraw the machine's shape as a :class:`~profiles.topology.format.Topology`:
 
 - sockets: one per NUMA node (GPUs by their NUMA affinity; NICs join the GPUs they are
   not ``SYS`` to);
@@ -13,7 +13,7 @@ That is enough to redraw the machine's shape as a :class:`~profiles.topology.Top
   domain (NVSwitch); otherwise one unswitched domain per linked pair.
 
 The printout says nothing about speeds, so links get defaults by route class (PCIe by the
-GPU's generation, NVLink # links × 20 GB/s as NCCL models it, REFERENCES §4) and the file's
+GPU's generation, NVLink # links × 20 GB/s as NCCL models it, docs/references.md §4) and the file's
 ``source`` says so. The result is checked against the input: the GPU × GPU route classes of
 the built graph must equal the printed ones, or the matrix is not a PCIe tree and the
 import fails naming the line.
@@ -30,14 +30,14 @@ from typing import Iterator
 import yaml
 
 from profiles.errors import InputError, PfplanError
-from profiles.gpus import get_gpu
-from profiles.topology import Link, Node, NvlinkDomain, Socket, Switch, Topology
-from profiles.topology_graph import ClusterGraph
+from profiles.catalog.gpus import get_gpu
+from profiles.topology.format import Link, Node, NvlinkDomain, Socket, Switch, Topology
+from profiles.topology.graph import ClusterGraph
 
 NVLINK_PER_LINK_GB_S = 20.0
-"""NVLink bandwidth per link and direction as NCCL models it (REFERENCES §4)."""
+"""NVLink bandwidth per link and direction as NCCL models it (docs/references.md §4)."""
 PCIE_X16_GB_S = {"Gen3": 12.0, "Gen4": 22.0, "Gen5": 50.0}
-"""Usable PCIe x16 bandwidth per direction by generation (REFERENCES §4)."""
+"""Usable PCIe x16 bandwidth per direction by generation (docs/references.md §4)."""
 SOCKET_LINK = Link(bandwidth_gb_s=20.0, latency_us=2.0)
 PCIE_LATENCY_US = 1.0
 NVLINK_LATENCY_US = 1.0
@@ -274,7 +274,7 @@ def topology_from_matrix(matrix: TopoMatrix, *, gpu: str, name: str, file: str |
               f"class, edit or run pfplan profile links: PCIe {gen} x16 {pcie.bandwidth_gb_s:g} GB/s and "
               f"{PCIE_LATENCY_US:g} µs per hop, inter-socket {SOCKET_LINK.bandwidth_gb_s:g} GB/s and "
               f"{SOCKET_LINK.latency_us:g} µs, NVLink {NVLINK_PER_LINK_GB_S:g} GB/s per link (NV# × "
-              f"{NVLINK_PER_LINK_GB_S:g}) and {NVLINK_LATENCY_US:g} µs (REFERENCES §4); all-pairs NV# is "
+              f"{NVLINK_PER_LINK_GB_S:g}) and {NVLINK_LATENCY_US:g} µs (docs/references.md §4); all-pairs NV# is "
               "read as an NVSwitch (switched: true).")
     described = ", ".join(f"{label}={matrix.nic_names[label]}" for label in matrix.nics() if label in matrix.nic_names)
     node = Node(name="node0", gpu=gpu, sockets=sockets, device_link=pcie,

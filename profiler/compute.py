@@ -6,16 +6,16 @@ on one device) at its real dimensions with seeded random weights. For each resol
 
 * the whole image (``q = kv = S``);
 * PipeFusion patches: ``rows/M`` token rows as queries, attending over all ``S`` keys
-  (:mod:`profiles.block_probe`'s stale-K/V attention), for every ``M`` dividing ``rows``
+  (:mod:`profiler.block_probe`'s stale-K/V attention), for every ``M`` dividing ``rows``
   up to ``--max-patches``; the same shape serves sequence-parallel and patch-parallel shards;
 * local shards: ``kv = S/N`` for N = 2, 4, each with its own column of patch splits;
 * tensor-parallel widths: blocks narrowed to 1/s of their heads and MLP
-  (:mod:`profiles.tensor_shard`) for each s dividing the head count (up to 4).
+  (:mod:`profiler.tensor_shard`) for each s dividing the head count (up to 4).
 
 Each block is then called on its captured arguments: warm-up calls, then repeats, median
 and spread (on CUDA with synchronisation). Embed and final come from the same forwards'
 hook timestamps. The VAE decode, the scheduler step and the whole-forward overhead are
-timed too (:mod:`profiles.profiler_extras`). The result is a :class:`~profiles.profile_format.Profile`.
+timed too (:mod:`profiler.runtime_costs`). The result is a :class:`~profiles.costs.profile_format.Profile`.
 """
 
 from __future__ import annotations
@@ -26,90 +26,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from profiles.cost_model import EMBED, FINAL
+from profiles.costs.cost_model import EMBED, FINAL
 from profiles.errors import InputError
-from profiles.models import ModelPreset
-from profiles.profile_format import Profile, ProfileProvenance, SoftwareStack, Timing
+from profiles.catalog.models import ModelPreset
+from profiles.costs.profile_format import Profile, ProfileProvenance, SoftwareStack, Timing
+from profiles.costs.workloads import ComputeSettings, patch_splits, workloads
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 GPU_NAME_HINTS = ((("H200",), "h200"), (("H100",), "h100-sxm"), (("A100", "PCIE"), "a100-pcie"),
                   (("A100",), "a100-sxm"), (("L40S",), "l40s"), (("L40",), "l40"), (("L20",), "l20"),
                   (("4090",), "rtx4090"), (("T4",), "t4"))
 """Words of a CUDA device name → catalog GPU (first match wins; --gpu overrides)."""
-
-
-@dataclass(frozen=True)
-class ComputeSettings:
-    """What to measure and how often."""
-
-    device: str = "cpu"
-    dtype: str = "fp32"
-    resolutions_px: tuple[int, ...] = ()
-    """Image sizes (square); empty: the preset's default resolution and twice it."""
-    max_patches: int = 32
-    batches: tuple[int, ...] = (1, 2)
-    shards: tuple[int, ...] = (2, 4)
-    """Local sequence shards q = kv = S/N."""
-    tensor_shards: tuple[int, ...] = (1, 2, 4)
-    """Kept where they divide the head count."""
-    threads: int | None = 1
-    warmup: int = 2
-    repeats: int = 7
-    min_sample_s: float = 0.002
-    """Fast calls are looped until one sample lasts this long (timer resolution, overheads)."""
-    seed: int = 0
-    gpu: str | None = None
-    """Catalog GPU name (default: guessed from the CUDA device name; 'cpu' on CPU)."""
-    extras: bool = True
-    """Also time the VAE decode and the scheduler step (:mod:`profiles.profiler_extras`)."""
-    pass_overhead: bool | None = None
-    """Build the whole model to measure the pass overhead; None: for tiny presets only."""
-
-
-@dataclass(frozen=True)
-class Workload:
-    """One forward of the reduced model: queries on a ``q_rows × cols`` grid, ``kv`` keys."""
-
-    resolution_px: int
-    q_rows: int
-    cols: int
-    kv_tokens: int
-    batch: int
-
-    @property
-    def query_tokens(self) -> int:
-        return self.q_rows * self.cols
-
-
-def workloads(preset: ModelPreset, settings: ComputeSettings) -> list[Workload]:
-    """Every forward the profile needs, smallest first (see the module docstring).
-
-    Each key/value length measured (the whole image, and each local shard of ``rows/N``
-    rows) gets the full column of patch splits, so the profiled cost model can interpolate
-    between any two of them. Example: pixart-tiny at 256 px (16 × 16 tokens), max 4
-    patches, shards 2 and 4 → kv 256 with q 256, 128, 64; kv 128 with q 128, 64, 32;
-    kv 64 with q 64, 32, 16.
-    """
-    out: dict[tuple[int, int, int], Workload] = {}
-    resolutions = settings.resolutions_px or (preset.default_resolution, 2 * preset.default_resolution)
-    for res in resolutions:
-        rows, cols = preset.token_grid(res, res)
-        grids = [rows] + [rows // n for n in settings.shards if rows % n == 0 and n > 1]
-        for batch in settings.batches:
-            for grid_rows in grids:
-                for m in _splits(grid_rows, settings.max_patches):
-                    _add(out, Workload(res, grid_rows // m, cols, grid_rows * cols, batch))
-    return sorted(out.values(), key=lambda w: (w.batch, w.kv_tokens, w.query_tokens))
-
-
-def _splits(rows: int, max_patches: int) -> list[int]:
-    """Power-of-two patch counts that cut ``rows`` token rows evenly (1 = the whole grid)."""
-    return [m for m in range(1, min(rows, max_patches) + 1) if rows % m == 0 and m & (m - 1) == 0]
-
-
-def _add(out: dict[tuple[int, int, int], Workload], w: Workload) -> None:
-    """Keep the first workload of each (query, kv, batch) key: a profile's rows are unique."""
-    out.setdefault((w.query_tokens, w.kv_tokens, w.batch), w)
 
 
 def software_stack(device: str, dtype: str, threads: int | None) -> SoftwareStack:
@@ -213,8 +140,8 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
     """Measure ``preset`` (see the module docstring); ``progress(total_or_0, label)`` reports steps."""
     import torch
 
-    from profiles.block_probe import ForwardCapture, stale_kv
-    from profiles.tensor_shard import shard_block
+    from profiler.block_probe import ForwardCapture, stale_kv
+    from profiler.tensor_shard import shard_block
     from runtime.families import adapter_for
     from runtime.forward_inputs import forward_inputs, output_module
     from runtime.model_build import build_transformer, transformer_blocks
@@ -231,7 +158,7 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     timer = Timer(settings, sync)
 
-    from profiles.profiler_extras import FullForward, time_scheduler_step, time_vae_decode
+    from profiler.runtime_costs import FullForward, time_scheduler_step, time_vae_decode
 
     resolutions = settings.resolutions_px or (preset.default_resolution, 2 * preset.default_resolution)
     base_res = preset.default_resolution if preset.default_resolution in resolutions else resolutions[0]
@@ -302,7 +229,7 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
             vae = time_vae_decode(preset, tuple(resolutions), timer.samples, device=device, dtype=dtype,
                                   seed=settings.seed)
             rows = preset.token_grid(base_res, base_res)[0]
-            scheduler = time_scheduler_step(preset, base_res, _splits(rows, settings.max_patches), timer.samples,
+            scheduler = time_scheduler_step(preset, base_res, patch_splits(rows, settings.max_patches), timer.samples,
                                             summarise, device=device, dtype=dtype)
         if full is not None:
             overhead = full.overheads(layers, settings.batches, timer.samples, scheduler)

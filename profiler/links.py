@@ -7,7 +7,7 @@ trip); the fit ``time = latency + bytes / bandwidth`` is weighted by 1/time², s
 messages pin the latency and large ones the bandwidth. All-gather, all-to-all and
 all-reduce are timed the same way for each group size (2, 4, … and all ranks).
 
-Launch: :mod:`profiles.rank_launch` (local processes, or the ranks torchrun started).
+Launch: :mod:`profiler.rank_launch` (local processes, or the ranks torchrun started).
 Every tensor sent is contiguous (gloo hangs the receiver otherwise).
 """
 
@@ -21,9 +21,9 @@ from functools import partial
 from typing import Any
 
 from profiles.errors import InputError
-from profiles.rank_launch import run_ranks, sync, under_torchrun
-from profiles.profile_format import CollectiveCurve, LinkFit, LinkPoint, Profile, ProfileProvenance, SoftwareStack
-from profiles.topology_graph import ClusterGraph
+from profiler.rank_launch import run_ranks, sync, under_torchrun
+from profiles.costs.profile_format import CollectiveCurve, LinkFit, LinkPoint, Profile, ProfileProvenance, SoftwareStack
+from profiles.topology.graph import ClusterGraph
 
 KB = 1024
 CPU_SIZES = tuple(4 * KB * 4 ** i for i in range(7))  # 4 KB … 16 MB
@@ -195,7 +195,7 @@ def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, 
         curves.append(CollectiveCurve(op=op, group_size=g, latency_us=latency, bandwidth_gb_s=bandwidth,
                                       points=points))
     first = cluster.devices[0]
-    from profiles.profiler_compute import device_identity
+    from profiler.compute import device_identity
 
     _, device_name = device_identity("cuda:0" if settings.device == "cuda" else "cpu", cluster.device_gpu[first])
     nccl = None
@@ -221,7 +221,7 @@ def measured_topology(cluster: ClusterGraph, profile: Profile, *, command: str) 
     SYS the socket link and NET the network (each less the device links' share of latency).
     Switch uplinks and classes not measured keep their figures; ``source`` says which is which.
     """
-    from profiles.topology import Link
+    from profiles.topology.format import Link
 
     fits = {f.route_class: f for f in profile.links}
     reps = {}

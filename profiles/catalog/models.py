@@ -2,7 +2,7 @@
 
 A preset is the diffusers transformer config plus what the config does not say (text
 tokens, CFG, scheduler, a tiny VAE for tests). Everything dimensional is derived from the
-config through :mod:`profiles.architecture`, so there is one source of truth.
+config through :mod:`profiles.catalog.architecture`, so there is one source of truth.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from profiles.architecture import Architecture
+from profiles.catalog.architecture import Architecture
 from profiles.errors import InputError
 from profiles.families import FamilyRegistry, FamilySpec, default_registry
 from profiles.loading import load_model_file, read_document, suggest
 
-MODELS_DIR = Path(__file__).parent / "data" / "models"
+MODELS_DIR = Path(__file__).parents[1] / "data" / "models"
 
 
 class ModelPreset(BaseModel):

@@ -9,9 +9,9 @@ import time
 import pytest
 import yaml
 
-from profiles.models import load_model
-from profiles.profile_format import load_profile
-from profiles.profiler_compute import ComputeSettings, workloads
+from profiles.catalog.models import load_model
+from profiles.costs.profile_format import load_profile
+from profiles.costs.workloads import ComputeSettings, workloads
 
 torch = pytest.importorskip("torch")
 
@@ -34,7 +34,7 @@ def test_workloads_cover_patches_shards_and_batches() -> None:
 def test_stale_kv_attends_over_the_whole_image_and_is_exact_when_fresh() -> None:
     import torch.nn.functional as F
 
-    from profiles.block_probe import StaleKV, stale_kv
+    from profiler.block_probe import StaleKV, stale_kv
 
     q, k, v = (torch.randn(1, 2, 4, 8) for _ in range(3))
     plain = StaleKV(F.scaled_dot_product_attention, 0)
@@ -60,7 +60,7 @@ def test_tensor_shard_divides_the_block_work() -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from runtime.model_build import build_transformer, transformer_blocks
-    from profiles.tensor_shard import shard_block
+    from profiler.tensor_shard import shard_block
 
     preset = load_model("flux-tiny")
     model = build_transformer(preset, config_overrides={"num_layers": 1, "num_single_layers": 1})
@@ -119,8 +119,8 @@ def test_sum_of_layer_costs_predicts_a_timed_serial_forward(pfplan, tmp_path) ->
     """
     from runtime.model_build import build_transformer
     from runtime.forward_inputs import forward_inputs
-    from profiles.profile_derive import serial_prediction_s
-    from profiles.profiled import load_profiled_cost_model
+    from profiles.costs.profile_derive import serial_prediction_s
+    from profiles.costs.profiled import load_profiled_cost_model
 
     preset_file = _bigger_tiny_preset(tmp_path)
     preset = load_model(str(preset_file))
@@ -158,7 +158,7 @@ def test_sum_of_layer_costs_predicts_a_timed_serial_forward(pfplan, tmp_path) ->
 def test_forward_inputs_cover_the_real_presets_conditioning(name: str, overrides: dict) -> None:
     from runtime.model_build import build_transformer
     from runtime.forward_inputs import forward_inputs
-    from profiles.models import ModelPreset
+    from profiles.catalog.models import ModelPreset
 
     data = load_model(name).model_dump()
     data["config"] = {**data["config"], **overrides}
@@ -175,8 +175,8 @@ def test_forward_inputs_cover_the_real_presets_conditioning(name: str, overrides
     ("NVIDIA A100-SXM4-80GB", "a100-sxm"), ("NVIDIA L40S", "l40s"), ("NVIDIA L40", "l40"),
     ("NVIDIA GeForce RTX 4090", "rtx4090"), ("Tesla T4", "t4"), ("NVIDIA H200", "h200")])
 def test_cuda_device_names_map_to_the_catalog(device_name: str, catalog: str) -> None:
-    from profiles.gpus import get_gpu
-    from profiles.profiler_compute import catalog_gpu_for
+    from profiles.catalog.gpus import get_gpu
+    from profiler.compute import catalog_gpu_for
 
     assert catalog_gpu_for(device_name) == catalog
     get_gpu(catalog)
@@ -184,7 +184,7 @@ def test_cuda_device_names_map_to_the_catalog(device_name: str, catalog: str) ->
 
 def test_unknown_cuda_device_asks_for_gpu() -> None:
     from profiles.errors import InputError
-    from profiles.profiler_compute import catalog_gpu_for
+    from profiler.compute import catalog_gpu_for
 
     with pytest.raises(InputError, match="pass --gpu"):
         catalog_gpu_for("NVIDIA RTX A4000")

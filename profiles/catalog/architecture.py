@@ -16,14 +16,31 @@ width, ``c`` text (cross-attention) width, ``p`` patch size, ``lin(a, b) = a·b 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Callable, Literal, Protocol
 
 from profiles.errors import InputError
 
-if TYPE_CHECKING:
-    from profiles.families.spec import BlockKind, FamilySpec
-
 AttentionKind = Literal["cross", "joint", "self"]
+
+
+class BlockFormulas(Protocol):
+    """What a family says of one block kind (:class:`profiles.families.spec.BlockKind` is one).
+
+    A protocol, so this module need not import the family specs that build on it.
+    """
+
+    name: str
+    flops: Callable[..., int]
+    attention_flops: Callable[..., int]
+    text_only_flops: Callable[..., tuple[int, int]]
+    joint: bool
+    long_skip: bool
+
+
+class BlockCatalog(Protocol):
+    """The family that built an architecture, as far as the cost formulas need it."""
+
+    def find_block(self, kind: str) -> BlockFormulas | None: ...
 
 
 def lin(a: int, b: int) -> int:
@@ -62,7 +79,7 @@ class Architecture:
     """Output norm and projection (last stage)."""
     duplicated_params: int = 0
     """Parameters diffusers stores once per block but the original model shares (DiT)."""
-    spec: FamilySpec | None = field(default=None, compare=False, repr=False)
+    spec: BlockCatalog | None = field(default=None, compare=False, repr=False)
     """The family that built this (set by :meth:`FamilySpec.architecture`): its block kinds' formulas."""
 
     @property
@@ -84,7 +101,7 @@ class Architecture:
     def layer_params(self) -> list[int]:
         return [group.params for group in self.blocks for _ in range(group.count)]
 
-    def block_kind(self, kind: str) -> BlockKind:
+    def block_kind(self, kind: str) -> BlockFormulas:
         """The formulas of block kind ``kind`` (an :class:`InputError` for a kind no family here has)."""
         found = self.spec.find_block(kind) if self.spec is not None else None
         if found is None:

@@ -10,7 +10,7 @@ so a call gets smaller, and less efficient, the same way whether its tokens are 
 splits and patches) or its width and heads are (tensor parallel):
 ``n`` tokens at shard ``s`` count like ``n/s`` tokens at full width. Counting tokens alone
 would leave a tensor-sharded call at full efficiency. The text-only matmuls of
-cross-attention blocks and of the embedding (:func:`~profiles.flops.text_only_flops`) are
+cross-attention blocks and of the embedding (:func:`~profiles.costs.flops.text_only_flops`) are
 separate calls with the text's rows and are priced at their own efficiency. Time stays
 monotone in the work: each part's FLOPs ``F`` are ∝ its ``n``, so ``F/e(n) ∝ n + n_half``
 grows with ``n`` (and falls with the shard). The default constants are
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from profiles.cost_model import EMBED, FINAL, LayerShape
-from profiles.flops import (is_joint, layer_activation_bytes, layer_flops, layer_weight_bytes,
+from profiles.costs.cost_model import EMBED, FINAL, LayerShape
+from profiles.costs.flops import (is_joint, layer_activation_bytes, layer_flops, layer_weight_bytes,
                            text_only_flops)
-from profiles.gpus import GpuSpec, get_gpu
-from profiles.models import ModelPreset
+from profiles.catalog.gpus import GpuSpec, get_gpu
+from profiles.catalog.models import ModelPreset
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class AnalyticCostModel:
         return f"analytic:{self.gpu_name}"
 
     # The roofline knows the transformer's FLOPs only: the optional costs of
-    # profiles.cost_model.OPTIONAL_METHODS are unknown to it (None: the simulator prices 0 and says so).
+    # profiles.costs.cost_model.OPTIONAL_METHODS are unknown to it (None: the simulator prices 0 and says so).
     def scheduler_step_time_s(self, image_tokens: int) -> float | None:
         return None
 

@@ -19,24 +19,14 @@ Worked example: 16×16 token grid, patch rows 4..8 → image tokens 64..128 are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 
+from runtime.attention.kv_state import KVState
 from runtime.families import adapter_for
-
-
-@dataclass
-class KVState:
-    """Where the current pass writes; shared by every stale-K/V processor of one rank."""
-
-    patch: tuple[int, int] | None = None
-    """Image-token slice of a patch pass; None: a full-image pass (the buffer is replaced)."""
-    text_tokens: int = 0
-    """Text tokens in front of the image tokens (Flux single blocks see one joint sequence)."""
 
 
 class KVBuffer:

@@ -28,8 +28,8 @@ from typing import Iterable
 import networkx as nx
 
 from profiles.errors import InputError, TopologyError
-from profiles.gpus import get_gpu
-from profiles.topology import Node, Switch, Topology
+from profiles.catalog.gpus import get_gpu
+from profiles.topology.format import Node, Switch, Topology
 
 ROUTE_CLASSES = ("NVL", "PIX", "PXB", "PHB", "SYS", "NET")
 """Nearest first, as NCCL orders them."""
@@ -260,7 +260,7 @@ class ClusterGraph:
 def load_cluster(name_or_path: str) -> ClusterGraph:
     """Load a topology file or shipped name straight into its graph."""
     from profiles.loading import resolve_shipped, load_model_file
-    from profiles.topology import TOPOLOGIES_DIR
+    from profiles.topology.format import TOPOLOGIES_DIR
 
     path = resolve_shipped(str(name_or_path), TOPOLOGIES_DIR, "topology")
     return ClusterGraph(load_model_file(Topology, path), file=str(path))

@@ -28,8 +28,8 @@ from functools import partial
 from typing import Any
 
 from profiles.errors import InputError
-from profiles.rank_launch import run_ranks, sync, under_torchrun
-from profiles.topology import Communication, Topology
+from profiler.rank_launch import run_ranks, sync, under_torchrun
+from profiles.topology.format import Communication, Topology
 
 
 @dataclass(frozen=True)

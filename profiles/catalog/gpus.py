@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from profiles.errors import InputError
 from profiles.loading import load_model_file, suggest
 
-GPUS_FILE = Path(__file__).parent / "data" / "gpus.yaml"
+GPUS_FILE = Path(__file__).parents[1] / "data" / "gpus.yaml"
 
 
 class GpuSpec(BaseModel):

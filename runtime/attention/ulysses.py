@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from runtime.dist_context import DistContext
 from runtime.families import adapter_for, registry
-from runtime.stale_kv import image_qkv, self_attention_output
+from runtime.attention.stale_kv import image_qkv, self_attention_output
 
 
 class UlyssesExchange:

@@ -9,7 +9,7 @@ The block formulas live with their family (:mod:`profiles.families`: each
 :class:`~profiles.families.spec.BlockKind` carries its own); this module prices the
 embedding and the output layer, which every family shares, and scales a block's count by
 the batch and the tensor-parallel shard.
-Symbols as in :mod:`profiles.architecture`; ``q`` image query tokens, ``k`` image key/value
+Symbols as in :mod:`profiles.catalog.architecture`; ``q`` image query tokens, ``k`` image key/value
 tokens, ``t`` text tokens attended, ``tq`` text tokens whose projections run here,
 ``s`` tensor-parallel shard.
 
@@ -32,8 +32,8 @@ hunyuan_block                 as pixart_block with cross width c (+ skip: 2q·2h
 
 from __future__ import annotations
 
-from profiles.architecture import Architecture
-from profiles.cost_model import EMBED, FINAL, LayerShape
+from profiles.catalog.architecture import Architecture
+from profiles.costs.cost_model import EMBED, FINAL, LayerShape
 from profiles.errors import InputError
 from profiles.families.spec import Tokens
 

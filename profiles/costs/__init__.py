@@ -1,0 +1,1 @@
+"""Cost models behind one small interface (analytic roofline, measured profile) and the profile format."""
