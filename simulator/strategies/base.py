@@ -245,6 +245,23 @@ def output_gather(axis: str, work: PassWork, degree: int) -> list[CollectiveSpec
     return [CollectiveSpec(axis, "all_gather", ceil_div(work.out_bytes, degree), 1, overlapped=False)]
 
 
+class SharesNothing(Strategy):
+    """A strategy whose ranks each run the whole pass on their own (serial, data replicas):
+    no shard, no collectives, no buffers, no traffic to place. Its rules are its own."""
+
+    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
+        return shape
+
+    def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
+        return []
+
+    def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
+        return MemoryTerms()
+
+    def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
+        return 0.0
+
+
 class SequenceShard(Strategy):
     """Sequence parallelism (Ulysses, Ring): each rank keeps 1/degree of the query tokens.
 

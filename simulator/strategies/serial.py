@@ -6,13 +6,11 @@ so a plan with no parallelism at all is one stage, one rank, one item per step.
 
 from __future__ import annotations
 
-from profiles.costs.cost_model import LayerShape
 from profiles.catalog.models import ModelPreset
-from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
-    TrafficContext
+from simulator.strategies.base import SharesNothing
 
 
-class Serial(Strategy):
+class Serial(SharesNothing):
     """No axis, so no ``Degrees`` field: it is registered for its runtime module, which runs a
     stage group of one rank, and so that every plan, even one with no degree above 1, names the
     strategy that executes it."""
@@ -25,15 +23,3 @@ class Serial(Strategy):
 
     def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
         return []
-
-    def shard(self, shape: LayerShape, degree: int) -> LayerShape:
-        return shape
-
-    def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
-        return []
-
-    def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
-        return MemoryTerms()
-
-    def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
-        return 0.0
