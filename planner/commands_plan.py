@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
         for note in command.notes:
             err_console.print(f"note: {note}", markup=False, soft_wrap=True)
 
-    @plan_app.command("import")
+    @plan_app.command("import", context_settings={"ignore_unknown_options": True})  # ARGS may start with --
     def plan_import(args: str = typer.Argument(..., help='The xDiT command line or its flags, quoted.'),
                     source: str = typer.Option(..., "--from", help="Engine: xdit."),
                     model: str = typer.Option(..., help="Preset name, preset file or local diffusers folder."),
