@@ -169,6 +169,10 @@ class Strategy(ABC):
     """Combines only with the replica axes."""
     stale: ClassVar[bool] = False
     """Attends to one-step-old activations after warm-up, so a plan needs warm-up steps."""
+    xdit_flag: ClassVar[str | None] = None
+    """xDiT's command-line flag for this axis (``--ulysses_degree``), or None where xDiT has none;
+    a flag not ending in ``_degree`` is a switch meaning ``max_degree`` (``--use_cfg_parallel``).
+    :mod:`planner.xdit` translates plans with it."""
     runtime_module: ClassVar[str | None] = None
     """Dotted path of the pfrun module that executes this axis, or None."""
     not_executable: ClassVar[str] = ""

@@ -22,6 +22,7 @@ class Cfg(Strategy):
     rank_order = 20
     title = "CFG parallel"
     description = "CFG parallel: cond and uncond halves on two device groups."
+    xdit_flag = "--use_cfg_parallel"
     role = "replica"
     max_degree = 2
     runtime_module = "runtime.strategies.cfg"

@@ -17,6 +17,7 @@ class Data(SharesNothing):
     rank_order = 10
     title = "data parallel"
     description = "Independent replicas, each generating its own images."
+    xdit_flag = "--data_parallel_degree"
     role = "replica"
     runtime_module = "runtime.strategies.data"
 

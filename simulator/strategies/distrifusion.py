@@ -27,6 +27,7 @@ class DistriFusion(Strategy):
     rank_order = 40
     title = "DistriFusion"
     description = "DistriFusion patch parallel (stale K/V all-gathered)."
+    xdit_flag = None  # xDiT dropped DistriFusion (it was in PipeFuser, its predecessor)
     role = "stage"
     exclusive = True
     stale = True

@@ -28,6 +28,7 @@ class PipeFusion(Strategy):
     rank_order = 30
     title = "PipeFusion"
     description = "PipeFusion pipeline stages (displaced patch pipeline)."
+    xdit_flag = "--pipefusion_parallel_degree"
     role = "pipeline"
     stale = True
     runtime_module = "runtime.strategies.pipefusion"

@@ -26,6 +26,7 @@ class Ring(SequenceShard):
     rank_order = 50
     title = "Ring attention"
     description = "Ring attention sequence parallel."
+    xdit_flag = "--ring_degree"
     role = "stage"
     runtime_module = None
     not_executable = ("pfrun has no attention processor that passes K/V blocks around the ring and merges "

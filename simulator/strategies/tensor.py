@@ -24,6 +24,7 @@ class TensorParallel(Strategy):
     rank_order = 70
     title = "Tensor parallel"
     description = "Tensor (Megatron) parallel: heads and MLP width sharded."
+    xdit_flag = "--tensor_parallel_degree"
     role = "stage"
     shards_heads = True
     exclusive = True

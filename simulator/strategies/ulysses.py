@@ -28,6 +28,7 @@ class Ulysses(SequenceShard):
     rank_order = 60
     title = "Ulysses"
     description = "Ulysses (all-to-all over heads) sequence parallel."
+    xdit_flag = "--ulysses_degree"
     role = "stage"
     shards_heads = True
     runtime_module = "runtime.strategies.ulysses"
