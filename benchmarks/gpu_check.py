@@ -48,6 +48,7 @@ STEP_TITLES = {
 STEPS = tuple(STEP_TITLES)
 RESERVE_S = 2.0
 """Budget kept back for writing the report after the last step."""
+MIN_FIRST_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,10 @@ class Check:
     date: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d"))
     results: dict[str, StepResult] = field(default_factory=lambda: {n: StepResult(n) for n in STEPS})
     files: dict[str, str] = field(default_factory=dict)
+    stack: str = ""
+    """Software versions, for the report's head (read once, before the clock starts)."""
+    first: bool = True
+    """True while the first step runs: it always starts, with at least MIN_FIRST_S, so a run reports something."""
 
     @property
     def report_path(self) -> Path:
@@ -140,6 +145,8 @@ class Check:
         """Run ``argv`` (shown in the report as ``shown``) within the step's cap and the budget."""
         step.commands.append(shlex.join(shown))
         left = self.left_s() - RESERVE_S
+        if self.first:
+            left = max(left, MIN_FIRST_S)
         if left <= 0:
             raise BudgetExhausted("no budget left to start it")
         limit = min(cap_s, left)
@@ -409,7 +416,7 @@ def report_text(check: Check, finished: bool) -> str:
             f"Made by `{shlex.join(['python', '-m', 'benchmarks.gpu_check', *sys.argv[1:]])}`"
             f" ({'dry run on the CPU with the tiny presets' if mode.dry else 'real run'}), "
             f"budget {check.budget_s:g} s, {elapsed:.0f} s used{'' if finished else ' so far (still running)'}; "
-            f"{software()}, host {platform.node()}. Commands are run from the repository root; `pfplan` is "
+            f"{check.stack}, host {platform.node()}. Commands are run from the repository root; `pfplan` is "
             "`python -m planner`, `pfrun` is `python -m runtime`. What the steps are: docs/gpu.md.", "",
             "## Steps", ""]
     summary = [[STEP_TITLES[r.name], r.status, f"{r.wall_s:.1f}", r.reason] for r in check.results.values()]
@@ -479,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = Mode.make(args.dry)
     gpu, device_name = identify(args.dry, args.gpu)
     out = args.out or (Path(tempfile.mkdtemp(prefix="gpu-check-")) if args.dry else ROOT)
-    check = Check(mode=mode, budget_s=args.budget_s, out=out.resolve(), gpu=gpu, device_name=device_name)
+    check = Check(mode=mode, budget_s=args.budget_s, out=out.resolve(), gpu=gpu, device_name=device_name,
+                  stack=software())
     chosen = set(args.only.split(",")) if args.only else set(STEPS)
     unknown = chosen - set(STEPS)
     if unknown:
@@ -491,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         if name not in chosen:
             step.status, step.reason = "skipped", "not chosen (--only)"
             continue
-        if check.left_s() - RESERVE_S <= 0:
+        if not check.first and check.left_s() - RESERVE_S <= 0:
             break  # this and the later steps stay "not reached"
         start = time.monotonic()
         try:
@@ -503,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - one step's bug must not lose the others' results
             step.status, step.reason = "failed", f"{type(exc).__name__}: {exc}"
         step.wall_s = time.monotonic() - start
+        check.first = False
         print(f"gpu-check: {STEP_TITLES[name]}: {step.status}{' — ' + step.reason if step.reason else ''} "
               f"({step.wall_s:.1f} s)", flush=True)
         write_report(check, finished=False)
