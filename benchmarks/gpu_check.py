@@ -455,9 +455,10 @@ def identify(dry: bool, gpu: str | None) -> tuple[str, str]:
         return gpu or "cpu", platform.processor() or platform.machine() or "cpu"
     import torch
 
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu-check: torch sees no CUDA device; on a CPU machine run `make gpu-check DRY=1` "
-                         "(python -m benchmarks.gpu_check --dry)")
+    if not torch.cuda.is_available():  # exit 0: `python -m benchmarks` runs every script, GPU or not
+        print("gpu-check: torch sees no CUDA device, nothing measured; on a CPU machine run `make gpu-check DRY=1` "
+              "(python -m benchmarks.gpu_check --dry)", file=sys.stderr)
+        raise SystemExit(0)
     from profiler.compute import catalog_gpu_for
 
     name = torch.cuda.get_device_name(0)
