@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # pytest workers: the suite is sized for 2 cores.
 JOBS ?= 2
 
-.PHONY: setup demo test bench schemas clean
+.PHONY: setup demo test bench schemas gpu-check clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# The bounded CUDA check (docs/gpu.md): about 8 minutes on one H100/H200, report in docs/gpu/, profiles in
+# profiles/data/profiles/. DRY=1: the same steps on the CPU with the tiny presets, into OUT (default: a temp folder).
+GPU_CHECK_BUDGET ?= 480
+gpu-check: $(STAMP)
+	$(PY) -m benchmarks.gpu_check --budget-s $(GPU_CHECK_BUDGET) $(if $(DRY),--dry) $(if $(OUT),--out $(OUT))
 
 schemas: $(STAMP)
 	$(PY) -m planner.schemas docs/schemas
