@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import Any, Mapping, Protocol
 
 import torch
 
@@ -32,10 +32,19 @@ from runtime.attention.stale_kv import KVState
 from runtime.strategies.base import ModelView, PlanShare, StageSetup
 from runtime.strategies.serial import batch_of
 from runtime.attention.ulysses import UlyssesExchange, install_ulysses
-
-if TYPE_CHECKING:
-    from runtime.attention.ring import RingExchange
 from simulator.plan import ParallelPlan
+
+
+class BandExchange(Protocol):
+    """What the band loop reads of an attention exchange (Ulysses' all-to-alls, Ring's hops)."""
+
+    title: str
+    span: str
+    """The trace's name for one transfer."""
+    degree: int
+    group: Any
+    peers: str
+    intervals: list[tuple[float, float, int]]
 
 
 def band(rows: int, degree: int, index: int) -> tuple[int, int]:
@@ -60,7 +69,7 @@ def record_pass(rec: Recorder, start: float, end: float, intervals: list[tuple[f
         rec.add("blocks", "compute", cursor, end, **args)
 
 
-def run_ulysses(s: StageSetup, staged: StagedModel, exchange: UlyssesExchange | RingExchange,
+def run_ulysses(s: StageSetup, staged: StagedModel, exchange: BandExchange,
                 index: int) -> torch.Tensor | None:
     """This rank's loop (Ring runs the same band loop); the final latent on the group's first rank, else None."""
     x, r = s.inputs, s.recording
