@@ -39,6 +39,10 @@ class UlyssesExchange:
     """The all-to-alls of one rank's Ulysses group, timed: the executor turns the intervals
     into ``collective`` spans and the rest of a pass into ``compute`` spans."""
 
+    title = "Ulysses"
+    span = "all_to_all"
+    """The trace's name for one transfer (:func:`runtime.strategies.ulysses.record_pass`)."""
+
     def __init__(self, dist: DistContext, group: Any, degree: int, ranks: list[int], cuda: bool = False) -> None:
         self.dist, self.group, self.degree, self.ranks, self.cuda = dist, group, degree, ranks, cuda
         self.peers = ", ".join(f"rank {r}" for r in ranks if r != getattr(dist, "rank", None))

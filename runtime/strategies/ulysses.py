@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping, Protocol
 
 import torch
 
@@ -35,6 +35,18 @@ from runtime.attention.ulysses import UlyssesExchange, install_ulysses
 from simulator.plan import ParallelPlan
 
 
+class BandExchange(Protocol):
+    """What the band loop reads of an attention exchange (Ulysses' all-to-alls, Ring's hops)."""
+
+    title: str
+    span: str
+    """The trace's name for one transfer."""
+    degree: int
+    group: Any
+    peers: str
+    intervals: list[tuple[float, float, int]]
+
+
 def band(rows: int, degree: int, index: int) -> tuple[int, int]:
     """Token rows of rank ``index`` of ``degree`` (equal bands; runnable.py requires rows % degree == 0)."""
     if rows % degree:
@@ -44,20 +56,22 @@ def band(rows: int, degree: int, index: int) -> tuple[int, int]:
 
 
 def record_pass(rec: Recorder, start: float, end: float, intervals: list[tuple[float, float, int]],
-                **args: object) -> None:
-    """The pass [start, end) as ``compute`` spans between its all-to-alls, which become ``collective`` spans."""
+                name: str = "all_to_all", **args: object) -> None:
+    """The pass [start, end) as ``compute`` spans between its transfers (all-to-alls, or Ring's
+    hops), which become ``collective`` spans called ``name``."""
     cursor = start
     for a, b, nbytes in intervals:
         if a > cursor:
             rec.add("blocks", "compute", cursor, a, **args)
-        rec.add("all_to_all", "collective", a, b, **args, bytes=nbytes)
+        rec.add(name, "collective", a, b, **args, bytes=nbytes)
         cursor = b
     if end > cursor:
         rec.add("blocks", "compute", cursor, end, **args)
 
 
-def run_ulysses(s: StageSetup, staged: StagedModel, exchange: UlyssesExchange, index: int) -> torch.Tensor | None:
-    """This rank's loop; the final latent on the group's first rank, else None."""
+def run_ulysses(s: StageSetup, staged: StagedModel, exchange: BandExchange,
+                index: int) -> torch.Tensor | None:
+    """This rank's loop (Ring runs the same band loop); the final latent on the group's first rank, else None."""
     x, r = s.inputs, s.recording
     sched = copy.deepcopy(s.model.scheduler)
     sched.set_timesteps(s.share.steps)
@@ -77,7 +91,7 @@ def run_ulysses(s: StageSetup, staged: StagedModel, exchange: UlyssesExchange, i
         hidden, _ = staged.run_blocks(0, layers, hidden, extra, ctx, r0, r1, True)
         if r.rec.cuda:
             torch.cuda.current_stream().synchronize()
-        record_pass(r.rec, start, time.perf_counter(), exchange.intervals, layers=f"0-{layers - 1}", layer=0,
+        record_pass(r.rec, start, time.perf_counter(), exchange.intervals, exchange.span, layers=f"0-{layers - 1}", layer=0,
                     warmup=step < s.share.warmup, **tags)
         with r.rec.span("final", "final", **tags):
             mine = staged.final(hidden, ctx, r0, r1)
@@ -85,7 +99,7 @@ def run_ulysses(s: StageSetup, staged: StagedModel, exchange: UlyssesExchange, i
         mine = x.guidance(mine, r.rec, **tags)
         with r.rec.span("gather prediction", "collective", bytes=mine.numel() * mine.element_size(), **tags):
             noise = s.place.dist.all_gather_cat(mine, exchange.group, exchange.degree, 2,
-                                                f"Ulysses gather of the prediction with {exchange.peers}")
+                                                f"{exchange.title} gather of the prediction with {exchange.peers}")
         with r.rec.span("scheduler", "scheduler", **tags):
             latent = sched.step(noise, t, latent, generator=x.generator, return_dict=False)[0]
         r.step_end_s.append(r.rec.now_s())

@@ -12,12 +12,16 @@ ring's traffic may overlap the fraction ``f = a · (r−1)/r`` of the pass's com
 ``(1−f)·C + max(f·C, comm)`` per layer, summed over the stage (exact when the stage's layers
 are alike, as PixArt's, DiT's and Flux's are: Flux's double and single blocks have the same
 dense FLOPs per token), and what sticks out is exposed communication.
+
+pfrun runs it (:mod:`runtime.strategies.ring`) on the ``self`` attention families alone or
+with cfg and data around it; :meth:`Ring.runtime_limits` names what it refuses.
 """
 
 from __future__ import annotations
 
 from profiles.catalog.models import ModelPreset
-from simulator.strategies.base import CollectiveSpec, PassWork, SequenceShard, TrafficContext, output_gather
+from simulator.strategies.base import CollectiveSpec, PassWork, PlanFacts, SequenceShard, TrafficContext, \
+    output_gather
 
 
 class Ring(SequenceShard):
@@ -28,9 +32,9 @@ class Ring(SequenceShard):
     description = "Ring attention sequence parallel."
     xdit_flag = "--ring_degree"
     role = "stage"
-    runtime_module = None
-    not_executable = ("pfrun has no attention processor that passes K/V blocks around the ring and merges "
-                      "partial softmaxes yet (issue 11)")
+    runtime_module = "runtime.strategies.ring"
+    runtime_attention = frozenset({"cross", "self"})
+    """Joint attention (SD3, Flux) would also need the text stream's queries and K/V in the ring."""
 
     def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
         return []  # what it must divide is a cross-axis rule (splits_sequence)
@@ -49,3 +53,18 @@ class Ring(SequenceShard):
 
     def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
         return 2 * ctx.activation_bytes * ctx.model.layers
+
+    def runtime_limits(self, degree: int, facts: PlanFacts, model: ModelPreset) -> str | None:
+        if degree < 2:
+            return None
+        unsupported = super().runtime_limits(degree, facts, model)
+        if unsupported:
+            return unsupported
+        if facts.degrees.get("ulysses", 1) > 1:
+            return "degrees.ring: Ring × Ulysses (USP) is not executed yet (pfrun runs one loop per rank)"
+        if facts.pipelined:
+            return "degrees.ring: Ring inside PipeFusion stages is not executed yet (only with cfg and data)"
+        if facts.rows % degree:
+            return (f"degrees.ring: the {facts.rows} token rows do not split into {degree} equal bands "
+                    "(pfrun's Ring needs equal bands)")
+        return None

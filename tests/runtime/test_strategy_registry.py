@@ -35,7 +35,7 @@ def test_every_module_of_the_package_is_a_registered_strategy():
     assert set(RUNNABLE_AXES) <= files
 
 
-@pytest.mark.parametrize("axis", ["ring", "tensr", ""])
+@pytest.mark.parametrize("axis", ["usp", "tensr", ""])
 def test_an_unknown_axis_fails_with_one_line_naming_the_valid_ones(axis):
     with pytest.raises(registry.UnknownStrategy) as info:
         registry.strategy(axis)
