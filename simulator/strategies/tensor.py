@@ -27,9 +27,7 @@ class TensorParallel(Strategy):
     role = "stage"
     shards_heads = True
     exclusive = True
-    runtime_module = None
-    not_executable = ("pfrun does not split the blocks' weights into Megatron column and row shards yet "
-                      "(issue 11)")
+    runtime_module = "runtime.strategies.tensor"
 
     def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
         return []  # heads: a cross-axis rule (shards_heads)
