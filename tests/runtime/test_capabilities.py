@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 from .helpers import plan
 
 
-@pytest.mark.parametrize("axis", ["tensor", "ring", "distrifusion"])
+@pytest.mark.parametrize("axis", ["ring", "distrifusion"])
 def test_axes_not_executed_are_refused_by_name(axis):
     reason = unrunnable_reason(plan("pixart-tiny", degrees={axis: 2}), load_model("pixart-tiny"))
     assert reason and f"{axis}(2)" in reason
