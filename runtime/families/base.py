@@ -35,6 +35,64 @@ conditions the image: PixArt's is "cross", its processor kind "self").
 ``flux``: Flux's attention (double blocks: text as added K/V; single blocks: one [text; image] sequence)."""
 
 
+@dataclass(frozen=True)
+class TensorSplit:
+    """One ``nn.Linear`` of a block split across the ranks of a tensor-parallel group.
+
+    ``column``: each rank keeps ``1/t`` of the outputs (Q/K/V, the MLP's up projection);
+    ``row``: ``1/t`` of the inputs, the partial outputs summed by an all-reduce (the output
+    projections). ``groups`` are the proportions of packed blocks along the split dimension
+    (GEGLU's ``[1, 1]`` value and gate, Flux's ``[dim, mlp]`` input of ``proj_out``): each
+    block is split on its own, so a rank's slice lines up with its heads and MLP columns.
+    """
+
+    parent: Any
+    """The module holding the Linear (an ``nn.Sequential`` / ``ModuleList`` for ``to_out[0]``)."""
+    name: str
+    """Its attribute name (an index, as a string, in a Sequential)."""
+    kind: Literal["column", "row"]
+    groups: tuple[int, ...] = (1,)
+
+
+@dataclass
+class TensorPlan:
+    """How one block splits for tensor parallelism: the Linears, and the attention modules whose
+    ``heads`` become ``heads / t`` (diffusers' processors reshape by ``attn.heads``)."""
+
+    splits: list[TensorSplit]
+    attentions: list[Any]
+
+
+_GATED = ("GEGLU", "SwiGLU")
+"""diffusers' FeedForward activations whose projection packs a value and a gate."""
+
+
+def default_tensor_plan(block: Any) -> TensorPlan:
+    """The Megatron split of a diffusers block: every attention module (self, cross, joint)
+    column-splits ``to_q/k/v`` and ``add_q/k/v_proj`` and row-splits ``to_out[0]`` and
+    ``to_add_out``; every ``FeedForward`` column-splits ``net[0].proj`` and row-splits ``net[2]``.
+    Norms, AdaLN modulations and other Linears stay whole (replicated)."""
+    from diffusers.models.attention import FeedForward
+
+    splits: list[TensorSplit] = []
+    attentions: list[Any] = []
+    for module in block.modules():
+        if hasattr(module, "heads") and hasattr(module, "to_q"):
+            attentions.append(module)
+            for name in ("to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj"):
+                if getattr(module, name, None) is not None:
+                    splits.append(TensorSplit(module, name, "column"))
+            if getattr(module, "to_add_out", None) is not None:
+                splits.append(TensorSplit(module, "to_add_out", "row"))
+            if getattr(module, "to_out", None) is not None:
+                splits.append(TensorSplit(module.to_out, "0", "row"))
+        elif isinstance(module, FeedForward):
+            gated = type(module.net[0]).__name__ in _GATED
+            splits.append(TensorSplit(module.net[0], "proj", "column", (1, 1) if gated else (1,)))
+            splits.append(TensorSplit(module.net, "2", "row"))
+    return TensorPlan(splits, attentions)
+
+
 class UnknownFamily(UnrunnablePlan):
     """No runtime adapter is registered under this family name."""
 
@@ -133,6 +191,11 @@ class FamilyAdapter(ABC):
     def output_module(self, model: Any) -> Any:
         """The module whose end marks the end of the final layer (the profiler's timing)."""
         return model
+
+    def tensor_plan(self, block: Any) -> TensorPlan:
+        """How ``block`` splits across tensor-parallel ranks (:func:`default_tensor_plan`: attention
+        modules and FeedForwards; a family with other Linears in the block's main path overrides)."""
+        return default_tensor_plan(block)
 
     def drop_block(self, block: Any, index: int, *, last_stage: bool) -> None:
         """Free the weights of a block another PipeFusion stage runs."""

@@ -17,7 +17,8 @@ import torch
 
 from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
-from runtime.families.base import (FamilyAdapter, ProcessorKind, StagedView, StepContext, batch_of,
+from runtime.families.base import (FamilyAdapter, ProcessorKind, StagedView, StepContext, TensorPlan, TensorSplit,
+                                   batch_of, default_tensor_plan,
                                    drop_learned_sigma)
 
 FLUX_GUIDANCE = 3.5
@@ -59,6 +60,18 @@ class FluxAdapter(FamilyAdapter):
 
     def single_block_overrides(self) -> dict[str, Any]:
         return {"num_layers": 1, "num_single_layers": 1}
+
+    def tensor_plan(self, block: Any) -> TensorPlan:
+        """Double blocks: the default. Single blocks have no ``to_out``: the attention output (the
+        heads' ``dim``) and ``proj_mlp``'s output are concatenated into ``proj_out``, so ``proj_mlp``
+        is column-split and ``proj_out`` row-split in two packed blocks ``[dim, mlp]`` (one
+        all-reduce per single block)."""
+        plan = default_tensor_plan(block)
+        if hasattr(block, "proj_mlp") and hasattr(block, "proj_out"):
+            dim = block.proj_out.out_features
+            plan.splits += [TensorSplit(block, "proj_mlp", "column"),
+                            TensorSplit(block, "proj_out", "row", (dim, block.proj_mlp.out_features))]
+        return plan
 
     def timestep(self, t: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:
         return t.reshape(()).expand(batch).to(dtype) / 1000

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from profiles.costs.cost_model import LayerShape
 from profiles.catalog.models import ModelPreset
-from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
+from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, PlanFacts, Strategy, \
     TrafficContext
 
 ALL_REDUCES_PER_LAYER = 2
@@ -28,9 +28,7 @@ class TensorParallel(Strategy):
     role = "stage"
     shards_heads = True
     exclusive = True
-    runtime_module = None
-    not_executable = ("pfrun does not split the blocks' weights into Megatron column and row shards yet "
-                      "(issue 11)")
+    runtime_module = "runtime.strategies.tensor"
 
     def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
         return []  # heads: a cross-axis rule (shards_heads)
@@ -51,3 +49,16 @@ class TensorParallel(Strategy):
 
     def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
         return 4 * ctx.activation_bytes * ctx.model.layers
+
+    def runtime_limits(self, degree: int, facts: PlanFacts, model: ModelPreset) -> str | None:
+        """pfrun's tensor loop is diffusers' whole forward: other loop axes are excluded by the rules
+        (``exclusive``); a patch split on one rank is refused here."""
+        if degree < 2:
+            return None
+        unsupported = super().runtime_limits(degree, facts, model)
+        if unsupported:
+            return unsupported
+        if facts.patches > 1:
+            return (f"degrees.tensor: tensor parallel with patches={facts.patches} is not executed "
+                    "(its loop runs the whole image each step; use patches=1)")
+        return None
