@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 from .helpers import plan
 
 
-@pytest.mark.parametrize("axis", ["tensor", "ring", "distrifusion"])
+@pytest.mark.parametrize("axis", ["tensor", "ring"])
 def test_axes_not_executed_are_refused_by_name(axis):
     reason = unrunnable_reason(plan("pixart-tiny", degrees={axis: 2}), load_model("pixart-tiny"))
     assert reason and f"{axis}(2)" in reason
@@ -25,7 +25,7 @@ def test_runnable_plans_pass():
         p = plan("sd3-tiny", degrees=degrees, patches=2 if degrees.get("pipefusion") else 1, warmup_steps=1)
         assert unrunnable_reason(p, load_model("sd3-tiny")) is None
     assert unrunnable_reason(plan("dit-tiny", degrees={"cfg": 2, "ulysses": 2}), load_model("dit-tiny")) is None
-    assert set(RUNNABLE_AXES) == {"data", "cfg", "pipefusion", "ulysses"}
+    assert set(RUNNABLE_AXES) == {"data", "cfg", "pipefusion", "ulysses", "distrifusion"}
 
 
 def test_zero_warmup_is_refused_with_the_reason():
