@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from profiles.costs.cost_model import LayerShape
 from profiles.catalog.models import ModelPreset
-from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, Strategy, \
+from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, PlanFacts, Strategy, \
     TrafficContext, ceil_div, output_gather
 
 
@@ -31,9 +31,7 @@ class DistriFusion(Strategy):
     role = "stage"
     exclusive = True
     stale = True
-    runtime_module = None
-    not_executable = ("pfrun keeps no stale K/V of the other ranks' patches per layer yet, which "
-                      "asynchronous patch parallelism reads (issue 11)")
+    runtime_module = "runtime.strategies.distrifusion"
 
     def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
         if rows and degree > rows:
@@ -59,3 +57,16 @@ class DistriFusion(Strategy):
 
     def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
         return 2 * ctx.activation_bytes * ctx.model.layers
+
+    def runtime_limits(self, degree: int, facts: PlanFacts, model: ModelPreset) -> str | None:
+        if degree < 2:
+            return None
+        unsupported = super().runtime_limits(degree, facts, model)
+        if unsupported:
+            return unsupported
+        if facts.pipelined:
+            return "degrees.distrifusion: DistriFusion with PipeFusion patches is not executed (one loop per rank)"
+        if facts.rows % degree:
+            return (f"degrees.distrifusion: the {facts.rows} token rows do not split into {degree} equal bands "
+                    "(pfrun's DistriFusion needs equal bands)")
+        return None
