@@ -73,10 +73,12 @@ def test_throughput_objective_counts_data_replicas():
 
 
 def test_runnable_only_keeps_only_runnable_plans():
+    from simulator.runnable import RUNNABLE_AXES
+
     model, _, result = run("pixart-alpha", "h100-nvlink8", 1024, steps=20,
                            settings=SearchSettings(simulate_top=4, runnable_only=True))
     assert all(c.runnable_reason is None for c in result.ranked)
-    assert all(set(c.plan.degrees.active()) <= {"data", "cfg", "pipefusion", "ulysses", "ring"} for c in result.ranked)
+    assert all(set(c.plan.degrees.active()) <= set(RUNNABLE_AXES) for c in result.ranked)
     assert not [c for c in result.ranked if max(c.plan.degrees.ulysses, c.plan.degrees.ring) > 1 and c.plan.degrees.pipefusion > 1]
 
 

@@ -116,7 +116,10 @@ def serial(preset: str):
 
 
 def tolerance(shape: ParallelPlan, scale: float) -> float:
-    return (1e-3 if shape.degrees.as_dict().get("cfg", 1) > 1 else 1e-5) * scale
+    """fp32 rounding of a different summation order (head shards, ring merges), carried through
+    the scheduler: 2e-5 of the latent's scale (HunyuanDiT's DDPM step divides by √ᾱ ≈ 0.006 at
+    step 0; tensor parallel measured 1.2e-5 there), 1e-3 with CFG parallel (batch 1 vs 2 kernels)."""
+    return (1e-3 if shape.degrees.as_dict().get("cfg", 1) > 1 else 2e-5) * scale
 
 
 @pytest.mark.parametrize("preset, shape", CHOSEN,
