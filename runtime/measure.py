@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from simulator.trace import Trace, TraceEvent, TraceMeta, track_names
 
@@ -58,3 +58,22 @@ def merge_trace(per_rank: list[list[dict[str, Any]]], *, model: str, plan: dict[
         events.extend(TraceEvent(**e) for e in rank_events)
     meta = TraceMeta(source="measured", model=model, plan=plan, device=device, command=command, latency_s=latency_s)
     return Trace(traceEvents=events, metadata=meta)
+
+
+def record_pass(rec: Recorder, start: float, end: float, intervals: Sequence[tuple], name: str,
+                **args: object) -> None:
+    """A pass [start, end) as ``compute`` spans between its transfers, which become ``collective``
+    spans called ``name``; the two never overlap, so a trace comparison can add them up.
+
+    Each interval is ``(start, end, bytes)``, or ``(start, end, bytes, overlapped)`` for a
+    transfer that ran beside compute and was waited for (only the exposed wait is recorded).
+    """
+    cursor = start
+    for a, b, nbytes, *more in intervals:
+        if a > cursor:
+            rec.add("blocks", "compute", cursor, a, **args)
+        extra = {"overlapped": more[0]} if more else {}
+        rec.add(name, "collective", a, b, **args, bytes=nbytes, **extra)
+        cursor = b
+    if end > cursor:
+        rec.add("blocks", "compute", cursor, end, **args)

@@ -41,7 +41,7 @@ class UlyssesExchange:
 
     title = "Ulysses"
     span = "all_to_all"
-    """The trace's name for one transfer (:func:`runtime.strategies.ulysses.record_pass`)."""
+    """The trace's name for one transfer (:func:`runtime.measure.record_pass`)."""
 
     def __init__(self, dist: DistContext, group: Any, degree: int, ranks: list[int], cuda: bool = False) -> None:
         self.dist, self.group, self.degree, self.ranks, self.cuda = dist, group, degree, ranks, cuda

@@ -34,7 +34,7 @@ from profiles.catalog.models import ModelPreset
 from runtime.attention.kv_state import KVState
 from runtime.attention.patch_parallel_kv import BandExchange, install_band_kv
 from runtime.dist_context import DistContext
-from runtime.measure import Recorder
+from runtime.measure import record_pass
 from runtime.staged_model import StagedModel
 from runtime.strategies.base import ModelView, PlanShare, StageSetup
 from runtime.strategies.serial import batch_of
@@ -49,19 +49,6 @@ def band(rows: int, degree: int, index: int) -> tuple[int, int]:
         raise ValueError(f"{rows} token rows do not split into {degree} equal patch-parallel bands")
     size = rows // degree
     return index * size, (index + 1) * size
-
-
-def record_pass(rec: Recorder, start: float, end: float, intervals: list[tuple[float, float, int, bool]],
-                **args: object) -> None:
-    """The pass [start, end) as ``compute`` spans between its exposed K/V gathers (``collective`` spans)."""
-    cursor = start
-    for a, b, nbytes, overlapped in intervals:
-        if a > cursor:
-            rec.add("blocks", "compute", cursor, a, **args)
-        rec.add("all_gather kv", "collective", a, b, **args, bytes=nbytes, overlapped=overlapped)
-        cursor = b
-    if end > cursor:
-        rec.add("blocks", "compute", cursor, end, **args)
 
 
 def run_bands(s: StageSetup, staged: StagedModel, exchange: BandExchange, index: int) -> torch.Tensor | None:
@@ -88,7 +75,8 @@ def run_bands(s: StageSetup, staged: StagedModel, exchange: BandExchange, index:
         hidden, _ = staged.run_blocks(0, layers, hidden, extra, ctx, r0, r1, True)
         if r.rec.cuda:
             torch.cuda.current_stream().synchronize()
-        record_pass(r.rec, start, time.perf_counter(), exchange.intervals, layers=f"0-{layers - 1}", layer=0,
+        record_pass(r.rec, start, time.perf_counter(), exchange.intervals, "all_gather kv",
+                    layers=f"0-{layers - 1}", layer=0,
                     warmup=exchange.sync, **tags)
         with r.rec.span("final", "final", **tags):
             mine = staged.final(hidden, ctx, r0, r1)

@@ -35,7 +35,7 @@ from runtime.dist_context import DistContext, PeerFailure
 from runtime.errors import UnrunnablePlan
 from runtime.families import adapter_for
 from runtime.families.base import TensorSplit
-from runtime.measure import Recorder
+from runtime.measure import record_pass
 from runtime.model_inputs import noise_from_output, transformer_kwargs
 from runtime.strategies.base import ModelView, PlanShare, StageSetup
 from runtime.strategies.serial import batch_of
@@ -151,19 +151,6 @@ def shard_model(transformer: torch.nn.Module, family: str, degree: int, index: i
                 attn.inner_kv_dim //= degree
 
 
-def record_pass(rec: Recorder, start: float, end: float, intervals: list[tuple[float, float, int]],
-                **args: object) -> None:
-    """The pass [start, end) as ``compute`` spans between its all-reduces, which become ``collective`` spans."""
-    cursor = start
-    for a, b, nbytes in intervals:
-        if a > cursor:
-            rec.add("blocks", "compute", cursor, a, **args)
-        rec.add("all_reduce", "collective", a, b, **args, bytes=nbytes)
-        cursor = b
-    if end > cursor:
-        rec.add("blocks", "compute", cursor, end, **args)
-
-
 def run_tensor(s: StageSetup, reduce: AllReduce, index: int) -> torch.Tensor | None:
     """The serial loop on the sharded model; the final latent on the group's first rank, else None."""
     m, x, share, r = s.model, s.inputs, s.share, s.recording
@@ -181,7 +168,8 @@ def run_tensor(s: StageSetup, reduce: AllReduce, index: int) -> torch.Tensor | N
         noise = noise_from_output(m.preset, out, m.rows, m.cols)
         if r.rec.cuda:
             torch.cuda.current_stream().synchronize()
-        record_pass(r.rec, start, time.perf_counter(), reduce.intervals, layers=f"{lo}-{hi - 1}", layer=lo,
+        record_pass(r.rec, start, time.perf_counter(), reduce.intervals, "all_reduce",
+                    layers=f"{lo}-{hi - 1}", layer=lo,
                     warmup=True, **tags)
         noise = x.guidance(noise, r.rec, **tags)
         with r.rec.span("scheduler", "scheduler", **tags):

@@ -26,7 +26,7 @@ import torch
 
 from profiles.catalog.models import ModelPreset
 from runtime.dist_context import DistContext
-from runtime.measure import Recorder
+from runtime.measure import record_pass
 from runtime.staged_model import StagedModel
 from runtime.attention.stale_kv import KVState
 from runtime.strategies.base import ModelView, PlanShare, StageSetup
@@ -55,20 +55,6 @@ def band(rows: int, degree: int, index: int) -> tuple[int, int]:
     return index * size, (index + 1) * size
 
 
-def record_pass(rec: Recorder, start: float, end: float, intervals: list[tuple[float, float, int]],
-                name: str = "all_to_all", **args: object) -> None:
-    """The pass [start, end) as ``compute`` spans between its transfers (all-to-alls, or Ring's
-    hops), which become ``collective`` spans called ``name``."""
-    cursor = start
-    for a, b, nbytes in intervals:
-        if a > cursor:
-            rec.add("blocks", "compute", cursor, a, **args)
-        rec.add(name, "collective", a, b, **args, bytes=nbytes)
-        cursor = b
-    if end > cursor:
-        rec.add("blocks", "compute", cursor, end, **args)
-
-
 def run_ulysses(s: StageSetup, staged: StagedModel, exchange: BandExchange,
                 index: int) -> torch.Tensor | None:
     """This rank's loop (Ring runs the same band loop); the final latent on the group's first rank, else None."""
@@ -91,7 +77,8 @@ def run_ulysses(s: StageSetup, staged: StagedModel, exchange: BandExchange,
         hidden, _ = staged.run_blocks(0, layers, hidden, extra, ctx, r0, r1, True)
         if r.rec.cuda:
             torch.cuda.current_stream().synchronize()
-        record_pass(r.rec, start, time.perf_counter(), exchange.intervals, exchange.span, layers=f"0-{layers - 1}", layer=0,
+        record_pass(r.rec, start, time.perf_counter(), exchange.intervals, exchange.span,
+                    layers=f"0-{layers - 1}", layer=0,
                     warmup=step < s.share.warmup, **tags)
         with r.rec.span("final", "final", **tags):
             mine = staged.final(hidden, ctx, r0, r1)

@@ -249,6 +249,18 @@ def output_gather(axis: str, work: PassWork, degree: int) -> list[CollectiveSpec
     return [CollectiveSpec(axis, "all_gather", ceil_div(work.out_bytes, degree), 1, overlapped=False)]
 
 
+def band_limits(axis: str, short: str, degree: int, facts: PlanFacts, *, pipelined: str) -> str | None:
+    """The limits of pfrun's band loop, shared by the strategies that run it (Ulysses, Ring,
+    DistriFusion): one loop per rank, so no PipeFusion around it (``pipelined`` says so in the
+    strategy's words), and equal bands of token rows."""
+    if facts.pipelined:
+        return f"degrees.{axis}: {pipelined}"
+    if facts.rows % degree:
+        return (f"degrees.{axis}: the {facts.rows} token rows do not split into {degree} equal bands "
+                f"(pfrun's {short} needs equal bands)")
+    return None
+
+
 class SharesNothing(Strategy):
     """A strategy whose ranks each run the whole pass on their own (serial, data replicas):
     no shard, no collectives, no buffers, no traffic to place. Its rules are its own."""

@@ -17,8 +17,8 @@ from dataclasses import replace
 
 from profiles.costs.cost_model import LayerShape
 from profiles.catalog.models import ModelPreset
-from simulator.strategies.base import CollectiveSpec, MemoryContext, MemoryTerms, PassWork, PlanFacts, Strategy, \
-    TrafficContext, ceil_div, output_gather
+from simulator.strategies.base import (CollectiveSpec, MemoryContext, MemoryTerms, PassWork, PlanFacts,
+                                      Strategy, TrafficContext, band_limits, ceil_div, output_gather)
 
 
 class DistriFusion(Strategy):
@@ -64,9 +64,5 @@ class DistriFusion(Strategy):
         unsupported = super().runtime_limits(degree, facts, model)
         if unsupported:
             return unsupported
-        if facts.pipelined:
-            return "degrees.distrifusion: DistriFusion with PipeFusion patches is not executed (one loop per rank)"
-        if facts.rows % degree:
-            return (f"degrees.distrifusion: the {facts.rows} token rows do not split into {degree} equal bands "
-                    "(pfrun's DistriFusion needs equal bands)")
-        return None
+        return band_limits(self.axis, "DistriFusion", degree, facts,
+                           pipelined="DistriFusion with PipeFusion patches is not executed (one loop per rank)")

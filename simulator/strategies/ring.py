@@ -20,8 +20,8 @@ with cfg and data around it; :meth:`Ring.runtime_limits` names what it refuses.
 from __future__ import annotations
 
 from profiles.catalog.models import ModelPreset
-from simulator.strategies.base import CollectiveSpec, PassWork, PlanFacts, SequenceShard, TrafficContext, \
-    output_gather
+from simulator.strategies.base import (CollectiveSpec, PassWork, PlanFacts, SequenceShard, TrafficContext,
+                                      band_limits, output_gather)
 
 
 class Ring(SequenceShard):
@@ -62,9 +62,5 @@ class Ring(SequenceShard):
             return unsupported
         if facts.degrees.get("ulysses", 1) > 1:
             return "degrees.ring: Ring × Ulysses (USP) is not executed yet (pfrun runs one loop per rank)"
-        if facts.pipelined:
-            return "degrees.ring: Ring inside PipeFusion stages is not executed yet (only with cfg and data)"
-        if facts.rows % degree:
-            return (f"degrees.ring: the {facts.rows} token rows do not split into {degree} equal bands "
-                    "(pfrun's Ring needs equal bands)")
-        return None
+        return band_limits(self.axis, "Ring", degree, facts,
+                           pipelined="Ring inside PipeFusion stages is not executed yet (only with cfg and data)")

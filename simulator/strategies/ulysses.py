@@ -13,8 +13,8 @@ a layer shape with ``q/u`` queries over all ``k`` keys: the same FLOPs as attent
 from __future__ import annotations
 
 from profiles.catalog.models import ModelPreset
-from simulator.strategies.base import CollectiveSpec, PassWork, PlanFacts, SequenceShard, TrafficContext, \
-    output_gather
+from simulator.strategies.base import (CollectiveSpec, PassWork, PlanFacts, SequenceShard, TrafficContext,
+                                      band_limits, output_gather)
 
 TENSORS_PER_LAYER = 4
 """Q, K, V and the attention output."""
@@ -54,9 +54,5 @@ class Ulysses(SequenceShard):
         unsupported = super().runtime_limits(degree, facts, model)
         if unsupported:
             return unsupported
-        if facts.pipelined:
-            return "degrees.ulysses: Ulysses inside PipeFusion stages is not executed yet (only with cfg and data)"
-        if facts.rows % degree:
-            return (f"degrees.ulysses: the {facts.rows} token rows do not split into {degree} equal bands "
-                    "(pfrun's Ulysses needs equal bands)")
-        return None
+        return band_limits(self.axis, "Ulysses", degree, facts,
+                           pipelined="Ulysses inside PipeFusion stages is not executed yet (only with cfg and data)")
