@@ -52,7 +52,7 @@ def degree_options(n: int, model: ModelPreset, rows: int, *, strategies: Registr
                    degrees_type: type[DegreesBase] = Degrees) -> Iterator[DegreesBase]:
     """Every ``Degrees`` whose product is ``n`` that passes the rules on degrees alone.
 
-    Example: n=4 for a CFG model yields data4, cfg2×pipefusion2, pipefusion4, ulysses2×ring2, …
+    Example: n=4 for a CFG model yields data4, cfg2×pipefusion2, pipefusion4, data2×ulysses2, …
     """
     axes = strategies.axes()
 
