@@ -125,7 +125,9 @@ def check_sizes(config: dict[str, Any], size_keys: tuple[str, ...], ratio_keys: 
     """Refuse a size that is not a positive integer, or a ratio that is not a positive number."""
     for key in dict.fromkeys((*COMMON_SIZE_KEYS, *size_keys)):
         value = config.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        # a video patch is (frames, rows, cols): a list of sizes (Wan's ``patch_size: [1, 2, 2]``)
+        values = value if isinstance(value, (list, tuple)) and value else [value]
+        if value is not None and any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
             raise InputError(f"expected a positive integer, got {value!r}", field=f"config.{key}")
     for key in ratio_keys:
         ratio = config.get(key)

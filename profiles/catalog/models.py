@@ -22,6 +22,16 @@ from profiles.loading import load_model_file, read_document, suggest
 MODELS_DIR = Path(__file__).parents[1] / "data" / "models"
 
 
+class ComponentSize(BaseModel):
+    """A pipeline component beside the transformer (a text encoder, the VAE): its published size."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(description="E.g. umT5-XXL, Qwen2.5-VL-7B, CLIP-L, AutoencoderKLWan.")
+    params: float = Field(gt=0, description="Parameters the pipeline loads for it.")
+    source: str = Field(min_length=1, description="Where the size is published.")
+
+
 class ModelPreset(BaseModel):
     """One DiT the toolkit can plan for and run."""
 
@@ -47,6 +57,15 @@ class ModelPreset(BaseModel):
     tiny_of: str | None = Field(None, description="The real preset this one scales down.")
     published_params: float | None = Field(None, description="Published parameter count of the transformer.")
     published_source: str | None = None
+    default_frames: int = Field(1, gt=0, description="Frames of one generation (1: an image model).")
+    vae_temporal_factor: int = Field(1, gt=0, description="Video frames per latent frame after the first "
+                                                          "(1: no temporal compression).")
+    text_encoder_sizes: tuple[ComponentSize, ...] = Field((), description="The pipeline's text encoders.")
+    vae_size: ComponentSize | None = Field(None, description="The pipeline's VAE.")
+    experts: int = Field(1, gt=0, description="Transformers of identical shape the pipeline holds and switches "
+                                              "between by timestep (Wan 2.2 A14B: 2); each step runs one.")
+    expert_boundary_ratio: float | None = Field(None, gt=0, lt=1, description="Timestep / 1000 above which "
+                                                "the first (high-noise) expert runs (Wan 2.2: 0.875).")
     _spec: FamilySpec = PrivateAttr()
 
     @field_validator("family")
@@ -86,20 +105,55 @@ class ModelPreset(BaseModel):
     def params(self) -> int:
         return self.arch.params
 
+    @property
+    def is_video(self) -> bool:
+        return self.vae_temporal_factor > 1 or self.default_frames > 1
+
+    def latent_frames(self, frames: int | None = None) -> int:
+        """Latent frames of a clip: the first frame alone, then one per ``vae_temporal_factor`` frames.
+
+        Worked example (Wan, factor 4): 81 frames → 1 + 80/4 = 21 latent frames; 1 frame → 1.
+        """
+        frames = self.default_frames if frames is None else frames
+        t = self.vae_temporal_factor
+        if frames < 1 or (frames - 1) % t:
+            raise InputError(f"{self.name}: {frames} frames: expected 1 + a multiple of {t} (the VAE's temporal "
+                             f"factor), e.g. {1 + t * max(1, (frames - 1) // t)}", field="frames")
+        if frames > 1 and not self.is_video:
+            raise InputError(f"{self.name} is an image model: frames must be 1, got {frames}", field="frames")
+        return (frames - 1) // t + 1
+
+    def with_frames(self, frames: int | None) -> ModelPreset:
+        """This preset generating ``frames`` frames by default (None: unchanged); checks the count."""
+        if frames is None or frames == self.default_frames:
+            return self
+        self.latent_frames(frames)
+        return self.model_copy(update={"default_frames": frames})
+
     def latent_size(self, height_px: int, width_px: int) -> tuple[int, int]:
-        """Latent (rows, cols) for an image, checking the resolution is a whole number of tokens."""
+        """Latent (rows, cols), checking the resolution is a whole number of tokens.
+
+        A video's latent frames are stacked along the rows (frame-major, as the transformer
+        flattens its (frames, rows, cols) tokens): 21 latent frames of 90 rows are 1890 rows,
+        so PipeFusion's row patches cut along frames first, then rows. An image has one frame.
+        """
         step = self.vae_scale_factor * self.arch.patch_size
         for side, value in (("height", height_px), ("width", width_px)):
             if value <= 0 or value % step:
                 raise InputError(f"{self.name}: image {side} {value} px must be a positive multiple of "
                                  f"{step} (VAE factor {self.vae_scale_factor} × patch {self.arch.patch_size})",
                                  field="resolution")
-        return height_px // self.vae_scale_factor, width_px // self.vae_scale_factor
+        return self.latent_frames() * (height_px // self.vae_scale_factor), width_px // self.vae_scale_factor
 
     def token_grid(self, height_px: int, width_px: int) -> tuple[int, int]:
-        """Image tokens as (rows, cols): patches are cut along rows."""
+        """Image tokens as (rows, cols): patches are cut along rows (a video's frames stacked, see :meth:`latent_size`)."""
         rows, cols = self.latent_size(height_px, width_px)
         return self.spec.token_grid(self.arch, rows, cols)
+
+    @property
+    def total_params(self) -> int:
+        """Transformer parameters the pipeline holds: every expert (Wan 2.2 A14B: two of ``params``)."""
+        return self.experts * self.params
 
     def image_tokens(self, height_px: int, width_px: int | None = None) -> int:
         rows, cols = self.token_grid(height_px, height_px if width_px is None else width_px)
@@ -118,6 +172,11 @@ class ModelPreset(BaseModel):
             "published_params": self.published_params,
             "default_resolution": self.default_resolution,
             "image_tokens_at_default": self.image_tokens(self.default_resolution),
+            **({"default_frames": self.default_frames, "latent_frames": self.latent_frames(),
+                "vae_temporal_factor": self.vae_temporal_factor} if self.is_video else {}),
+            **({"experts": self.experts, "total_params": self.total_params} if self.experts > 1 else {}),
+            **({"text_encoder_params": {e.kind: e.params for e in self.text_encoder_sizes}}
+               if self.text_encoder_sizes else {}),
         }
 
 

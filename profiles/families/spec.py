@@ -101,6 +101,8 @@ class Guidance:
     default_scale: float | None
     """The pipeline's default ``guidance_scale`` (for Flux: the distilled guidance it embeds)."""
     source: str = ""
+    embedded: bool = False
+    """``guidance_scale`` is a model input (guidance-distilled, FLUX.2), not a CFG scale."""
 
 
 def patch_grid(arch: Architecture, latent_rows: int, latent_cols: int) -> tuple[int, int]:

@@ -185,7 +185,8 @@ def install_stale_kv(family: str, blocks: list[Any], state: KVState) -> int:
     model-level ``set_attn_processor``).
     """
     adapter = adapter_for(family)
+    processors = {**STALE_PROCESSORS, **adapter.own_stale_processors()}
     for block in blocks:
         for kind, attn in adapter.attention_sites(block):
-            attn.set_processor(STALE_PROCESSORS[kind](state))
+            attn.set_processor(processors[kind](state))
     return len(blocks)

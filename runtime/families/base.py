@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Mapping, Protocol
 
 import torch
 
@@ -27,12 +27,13 @@ from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
 from runtime.errors import UnrunnablePlan
 
-ProcessorKind = Literal["self", "joint", "flux"]
+ProcessorKind = Literal["self", "joint", "flux", "wan", "qwen_image"]
 """Which attention processor a module takes (not the spec's ``attention``, which says how text
 conditions the image: PixArt's is "cross", its processor kind "self").
 ``self``: image self-attention (``attn1`` of PixArt, DiT, HunyuanDiT; rotary optional);
 ``joint``: SD3's [image; text] attention with the text projected by ``add_*_proj``;
-``flux``: Flux's attention (double blocks: text as added K/V; single blocks: one [text; image] sequence)."""
+``flux``: Flux's attention (double blocks: text as added K/V; single blocks: one [text; image] sequence);
+``wan``, ``qwen_image``: kinds one family has, its adapter's :meth:`FamilyAdapter.own_stale_processors` serve them."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,12 @@ class FamilyAdapter(ABC):
         """How ``block`` splits across tensor-parallel ranks (:func:`default_tensor_plan`: attention
         modules and FeedForwards; a family with other Linears in the block's main path overrides)."""
         return default_tensor_plan(block)
+
+    def own_stale_processors(self) -> Mapping[str, type]:
+        """Stale-K/V processors of the processor kinds only this family has (Wan's RMS-across-heads
+        self-attention, Qwen-Image's [text; image] attention with complex rotary), by kind; each
+        takes the :class:`~runtime.attention.kv_state.KVState` as the shared ones do."""
+        return {}
 
     def drop_block(self, block: Any, index: int, *, last_stage: bool) -> None:
         """Free the weights of a block another PipeFusion stage runs."""

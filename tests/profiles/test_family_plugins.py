@@ -35,7 +35,7 @@ from simulator.plan import Degrees, ParallelPlan
 from simulator.strategies.cfg import output_values_per_token, prediction_bytes
 from tests.conftest import ROOT
 
-FAMILIES = ["dit", "flux", "hunyuan", "pixart", "sd3"]
+FAMILIES = ["dit", "flux", "flux2", "hunyuan", "hunyuan_video", "pixart", "qwen_image", "sd3", "wan"]
 SAMPLE = Tokens(query=64, kv=256, text=8, text_query=8)
 
 
@@ -84,7 +84,10 @@ def test_the_specs_say_what_diffusers_defaults_to(name):
     assert call["guidance_scale"].default == spec.guidance.default_scale
     # CFG by default: a guidance scale > 1 applied as CFG, unless a separate true-CFG scale is 1 (Flux)
     true_cfg = call["true_cfg_scale"].default if "true_cfg_scale" in call else None
-    assert spec.guidance.uses_cfg == (spec.guidance.default_scale > 1 if true_cfg is None else true_cfg > 1)
+    if spec.guidance.embedded and true_cfg is None:  # FLUX.2: the scale is a model input, never CFG
+        assert not spec.guidance.uses_cfg and transformer["guidance_embeds"].default
+    else:
+        assert spec.guidance.uses_cfg == (spec.guidance.default_scale > 1 if true_cfg is None else true_cfg > 1)
     t5 = [e for e in spec.text_encoders if e.kind == "T5-XXL"]
     if t5 and "max_sequence_length" in call:
         assert call["max_sequence_length"].default == t5[0].max_tokens
@@ -92,7 +95,8 @@ def test_the_specs_say_what_diffusers_defaults_to(name):
         if encoder.width_key is not None:
             assert transformer[encoder.width_key].default == encoder.width, encoder
     cin = transformer["in_channels"].default
-    assert spec.vae.latent_channels == (None if cin is None else cin // (4 if name == "flux" else 1))
+    packed = 4 if name in ("flux", "flux2", "qwen_image") else 1  # 2×2 latent patches packed into a token
+    assert spec.vae.latent_channels == (None if cin is None else cin // packed)
 
 
 def test_the_registry_refuses_duplicates_and_names_the_choices():
@@ -101,7 +105,7 @@ def test_the_registry_refuses_duplicates_and_names_the_choices():
         default_registry().with_family(pixart)
     with pytest.raises(ValueError, match="diffusers_class 'PixArtTransformer2DModel' is registered twice"):
         FamilyRegistry((pixart, TOY)).with_family(_spec("other", diffusers_class=pixart.diffusers_class))
-    with pytest.raises(InputError, match="unknown model family 'pixar'; choices: dit, flux, hunyuan, pixart, sd3"):
+    with pytest.raises(InputError, match="unknown model family 'pixar'; choices: dit, flux, flux2, hunyuan, hunyuan_video, pixart, qwen_image, sd3, wan"):
         get_family("pixar")
     with pytest.raises(InputError, match="unsupported diffusers class 'FooModel'; supported: DiTTransformer2DModel"):
         default_registry().by_class("FooModel")
@@ -113,7 +117,8 @@ def test_an_unknown_family_in_a_preset_file_lists_the_registered_ones(tmp_path):
     path.write_text("name: m\nfamily: pixartx\nconfig: {}\ntext_tokens: 1\ntext_embed_dim: 1\nuses_cfg: true\n")
     with pytest.raises(InputError) as err:
         load_model(str(path))
-    assert str(err.value) == (f"{path}: family: Input should be 'dit', 'flux', 'hunyuan', 'pixart' or 'sd3' "
+    assert str(err.value) == (f"{path}: family: Input should be 'dit', 'flux', 'flux2', 'hunyuan', 'hunyuan_video', 'pixart', "
+                              "'qwen_image', 'sd3' or 'wan' "
                               "(got 'pixartx')")
 
 
@@ -157,7 +162,7 @@ TOY_PRESET = dict(name="toy-1", family="toy", config={"num_attention_heads": 4, 
 
 def test_a_toy_family_flows_through_the_preset_the_formulas_the_cost_model_and_the_simulator():
     families = default_registry().with_family(TOY)
-    with pytest.raises(ValidationError, match="Input should be 'dit', 'flux', 'hunyuan', 'pixart' or 'sd3'"):
+    with pytest.raises(ValidationError, match="Input should be 'dit', 'flux', 'flux2', 'hunyuan', 'hunyuan_video', 'pixart', 'qwen_image', 'sd3' or 'wan'"):
         ModelPreset.model_validate(TOY_PRESET)  # the default registry does not know it
     preset = ModelPreset.model_validate(TOY_PRESET, context={"families": families})
     h = 32

@@ -7,11 +7,14 @@ import pytest
 from profiles.errors import InputError
 from profiles.catalog.models import all_presets, load_model, shipped_names
 
-REAL = ["pixart-alpha", "sd3-medium", "flux-dev", "dit-xl-2", "hunyuan-dit"]
-TINY = ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny"]
+REAL = ["pixart-alpha", "sd3-medium", "flux-dev", "dit-xl-2", "hunyuan-dit",
+        "wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.2-t2v-a14b", "hunyuan-video", "qwen-image", "sd3.5-large",
+        "flux2-dev"]
+TINY = ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny",
+        "wan-tiny", "hunyuan-video-tiny", "qwen-image-tiny", "flux2-tiny"]
 
 
-def test_catalog_has_the_ten_presets():
+def test_catalog_has_the_shipped_presets():
     assert sorted(shipped_names()) == sorted(REAL + TINY)
     for p in all_presets():
         assert p.name in shipped_names()

@@ -16,7 +16,11 @@ from runtime.model_loading import load_model_parts
 from runtime.staged_model import StagedModel
 from runtime.attention.stale_kv import STALE_PROCESSORS, KVState, install_stale_kv
 
-TINY_OF_FAMILY = {p.family: p.name for p in sorted(all_presets(), key=lambda p: p.name) if p.tiny}
+NO_ADAPTER_YET = {"flux2", "hunyuan_video"}
+"""Catalog families the planner prices but pfrun does not run yet (issue 17: profiles, parameter
+counts and a plain diffusers forward of their tiny presets in tests/runtime/test_video_families.py)."""
+TINY_OF_FAMILY = {p.family: p.name for p in sorted(all_presets(), key=lambda p: p.name)
+                  if p.tiny and p.family not in NO_ADAPTER_YET}
 
 
 def branch_for(preset, cond: Conditioning):
@@ -25,11 +29,13 @@ def branch_for(preset, cond: Conditioning):
 
 def test_every_catalog_family_has_one_adapter_in_its_own_module():
     reg = registry()
-    assert {p.family for p in all_presets()} <= set(reg.names())
+    assert {p.family for p in all_presets()} - NO_ADAPTER_YET <= set(reg.names())
+    assert not NO_ADAPTER_YET & set(reg.names())  # the list says only what is missing
     assert family_modules() == reg.names()  # each module registers its own family, once
     for name, adapter in reg.items():
         assert type(adapter).__module__ == f"runtime.families.{name}"
-        assert adapter.processor_kinds and adapter.processor_kinds <= STALE_PROCESSORS.keys()
+        assert adapter.processor_kinds and adapter.processor_kinds <= (STALE_PROCESSORS.keys()
+                                                                       | adapter.own_stale_processors().keys())
 
 
 def test_every_adapter_has_a_tiny_preset_to_be_tested_on():
@@ -41,8 +47,8 @@ def test_the_registry_refuses_duplicates_and_names_the_families_on_a_miss():
     reg.register(adapter_for("pixart"))
     with pytest.raises(ValueError, match="'pixart' is registered twice"):
         reg.register(type(adapter_for("pixart"))())
-    with pytest.raises(UnknownFamily, match=r"no runtime adapter for family 'wan'; families: dit, flux, hunyuan"):
-        adapter_for("wan")
+    with pytest.raises(UnknownFamily, match=r"no runtime adapter for family 'flux2'; families: dit, flux, hunyuan"):
+        adapter_for("flux2")
     with pytest.raises(TypeError):  # an adapter missing its staged calls cannot be built
         type("Half", (FamilyAdapter,), {"name": "half"})()
 
