@@ -16,6 +16,11 @@ from planner.search import SearchSettings
 from profiles.errors import InputError
 
 
+def video_s_per_gpu_hour(option: object, clip_s: float) -> float:
+    """Seconds of video one GPU makes in an hour under this plan: clips/s per replica × 3600 × clip length / GPUs."""
+    return option.replica_throughput * 3600 * clip_s / option.devices_per_replica  # type: ignore[attr-defined]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("capacity")
     def capacity_command(
@@ -29,6 +34,7 @@ def register(app: typer.Typer) -> None:
         min_warmup: int = typer.Option(1, min=0, help="Warm-up steps of stale strategies."),
         top: int = typer.Option(8, min=1, help="Options to show."),
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+        frames: Optional[int] = typer.Option(None, min=1, help="Video frames (default: the model's; 1 for images)."),
     ) -> None:
         """GPUs and replicas of each good plan needed to serve --rate images/s within --slo-s."""
         if rate <= 0:
@@ -36,6 +42,8 @@ def register(app: typer.Typer) -> None:
         if slo_s is not None and slo_s <= 0:
             raise InputError(f"expected a positive latency objective, got {slo_s}", field="--slo-s")
         cluster, preset, cost_model = load_job(topology, model, profile)
+        preset = preset.with_frames(frames)
+        clip_s = preset.clip_seconds()
         res = resolution_of(preset, resolution)
         steps = steps if steps is not None else preset.default_steps
         settings = SearchSettings(objective="latency", min_warmup=min_warmup, best_per_device_count=True)
@@ -44,7 +52,8 @@ def register(app: typer.Typer) -> None:
         options = capacity_options(result, rate_images_per_s=rate, slo_s=slo_s,
                                    box_devices=len(cluster.devices))
         if json_out:
-            print_json([o.as_dict() for o in options[:top]])
+            print_json([{**o.as_dict(), **({"video_s_per_gpu_hour": video_s_per_gpu_hour(o, clip_s)} if clip_s else {})}
+                        for o in options[:top]])
             return
         if not options:
             out_console.print(f"no plan meets the {slo_s} s latency objective; the fastest takes "
@@ -53,12 +62,12 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"{preset.name} {res}px at {rate:g} images/s on {cluster.topology.name} boxes"
                             + (f", latency ≤ {slo_s:g} s" if slo_s else ""))
         for col in ("plan", "GPUs/replica", "latency s", "img/s per replica", "replicas", "GPUs", "boxes",
-                    "utilisation"):
+                    "utilisation", *(["video s per GPU-hour"] if clip_s else [])):
             table.add_column(col)
         for o in options[:top]:
             table.add_row(o.label, str(o.devices_per_replica), f"{o.latency_s:.3g}",
                           f"{o.replica_throughput:.3g}", str(o.replicas), str(o.total_devices), str(o.boxes),
-                          f"{o.utilisation:.0%}")
+                          f"{o.utilisation:.0%}", *([f"{video_s_per_gpu_hour(o, clip_s):.3g}"] if clip_s else []))
         out_console.print(table)
         best = options[0]
         out_console.print(f"best: {best.replicas} × {best.label} = {best.total_devices} GPUs "

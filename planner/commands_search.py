@@ -101,11 +101,13 @@ def register(app: typer.Typer) -> None:
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the chosen plan here."),
         results: Optional[Path] = typer.Option(None, "--results", help="Write every candidate (search.json)."),
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+        frames: Optional[int] = typer.Option(None, min=1, help="Video frames (default: the model's; 1 for images)."),
     ) -> None:
         """Find the fastest plan that fits: degrees, patches, warm-up, stage split, placement."""
         if objective not in ("latency", "throughput"):
             raise InputError(f"expected latency or throughput, got {objective!r}", field="--objective")
         cluster, preset, cost_model = load_job(topology, model, profile)
+        preset = preset.with_frames(frames)
         res = resolution_of(preset, resolution)
         steps = steps if steps is not None else preset.default_steps
         settings = SearchSettings(objective=objective, min_warmup=min_warmup,  # type: ignore[arg-type]
@@ -117,7 +119,7 @@ def register(app: typer.Typer) -> None:
         command = (f"pfplan search --topology {topology} --model {model} --resolution {res} --steps {steps}"
                    f"{f' --profile {profile}' if profile else ''} --objective {objective} --min-warmup {min_warmup}"
                    f"{f' --max-gpus {max_gpus}' if max_gpus else ''}{' --runnable-only' if runnable_only else ''}"
-                   f"{' --allow-unrunnable' if allow_unrunnable else ''}")
+                   f"{' --allow-unrunnable' if allow_unrunnable else ''}{f' --frames {frames}' if frames else ''}")
         provenance = Provenance(command=command, topology=topology, topology_sha256=sha256_of(cluster.file),
                                 profile=profile, profile_sha256=sha256_of(profile))
         plan = finished_plan(report, provenance=provenance, allow_unrunnable=allow_unrunnable)

@@ -62,6 +62,7 @@ class ModelPreset(BaseModel):
                                                           "(1: no temporal compression).")
     text_encoder_sizes: tuple[ComponentSize, ...] = Field((), description="The pipeline's text encoders.")
     vae_size: ComponentSize | None = Field(None, description="The pipeline's VAE.")
+    fps: float | None = Field(None, gt=0, description="Frames per second the pipeline's clips play at (video).")
     experts: int = Field(1, gt=0, description="Transformers of identical shape the pipeline holds and switches "
                                               "between by timestep (Wan 2.2 A14B: 2); each step runs one.")
     expert_boundary_ratio: float | None = Field(None, gt=0, lt=1, description="Timestep / 1000 above which "
@@ -149,6 +150,10 @@ class ModelPreset(BaseModel):
         """Image tokens as (rows, cols): patches are cut along rows (a video's frames stacked, see :meth:`latent_size`)."""
         rows, cols = self.latent_size(height_px, width_px)
         return self.spec.token_grid(self.arch, rows, cols)
+
+    def clip_seconds(self) -> float | None:
+        """Seconds of video one generation makes (None for an image model or an unknown frame rate)."""
+        return self.default_frames / self.fps if self.is_video and self.fps else None
 
     @property
     def total_params(self) -> int:

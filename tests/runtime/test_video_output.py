@@ -1,0 +1,27 @@
+"""A Wan latent decodes through a random tiny AutoencoderKLWan into frames, written as PNGs and a GIF."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from runtime.video_output import decode_video, write_video
+
+TINY_WAN_VAE = dict(base_dim=8, z_dim=4, dim_mult=[1, 2, 2, 2], num_res_blocks=1, attn_scales=[],
+                    temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+
+
+def test_a_stacked_video_latent_decodes_to_one_plus_four_frames_per_latent_frame(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(**TINY_WAN_VAE).eval()
+    latent = torch.randn(1, 4, 2 * 4, 4)  # 2 latent frames of 4 × 4, stacked along the rows
+    frames = decode_video(vae, latent, latent_frames=2)
+    assert tuple(frames.shape) == (5, 32, 32, 3) and frames.dtype == torch.uint8  # 1 + 4·(2 − 1) frames
+    paths = write_video(frames, tmp_path / "clip", fps=8)
+    assert [p.name for p in paths] == [f"frame_{i:04d}.png" for i in range(5)] + ["video.gif"]
+    assert (torch.from_numpy(__import__("numpy").array(Image.open(paths[2]))) == frames[2]).all()
+    gif = Image.open(paths[-1])
+    assert gif.n_frames == 5 and gif.info["duration"] == 120  # 125 ms, in the GIF's 10 ms units
+    assert not list((tmp_path / "clip").glob(".*.tmp"))
