@@ -1,0 +1,39 @@
+"""``--frames`` in ``pfplan search`` and ``capacity``: clip length, its checks, video seconds per GPU-hour."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from profiles.catalog.models import load_model
+
+
+def test_frames_change_the_tokens_the_search_plans_for(pfplan):
+    wan = load_model("wan-tiny")
+    assert wan.with_frames(9).image_tokens(128) == 3 * wan.image_tokens(128) // 2  # 3 latent frames, not 2
+    shown = pfplan("search", "--topology", "pcie8", "--model", "wan-tiny", "--frames", "9", "--top", "2", "--json")
+    assert shown.code == 0, shown.err
+    assert "--frames 9" in json.loads(shown.out)["plan"]["provenance"]["command"]
+
+
+@pytest.mark.parametrize("model, frames, message", [
+    ("wan-tiny", "8", "wan-tiny: 8 frames: expected 1 + a multiple of 4"),
+    ("pixart-tiny", "5", "pixart-tiny is an image model: frames must be 1, got 5"),
+])
+def test_a_frame_count_the_model_cannot_make_is_one_line_and_exit_2(pfplan, model, frames, message):
+    shown = pfplan("search", "--topology", "pcie8", "--model", model, "--frames", frames)
+    assert shown.code == 2 and message in shown.err and "Traceback" not in shown.err
+
+
+def test_capacity_prints_seconds_of_video_per_gpu_hour(pfplan):
+    shown = pfplan("capacity", "--topology", "pcie8", "--model", "wan-tiny", "--rate", "1", "--json")
+    assert shown.code == 0, shown.err
+    rows = json.loads(shown.out)
+    clip_s = load_model("wan-tiny").clip_seconds()
+    assert clip_s == 5 / 8
+    for row in rows:
+        expected = row["replica_throughput"] * 3600 * clip_s / row["devices_per_replica"]
+        assert row["video_s_per_gpu_hour"] == pytest.approx(expected)
+    image = pfplan("capacity", "--topology", "pcie8", "--model", "pixart-tiny", "--rate", "1", "--json")
+    assert "video_s_per_gpu_hour" not in image.out
