@@ -14,11 +14,11 @@ def test_help_of_both_commands_exits_0():
         assert "Usage" in result.out
 
 
-def test_models_lists_ten_presets(pfplan):
+def test_models_lists_the_shipped_presets(pfplan):
     result = pfplan("models", "--json")
     assert result.code == 0
     names = [m["name"] for m in json.loads(result.out)]
-    assert len(names) == 10 and "flux-dev" in names and "hunyuan-tiny" in names
+    assert len(names) == 21 and "flux-dev" in names and "hunyuan-tiny" in names and "wan2.1-t2v-14b" in names
     table = pfplan("models")
     assert table.code == 0 and "pixart-alpha" in table.out
 
