@@ -27,7 +27,7 @@ from simulator.runnable import unrunnable_reason
 from simulator.strategies import STRATEGIES
 
 FAMILIES = {"pixart": "pixart-tiny", "sd3": "sd3-tiny", "flux": "flux-tiny", "dit": "dit-tiny",
-            "hunyuan": "hunyuan-tiny", "wan": "wan-tiny", "qwen_image": "qwen-image-tiny"}
+            "hunyuan": "hunyuan-tiny"}
 PX = 128
 DOC = Path(__file__).resolve().parents[1] / "docs" / "runtime.md"
 BEGIN, END = "<!-- runtime_exactness:begin -->", "<!-- runtime_exactness:end -->"

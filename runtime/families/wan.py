@@ -22,7 +22,9 @@ import torch
 from profiles.catalog.models import ModelPreset
 from runtime.attention.kv_state import KVState
 from runtime.conditioning import Branch
-from runtime.families.base import FamilyAdapter, ProcessorKind, StagedView, StepContext, batch_of, unpatchify
+from runtime.errors import UnrunnablePlan
+from runtime.families.base import (FamilyAdapter, ProcessorKind, StagedView, StepContext, TensorPlan, batch_of,
+                                   unpatchify)
 
 
 def video_view(preset: ModelPreset, latent: torch.Tensor) -> torch.Tensor:
@@ -77,6 +79,12 @@ class WanAdapter(FamilyAdapter):
 
     def own_stale_processors(self) -> Mapping[str, type]:
         return {"wan": StaleWanSelfAttnProcessor}
+
+    def tensor_plan(self, block: Any) -> TensorPlan:
+        """Refused: ``norm_q`` / ``norm_k`` are RMS norms across all heads (one mean of squares over
+        the full width), so a rank holding 1/t of the heads cannot normalise its queries alone."""
+        raise UnrunnablePlan("tensor parallel on Wan: its RMS norm across heads needs the full width "
+                             "(an all-reduce inside the norm, not written)", field="degrees.tensor")
 
     def transformer_kwargs(self, preset: ModelPreset, latent: torch.Tensor, t: torch.Tensor,
                            branch: Branch) -> dict[str, Any]:
