@@ -21,6 +21,7 @@ from runtime.strategies import strategy as runtime_strategy
 from simulator.plan import ParallelPlan
 from simulator.runnable import unrunnable_reason
 from simulator.strategies import STRATEGIES
+from tests.runtime.test_family_adapters import NO_ADAPTER_YET
 
 
 @pytest.mark.parametrize("unit", [STRATEGIES.get(n) for n in STRATEGIES.names()], ids=lambda s: s.name)
@@ -43,10 +44,11 @@ def test_every_runtime_strategy_belongs_to_a_simulator_strategy():
     assert set(runtime_axes()) == declared
 
 
-@pytest.mark.parametrize("name", default_registry().names())
+@pytest.mark.parametrize("name", sorted(set(default_registry().names()) - NO_ADAPTER_YET))
 def test_every_family_spec_has_a_runtime_adapter(name):
     assert adapter_for(name).name == name
 
 
 def test_the_adapters_are_exactly_the_specs():
-    assert sorted(adapter_registry().names()) == sorted(default_registry().names())
+    """Every spec but those pfrun does not run yet (issue 17's HunyuanVideo and FLUX.2)."""
+    assert sorted(adapter_registry().names()) == sorted(set(default_registry().names()) - NO_ADAPTER_YET)
