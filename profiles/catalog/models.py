@@ -155,6 +155,11 @@ class ModelPreset(BaseModel):
         """Seconds of video one generation makes (None for an image model or an unknown frame rate)."""
         return self.default_frames / self.fps if self.is_video and self.fps else None
 
+    def vae_decode_flops(self, height_px: int, width_px: int) -> float | None:
+        """FLOPs of decoding one generation (all its frames) with the family's VAE (None: not counted)."""
+        per = self.spec.vae.decode_flops_per_pixel_frame
+        return None if per is None else per * self.default_frames * height_px * width_px
+
     @property
     def total_params(self) -> int:
         """Transformer parameters the pipeline holds: every expert (Wan 2.2 A14B: two of ``params``)."""

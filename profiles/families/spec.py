@@ -90,6 +90,8 @@ class Vae:
     latent_channels: int | None
     """None where diffusers takes it from the model's config and has no default."""
     source: str = ""
+    decode_flops_per_pixel_frame: float | None = None
+    """Matmul/conv FLOPs of the VAE decoder per output pixel of each frame (None: not counted)."""
 
 
 @dataclass(frozen=True)

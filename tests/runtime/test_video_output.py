@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from PIL import Image
 
@@ -25,3 +26,20 @@ def test_a_stacked_video_latent_decodes_to_one_plus_four_frames_per_latent_frame
     gif = Image.open(paths[-1])
     assert gif.n_frames == 5 and gif.info["duration"] == 120  # 125 ms, in the GIF's 10 ms units
     assert not list((tmp_path / "clip").glob(".*.tmp"))
+
+
+def test_the_wan_vae_decode_flops_in_the_spec_are_what_torch_counts():
+    """FlopCounterMode over the real Wan 2.1 VAE config on the meta device: 3 latent frames of 8×8 → 9 frames."""
+    from diffusers import AutoencoderKLWan
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from profiles.catalog.models import load_model
+
+    with torch.device("meta"):
+        vae = AutoencoderKLWan()
+    assert sum(p.numel() for p in vae.parameters()) == pytest.approx(load_model("wan2.1-t2v-14b").vae_size.params,
+                                                                     rel=0.01)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        vae.decode(torch.empty(1, 16, 3, 8, 8, device="meta"), return_dict=False)
+    wan = load_model("wan2.1-t2v-14b").with_frames(9)
+    assert counter.get_total_flops() == pytest.approx(wan.vae_decode_flops(64, 64), rel=0.01)
