@@ -65,8 +65,38 @@ class SearchReport(BaseModel):
     cost_model: str
     baseline_latency_s: float | None = Field(None, description="Serial plan on one device (simulated).")
     counts: dict[str, int] = Field(default_factory=dict, description="Shapes enumerated, pruned, simulated.")
+    chosen_rank: int | None = Field(None, ge=1, description="Rank of the plan written (-o); None: rank 1.")
+    topology_source: str | None = Field(None, description="The --topology argument (name or path), to re-simulate.")
+    profile: str | None = Field(None, description="The --profile argument, to re-simulate.")
     candidates: list[CandidateRecord]
     rejected: list[RejectedRecord] = Field(default_factory=list)
+
+    @property
+    def chosen(self) -> CandidateRecord:
+        """The plan written: ``chosen_rank`` (rank 1 in files from before the field)."""
+        rank = self.chosen_rank or 1
+        return next((r for r in self.candidates if r.rank == rank), self.candidates[0])
+
+
+class SweepReport(BaseModel):
+    """``pfplan search --resolutions A,B,C --results sweep.json``: one search per resolution."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    kind: Literal["sweep"] = "sweep"
+    searches: list[SearchReport]
+
+
+def why_text(rec: CandidateRecord, report: SearchReport) -> str:
+    """The table's last column: "chosen" only for the plan written, and why #1 was not written if so."""
+    chosen = report.chosen
+    if rec.rank == chosen.rank:
+        return "chosen (the plan written)"
+    if rec.rank == 1:
+        reason = rec.runnable_reason or "not written"
+        return f"fastest, not written: {reason}"
+    return rec.lost_because
 
 
 def candidate_record(rank: int, cand: "Candidate", baseline_latency_s: float | None) -> CandidateRecord:
