@@ -306,7 +306,9 @@ def size_mix(fast: PlanService, lean: PlanService, requests: list[Request], *, s
     rate = offered_rate(requests)
     for k in range(1, max_fast + 1):
         left = max(0.0, rate - k * fast.requests_per_service / fast.service_s(fast.shape, fast.requests_per_service))
-        m = 0 if left == 0 else floor_replicas(lean, left)
+        if left == 0:  # k fast replicas alone keep up: no longer a mix (the homogeneous search covers it)
+            break
+        m = floor_replicas(lean, left)
         for _ in range(64):
             fleet = simulate_fleet([(fast, k), (lean, m)], requests, routing=routing, slo_s=slo_s,
                                    percentile=percentile, box_devices=box_devices)
@@ -319,8 +321,6 @@ def size_mix(fast: PlanService, lean: PlanService, requests: list[Request], *, s
             continue
         if fleet.meets_slo and (best is None or fleet.gpus < best.gpus):
             best = fleet
-        if m == 0:
-            break
     return best
 
 

@@ -34,6 +34,8 @@ class CandidateRecord(BaseModel):
     peak_memory_bytes: int = Field(ge=0, description="Largest per-device footprint.")
     capacity_bytes: int = Field(ge=0, description="Memory of that device.")
     traffic_bytes_by_route_class: dict[str, int] = Field(default_factory=dict)
+    breakdown_s: dict[str, float] = Field(default_factory=dict, description="Simulated time breakdown (empty when "
+                                          "estimated only).")
     runnable_reason: str | None = Field(None, description="Why pfrun cannot run it yet (None: it can).")
     lost_because: str = Field("", description="Why it ranks below the chosen plan.")
     plan: ParallelPlan
@@ -109,6 +111,7 @@ def candidate_record(rank: int, cand: "Candidate", baseline_latency_s: float | N
                               if baseline_latency_s and cand.latency_s > 0 else None),
         peak_memory_bytes=cand.peak_memory_bytes, capacity_bytes=cand.capacity_bytes,
         traffic_bytes_by_route_class=dict(prediction.bytes_by_route_class) if prediction else {},
+        breakdown_s=dict(prediction.breakdown_s) if prediction else {},
         runnable_reason=cand.runnable_reason, lost_because=cand.lost_because, plan=cand.plan)
 
 
