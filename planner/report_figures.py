@@ -120,7 +120,7 @@ def top_table(report: SearchReport, limit: int = 15) -> go.Figure:
     fig = go.Figure(go.Table(columnwidth=[3, 14, 4, 3, 3, 6, 6, 6, 6, 40],
                              header=dict(values=list(columns), fill_color="#e8e8e8", align="left"),
                              cells=dict(values=list(columns.values()), fill_color=fill, align="left", height=26)))
-    fig.update_layout(title="Top plans (highlighted: the plan written)", height=140 + 34 * len(rows),
+    fig.update_layout(title="Top plans (highlighted: the plan written)", height=120 + 30 * len(rows),
                       margin=dict(l=20, r=20, t=50, b=10))
     return fig
 
@@ -176,7 +176,7 @@ def timeline_figure(label: str, events: list[Any], rank_of_actor: dict[str, list
     ranks = sorted({r for rows in by_cat.values() for r, *_ in rows}, key=lambda s: int(s.split()[1]))
     fig.update_layout(barmode="overlay", title=f"Simulated timeline per rank: {label} (the plan written)",
                       xaxis_title="seconds", yaxis=dict(categoryorder="array", categoryarray=ranks[::-1]),
-                      height=max(320, 120 + 40 * len(ranks)))
+                      height=max(400, 120 + 40 * len(ranks)))
     return fig
 
 
