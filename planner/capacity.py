@@ -177,7 +177,7 @@ class ArrivalSpec:
     """Which arrival process to draw (``kind``: poisson, bursty, or trace with ``trace_path``)."""
 
     kind: str = "poisson"
-    requests: int = 4000
+    requests: int = 20000
     seed: int = 0
     burst_factor: float = 4.0
     burst_share: float = 0.2

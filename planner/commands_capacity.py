@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         burst_factor: float = typer.Option(4.0, help="bursty: how much busier a burst is than the calm."),
         routing: str = typer.Option("least-work", help=f"Queue routing: {', '.join(ROUTINGS)}."),
         max_batch: int = typer.Option(1, min=1, help="Requests a replica may serve together (where priced)."),
-        requests: int = typer.Option(4000, min=100, help="Requests simulated per fleet."),
+        requests: int = typer.Option(20000, min=100, help="Requests simulated per fleet (p99 from 4,000 varies about ±20 percent, from 20,000 about ±6)."),
         seed: int = typer.Option(0, help="Seed of the arrival process."),
         mix: Optional[str] = typer.Option(None, help="Also simulate this fleet: GPUSxREPLICAS,... of the "
                                                      "fastest plan per GPU count (e.g. 4x2,1x3)."),
@@ -129,7 +129,7 @@ def register(app: typer.Typer) -> None:
         for f in fleets:
             price_fleet(f, cluster, table)
         fleets.sort(key=lambda f: (not f.meets_slo, f.gpus, f.usd_per_hour or 0, f.p99_s))
-        make = (lambda r: ArrivalSpec(kind=kind, requests=min(requests, 2000), seed=seed,
+        make = (lambda r: ArrivalSpec(kind=kind, requests=min(requests, 5000), seed=seed,
                                       burst_factor=burst_factor).draw(r, (res, steps))) if kind != "trace" else None
         curves = []
         if make is not None:
