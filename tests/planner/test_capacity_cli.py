@@ -62,3 +62,15 @@ def test_bad_capacity_inputs_are_one_line(pfplan, tmp_path):
                         ([], "--rate"), (["--rate", "1", "--percentile", "0"], "--percentile")):
         bad = pfplan("capacity", *COMMON, *args)
         assert bad.code == 2 and bad.err.count("\n") == 1 and field in bad.err, (args, bad.err)
+
+
+def test_shipped_price_table_names_a_source_and_date_for_every_figure():
+    from planner.prices import load_prices
+    from profiles.catalog.gpus import catalog
+
+    table = load_prices()
+    assert set(table.gpus) == set(catalog().gpus)
+    for name, entry in table.gpus.items():
+        assert entry.source
+        if entry.usd_per_gpu_hour is not None:
+            assert entry.date and "on-demand" in entry.source and "http" in entry.source, name
