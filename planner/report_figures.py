@@ -1,7 +1,8 @@
 """The report's plotly figures, one function per panel; each takes plain records and returns a Figure.
 
-Colours: one fixed colour per strategy family (the degrees' axes, ``cfg×pipefusion``), so
-the Pareto front, the breakdown and the winner map agree. GPU axes get whole-number ticks;
+Colours: in the Pareto front the fastest strategy families (the degrees' axes,
+``cfg×pipefusion``) get one colour each, in order of their best latency, and the slower ones
+share one grey trace; the winner map colours only the families that win a cell. GPU axes get whole-number ticks;
 memory is drawn in the unit that makes the largest bar at least 1 (GB, MB or kB).
 """
 
@@ -44,24 +45,35 @@ def integer_axis(values: Iterable[int]) -> dict[str, Any]:
     return dict(tickmode="array", tickvals=ticks, ticktext=[str(t) for t in ticks])
 
 
-def pareto_figure(report: SearchReport, title: str | None = None) -> go.Figure:
-    """Per family: its fastest plan at each GPU count, joined where each point beats the family's fewer-GPU ones."""
+def pareto_figure(report: SearchReport, title: str | None = None, families_shown: int = 8) -> go.Figure:
+    """Per family: its fastest plan at each GPU count as one line; the ``families_shown`` fastest families
+    get a colour each, the rest share one grey trace (so the legend never scrolls)."""
     fig = go.Figure()
-    colours = family_colours(r.label for r in report.candidates)
     families: dict[str, dict[int, CandidateRecord]] = {}
     for rec in report.candidates:
         best = families.setdefault(strategy_of(rec.label), {})
         if rec.devices not in best or rec.latency_s < best[rec.devices].latency_s:
             best[rec.devices] = rec
-    for name, per_count in sorted(families.items()):
+    order = sorted(families, key=lambda f: min(r.latency_s for r in families[f].values()))
+    shown, rest = order[:families_shown], order[families_shown:]
+    for i, name in enumerate(shown):
+        per_count = families[name]
         recs = [per_count[n] for n in sorted(per_count)]
+        colour = PALETTE[i % len(PALETTE)]
         fig.add_trace(go.Scatter(
             x=[r.devices for r in recs], y=[r.latency_s for r in recs], mode="lines+markers", name=name,
-            line=dict(color=colours[name], width=2), marker=dict(size=9, color=colours[name],
-                                                                 symbol=["circle" if r.simulated else "circle-open"
-                                                                         for r in recs]),
+            line=dict(color=colour, width=2), marker=dict(size=9, color=colour,
+                                                          symbol=["circle" if r.simulated else "circle-open"
+                                                                  for r in recs]),
             text=[f"#{r.rank} {r.label} M={r.plan.patches} W={r.plan.warmup_steps} "
                   f"({'simulated' if r.simulated else 'estimate'})" for r in recs],
+            hovertemplate="%{text}<br>%{x} GPUs, %{y:.3g} s<extra></extra>"))
+    if rest:
+        recs = [r for f in rest for r in families[f].values()]
+        fig.add_trace(go.Scatter(
+            x=[r.devices for r in recs], y=[r.latency_s for r in recs], mode="markers",
+            name=f"{len(rest)} slower families", marker=dict(size=6, color="#bbbbbb", symbol="circle-open"),
+            text=[f"#{r.rank} {r.label} M={r.plan.patches}" for r in recs],
             hovertemplate="%{text}<br>%{x} GPUs, %{y:.3g} s<extra></extra>"))
     front, best_s = [], float("inf")
     for rec in sorted(report.candidates, key=lambda r: (r.devices, r.latency_s)):
@@ -183,19 +195,18 @@ def timeline_figure(label: str, events: list[Any], rank_of_actor: dict[str, list
 def winner_figure(reports: list[SearchReport]) -> go.Figure:
     """The fastest plan's strategy family at each resolution × GPU count (a sweep)."""
     counts = sorted({r.devices for rep in reports for r in rep.candidates})
-    families = sorted({strategy_of(r.label) for rep in reports for r in rep.candidates})
-    colours = family_colours(families)
-    index = {f: i for i, f in enumerate(families)}
-    z, text = [], []
+    winners: list[list[CandidateRecord | None]] = []
     for rep in reports:
-        zr, tr = [], []
+        row = []
         for n in counts:
             recs = [r for r in rep.candidates if r.devices == n]
-            best = min(recs, key=lambda r: r.latency_s) if recs else None
-            zr.append(index[strategy_of(best.label)] if best else None)
-            tr.append(f"{best.label}<br>{best.latency_s:.3g} s" if best else "")
-        z.append(zr)
-        text.append(tr)
+            row.append(min(recs, key=lambda r: r.latency_s) if recs else None)
+        winners.append(row)
+    families = sorted({strategy_of(w.label) for row in winners for w in row if w is not None})
+    colours = family_colours(families)
+    index = {f: i for i, f in enumerate(families)}
+    z = [[index[strategy_of(w.label)] if w else None for w in row] for row in winners]
+    text = [[f"{w.label}<br>{w.latency_s:.3g} s" if w else "" for w in row] for row in winners]
     n = max(len(families), 1)
     scale = []
     for f in families:
