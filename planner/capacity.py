@@ -278,10 +278,20 @@ def simulate_fleet(services: list[tuple[PlanService, int]], requests: list[Reque
                   for svc, _ in services if svc.max_batch > 1 or svc.batch_note])
 
 
-def floor_replicas(service: PlanService, rate: float) -> int:
-    """Fewest replicas whose best throughput (largest batch) is above ``rate``."""
-    best = service.requests_per_service / service.service_s(service.shape, service.requests_per_service)
-    return max(1, math.floor(rate / best) + 1)
+def busy_s_per_request(service: PlanService, requests: list[Request]) -> float:
+    """Mean seconds of replica time one request takes at the largest batch, over the requests' shapes."""
+    counts: dict[tuple[int, int], int] = {}
+    for r in requests:
+        counts[r.shape] = counts.get(r.shape, 0) + 1
+    per = service.requests_per_service
+    return sum(n * service.service_s(shape, per) / per for shape, n in counts.items()) / len(requests)
+
+
+def floor_replicas(service: PlanService, rate: float, requests: list[Request] | None = None) -> int:
+    """Fewest replicas whose best throughput (largest batch, the requests' shapes) is above ``rate``."""
+    busy = (busy_s_per_request(service, requests) if requests
+            else service.service_s(service.shape, service.requests_per_service) / service.requests_per_service)
+    return max(1, math.floor(rate * busy) + 1)
 
 
 def size_for_slo(service: PlanService, requests: list[Request], *, slo_s: float | None, percentile: float = 99,
@@ -289,7 +299,7 @@ def size_for_slo(service: PlanService, requests: list[Request], *, slo_s: float 
     """Fewest replicas of ``service`` meeting the objective (the floor when there is none); None if none do."""
     if slo_s is not None and service.service_s(service.shape, 1) > slo_s:
         return None
-    n = floor_replicas(service, offered_rate(requests))
+    n = floor_replicas(service, offered_rate(requests), requests)
     while n <= max_replicas:
         fleet = simulate_fleet([(service, n)], requests, routing=routing, slo_s=slo_s, percentile=percentile,
                                box_devices=box_devices)
@@ -305,10 +315,10 @@ def size_mix(fast: PlanService, lean: PlanService, requests: list[Request], *, s
     best: FleetResult | None = None
     rate = offered_rate(requests)
     for k in range(1, max_fast + 1):
-        left = max(0.0, rate - k * fast.requests_per_service / fast.service_s(fast.shape, fast.requests_per_service))
+        left = max(0.0, rate - k / busy_s_per_request(fast, requests))
         if left == 0:  # k fast replicas alone keep up: no longer a mix (the homogeneous search covers it)
             break
-        m = floor_replicas(lean, left)
+        m = floor_replicas(lean, left, requests)
         for _ in range(64):
             fleet = simulate_fleet([(fast, k), (lean, m)], requests, routing=routing, slo_s=slo_s,
                                    percentile=percentile, box_devices=box_devices)

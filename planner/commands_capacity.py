@@ -172,7 +172,7 @@ def register(app: typer.Typer) -> None:
                    fleet_rows([f for f in fleets[:top]], slo_s))
         best = next(f for f in fleets if f.meets_slo)
         floor_text = ""
-        if len(best.mix) == 1 and best.mix[0][1] in floors:
+        if len(best.mix) == 1 and best.mix[0][1] in floors and all(r.shape == (res, steps) for r in reqs):
             floor = floors[best.mix[0][1]]
             floor_text = (f" (the no-queueing floor, {floor.replicas} replicas = {floor.total_devices} GPUs, "
                           f"would run {floor.utilisation:.0%} busy)")
