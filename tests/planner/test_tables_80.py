@@ -73,3 +73,10 @@ def test_chosen_means_the_plan_written():
     assert sum("chosen" in t for t in texts) == 1
     star = pareto_figure(report).data[-1]
     assert list(star.x) == [1] and list(star.y) == [2.0] and "serial" in star.name
+
+
+def test_bad_resolutions_are_one_line(pfplan):
+    for args in (["--resolutions", "256,abc"], ["--resolutions", "256", "--resolution", "256"],
+                 ["--resolutions", "0"]):
+        bad = pfplan("search", "--topology", "cpu2", "--model", "pixart-tiny", *args)
+        assert bad.code == 2 and bad.err.count("\n") == 1 and "--resolutions" in bad.err, (args, bad.err)
