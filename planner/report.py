@@ -16,7 +16,6 @@ which the browser test reads.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import plotly.graph_objects as go
