@@ -7,9 +7,19 @@ STAMP := $(VENV)/.installed
 # pytest workers: the suite is sized for 2 cores.
 JOBS ?= 2
 
-.PHONY: setup demo test bench schemas gpu-check clean
+.PHONY: setup browser demo test bench schemas gpu-check clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# The report test opens every report in Debian's headless chromium: install it when missing (CI runs as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if command -v apt-get >/dev/null 2>&1; then \
+			SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+			echo "chromium not found: installing Debian's chromium for the report test"; \
+			$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+				|| echo "could not install chromium: the report browser test will fail"; \
+		else echo "chromium not found and no apt-get: install chromium for the report browser test"; fi; }
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +38,7 @@ demo: $(STAMP)
 	$(PY) -m planner.demo $(ARGS)
 
 # Tests that compare wall-clock timings run alone, before the others, so nothing competes for the cores.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q -m timing
 	$(PY) -m pytest -q -n $(JOBS) --dist loadfile -m "not timing"
 

@@ -13,44 +13,40 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from planner import commands_capacity
-from profiles.cli_support import out_console, print_json
+from profiles.cli_support import print_json
 from planner.job import load_job, resolution_of, run_search, sha256_of
-from planner.search import GB, SearchSettings
-from planner.search_format import CandidateRecord, SearchReport, search_report
+from planner.search import SearchSettings
+from planner.search_format import CandidateRecord, SearchReport, SweepReport, search_report
+from planner.search_table import print_search_table
+from planner.tables import text_console
 from profiles.errors import InputError
 from profiles.loading import write_model_json
 from simulator.plan import ParallelPlan, Provenance
 
 
-def gb(value: int | float) -> str:
-    return f"{value / GB:.1f}"
+def parse_resolutions(text: str) -> list[int]:
+    """``"1024,2048"`` → [1024, 2048]."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"expected comma-separated pixel sides (1024,2048,4096), got {text!r}",
+                         field="--resolutions") from None
+    if not values or any(v < 1 for v in values):
+        raise InputError(f"expected positive pixel sides, got {text!r}", field="--resolutions")
+    return sorted(set(values))
 
 
-def traffic_text(by_class: dict[str, int]) -> str:
-    parts = [f"{cls} {gb(v)}" for cls, v in sorted(by_class.items()) if v > 0]
-    return ", ".join(parts) or "-"
+def sweep_path(output: Path, resolution: int) -> Path:
+    """``plan.json`` → ``plan-2048px.json``."""
+    return output.with_name(f"{output.stem}-{resolution}px{output.suffix or '.json'}")
 
 
 def print_table(report: SearchReport, top: int) -> None:
-    table = Table(title=f"{report.model} {report.height_px}px, {report.steps} steps on {report.topology} "
-                        f"({report.objective}, {report.cost_model})")
-    for col in ("#", "plan", "GPUs", "M", "W", "placement", "latency s", "speed-up", "img/s",
-                "mem GB (peak/cap)", "traffic GB", "runnable", "why it lost"):
-        table.add_column(col, overflow="fold")
-    for rec in report.candidates[:top]:
-        table.add_row(str(rec.rank), rec.label, str(rec.devices), str(rec.plan.patches),
-                      str(rec.plan.warmup_steps), rec.placement_name,
-                      f"{rec.latency_s:.3g}" + ("" if rec.simulated else " (est)"),
-                      f"{rec.speedup_over_one_gpu:.2f}×" if rec.speedup_over_one_gpu else "-",
-                      f"{rec.throughput_images_per_s:.3g}", f"{gb(rec.peak_memory_bytes)}/{gb(rec.capacity_bytes)}",
-                      traffic_text(rec.traffic_bytes_by_route_class),
-                      "yes" if rec.runnable_reason is None else "no", rec.lost_because or "chosen")
-    out_console.print(table)
+    print_search_table(report, top)
     c = report.counts
-    out_console.print(f"{c.get('shapes', 0)} plan shapes: {c.get('does_not_fit', 0)} do not fit, "
+    text_console().print(f"{c.get('shapes', 0)} plan shapes: {c.get('does_not_fit', 0)} do not fit, "
                       f"{c.get('not_runnable', 0)} not runnable (skipped), {c.get('simulated', 0)} simulated; "
                       f"serial on one device: "
                       + (f"{report.baseline_latency_s:.3g} s" if report.baseline_latency_s else "does not fit"),
@@ -101,6 +97,9 @@ def register(app: typer.Typer) -> None:
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the chosen plan here."),
         results: Optional[Path] = typer.Option(None, "--results", help="Write every candidate (search.json)."),
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+        resolutions: Optional[str] = typer.Option(None, "--resolutions",
+                                                  help="Sweep: search each of these sides (e.g. 1024,2048,4096); "
+                                                       "-o writes PLAN-<res>px.json each, --results one sweep file."),
         frames: Optional[int] = typer.Option(None, min=1, help="Video frames (default: the model's; 1 for images)."),
     ) -> None:
         """Find the fastest plan that fits: degrees, patches, warm-up, stage split, placement."""
@@ -108,37 +107,52 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"expected latency or throughput, got {objective!r}", field="--objective")
         cluster, preset, cost_model = load_job(topology, model, profile)
         preset = preset.with_frames(frames)
-        res = resolution_of(preset, resolution)
+        sweep = parse_resolutions(resolutions) if resolutions else None
+        if sweep is not None and resolution is not None:
+            raise InputError("give --resolution or --resolutions, not both", field="--resolutions")
         steps = steps if steps is not None else preset.default_steps
         settings = SearchSettings(objective=objective, min_warmup=min_warmup,  # type: ignore[arg-type]
                                   max_devices=max_gpus, runnable_only=runnable_only, simulate_top=top)
-        result = run_search(cluster, preset, cost_model, resolution=res, steps=steps, settings=settings,
-                            topology=topology)
-        report = search_report(result, model=model, height_px=res, width_px=res, steps=steps,
-                               topology=cluster.topology.name, objective=objective, cost_model=cost_model.name)
-        command = (f"pfplan search --topology {topology} --model {model} --resolution {res} --steps {steps}"
-                   f"{f' --profile {profile}' if profile else ''} --objective {objective} --min-warmup {min_warmup}"
-                   f"{f' --max-gpus {max_gpus}' if max_gpus else ''}{' --runnable-only' if runnable_only else ''}"
-                   f"{' --allow-unrunnable' if allow_unrunnable else ''}{f' --frames {frames}' if frames else ''}")
-        provenance = Provenance(command=command, topology=topology, topology_sha256=sha256_of(cluster.file),
-                                profile=profile, profile_sha256=sha256_of(profile))
-        plan = finished_plan(report, provenance=provenance, allow_unrunnable=allow_unrunnable)
-        if output is not None:
-            write_model_json(output, plan)
-        if results is not None:
-            write_model_json(results, report)
-        if json_out:
-            print_json({"plan": plan.model_dump(mode="json"),
-                        "alternatives": [r.model_dump(mode="json", exclude={"plan"}) for r in report.candidates[:top]],
-                        "counts": report.counts, "baseline_latency_s": report.baseline_latency_s})
-            return
-        print_table(report, top)
-        out_console.print(cluster.topology.communication.describe(brief=True), markup=False)
-        if output is not None:
+        console = text_console()
+        done: list[tuple[SearchReport, ParallelPlan, Path | None]] = []
+        for res in [resolution_of(preset, r) for r in (sweep or [resolution])]:
+            result = run_search(cluster, preset, cost_model, resolution=res, steps=steps, settings=settings,
+                                topology=topology)
+            report = search_report(result, model=model, height_px=res, width_px=res, steps=steps,
+                                   topology=cluster.topology.name, objective=objective, cost_model=cost_model.name)
+            command = (f"pfplan search --topology {topology} --model {model} --resolution {res} --steps {steps}"
+                       f"{f' --profile {profile}' if profile else ''} --objective {objective} "
+                       f"--min-warmup {min_warmup}"
+                       f"{f' --max-gpus {max_gpus}' if max_gpus else ''}{' --runnable-only' if runnable_only else ''}"
+                       f"{' --allow-unrunnable' if allow_unrunnable else ''}{f' --frames {frames}' if frames else ''}")
+            provenance = Provenance(command=command, topology=topology, topology_sha256=sha256_of(cluster.file),
+                                    profile=profile, profile_sha256=sha256_of(profile))
+            plan = finished_plan(report, provenance=provenance, allow_unrunnable=allow_unrunnable)
             written = chosen_candidate(report, allow_unrunnable=allow_unrunnable)
-            out_console.print(f"wrote {output} (#{written.rank} {plan.degrees.label()}, predicted "
+            report = report.model_copy(update={"chosen_rank": written.rank, "topology_source": topology,
+                                               "profile": profile})
+            target = output if output is None or sweep is None else sweep_path(output, res)
+            done.append((report, plan, target))
+        for _, plan, target in done:
+            if target is not None:
+                write_model_json(target, plan)
+        if results is not None:
+            write_model_json(results, done[0][0] if sweep is None else SweepReport(searches=[d[0] for d in done]))
+        if json_out:
+            rows = [{"plan": plan.model_dump(mode="json"),
+                     "alternatives": [r.model_dump(mode="json", exclude={"plan"}) for r in report.candidates[:top]],
+                     "counts": report.counts, "baseline_latency_s": report.baseline_latency_s}
+                    for report, plan, _ in done]
+            print_json(rows[0] if sweep is None else rows)
+            return
+        for report, plan, target in done:
+            print_table(report, top)
+            if target is not None:
+                written = report.chosen
+                console.print(f"wrote {target} (#{written.rank} {plan.degrees.label()}, predicted "
                               f"{written.latency_s:.3g} s)", markup=False)
-        for note in plan.notes[1:]:
-            out_console.print(f"note: {note}", markup=False)
+            for note in plan.notes[1:]:
+                console.print(f"note: {note}", markup=False)
+        console.print(cluster.topology.communication.describe(brief=True), markup=False)
 
     commands_capacity.register(app)

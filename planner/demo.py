@@ -11,7 +11,7 @@ and the tiny PixArt preset:
    and compares the image with a serial run (the price of PipeFusion's stale K/V);
 4. ``pfplan simulate`` writes the simulated trace of the same plan, ``pfplan validate``
    compares it with the measured one (end to end, per category, step and compute unit), and
-   ``pfplan report`` writes an HTML report; the predicted and measured latencies are printed
+   ``pfplan capacity`` sizes a fleet for 20 images/s, ``pfplan report`` writes an HTML report; the predicted and measured latencies are printed
    side by side.
 
 Every step runs the real command (pfplan in-process, pfrun as its own process); the files land in ``out/demo/``.
@@ -83,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     if code := pfplan("compare the simulated and the measured trace",
                       ["validate", str(out / "simulated-trace.json"), str(out / "measured-trace.json")]):
         return code
-    if code := pfplan("report", ["report", str(results), "-o", str(out / "report.html")]):
+    if code := pfplan("how many CPU ranks serve 20 images/s with p99 under 0.5 s",
+                      ["capacity", "--topology", TOPOLOGY, "--model", MODEL, "--steps", STEPS, "--profile", profile,
+                       "--rate", "20", "--slo-s", "0.5", "--requests", "1000",
+                       "--results", str(out / "capacity.json")]):
+        return code
+    if code := pfplan("report", ["report", str(results), "--capacity", str(out / "capacity.json"),
+                                 "-o", str(out / "report.html")]):
         return code
     measured = result["latency_s"]
     denoise, vae = split_measured(load_trace(out / "measured-trace.json"))

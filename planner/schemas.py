@@ -11,7 +11,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from planner.search_format import SearchReport
+from planner.capacity_format import CapacityReport
+from planner.prices import PriceTable
+from planner.search_format import SearchReport, SweepReport
 from planner.trace_compare import TraceComparison
 from profiles.catalog.gpus import GpuCatalog
 from profiles.catalog.measured_runs import MeasuredRuns
@@ -26,7 +28,8 @@ def formats() -> dict[str, type[BaseModel]]:
     """File name stem → pydantic model of every documented format."""
     return {"topology": Topology, "plan": ParallelPlan, "model-preset": ModelPreset, "gpu-catalog": GpuCatalog,
             "trace": Trace, "profile": Profile, "search-results": SearchReport,
-            "trace-comparison": TraceComparison, "measured-runs": MeasuredRuns}
+            "trace-comparison": TraceComparison, "measured-runs": MeasuredRuns,
+            "search-sweep": SweepReport, "capacity-results": CapacityReport, "prices": PriceTable}
 
 
 def render(model: type[BaseModel]) -> str:

@@ -34,6 +34,8 @@ class CandidateRecord(BaseModel):
     peak_memory_bytes: int = Field(ge=0, description="Largest per-device footprint.")
     capacity_bytes: int = Field(ge=0, description="Memory of that device.")
     traffic_bytes_by_route_class: dict[str, int] = Field(default_factory=dict)
+    breakdown_s: dict[str, float] = Field(default_factory=dict, description="Simulated time breakdown (empty when "
+                                          "estimated only).")
     runnable_reason: str | None = Field(None, description="Why pfrun cannot run it yet (None: it can).")
     lost_because: str = Field("", description="Why it ranks below the chosen plan.")
     plan: ParallelPlan
@@ -65,8 +67,38 @@ class SearchReport(BaseModel):
     cost_model: str
     baseline_latency_s: float | None = Field(None, description="Serial plan on one device (simulated).")
     counts: dict[str, int] = Field(default_factory=dict, description="Shapes enumerated, pruned, simulated.")
+    chosen_rank: int | None = Field(None, ge=1, description="Rank of the plan written (-o); None: rank 1.")
+    topology_source: str | None = Field(None, description="The --topology argument (name or path), to re-simulate.")
+    profile: str | None = Field(None, description="The --profile argument, to re-simulate.")
     candidates: list[CandidateRecord]
     rejected: list[RejectedRecord] = Field(default_factory=list)
+
+    @property
+    def chosen(self) -> CandidateRecord:
+        """The plan written: ``chosen_rank`` (rank 1 in files from before the field)."""
+        rank = self.chosen_rank or 1
+        return next((r for r in self.candidates if r.rank == rank), self.candidates[0])
+
+
+class SweepReport(BaseModel):
+    """``pfplan search --resolutions A,B,C --results sweep.json``: one search per resolution."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    kind: Literal["sweep"] = "sweep"
+    searches: list[SearchReport]
+
+
+def why_text(rec: CandidateRecord, report: SearchReport) -> str:
+    """The table's last column: "chosen" only for the plan written, and why #1 was not written if so."""
+    chosen = report.chosen
+    if rec.rank == chosen.rank:
+        return "chosen (the plan written)"
+    if rec.rank == 1:
+        reason = rec.runnable_reason or "not written"
+        return f"fastest, not written: {reason}"
+    return rec.lost_because
 
 
 def candidate_record(rank: int, cand: "Candidate", baseline_latency_s: float | None) -> CandidateRecord:
@@ -79,6 +111,7 @@ def candidate_record(rank: int, cand: "Candidate", baseline_latency_s: float | N
                               if baseline_latency_s and cand.latency_s > 0 else None),
         peak_memory_bytes=cand.peak_memory_bytes, capacity_bytes=cand.capacity_bytes,
         traffic_bytes_by_route_class=dict(prediction.bytes_by_route_class) if prediction else {},
+        breakdown_s=dict(prediction.breakdown_s) if prediction else {},
         runnable_reason=cand.runnable_reason, lost_because=cand.lost_because, plan=cand.plan)
 
 
