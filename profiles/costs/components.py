@@ -240,17 +240,38 @@ class Vae:
         image = self.out_channels * height_px * width_px
         return (peak + image) * dtype_bytes
 
-    def decode_flops(self, height_px: int, width_px: int) -> float:
-        """Forward FLOPs of one image's decode: 2·MACs of the 3×3 convs at each level."""
+    def decode_bytes(self, height_px: int, width_px: int, dtype_bytes: int) -> float:
+        """Activation bytes one decode moves through memory: each resnet reads and writes its
+        width ~6 times (two group norms, two SiLUs, two convs), each upsampler 3 times at 2×."""
         total = 0.0
         levels = self.decode_levels(height_px, width_px)
         for i, (cin, cout, pixels) in enumerate(levels):
-            convs = 2 * 9 * (cin * cout + cout * cout) + 2 * self.layers_per_block * 9 * cout * cout
-            total += 2.0 * pixels * convs
+            total += (self.layers_per_block + 1) * 12 * cout * pixels
             if i < len(levels) - 1:
-                total += 2.0 * 4 * pixels * 9 * cout * cout  # upsampler conv at 2× resolution
+                total += 3 * 2 * cout * 4 * pixels
+        return total * dtype_bytes
+
+    def decode_flops(self, height_px: int, width_px: int) -> float:
+        """Forward FLOPs of one image's decode: 2 × the MACs of the decoder's convs and of its mid-block
+        attention (q/k/v/out projections and the pixels × pixels scores at the coarsest level)."""
+        macs = 0.0
+        levels = self.decode_levels(height_px, width_px)
         cin, _, pixels = levels[0]
-        return total + 2.0 * pixels * 2 * self.mid_block_layers * 9 * 2 * cin * cin
+        if self.use_post_quant_conv:
+            macs += self.latent_channels ** 2 * pixels                             # post_quant_conv 1×1
+        macs += self.latent_channels * cin * 9 * pixels                            # conv_in
+        macs += (self.mid_block_layers + 1) * 2 * 9 * cin * cin * pixels           # mid resnets
+        macs += 4 * cin * cin * pixels + 2 * pixels * pixels * cin                  # mid attention
+        for i, (cin, cout, pixels) in enumerate(levels):
+            macs += 9 * (cin * cout + cout * cout) * pixels                        # first resnet
+            macs += self.layers_per_block * 2 * 9 * cout * cout * pixels           # the other resnets
+            if cin != cout:
+                macs += cin * cout * pixels                                        # 1×1 shortcut
+            if i < len(levels) - 1:
+                macs += 9 * cout * cout * 4 * pixels                               # upsampler conv at 2×
+        last = levels[-1]
+        macs += last[1] * self.out_channels * 9 * last[2]                          # conv_out
+        return 2.0 * macs
 
 
 # --- the standard components (config.json of each, as published on the Hugging Face hub) ---

@@ -104,3 +104,30 @@ def test_t5_keeps_wo_in_fp32_as_transformers_loads_fp16():
     assert c.weight_bytes(enc, "fp16") == (enc.params - wo) * 2 + wo * 4
     assert c.weight_bytes(enc, "bf16") == enc.params * 2
     assert c.weight_bytes(c.CLIP_L, "fp16") == c.CLIP_L.params * 2
+
+
+def meta_flops(module, *args) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"), FlopCounterMode(display=False) as counter:
+        module(*args)
+    return counter.get_total_flops()
+
+
+def test_vae_decode_flops_match_torch_flop_counter():
+    kw = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=BLOCKS, layers_per_block=2,
+              down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    with torch.device("meta"):
+        vae = diffusers.AutoencoderKL(**kw)
+    counted = meta_flops(vae.decode, torch.empty(1, 4, 32, 32, device="meta"))
+    assert counted == pytest.approx(c.SD_VAE.decode_flops(256, 256), rel=1e-9)
+
+
+def test_text_encoder_flops_match_torch_flop_counter():
+    cfg = t5_config(c.T5Encoder("small", 32128, 512, 64, 8, 1024, 2))
+    with torch.device("meta"):
+        enc = transformers.T5EncoderModel(cfg)
+    tokens = 120
+    counted = meta_flops(enc, torch.zeros(1, tokens, dtype=torch.long, device="meta"))
+    small = c.T5Encoder("small", 32128, 512, 64, 8, 1024, 2)
+    assert counted == pytest.approx(tokens * small.flops_per_token(tokens), rel=1e-6)
