@@ -91,6 +91,11 @@ class AnalyticCostModel:
     def first_pass_overhead_s(self, batch: int) -> float | None:
         return None
 
+    def elementwise_time_s(self, nbytes: float, kernels: int) -> float | None:
+        """Memory-bound elementwise work, never below its kernels' launch floors."""
+        eff = self.efficiency
+        return eff.scale * max(nbytes / (self.gpu.memory_bandwidth_gb_s * 1e9), kernels * eff.elementwise_launch_us * 1e-6)
+
     def vae_decode_time_s(self, height_px: int, width_px: int) -> float | None:
         """The decoder's 3×3 convs at the large-matmul efficiency, or its activation traffic, whichever
         is longer (the full-resolution levels dominate both)."""
