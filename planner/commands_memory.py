@@ -102,20 +102,20 @@ def register(app: typer.Typer) -> None:
         worst = max(ranks, key=lambda m: m.total)
         fits = None if capacity is None else worst.total <= capacity
         unrun = not_run_by_pfrun(options)
-        missing = pipeline_components(preset.family, tiny=preset.tiny) is None
+        missing = pipeline_components(preset.spec, preset.arch.latent_channels, tiny=preset.tiny).unknown
         if json_out:
             print_json({"plan": plan.model_dump(mode="json", exclude={"prediction", "provenance"}),
                         "options": options.__dict__, "gpu": gpu_name, "capacity_bytes": capacity, "fits": fits,
                         "per_rank_bytes": [m.as_dict() for m in ranks], "not_run_by_pfrun": unrun,
-                        "components_not_modelled": missing})
+                        "encoders_not_counted": list(missing)})
             return
         out_console.print(f"{plan.model} {plan.height_px}×{plan.width_px}, {plan.degrees.label()} "
                           f"(patches {plan.patches}, warm-up {plan.warmup_steps}); text encoders {options.text_encoders}"
                           f", VAE decode {options.vae_decode}", markup=False)
         out_console.print(component_table(ranks, "Peak memory per device"))
         if missing:
-            out_console.print(f"family {preset.family!r} has no pipeline components described: "
-                              "text encoders and VAE are not counted", markup=False)
+            out_console.print(f"text encoders with no dimensions in profiles/costs/components.py, not counted: "
+                              f"{', '.join(missing)}", markup=False)
         if unrun:
             out_console.print(f"not run by pfrun (planning knobs only): {', '.join(unrun)}", markup=False)
         if capacity is None:

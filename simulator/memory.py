@@ -165,24 +165,22 @@ class MemoryBreakdown:
                 "framework": self.framework, "allocated": self.allocated, "total": self.total}
 
 
-def _pipeline(model: ModelPreset) -> Pipeline | None:
-    return pipeline_components(model.family, tiny=model.tiny)
+def _pipeline(model: ModelPreset) -> Pipeline:
+    return pipeline_components(model.spec, model.arch.latent_channels, tiny=model.tiny)
 
 
 def component_terms(plan: ParallelPlan, model: ModelPreset, *, dtype_bytes: int,
                     options: MemoryOptions) -> dict[str, int | bool]:
     """The per-device bytes of everything beside the transformer (same on every device)."""
     pipe = _pipeline(model)
-    te_dtype = options.text_encoder_dtype or (pipe.dtype if pipe is not None and dtype_bytes == 2 else "fp32")
+    te_dtype = options.text_encoder_dtype or (pipe.dtype if dtype_bytes == 2 else "fp32")
     prompts = 2 if model.uses_cfg else 1
     te = work = 0
-    if pipe is not None and options.text_encoders != "cpu":
-        for attr, enc in pipe.text_encoders:
+    if options.text_encoders != "cpu":
+        for _, enc, tokens in pipe.text_encoders:
             te += weight_bytes(enc, te_dtype)
-            tokens = pipe.text_tokens.get(attr, 77)
             work = max(work, enc.working_bytes(prompts, tokens, dtype_bytes))
-    vae_spec = (vae_from_config(model.vae_config) if model.vae_config is not None
-                else pipe.vae if pipe is not None else None)
+    vae_spec = vae_from_config(model.vae_config) if model.vae_config is not None else pipe.vae
     vae = decode = 0
     if vae_spec is not None:
         vae = vae_spec.params * dtype_bytes

@@ -110,12 +110,11 @@ class AnalyticCostModel:
     def text_encode_time_s(self, prompts: int) -> float | None:
         """The pipeline's text encoders over ``prompts`` prompts (2 with CFG): weights read once per
         encoder, FLOPs at the efficiency of their token count (not yet placed on the simulated timeline)."""
-        pipe = pipeline_components(self.model.family, tiny=self.model.tiny)
-        if pipe is None:
+        pipe = pipeline_components(self.model.spec, self.model.arch.latent_channels, tiny=self.model.tiny)
+        if pipe.unknown:
             return None
         total = 0.0
-        for attr, enc in pipe.text_encoders:
-            tokens = pipe.text_tokens.get(attr, 77)
+        for _, enc, tokens in pipe.text_encoders:
             flops = prompts * tokens * enc.flops_per_token(tokens)
             weights = enc.params * self.dtype_bytes / (self.gpu.memory_bandwidth_gb_s * 1e9)
             total += max(self._compute_s(flops, prompts * tokens), weights)
@@ -124,8 +123,7 @@ class AnalyticCostModel:
     def _vae(self) -> Vae | None:
         if self.model.vae_config is not None:
             return vae_from_config(self.model.vae_config)
-        pipe = pipeline_components(self.model.family, tiny=self.model.tiny)
-        return pipe.vae if pipe is not None else None
+        return pipeline_components(self.model.spec, self.model.arch.latent_channels, tiny=self.model.tiny).vae
 
     def flops(self, shape: LayerShape) -> float:
         return layer_flops(self.model.arch, shape, text_tokens=self.model.text_tokens)

@@ -8,9 +8,9 @@ from them layer by layer, as transformers / diffusers build it. ``tests/profiles
 builds every component on torch's meta device from the same configs and checks the counts
 are equal, so these formulas cannot drift from the libraries silently.
 
-Which components each family's diffusers pipeline loads is :data:`PIPELINES`; a family not
-listed there (a new plug-in) has no components counted and :func:`pipeline_components` says so
-by returning ``None``.
+Which components a family's pipeline loads comes from its family spec (``text_encoders`` by
+kind, the VAE's latent channels): :func:`pipeline_components`. An encoder kind with no
+dimensions here (a new plug-in's) is not counted, and the pipeline says so (``unknown``).
 """
 
 from __future__ import annotations
@@ -298,39 +298,48 @@ SD3_FLUX_VAE = Vae("sd3/flux vae (16 latent channels)", latent_channels=16, use_
                    use_post_quant_conv=False, source="SD3-medium / FLUX.1-dev vae config.json")
 
 
+ENCODERS: dict[str, tuple[TextEncoder, TextEncoder]] = {
+    "T5-XXL": (T5_V1_1_XXL, T5_V1_1_XXL),
+    "mT5": (MT5_XL, MT5_XL),
+    "CLIP-L": (CLIP_L, CLIP_L_PROJ),
+    "CLIP-G": (CLIP_G_PROJ, CLIP_G_PROJ),
+    "BERT": (HUNYUAN_BERT, HUNYUAN_BERT),
+}
+"""A family spec's encoder ``kind`` → (component when only its pooled embedding is used, component when
+its token embeddings are): FluxPipeline loads ``CLIPTextModel``, StableDiffusion3Pipeline
+``CLIPTextModelWithProjection`` (768² more weights)."""
+VAES: dict[int, Vae] = {4: SD_VAE, 16: SD3_FLUX_VAE}
+"""Latent channels → the standard VAE of that latent space."""
+
+
 @dataclass(frozen=True)
 class Pipeline:
-    """What a family's diffusers pipeline loads beside its transformer."""
+    """What a family's diffusers pipeline loads beside its transformer (from its family spec)."""
 
-    text_encoders: tuple[tuple[str, TextEncoder], ...]
-    """``(pipeline attribute, component)`` in the order the pipeline encodes."""
-    text_tokens: dict[str, int] = field(default_factory=dict)
-    """Tokens each encoder reads per prompt (the pipeline's ``max_sequence_length`` defaults)."""
+    text_encoders: tuple[tuple[str, TextEncoder, int], ...]
+    """``(kind, component, tokens it reads per prompt)`` in the order the pipeline encodes."""
     vae: Vae | None = SD_VAE
-    pipeline_class: str = ""
     dtype: str = "fp16"
-    """The dtype the family's pipeline is usually run in (diffusers' docs examples; xDiT's examples)."""
+    """The dtype the family's pipeline is usually run in (its spec's ``usual_dtype``)."""
+    unknown: tuple[str, ...] = ()
+    """Encoder kinds of the spec with no dimensions here (not counted; named by ``pfplan memory``)."""
 
 
-PIPELINES: dict[str, Pipeline] = {
-    "pixart": Pipeline((("text_encoder", T5_V1_1_XXL),), {"text_encoder": 120}, SD_VAE, "PixArtAlphaPipeline"),
-    "sd3": Pipeline((("text_encoder", CLIP_L_PROJ), ("text_encoder_2", CLIP_G_PROJ), ("text_encoder_3", T5_V1_1_XXL)),
-                    {"text_encoder": 77, "text_encoder_2": 77, "text_encoder_3": 256}, SD3_FLUX_VAE,
-                    "StableDiffusion3Pipeline"),
-    "flux": Pipeline((("text_encoder", CLIP_L), ("text_encoder_2", T5_V1_1_XXL)),
-                     {"text_encoder": 77, "text_encoder_2": 512}, SD3_FLUX_VAE, "FluxPipeline", "bf16"),
-    "hunyuan": Pipeline((("text_encoder", HUNYUAN_BERT), ("text_encoder_2", MT5_XL)),
-                        {"text_encoder": 77, "text_encoder_2": 256}, SD_VAE, "HunyuanDiTPipeline"),
-    "dit": Pipeline((), {}, SD_VAE, "DiTPipeline"),
-}
-
-
-def pipeline_components(family: str, *, tiny: bool = False) -> Pipeline | None:
-    """The family's components; an empty pipeline for tiny test presets (random embeddings, tiny VAE
-    counted by the caller from ``vae_config``); None for a family nobody described here."""
+def pipeline_components(spec, latent_channels: int, *, tiny: bool = False) -> Pipeline:
+    """The components of a :class:`~profiles.families.spec.FamilySpec`'s pipeline: its text encoders by
+    kind and the standard VAE of its latent space; nothing for tiny test presets (random embeddings;
+    their tiny VAE is counted by the caller from ``vae_config``)."""
     if tiny:
-        return Pipeline((), {}, None)
-    return PIPELINES.get(family)
+        return Pipeline((), None)
+    encoders, unknown = [], []
+    for enc in spec.text_encoders:
+        pair = ENCODERS.get(enc.kind)
+        if pair is None:
+            unknown.append(enc.kind)
+        else:
+            encoders.append((enc.kind, pair[0] if enc.pooled_only else pair[1], enc.max_tokens))
+    channels = spec.vae.latent_channels or latent_channels
+    return Pipeline(tuple(encoders), VAES.get(channels), getattr(spec, "usual_dtype", "fp16"), tuple(unknown))
 
 
 def vae_from_config(config: dict) -> Vae:

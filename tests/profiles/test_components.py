@@ -86,10 +86,23 @@ def test_tiny_vae_config_matches_diffusers():
     assert meta_params(lambda: diffusers.AutoencoderKL(**cfg)) == c.vae_from_config(cfg).params
 
 
-def test_every_described_family_lists_its_pipeline():
-    assert {enc.name for _, enc in c.PIPELINES["sd3"].text_encoders} >= {c.T5_V1_1_XXL.name, c.CLIP_G_PROJ.name}
-    assert c.PIPELINES["dit"].text_encoders == ()
-    assert c.pipeline_components("no-such-family") is None
+def test_each_family_spec_resolves_to_its_pipelines_components():
+    from dataclasses import replace
+
+    from profiles.catalog.models import load_model
+
+    def parts(name):
+        m = load_model(name)
+        return c.pipeline_components(m.spec, m.arch.latent_channels)
+
+    assert [e for _, e, _ in parts("sd3-medium").text_encoders] == [c.CLIP_L_PROJ, c.CLIP_G_PROJ, c.T5_V1_1_XXL]
+    assert [(e, t) for _, e, t in parts("flux-dev").text_encoders] == [(c.CLIP_L, 77), (c.T5_V1_1_XXL, 512)]
+    assert parts("flux-dev").dtype == "bf16" and parts("pixart-alpha").dtype == "fp16"
+    assert parts("hunyuan-dit").vae is c.SD_VAE and parts("sd3-medium").vae is c.SD3_FLUX_VAE
+    assert parts("dit-xl-2").text_encoders == ()
+    spec = load_model("pixart-alpha").spec
+    odd = replace(spec, text_encoders=(replace(spec.text_encoders[0], kind="umT5"),))
+    assert c.pipeline_components(odd, 4).unknown == ("umT5",)
 
 
 def test_t5_keeps_wo_in_fp32_as_transformers_loads_fp16():
