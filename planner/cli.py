@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from planner import (commands_catalog, commands_plan, commands_profile, commands_search,
+from planner import (commands_catalog, commands_memory, commands_plan, commands_profile, commands_search,
                      commands_simulate, commands_topology, commands_validate)
 from profiles.cli_support import entry_point
 
@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 for module in (commands_catalog, commands_topology, commands_profile, commands_plan, commands_simulate,
-               commands_search, commands_validate):
+               commands_search, commands_validate, commands_memory):
     module.register(app)
 
 main = entry_point(app, "pfplan")

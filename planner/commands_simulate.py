@@ -20,7 +20,7 @@ from profiles.catalog.models import load_model
 from profiles.topology.graph import load_cluster
 from simulator.engine import SimulationResult, simulate
 from simulator.memory import GIB
-from simulator.network import NETWORK_MODELS, LinkFit
+from simulator.network import NETWORK_MODELS, CollectiveTiming, LinkFit
 from simulator.plan import ParallelPlan, plan_from_spec, validate
 from simulator.trace import write_trace
 
@@ -48,10 +48,15 @@ def build_plan(*, plan_file: Optional[Path], parallel: Optional[str], model: Opt
 
 
 def link_fits_from(profile: str) -> dict[str, LinkFit]:
-    """Measured latency and bandwidth per route class from a profile's ``links`` section."""
+    """Measured latency and bandwidth per route class from a profile's ``links`` section, with its
+    measured collectives attached when the profile measured one route class (the one they ran over)."""
     from profiles.costs.profile_format import load_profile
 
-    fits = {fit.route_class: LinkFit(fit.latency_us, fit.bandwidth_gb_s) for fit in load_profile(profile).links}
+    loaded = load_profile(profile)
+    curves = tuple(CollectiveTiming(c.op, c.group_size, tuple((p.bytes, p.seconds) for p in c.points), c.bandwidth_gb_s)
+                   for c in loaded.collectives if c.points)
+    fits = {fit.route_class: LinkFit(fit.latency_us, fit.bandwidth_gb_s, curves if len(loaded.links) == 1 else ())
+            for fit in loaded.links}
     if not fits:
         raise InputError(f"profile {profile} has no measured links (make one with `pfplan profile links`)",
                          field="--links")

@@ -12,6 +12,7 @@ from profiles.cli_support import out_console, print_json, warnings_as_lines
 from profiles.loading import check_writable, write_atomic
 from profiles.topology.format import shipped_topologies
 from profiles.topology.graph import ROUTE_CLASSES, ClusterGraph, load_cluster
+from profiles.topology.priors import prior_communication
 from profiles.topology.smi_import import import_topo_file, topology_yaml
 
 
@@ -90,6 +91,8 @@ def register(app: typer.Typer) -> None:
                         ) -> None:
         """Turn a saved `nvidia-smi topo -m` printout into an editable topology file."""
         topology = import_topo_file(printout, gpu=gpu, name=name or output.stem)
+        classes = set(ClusterGraph(topology, file=str(output)).route_class_counts)
+        topology = topology.model_copy(update={"communication": prior_communication(classes)})
         write_atomic(output, topology_yaml(topology))
         cluster = ClusterGraph(topology, file=str(output))
         counts = ", ".join(f"{cls} {n}" for cls, n in sorted(cluster.route_class_counts.items(),
@@ -98,6 +101,8 @@ def register(app: typer.Typer) -> None:
                           f"{len(topology.nodes[0].sockets)} socket(s); GPU pairs by route class: {counts}. "
                           "Link speeds are defaults by route class: edit them or run pfplan profile links.",
                           markup=False)
+        out_console.print(topology.communication.describe(brief=True) + "; calibrate with `pfplan topology calibrate` "
+                          "or `pfplan profile links` / `pfplan profile overlap`", markup=False)
 
     @topo.command("calibrate")
     def topology_calibrate(

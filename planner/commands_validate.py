@@ -1,19 +1,21 @@
 """``pfplan validate``: how far a simulated trace was from the measured one of the same plan.
 
 A thin shell over :mod:`planner.trace_compare`: load both traces, compare, print tables (or
-JSON). It reports and does not judge: exit 0 whatever the errors are, 2 on bad input (a
-file that is not a trace, two traces of the same source, or of different plans).
+JSON). Exit 0; with ``--max-error PCT`` exit 1 when the end-to-end error's magnitude is above
+PCT (a gate for CI or a deployment); 2 on bad input (a file that is not a trace, two traces of
+the same source, or of different plans).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
 
 from planner.trace_compare import TraceComparison, compare_files
-from profiles.cli_support import out_console, print_json
+from profiles.cli_support import err_console, out_console, print_json
 
 
 def _pct(value: float | None) -> str:
@@ -77,10 +79,18 @@ def register(app: typer.Typer) -> None:
         simulated: Path = typer.Argument(..., help="Simulated trace (pfplan simulate --trace)."),
         measured: Path = typer.Argument(..., help="Measured trace of the same plan (pfrun --trace)."),
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+        max_error: Optional[float] = typer.Option(None, "--max-error", min=0,
+                                                  help="Exit 1 when |end-to-end error| exceeds this many percent."),
     ) -> None:
-        """Compare a simulated and a measured trace of one plan (reports errors; exit 0)."""
+        """Compare a simulated and a measured trace of one plan (exit 0; 1 above --max-error)."""
         result = compare_files(simulated, measured)
         if json_out:
             print_json(result.model_dump(mode="json"))
         else:
             print_comparison(result)
+        if max_error is not None:
+            err = result.latency.error_pct
+            if err is None or abs(err) > max_error:
+                shown = "undefined (simulated 0)" if err is None else f"{err:+.1f}%"
+                err_console.print(f"end-to-end error {shown} exceeds --max-error {max_error:g}%", markup=False)
+                raise typer.Exit(1)

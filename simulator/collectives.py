@@ -41,18 +41,36 @@ def ring_rounds(net: Network, devices: Sequence[str], chunk_bytes: float, rounds
 
 
 def all_reduce(net: Network, devices: Sequence[str], nbytes: float, messages: int = 1) -> Generator:
-    """Ring all-reduce of a ``nbytes`` buffer: reduce-scatter then all-gather, 2(n−1) rounds of nbytes/n."""
+    """Ring all-reduce of a ``nbytes`` buffer: reduce-scatter then all-gather, 2(n−1) rounds of nbytes/n
+    (or the measured curve of this group, when the links profile has one)."""
+    if curve := net.collective_curve("all_reduce", devices):
+        yield from net.timed_collective(curve, devices, nbytes, messages)
+        return
     n = len(devices)
     yield from ring_rounds(net, devices, nbytes / max(n, 1), 2 * (n - 1), messages)
 
 
 def all_gather(net: Network, devices: Sequence[str], bytes_per_rank: float, messages: int = 1) -> Generator:
-    """Ring all-gather: n−1 rounds, each rank forwarding one rank's ``bytes_per_rank`` block."""
+    """Ring all-gather: n−1 rounds, each rank forwarding one rank's ``bytes_per_rank`` block
+    (or the measured curve)."""
+    if curve := net.collective_curve("all_gather", devices):
+        yield from net.timed_collective(curve, devices, bytes_per_rank, messages)
+        return
+    yield from ring_pass(net, devices, bytes_per_rank, messages)
+
+
+def ring_pass(net: Network, devices: Sequence[str], bytes_per_rank: float, messages: int = 1) -> Generator:
+    """Ring attention's K/V hops: n−1 rounds of point-to-point sends to the next rank (never a
+    measured collective curve: the runtime sends them with send/recv)."""
     yield from ring_rounds(net, devices, bytes_per_rank, len(devices) - 1, messages)
 
 
 def all_to_all(net: Network, devices: Sequence[str], bytes_per_rank: float, messages: int = 1) -> Generator:
-    """Pairwise all-to-all of a ``bytes_per_rank`` buffer: in round k rank i sends 1/n of it to rank i+k."""
+    """Pairwise all-to-all of a ``bytes_per_rank`` buffer: in round k rank i sends 1/n of it to rank i+k
+    (or the measured curve)."""
+    if curve := net.collective_curve("all_to_all", devices):
+        yield from net.timed_collective(curve, devices, bytes_per_rank, messages)
+        return
     n = len(devices)
     for k in range(1, n):
         pairs = [(devices[i], devices[(i + k) % n]) for i in range(n)]
@@ -78,6 +96,6 @@ ALGORITHMS: dict[str, Algorithm] = {
     "all_reduce": Algorithm(all_reduce, lambda n: 2 * (n - 1), lambda b, n: b / n),
     "all_gather": Algorithm(all_gather, lambda n: n - 1, lambda b, n: b),
     "all_to_all": Algorithm(all_to_all, lambda n: n - 1, lambda b, n: b / n),
-    "ring_pass": Algorithm(all_gather, lambda n: n - 1, lambda b, n: b),
+    "ring_pass": Algorithm(ring_pass, lambda n: n - 1, lambda b, n: b),
 }
 """Collective kind → algorithm; a ring-attention K/V pass moves data like an all-gather."""

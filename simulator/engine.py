@@ -166,7 +166,9 @@ class Simulation:
                       for spec in strategy.collectives(pw, degree, local.query_tokens)
                       for part in split_by_overlap(spec, overlap))
         scheduler = self.optional_s("scheduler_step_time_s", q) if stage == work.stages - 1 else 0.0
-        overhead = self.optional_s("pass_overhead_s", len(work.stage_kinds[stage]), b)
+        overhead = self.optional_s("pass_overhead_s", len(work.stage_kinds[stage]), b) \
+            + sum(strategy.extra_compute_s(pw, degree, local.query_tokens, self.optional_s)
+                  for strategy, degree in self.strategies)
         cost = self._costs[key] = PassCost(compute, embed, final, local.query_tokens, specs, scheduler, overhead)
         return cost
 

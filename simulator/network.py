@@ -34,11 +34,48 @@ from profiles.topology.graph import ClusterGraph, LinkId, Route
 
 
 @dataclass(frozen=True)
+class CollectiveTiming:
+    """A measured collective's completion time against bytes per rank (``pfplan profile links``).
+
+    Inside the measured sizes the time is interpolated between the points (made non-decreasing
+    first: timer noise can make a larger message look faster); above them it grows from the
+    largest point at the fitted bandwidth. It includes what a point-to-point decomposition
+    leaves out: the backend's per-collective setup, per-message cost and the ranks'
+    synchronisation (gloo on this VM: ≈ 150 µs for an all-gather of a few KiB against ≈ 46 µs
+    for one send).
+    """
+
+    op: str
+    group_size: int
+    points: tuple[tuple[float, float], ...]
+    """(bytes per rank, seconds), by bytes."""
+    bandwidth_gb_s: float
+
+    def time_s(self, nbytes: float, bandwidth_scale: float = 1.0) -> float:
+        pts = sorted(self.points)
+        xs, ts, best = [x for x, _ in pts], [], 0.0
+        for _, t in pts:
+            best = max(best, t)
+            ts.append(best)
+        if nbytes <= xs[0]:
+            t = ts[0]
+        elif nbytes >= xs[-1]:
+            t = ts[-1] + (nbytes - xs[-1]) / (self.bandwidth_gb_s * 1e9)
+        else:
+            i = next(k for k in range(1, len(xs)) if xs[k] >= nbytes)
+            w = (nbytes - xs[i - 1]) / (xs[i] - xs[i - 1])
+            t = ts[i - 1] + w * (ts[i] - ts[i - 1])
+        return ts[0] + (t - ts[0]) / bandwidth_scale  # more bandwidth shortens the size-dependent part only
+
+
+@dataclass(frozen=True)
 class LinkFit:
-    """Measured point-to-point behaviour of one route class: time ≈ latency + bytes / bandwidth."""
+    """Measured point-to-point behaviour of one route class: time ≈ latency + bytes / bandwidth,
+    and the collectives measured over that class (``collectives``: empty when none were)."""
 
     latency_us: float
     bandwidth_gb_s: float
+    collectives: tuple[CollectiveTiming, ...] = ()
 
 
 @dataclass
@@ -100,6 +137,8 @@ class Network:
         self.bandwidth_scale = bandwidth_scale
         self.link_fits = dict(link_fits or {})
         self.efficiency = cluster.topology.communication.bandwidth_efficiency
+        self.efficiency_by_class = dict(cluster.topology.communication.bandwidth_by_route_class)
+        self.curves = {(c.op, c.group_size, cls): c for cls, fit in self.link_fits.items() for c in fit.collectives}
         self.traffic = TrafficLog()
         self._links: dict[LinkId, Link] = {}
         self._order: dict[tuple[LinkId, ...], tuple[Link, ...]] = {}
@@ -117,17 +156,37 @@ class Network:
             return 0.0
         return messages * self.latency_s(route) + nbytes / self.route_bytes_per_s(route)
 
+    def collective_curve(self, op: str, devices: list[str] | tuple[str, ...]) -> CollectiveTiming | None:
+        """The measured timing of ``op`` over these devices, when one was measured for their group
+        size on the route class that joins them (every pair's class the same); else None."""
+        if not self.curves or len(devices) < 2:
+            return None
+        classes = {self.cluster.route(a, b).route_class for a in devices for b in devices if a != b}
+        return self.curves.get((op, len(devices), classes.pop())) if len(classes) == 1 else None
+
+    def timed_collective(self, curve: CollectiveTiming, devices: list[str] | tuple[str, ...], nbytes: float,
+                         messages: int) -> Generator:
+        """Run a measured collective: ``messages`` calls of ``nbytes / messages`` each (ring-order traffic logged)."""
+        n = len(devices)
+        for i in range(n):
+            route = self.cluster.route(devices[i], devices[(i + 1) % n])
+            self.traffic.add(route, int(nbytes))
+        per_call = curve.time_s(nbytes / max(messages, 1), self.bandwidth_scale)
+        yield self.env.timeout(max(messages, 1) * per_call)
+
     def latency_s(self, route: Route) -> float:
         fit = self.link_fits.get(route.route_class)
         return (fit.latency_us if fit else route.latency_us) * 1e-6
 
     def route_bytes_per_s(self, route: Route) -> float:
         """The route's speed alone: the measured fit of its class, else its bottleneck link
-        times the topology's calibrated bandwidth efficiency (a measured fit already includes it)."""
+        times the topology's bandwidth efficiency for its class (calibrated, or a prior:
+        :mod:`profiles.topology.priors`; a measured fit already includes it)."""
         fit = self.link_fits.get(route.route_class)
         if fit:
             return fit.bandwidth_gb_s * 1e9 * self.bandwidth_scale
-        return route.bottleneck_gb_s * self.efficiency * 1e9 * self.bandwidth_scale
+        efficiency = self.efficiency_by_class.get(route.route_class, self.efficiency)
+        return route.bottleneck_gb_s * efficiency * 1e9 * self.bandwidth_scale
 
     def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
         """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""

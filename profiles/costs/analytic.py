@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from profiles.costs.components import Vae, pipeline_components, vae_from_config
 from profiles.costs.cost_model import EMBED, FINAL, LayerShape
 from profiles.costs.flops import (is_joint, layer_activation_bytes, layer_flops, layer_weight_bytes,
                            text_only_flops)
@@ -43,6 +44,11 @@ class Efficiency:
     """Kernel-launch floor of one block (about 10-20 kernels in eager mode)."""
     scale: float = 1.0
     """Multiplier from calibration against a measured run (1: uncalibrated)."""
+    elementwise_launch_us: float = 5.0
+    """Launch floor of one elementwise kernel in eager PyTorch (a few µs on recent GPUs and CUDA 12)."""
+    scheduler_kernels: int = 12
+    """Elementwise kernels of one scheduler step (DPM-Solver++ 2M: ~10–15 adds, muls and casts on the
+    latent; Euler / DDIM fewer): a count read off diffusers' step code, rounded up."""
 
 
 @dataclass
@@ -67,19 +73,57 @@ class AnalyticCostModel:
     def name(self) -> str:
         return f"analytic:{self.gpu_name}"
 
-    # The roofline knows the transformer's FLOPs only: the optional costs of
-    # profiles.costs.cost_model.OPTIONAL_METHODS are unknown to it (None: the simulator prices 0 and says so).
+    # The optional costs of profiles.costs.cost_model.OPTIONAL_METHODS, from FLOPs and bytes of the
+    # real components (profiles.costs.components); a cold first pass stays unknown (None: priced 0, listed).
     def scheduler_step_time_s(self, image_tokens: int) -> float | None:
-        return None
+        """``scheduler_kernels`` elementwise passes over the latent rows of ``image_tokens`` (fp32 math,
+        3 tensors touched each), never below their launch floors."""
+        arch, eff = self.model.arch, self.efficiency
+        values = image_tokens * arch.patch_size ** 2 * arch.latent_channels
+        memory = eff.scheduler_kernels * 3 * values * 4 / (self.gpu.memory_bandwidth_gb_s * 1e9)
+        return eff.scale * max(memory, eff.scheduler_kernels * eff.elementwise_launch_us * 1e-6)
 
     def pass_overhead_s(self, blocks: int, batch: int) -> float | None:
-        return None
+        """0: on a GPU the host's per-call dispatch runs ahead of the kernels, and the launch-bound
+        case is the per-block floor of :meth:`layer_time_s` (``layer_floor_us``)."""
+        return 0.0
 
     def first_pass_overhead_s(self, batch: int) -> float | None:
         return None
 
+    def elementwise_time_s(self, nbytes: float, kernels: int) -> float | None:
+        """Memory-bound elementwise work, never below its kernels' launch floors."""
+        eff = self.efficiency
+        return eff.scale * max(nbytes / (self.gpu.memory_bandwidth_gb_s * 1e9), kernels * eff.elementwise_launch_us * 1e-6)
+
     def vae_decode_time_s(self, height_px: int, width_px: int) -> float | None:
-        return None
+        """The decoder's 3×3 convs at the large-matmul efficiency, or its activation traffic, whichever
+        is longer (the full-resolution levels dominate both)."""
+        vae = self._vae()
+        if vae is None:
+            return None
+        eff = self.efficiency
+        compute = vae.decode_flops(height_px, width_px) / (self.gpu.peak_tflops * 1e12 * eff.max_efficiency)
+        memory = vae.decode_bytes(height_px, width_px, self.dtype_bytes) / (self.gpu.memory_bandwidth_gb_s * 1e9)
+        return eff.scale * max(compute, memory)
+
+    def text_encode_time_s(self, prompts: int) -> float | None:
+        """The pipeline's text encoders over ``prompts`` prompts (2 with CFG): weights read once per
+        encoder, FLOPs at the efficiency of their token count (not yet placed on the simulated timeline)."""
+        pipe = pipeline_components(self.model.spec, self.model.arch.latent_channels, tiny=self.model.tiny)
+        if pipe.unknown:
+            return None
+        total = 0.0
+        for _, enc, tokens in pipe.text_encoders:
+            flops = prompts * tokens * enc.flops_per_token(tokens)
+            weights = enc.params * self.dtype_bytes / (self.gpu.memory_bandwidth_gb_s * 1e9)
+            total += max(self._compute_s(flops, prompts * tokens), weights)
+        return self.efficiency.scale * total
+
+    def _vae(self) -> Vae | None:
+        if self.model.vae_config is not None:
+            return vae_from_config(self.model.vae_config)
+        return pipeline_components(self.model.spec, self.model.arch.latent_channels, tiny=self.model.tiny).vae
 
     def flops(self, shape: LayerShape) -> float:
         return layer_flops(self.model.arch, shape, text_tokens=self.model.text_tokens)

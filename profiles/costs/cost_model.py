@@ -62,6 +62,9 @@ OPTIONAL_METHODS = {
     "pass_overhead_s": "(blocks, batch) → a pass's overhead beyond its separately timed layers",
     "first_pass_overhead_s": "(batch) → extra time of a rank's first pass in a fresh process",
     "vae_decode_time_s": "(height_px, width_px) → the VAE decode of one image in a one-image run",
+    "elementwise_time_s": "(nbytes, kernels) → ``kernels`` elementwise kernels moving ``nbytes`` in all "
+                          "(Ring's online-softmax merges)",
+    "text_encode_time_s": "(prompts) → the pipeline's text encoders over that many prompts (not yet on the timeline)",
 }
 """Methods a cost model may add beyond :class:`CostModel`; each returns seconds, or None when
 the model cannot tell (the simulator then prices 0 and lists the method in

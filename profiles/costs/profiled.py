@@ -206,6 +206,20 @@ class ProfiledCostModel:
         entry = min(entries, key=lambda e: (abs(e.batch - batch), e.batch))
         return blocks * entry.block_s + (entry.step_s or 0.0)
 
+    def elementwise_time_s(self, nbytes: float, kernels: int) -> float | None:
+        """From the measured scheduler steps (the profile's one elementwise measurement): the smallest
+        step ÷ its ~12 kernels is one kernel's floor, the largest step's bytes (12 kernels × 3 fp32
+        tensors of the latent rows) ÷ its time the achieved rate."""
+        points = sorted((t.query_tokens, t.median_s) for t in self.profile.scheduler_step if t.query_tokens > 0)
+        if not points:
+            return None
+        arch = self.model.arch
+        kernels_per_step = 12
+        floor = points[0][1] / kernels_per_step
+        tokens, seconds = points[-1]
+        rate = kernels_per_step * 3 * tokens * arch.patch_size ** 2 * arch.latent_channels * 4 / seconds
+        return max(kernels * floor, nbytes / rate)
+
     def first_pass_overhead_s(self, batch: int) -> float | None:
         """The cold first forward's extra time (measured once per profile, at one batch)."""
         entries = self.profile.pass_overhead

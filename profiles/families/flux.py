@@ -56,6 +56,7 @@ SPEC = FamilySpec(
     name="flux",
     diffusers_class="FluxTransformer2DModel",
     pipeline_class="FluxPipeline",
+    usual_dtype="bf16",  # FluxPipeline docs load torch.bfloat16 (xDiT's flux_example too)
     build=build,
     blocks=(BlockKind("flux_double_block", joint_block_flops, joint_attention_flops, joint=True),
             BlockKind("flux_single_block", single_block_flops, joint_attention_flops, joint=True)),

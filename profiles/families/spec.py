@@ -139,6 +139,9 @@ class FamilySpec:
     """Values the transformer outputs per token (the noise prediction's size)."""
     token_grid: Callable[[Architecture, int, int], tuple[int, int]] = patch_grid
     """Latent (rows, cols) → token (rows, cols); PipeFusion patches are cut along token rows."""
+    usual_dtype: str = "fp16"
+    """The dtype the family's pipeline is usually loaded in (diffusers' docs examples); what the
+    memory model assumes for its text encoders (T5 in fp16 keeps its ``wo`` in fp32)."""
     size_keys: tuple[str, ...] = ()
     """Config keys beyond :data:`~profiles.catalog.architecture.COMMON_SIZE_KEYS` that must be positive integers."""
     ratio_keys: tuple[str, ...] = ()

@@ -100,12 +100,30 @@ class Communication(BaseModel):
         1.0, ge=0, le=1, description="Share of an overlapped transfer's time that runs beside compute; "
                                      "the rest serialises with it (as a blocking transfer).")
     source: str = Field("", description="Where the figures come from (the calibration command, its measurements).")
+    bandwidth_by_route_class: dict[Literal["NVL", "PIX", "PXB", "PHB", "SYS", "NET"], float] = Field(
+        default_factory=dict, description="Achieved / link bandwidth per route class; a class not listed uses "
+                                          "bandwidth_efficiency.")
+    prior: bool = Field(False, description="True: the figures are priors from public NCCL measurements "
+                                           "(profiles/topology/priors.py), not calibrated on this box.")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> Communication:
+        bad = {k: v for k, v in self.bandwidth_by_route_class.items() if not 0 < v <= 1}
+        if bad:
+            raise ValueError(f"bandwidth_by_route_class values must be in (0, 1]: {bad}")
+        return self
 
     def describe(self, *, brief: bool = False) -> str:
         """One line on what the simulator assumes about this box's transfers; ``brief`` (for
         the footers of search and simulate) keeps the source's first clause, ≤ 100 characters."""
-        if not self.source and self.bandwidth_efficiency == 1 and self.overlap_efficiency == 1:
+        if not self.source and self.bandwidth_efficiency == 1 and self.overlap_efficiency == 1 \
+                and not self.bandwidth_by_route_class:
             return "communication: ideal (full link bandwidth, perfect overlap; not calibrated)"
+        if self.prior:
+            per = ", ".join(f"{k} {v:g}" for k, v in self.bandwidth_by_route_class.items())
+            head = (f"communication PRIORS (not calibrated on this box): transfers at {per or self.bandwidth_efficiency}"
+                    f" × link bandwidth, overlapped transfers hide {self.overlap_efficiency:g} of their time")
+            return head + ("; `pfplan topology show` for the sources" if brief else f" ({self.source})")
         source = " ".join((self.source or "no source given").split())
         if brief:
             first = re.split(r"[:.;]\s", source, maxsplit=1)[0]

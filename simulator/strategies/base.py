@@ -194,6 +194,12 @@ class Strategy(ABC):
         """The collectives a stage pass needs along this axis (none for replica and pipeline axes:
         their traffic is the schedule's point-to-point sends)."""
 
+    def extra_compute_s(self, work: PassWork, degree: int, local_query_tokens: int,
+                        price: Callable[..., float]) -> float:
+        """Compute a pass needs beyond its layers' own time because of this axis (Ring's per-hop
+        merges); ``price(method, *args)`` asks the cost model's optional methods. 0 by default."""
+        return 0.0
+
     @abstractmethod
     def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
         """Buffers this axis adds to a device (its division of parameters and activations is its shard)."""

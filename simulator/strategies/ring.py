@@ -19,6 +19,8 @@ with cfg and data around it; :meth:`Ring.runtime_limits` names what it refuses.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from profiles.catalog.models import ModelPreset
 from simulator.strategies.base import (CollectiveSpec, PassWork, PlanFacts, SequenceShard, TrafficContext,
                                       band_limits, output_gather)
@@ -50,6 +52,21 @@ class Ring(SequenceShard):
         hideable = work.attention_share * (degree - 1) / degree
         return [CollectiveSpec(self.name, "ring_pass", per_layer * work.layers, work.layers, overlapped=True,
                                overlap_fraction=hideable), *output_gather(self.name, work, degree)]
+
+    MERGE_KERNELS = 6
+    """Elementwise kernels of one online-softmax merge (exp, sub, mul, add on the partial output and
+    its log-sum-exp), as ring-flash-attention's ``_update_out_and_lse`` runs them in eager mode."""
+
+    def extra_compute_s(self, work: PassWork, degree: int, local_query_tokens: int, price: Callable[..., float]) -> float:
+        """Per layer, ``r−1`` more partial-attention calls than one full call (their launch) and
+        ``r−1`` merges of the fp32 partial output and log-sum-exp of this rank's queries: each
+        merge reads and writes the output twice (``4·b·q·h`` fp32 values)."""
+        if degree < 2:
+            return 0.0
+        hops = degree - 1
+        merge_bytes = 4 * work.batch * local_query_tokens * work.hidden * 4
+        per_layer = price("elementwise_time_s", hops * merge_bytes, hops * (self.MERGE_KERNELS + 1))
+        return work.layers * per_layer
 
     def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:
         return 2 * ctx.activation_bytes * ctx.model.layers

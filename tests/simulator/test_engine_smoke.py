@@ -30,7 +30,8 @@ def test_strategies_simulate(spec):
     assert all(0 < u <= 1 + 1e-9 for u in result.utilisation.values())
     assert result.trace is not None and result.trace.ranks() == list(range(plan.world_size))
     assert {e.cat for e in result.trace.work()} <= set(CATEGORIES)
-    assert all("step" in e.args and "stage" in e.args for e in result.trace.work())
+    # every event but the once-per-generation VAE decode (priced by the analytic model since issue 13) has a step
+    assert all("step" in e.args and "stage" in e.args for e in result.trace.work() if e.cat != "vae")
     assert all("layers" in e.args for e in result.trace.work() if e.cat == "compute")
     assert estimate_latency_s(plan, model, cluster, cm) > 0
     assert memory_per_device(plan, model, cluster)[cluster.devices[0]].total == p.peak_memory_bytes[cluster.devices[0]]

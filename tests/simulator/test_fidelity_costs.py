@@ -1,0 +1,53 @@
+"""Costs issue 13 added: Ring's per-hop merges, measured gloo collectives, the real presets' VAE and scheduler."""
+
+from __future__ import annotations
+
+import simpy
+
+from planner.commands_simulate import link_fits_from
+from profiles.catalog.models import load_model
+from profiles.costs.analytic import AnalyticCostModel
+from profiles.costs.selection import cost_model_for
+from profiles.topology.graph import load_cluster
+from simulator import collectives
+from simulator.engine import simulate
+from simulator.network import NETWORK_MODELS
+from simulator.plan import plan_from_spec
+from simulator.strategies import STRATEGIES
+from simulator.strategies.base import PassWork
+
+
+def test_ring_pays_a_merge_per_hop_that_grows_with_the_degree():
+    model = load_model("pixart-alpha")
+    cost = AnalyticCostModel.for_gpu(model, "a100-sxm")
+    ring = STRATEGIES.get("ring")
+    work = PassWork(4096, 4096, 2, 28, 1152, 2, False, 0)
+    price = lambda method, *args: getattr(cost, method)(*args)  # noqa: E731
+    assert ring.extra_compute_s(work, 1, 4096, price) == 0
+    two, four = ring.extra_compute_s(work, 2, 2048, price), ring.extra_compute_s(work, 4, 1024, price)
+    assert 0 < two < four
+    assert STRATEGIES.get("ulysses").extra_compute_s(work, 4, 1024, price) == 0
+
+
+def test_measured_gloo_collectives_replace_the_point_to_point_decomposition():
+    cluster = load_cluster("cpu2")
+    fits = link_fits_from("cpu2-links")
+    assert fits["PHB"].collectives and {c.op for c in fits["PHB"].collectives} == {"all_gather", "all_reduce",
+                                                                                     "all_to_all"}
+    env = simpy.Environment()
+    net = NETWORK_MODELS["fair"](env, cluster, link_fits=fits)
+    env.process(collectives.all_gather(net, cluster.devices, 4096))
+    env.run()
+    curve = net.collective_curve("all_gather", cluster.devices)
+    assert env.now == curve.time_s(4096) and env.now > 1e-4   # gloo's ≈ 0.15-0.19 ms, not one 46 µs hop
+    sizes = [2 ** k for k in range(8, 26)]
+    times = [curve.time_s(b) for b in sizes]
+    assert times == sorted(times) and curve.time_s(2 ** 24, 2.0) < curve.time_s(2 ** 24)
+
+
+def test_real_presets_price_vae_and_scheduler():
+    model, cluster = load_model("pixart-alpha"), load_cluster("a100-pcie4")
+    plan = plan_from_spec("pixart-alpha", "", height_px=1024, width_px=1024, steps=20)
+    p = simulate(plan, model, cluster, cost_model_for(model, "a100-pcie", None)).prediction
+    assert p.breakdown_s["vae"] > 0 and p.breakdown_s["scheduler"] > 0
+    assert p.unpriced == ["first_pass_overhead_s"]
