@@ -15,7 +15,7 @@ nothing here is random.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generator
 
 import simpy
@@ -56,22 +56,134 @@ class SimSettings:
     """Measured latency and bandwidth per route class, in place of the topology's figures."""
 
 
-class Simulation:
+@dataclass
+class PriceCache:
+    """Prices shared by every plan of one search (same model, cluster and cost model): a layer
+    shape, an optional cost or a stage pass is priced once, however many plans ask for it."""
+
+    layers: dict[LayerShape, float] = field(default_factory=dict)
+    optional: dict[tuple, float] = field(default_factory=dict)
+    passes: dict[tuple, PassCost] = field(default_factory=dict)
+    unpriced: set[tuple] = field(default_factory=set)
+    """Keys of ``optional`` the cost model could not answer."""
+
+
+class Pricing:
+    """What a plan's passes cost (cost model calls, strategies' shards and collectives), without simpy.
+
+    :class:`Simulation` runs these prices through the event simulation; the closed-form
+    estimate (:mod:`simulator.estimate`) and the search's bounds use them alone. ``cache``
+    shares prices between plans of one model, cluster and cost model.
+    """
+
+    def __init__(self, plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
+                 settings: SimSettings = SimSettings(), *, cache: PriceCache | None = None) -> None:
+        self.plan, self.model, self.cluster, self.cost_model = plan, model, cluster, cost_model
+        self.settings = settings
+        self.work: Workload = build_workload(plan, model, cluster, dtype_bytes=settings.dtype_bytes)
+        self.strategies: list[tuple[Strategy, int]] = STRATEGIES.active(self.work.degrees)
+        """Every axis above 1 with its degree, in rank order: each shards the pass and adds its collectives."""
+        shared = cache if cache is not None else PriceCache()
+        self._costs: dict[tuple, PassCost] = {}
+        self._shared_passes = shared.passes
+        self._layer_costs: dict[LayerShape, float] = shared.layers
+        self._optional: dict[tuple, float] = shared.optional
+        self._unpriced_shared = shared.unpriced
+        self.unpriced: set[str] = set()
+        self._degree_key = tuple(sorted((s.axis, n) for s, n in self.strategies if s.axis))
+
+    # -- costs ----------------------------------------------------------------------------
+    def _layer_s(self, shape: LayerShape) -> float:
+        for strategy, degree in self.strategies:
+            shape = strategy.shard(shape, degree)
+        t = self._layer_costs.get(shape)
+        if t is None:
+            t = self._layer_costs[shape] = float(self.cost_model.layer_time_s(shape))
+        return t
+
+    def optional_s(self, method: str, *args: Any) -> float:
+        """Seconds from an optional cost-model method; 0 (and noted as unpriced) when it is absent or unknown."""
+        key = (method, *args)
+        value = self._optional.get(key)
+        if value is None:
+            fn = getattr(self.cost_model, method, None)
+            answer = fn(*args) if fn is not None else None
+            if answer is None:
+                self._unpriced_shared.add(key)
+            value = self._optional[key] = float(answer or 0.0)
+        if key in self._unpriced_shared:
+            self.unpriced.add(method)
+        return value
+
+    def first_pass_s(self) -> float:
+        return self.optional_s("first_pass_overhead_s", self.work.batch)
+
+    def vae_s(self) -> float:
+        return self.optional_s("vae_decode_time_s", self.plan.height_px, self.plan.width_px)
+
+    def pass_cost(self, stage: int, item: int | None, *, warmup: bool, first: bool = False) -> PassCost:
+        """Price one pass of ``stage`` over ``item``; ``first``: the generation's first step."""
+        key = (stage, item, warmup, first)
+        cost = self._costs.get(key)
+        if cost is not None:
+            return cost
+        work = self.work
+        q, k, b = work.tokens(item), work.image_tokens, work.batch
+        last = stage == work.stages - 1
+        shared_key = (self._degree_key, work.stage_kinds[stage], q, k, b, warmup, first, stage == 0, last,
+                      work.hidden, work.dtype_bytes)
+        cost = self._shared_passes.get(shared_key)
+        if cost is not None:
+            if last:
+                self.optional_s("scheduler_step_time_s", q)  # notes it as unpriced for this plan too
+            self.optional_s("pass_overhead_s", len(work.stage_kinds[stage]), b)
+            self._costs[key] = cost
+            return cost
+        compute = sum(self._layer_s(LayerShape(kind, q, k, b)) for kind in work.stage_kinds[stage])
+        embed = self._layer_s(LayerShape(EMBED, q, q, b)) if stage == 0 else 0.0
+        final = self._layer_s(LayerShape(FINAL, q, q, b)) if stage == work.stages - 1 else 0.0
+        local = LayerShape(work.stage_kinds[stage][0], q, k, b)
+        for strategy, degree in self.strategies:
+            local = strategy.shard(local, degree)
+        pw = PassWork(q, k, b, len(work.stage_kinds[stage]), work.hidden, work.dtype_bytes, warmup,
+                      prediction_bytes(self.model, q, work.dtype_bytes) if stage == work.stages - 1 else 0,
+                      self._attention_share(stage, q, k, b),
+                      first)
+        overlap = self.cluster.topology.communication.overlap_efficiency
+        specs = tuple(part for strategy, degree in self.strategies
+                      for spec in strategy.collectives(pw, degree, local.query_tokens)
+                      for part in split_by_overlap(spec, overlap))
+        scheduler = self.optional_s("scheduler_step_time_s", q) if stage == work.stages - 1 else 0.0
+        overhead = self.optional_s("pass_overhead_s", len(work.stage_kinds[stage]), b)
+        cost = self._costs[key] = self._shared_passes[shared_key] = PassCost(
+            compute, embed, final, local.query_tokens, specs, scheduler, overhead)
+        return cost
+
+    def _attention_share(self, stage: int, q: int, k: int, b: int) -> float:
+        """Attention-over-image-K/V FLOPs / all FLOPs of the stage's blocks, per rank (any cost model)."""
+        arch, text = self.model.arch, self.model.text_tokens
+        attention = total = 0.0
+        for kind in self.work.stage_kinds[stage]:
+            shape = LayerShape(kind, q, k, b)
+            for strategy, degree in self.strategies:
+                shape = strategy.shard(shape, degree)
+            attention += attention_flops(arch, shape, text_tokens=text)
+            total += layer_flops(arch, shape, text_tokens=text)
+        return min(attention / total, 1.0) if total > 0 else 0.0
+
+
+class Simulation(Pricing):
     """One run: the environment, the network, the actors' records. Not reusable across runs."""
 
     def __init__(self, plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
-                 settings: SimSettings = SimSettings()) -> None:
-        self.plan, self.model, self.cluster, self.cost_model = plan, model, cluster, cost_model
-        self.settings = settings
+                 settings: SimSettings = SimSettings(), *, cache: PriceCache | None = None) -> None:
+        super().__init__(plan, model, cluster, cost_model, settings, cache=cache)
         self.env = simpy.Environment()
         if settings.network_model not in NETWORK_MODELS:
             raise SimulatorError(f"unknown network model {settings.network_model!r}; "
                                  f"models: {', '.join(NETWORK_MODELS)}", field="network_model")
         self.net = NETWORK_MODELS[settings.network_model](self.env, cluster, bandwidth_scale=settings.bandwidth_scale,
                                                           link_fits=settings.link_fits)
-        self.work: Workload = build_workload(plan, model, cluster, dtype_bytes=settings.dtype_bytes)
-        self.strategies: list[tuple[Strategy, int]] = STRATEGIES.active(self.work.degrees)
-        """Every axis above 1 with its degree, in rank order: each shards the pass and adds its collectives."""
         self.record = settings.record
         self.events: list[SimEvent] = []
         self.totals: dict[str, dict[str, float]] = {a.label: {} for a in self.work.actors}
@@ -79,12 +191,8 @@ class Simulation:
         self.warmup_end_s: dict[tuple[int, int], float] = {}
         """(data, cfg) replica → when its last warm-up latent was back on stage 0."""
         self._events: dict[tuple, simpy.Event] = {}
-        self._costs: dict[tuple, PassCost] = {}
-        self._layer_costs: dict[LayerShape, float] = {}
         self._groups: dict[tuple[str, str], list[list[str]]] = {}
         self._sends: list[simpy.Process] = []
-        self._optional: dict[tuple, float] = {}
-        self.unpriced: set[str] = set()
         self.finished_s = 0.0
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -115,72 +223,6 @@ class Simulation:
         split = min(max(sent_at, start), end)
         self.note(actor, start, split, "bubble", "wait", **dict(tags))
         self.note(actor, split, end, "exposed_communication", "recv", **dict(tags))
-
-    # -- costs ----------------------------------------------------------------------------
-    def _layer_s(self, shape: LayerShape) -> float:
-        for strategy, degree in self.strategies:
-            shape = strategy.shard(shape, degree)
-        t = self._layer_costs.get(shape)
-        if t is None:
-            t = self._layer_costs[shape] = float(self.cost_model.layer_time_s(shape))
-        return t
-
-    def optional_s(self, method: str, *args: Any) -> float:
-        """Seconds from an optional cost-model method; 0 (and noted as unpriced) when it is absent or unknown."""
-        key = (method, *args)
-        value = self._optional.get(key)
-        if value is None:
-            fn = getattr(self.cost_model, method, None)
-            answer = fn(*args) if fn is not None else None
-            if answer is None:
-                self.unpriced.add(method)
-            value = self._optional[key] = float(answer or 0.0)
-        return value
-
-    def first_pass_s(self) -> float:
-        return self.optional_s("first_pass_overhead_s", self.work.batch)
-
-    def vae_s(self) -> float:
-        return self.optional_s("vae_decode_time_s", self.plan.height_px, self.plan.width_px)
-
-    def pass_cost(self, stage: int, item: int | None, *, warmup: bool, first: bool = False) -> PassCost:
-        """Price one pass of ``stage`` over ``item``; ``first``: the generation's first step."""
-        key = (stage, item, warmup, first)
-        cost = self._costs.get(key)
-        if cost is not None:
-            return cost
-        work = self.work
-        q, k, b = work.tokens(item), work.image_tokens, work.batch
-        compute = sum(self._layer_s(LayerShape(kind, q, k, b)) for kind in work.stage_kinds[stage])
-        embed = self._layer_s(LayerShape(EMBED, q, q, b)) if stage == 0 else 0.0
-        final = self._layer_s(LayerShape(FINAL, q, q, b)) if stage == work.stages - 1 else 0.0
-        local = LayerShape(work.stage_kinds[stage][0], q, k, b)
-        for strategy, degree in self.strategies:
-            local = strategy.shard(local, degree)
-        pw = PassWork(q, k, b, len(work.stage_kinds[stage]), work.hidden, work.dtype_bytes, warmup,
-                      prediction_bytes(self.model, q, work.dtype_bytes) if stage == work.stages - 1 else 0,
-                      self._attention_share(stage, q, k, b),
-                      first)
-        overlap = self.cluster.topology.communication.overlap_efficiency
-        specs = tuple(part for strategy, degree in self.strategies
-                      for spec in strategy.collectives(pw, degree, local.query_tokens)
-                      for part in split_by_overlap(spec, overlap))
-        scheduler = self.optional_s("scheduler_step_time_s", q) if stage == work.stages - 1 else 0.0
-        overhead = self.optional_s("pass_overhead_s", len(work.stage_kinds[stage]), b)
-        cost = self._costs[key] = PassCost(compute, embed, final, local.query_tokens, specs, scheduler, overhead)
-        return cost
-
-    def _attention_share(self, stage: int, q: int, k: int, b: int) -> float:
-        """Attention-over-image-K/V FLOPs / all FLOPs of the stage's blocks, per rank (any cost model)."""
-        arch, text = self.model.arch, self.model.text_tokens
-        attention = total = 0.0
-        for kind in self.work.stage_kinds[stage]:
-            shape = LayerShape(kind, q, k, b)
-            for strategy, degree in self.strategies:
-                shape = strategy.shard(shape, degree)
-            attention += attention_flops(arch, shape, text_tokens=text)
-            total += layer_flops(arch, shape, text_tokens=text)
-        return min(attention / total, 1.0) if total > 0 else 0.0
 
     # -- actions (simpy generators) ---------------------------------------------------------
     def compute(self, actor: Actor, seconds: float, cat: str, name: str, **tags: Any) -> Generator:

@@ -12,6 +12,10 @@ pipeline follows PipeFusion's closed form::
 when M < N, one pipeline fill; stage-to-stage sends are charged whole, HunyuanDiT's long
 skip sends only for the share the topology's overlap efficiency cannot hide), plus the cost model's first-pass overhead and VAE decode
 once (the scheduler step and pass overhead are inside each pass). :func:`simulator.engine.simulate` is the reference.
+
+It prices through :class:`simulator.engine.Pricing` (no simpy environment, no network state)
+and, given a :class:`~simulator.engine.PriceCache`, shares every price with the other plans
+of a search; passes over equal token counts are priced once per plan.
 """
 
 from __future__ import annotations
@@ -22,61 +26,87 @@ from profiles.costs.cost_model import CostModel
 from profiles.catalog.models import ModelPreset
 from profiles.topology.graph import ClusterGraph
 from simulator.collectives import ALGORITHMS
-from simulator.engine import SimSettings, Simulation
-from simulator.network import LinkFit
+from simulator.engine import PriceCache, Pricing, SimSettings
+from simulator.network import LinkFit, Network
 from simulator.plan import ParallelPlan
 from simulator.strategies.base import CollectiveSpec
 from simulator.strategies.cfg import latent_bytes, prediction_bytes
 from simulator.workload import Actor, Workload
 
 
-def _collective_s(sim: Simulation, actor: Actor, spec: CollectiveSpec) -> float:
+def _collective_s(sim: Pricing, net: Network, groups: list[list[str]], spec: CollectiveSpec) -> float:
     """The collective alone at its worst route's speed: rounds × the slowest chunk transfer."""
     algorithm = ALGORITHMS[spec.kind]
     worst = 0.0
-    for group in sim.work.inner_groups(actor, spec.axis):
+    for group in groups:
         n = len(group)
         if n < 2:
             continue
         chunk = algorithm.chunk_bytes(spec.bytes_per_rank, n)
-        per_round = max(sim.net.duration_s(sim.cluster.route(a, b), chunk, spec.messages)
+        per_round = max(net.duration_s(sim.cluster.route(a, b), chunk, spec.messages)
                         for a in group for b in group if a != b)
         worst = max(worst, algorithm.rounds(n) * per_round)
     return worst
 
 
 def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
-                       *, dtype_bytes: int = 2, link_fits: dict[str, LinkFit] | None = None) -> float:
-    """Estimated seconds of one generation (closed form; see the module docstring for what it ignores)."""
-    sim = Simulation(plan, model, cluster, cost_model, SimSettings(dtype_bytes=dtype_bytes, link_fits=link_fits))
+                       *, dtype_bytes: int = 2, link_fits: dict[str, LinkFit] | None = None,
+                       cache: PriceCache | None = None) -> float:
+    """Estimated seconds of one generation (closed form; see the module docstring for what it ignores).
+
+    ``cache``: prices shared with other plans of the same model, cluster and cost model.
+    """
+    sim = Pricing(plan, model, cluster, cost_model, SimSettings(dtype_bytes=dtype_bytes, link_fits=link_fits),
+                  cache=cache)
+    net = Network(None, cluster, link_fits=link_fits)  # type: ignore[arg-type]  # pricing only: no simpy env
     work = sim.work
     first = work.actor(0, 0, 0)
+    groups: dict[tuple[int, str], list[list[str]]] = {}
+    collective_s: dict[tuple[int, CollectiveSpec], float] = {}
+    times: dict[tuple, float] = {}
+
+    def comm_s(stage: int, actor: Actor, spec: CollectiveSpec) -> float:
+        key = (stage, spec)
+        t = collective_s.get(key)
+        if t is None:
+            inner = groups.get((stage, spec.axis))
+            if inner is None:
+                inner = groups[(stage, spec.axis)] = work.inner_groups(actor, spec.axis)
+            t = collective_s[key] = _collective_s(sim, net, inner, spec)
+        return t
 
     def stage_time(stage: int, item: int | None, warmup: bool, first_step: bool = False) -> float:
+        key = (stage, work.tokens(item), warmup, first_step)
+        t = times.get(key)
+        if t is None:
+            t = times[key] = _stage_time(stage, item, warmup, first_step)
+        return t
+
+    def _stage_time(stage: int, item: int | None, warmup: bool, first_step: bool = False) -> float:
         actor = work.actor(0, 0, stage)
         cost = sim.pass_cost(stage, item, warmup=warmup, first=first_step)
         c = cost.compute_s
         # an overlapped collective starts (1−f)·C into the pass and hides behind the rest.
-        passed = max([c] + [(1.0 - s.overlap_fraction) * c + _collective_s(sim, actor, s)
+        passed = max([c] + [(1.0 - s.overlap_fraction) * c + comm_s(stage, actor, s)
                             for s in cost.specs if s.overlapped])
-        blocking = sum(_collective_s(sim, actor, s) for s in cost.specs if not s.overlapped)
+        blocking = sum(comm_s(stage, actor, s) for s in cost.specs if not s.overlapped)
         t = cost.embed_s + passed + blocking + cost.final_s + cost.overhead_s + cost.scheduler_s
         act = cost.local_query_tokens * work.hidden * work.batch * work.dtype_bytes
         held = 1.0 - cluster.topology.communication.overlap_efficiency
         for (src, dst), count in work.skip_layers.items():  # long skips: only the held share delays the sender
             if src == stage and held > 0:
-                t += held * sim.net.duration_s(cluster.route(actor.devices[0], work.actor(0, 0, dst).devices[0]),
+                t += held * net.duration_s(cluster.route(actor.devices[0], work.actor(0, 0, dst).devices[0]),
                                                act * count)
         if stage < work.stages - 1:
             nxt = work.actor(0, 0, stage + 1)
-            t += sim.net.duration_s(cluster.route(actor.devices[0], nxt.devices[0]), act)
+            t += net.duration_s(cluster.route(actor.devices[0], nxt.devices[0]), act)
         else:
             latent = latent_bytes(model, cost.local_query_tokens, work.dtype_bytes)
-            t += sim.net.duration_s(cluster.route(actor.devices[0], first.devices[0]), latent)
+            t += net.duration_s(cluster.route(actor.devices[0], first.devices[0]), latent)
             if work.degrees["cfg"] > 1:
                 peer = work.actor(0, 1, stage)
                 output = prediction_bytes(model, cost.local_query_tokens, work.dtype_bytes)
-                t += sim.net.duration_s(cluster.route(actor.devices[0], peer.devices[0]), output)
+                t += net.duration_s(cluster.route(actor.devices[0], peer.devices[0]), output)
         return t
 
     once = sim.first_pass_s() + sim.vae_s()  # the cold first pass and the VAE decode at the end
