@@ -66,6 +66,8 @@ class PriceCache:
     passes: dict[tuple, PassCost] = field(default_factory=dict)
     unpriced: set[tuple] = field(default_factory=set)
     """Keys of ``optional`` the cost model could not answer."""
+    bounds: dict[tuple, float] = field(default_factory=dict)
+    """Every block of the model once over a query size, per sharding (the search's compute bound)."""
 
 
 class Pricing:

@@ -28,9 +28,11 @@ from profiles.topology.graph import ClusterGraph
 from simulator.collectives import ALGORITHMS
 from simulator.engine import PriceCache, Pricing, SimSettings
 from simulator.network import LinkFit, Network
-from simulator.plan import ParallelPlan
+from profiles.costs.cost_model import EMBED, FINAL, LayerShape
+from simulator.plan import ParallelPlan, patch_rows
+from simulator.strategies import STRATEGIES
 from simulator.strategies.base import CollectiveSpec
-from simulator.strategies.cfg import latent_bytes, prediction_bytes
+from simulator.strategies.cfg import batch_per_pass, latent_bytes, prediction_bytes
 from simulator.workload import Actor, Workload
 
 
@@ -131,3 +133,71 @@ def _loop_s(work: Workload, stage_time: Callable[..., float]) -> float:
                  for d in range(work.stages)]
     slowest, round_trip = max(per_stage), sum(per_stage)
     return total + rest * max(work.patches * slowest, round_trip) + (round_trip - slowest)
+
+
+def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostModel, *, dtype_bytes: int = 2,
+                    cache: PriceCache | None = None) -> float:
+    """A lower bound of :func:`estimate_latency_s` from compute alone, whatever the split and placement.
+
+    The estimate's every pass costs at least its compute, embeddings, final layer and
+    scheduler step (communication, sends and pass overheads only add), and its loop is a
+    sum and maximum of pass times, so it cannot be less than
+
+        first pass + VAE + W · P(S) + (T − W) · Σ_m P(S_m) · max(1/N, 1/M)
+
+    where ``P(q)`` prices every block of the model once over ``q`` query tokens (the stages
+    together) and ``S_m`` are the patches: the slowest of ``N`` stages is at least their
+    mean, one patch's round trip at least ``1/M`` of the step. The search skips a shape whose
+    bound is already slower than the plans it keeps (:func:`planner.search.search`).
+    """
+    cache = cache if cache is not None else PriceCache()
+    degrees = plan.degrees.as_dict()
+    strategies = STRATEGIES.active(degrees)
+    rows, cols = model.token_grid(plan.height_px, plan.width_px)
+    image = rows * cols
+    batch = batch_per_pass(degrees, model)
+    kinds = model.arch.block_kinds()
+
+    sharding = tuple((s.axis, n) for s, n in strategies)
+    passes = cache.bounds
+
+    def layer_s(kind: str, q: int, k: int) -> float:
+        shape = LayerShape(kind, q, k, batch)
+        for strategy, degree in strategies:
+            shape = strategy.shard(shape, degree)
+        t = cache.layers.get(shape)
+        if t is None:
+            t = cache.layers[shape] = float(cost_model.layer_time_s(shape))
+        return t
+
+    def optional_s(method: str, *args: object) -> float:
+        key = (method, *args)
+        value = cache.optional.get(key)
+        if value is None:
+            fn = getattr(cost_model, method, None)
+            answer = fn(*args) if fn is not None else None
+            if answer is None:
+                cache.unpriced.add(key)
+            value = cache.optional[key] = float(answer or 0.0)
+        return value
+
+    def pass_s(q: int) -> float:
+        key = (sharding, q, image, batch)
+        t = passes.get(key)
+        if t is None:
+            t = passes[key] = (sum(layer_s(kind, q, image) for kind in kinds) + layer_s(EMBED, q, q)
+                               + layer_s(FINAL, q, q) + optional_s("scheduler_step_time_s", q))
+        return t
+
+    stages = plan.degrees.pipeline_stages
+    patches = [r * cols for r in patch_rows(rows, min(plan.patches_in_effect, rows))]
+    warm = min(plan.warmup_steps, plan.steps)
+    rest = plan.steps - warm
+    total = optional_s("first_pass_overhead_s", batch) + optional_s("vae_decode_time_s", plan.height_px, plan.width_px)
+    total += warm * pass_s(image)
+    if rest > 0:
+        if len(patches) == 1:
+            total += rest * pass_s(image)
+        else:
+            total += rest * sum(pass_s(q) for q in patches) * max(1.0 / stages, 1.0 / len(patches))
+    return total
