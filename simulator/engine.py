@@ -15,7 +15,7 @@ nothing here is random.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generator
 
 import simpy
@@ -26,6 +26,7 @@ from profiles.catalog.models import ModelPreset
 from profiles.topology.graph import ClusterGraph
 from simulator import collectives
 from simulator.errors import SimulatorError
+from simulator.limits import MAX_DIRECT_PASSES
 from simulator.network import NETWORK_MODELS, LinkFit
 from simulator.plan import ParallelPlan, validate
 from simulator.result import PassCost, SimEvent, SimulationResult
@@ -340,18 +341,130 @@ class Simulation(Pricing):
         return build_result(self)
 
 
+LONG_RUN_STEPS = 64
+"""Runs longer than this are simulated until their per-step pattern repeats, then extrapolated."""
+SETTLE_STEPS = (4, 8, 16, 32)
+"""Steps after the warm-up tried in turn to find the repeating pattern."""
+CHECK_STEPS = 32
+"""The pattern must also hold over this many further steps: ties between simultaneous
+transfers, broken by float rounding, can shift a timeline once every few dozen steps."""
+
+
 def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *,
              record_trace: bool = False, bandwidth_scale: float = 1.0, dtype_bytes: int = 2,
-             network_model: str = "fair", link_fits: dict[str, LinkFit] | None = None) -> SimulationResult:
+             network_model: str = "fair", link_fits: dict[str, LinkFit] | None = None,
+             extrapolate: bool | None = None) -> SimulationResult:
     """Simulate one generation of ``plan``; ``record_trace`` also keeps every event and builds a Trace.
 
     ``network_model``: ``"fair"`` (links shared equally by concurrent transfers) or ``"fifo"``
     (links as capacity-1 resources, transfers queue); see :mod:`simulator.network`.
     ``link_fits``: measured latency and bandwidth per route class, used in place of the
     topology's figures for routes of those classes.
+    ``extrapolate``: simulate until the per-step pattern repeats and extrapolate the rest
+    (:func:`extrapolated`); None: when the run is longer than :data:`LONG_RUN_STEPS` steps and
+    no trace is asked for. A run that does not settle is simulated whole, or refused when that
+    is more than :data:`simulator.limits.MAX_DIRECT_PASSES` stage passes.
     Raises :class:`~simulator.errors.PlanError` listing every rule the plan breaks.
     """
     validate(plan, model, cluster)
     settings = SimSettings(record=record_trace, bandwidth_scale=bandwidth_scale, dtype_bytes=dtype_bytes,
                            network_model=network_model, link_fits=link_fits)
+    if extrapolate is None:
+        extrapolate = plan.steps > LONG_RUN_STEPS and not record_trace
+    if extrapolate and not record_trace:
+        result = extrapolated(plan, model, cluster, cost_model, settings)
+        if result is not None:
+            return result
+    d = plan.degrees
+    groups = d.data * d.cfg * d.pipeline_stages
+    rows, _ = model.token_grid(plan.height_px, plan.width_px)
+    patches = min(plan.patches_in_effect, rows)
+    warm = min(plan.warmup_steps, plan.steps)
+    passes = (warm + (plan.steps - warm) * patches) * groups
+    if passes > MAX_DIRECT_PASSES:
+        raise SimulatorError(f"steps: {plan.steps:,} steps of {patches} patches on "
+                             f"{groups} stage groups is {passes:,} stage passes, more than the "
+                             f"{MAX_DIRECT_PASSES:,} one simulation runs, and the run did not settle into a "
+                             f"repeating per-step pattern within {SETTLE_STEPS[-1]} steps to extrapolate",
+                             field="steps")
     return Simulation(plan, model, cluster, cost_model, settings).run()
+
+
+def _observables(sim: Simulation) -> list[float]:
+    """Every number the result is built from that grows with the step count, in a fixed order."""
+    out = [sim.finished_s]
+    for table in (sim.totals, sim.after_warmup):
+        for label in sorted(table):
+            out += [table[label].get(k, 0.0) for k in _CATEGORIES]
+    traffic = sim.net.traffic
+    out.append(float(traffic.transfers))
+    for table in (traffic.by_route_class, traffic.sent_by_device, traffic.received_by_device, traffic.by_link):
+        out += [float(table[k]) for k in sorted(table)]
+    return out
+
+
+_CATEGORIES = ("embed", "compute", "final", "scheduler", "overhead", "vae", "exposed_communication", "bubble")
+
+
+def _run_steps(plan: ParallelPlan, steps: int, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
+               settings: SimSettings, cache: PriceCache) -> Simulation:
+    sim = Simulation(plan.model_copy(update={"steps": steps}), model, cluster, cost_model, settings, cache=cache)
+    sim.run()
+    return sim
+
+
+def _same(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= 1e-9 * max(abs(x), abs(y)) + 1e-12 for x, y in zip(a, b))
+
+
+def extrapolated(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
+                 settings: SimSettings = SimSettings()) -> SimulationResult | None:
+    """The result of ``plan`` from short runs, or None when its steps do not settle into one pattern.
+
+    Runs of ``a``, ``a + 1``, ``a + 2`` and ``a + 2 +`` :data:`CHECK_STEPS` steps (``a`` =
+    warm-up + 4, 8, 16, 32) are simulated whole; when the second step added changes every
+    observable (latency, every stage group's time per category, every traffic count) by what
+    the first step added, to 1e-9, and the last run by ``CHECK_STEPS`` times that, the run has
+    reached its steady pattern: each further step adds the same again, and the last step (no
+    latent return, the VAE decode) sits at the end of every run alike. The result of ``T``
+    steps is then the ``a + 2``-step result plus ``T − a − 2`` increments. A pattern whose
+    period is longer than one step (seen: a float tie between two replicas' transfers that
+    flips every 20 steps) fails the check and the run is simulated whole. Tests compare the
+    extrapolation with whole simulations (tests/simulator/test_long_runs.py).
+    """
+    warm = min(plan.warmup_steps, plan.steps)
+    cache = PriceCache()
+    for settle in SETTLE_STEPS:
+        a = warm + settle
+        if a + 2 + CHECK_STEPS >= plan.steps:
+            return None
+        runs = [_run_steps(plan, n, model, cluster, cost_model, settings, cache) for n in (a, a + 1, a + 2)]
+        values = [_observables(r) for r in runs]
+        first = [y - x for x, y in zip(values[0], values[1])]
+        second = [y - x for x, y in zip(values[1], values[2])]
+        if not _same(first, second):
+            continue
+        later = _observables(_run_steps(plan, a + 2 + CHECK_STEPS, model, cluster, cost_model, settings, cache))
+        if not _same([y - x for x, y in zip(values[2], later)], [CHECK_STEPS * d for d in second]):
+            continue
+        return _extend(runs[2], runs[1], plan, plan.steps - a - 2)
+    return None
+
+
+def _extend(sim: Simulation, previous: Simulation, plan: ParallelPlan, more: int) -> SimulationResult:
+    """``sim``'s state advanced by ``more`` times its increment over ``previous`` (one step shorter), summarised."""
+    step = sim.finished_s - previous.finished_s
+    sim.finished_s += more * step
+    for table, before in ((sim.totals, previous.totals), (sim.after_warmup, previous.after_warmup)):
+        for label, cats in table.items():
+            for cat in list(cats):
+                cats[cat] += more * (cats[cat] - before[label].get(cat, 0.0))
+    traffic, old = sim.net.traffic, previous.net.traffic
+    traffic.transfers += more * (traffic.transfers - old.transfers)
+    for table, before in ((traffic.by_route_class, old.by_route_class), (traffic.sent_by_device, old.sent_by_device),
+                          (traffic.received_by_device, old.received_by_device), (traffic.by_link, old.by_link)):
+        for key in list(table):
+            table[key] += more * (table[key] - before.get(key, 0))
+    sim.plan = plan
+    sim.work = replace(sim.work, steps=plan.steps)
+    return build_result(sim)
