@@ -272,6 +272,12 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
     from simulator.estimate import compute_bound_s
     from planner.space import replica_shapes, with_replicas
 
+    from simulator.limits import size_violations
+
+    too_big = size_violations(height_px, width_px, steps)
+    if too_big:
+        field_name, message = too_big[0].split(": ", 1)
+        raise PlannerError(message, field={"steps": "--steps"}.get(field_name, "--resolution"))
     report = progress or (lambda phase, done, total: None)
     max_devices = min(settings.max_devices or len(cluster.devices), len(cluster.devices))
     if max_devices < 1:
