@@ -79,7 +79,7 @@ def test_a_topology_too_large_to_be_real_is_one_line_exit_2(tmp_path, pfplan, co
     result = pfplan("topology", "show", path)
     assert result.code == 2 and expect in result.err and not result.out
     assert len(result.err.strip().splitlines()) == 1
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 20
 
 
 @pytest.mark.parametrize("args, expect", [(["--steps", "1000000000"], "--steps: 1,000,000,000 steps"),
