@@ -71,7 +71,7 @@ class Node(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    count: int = Field(1, ge=1, le=65_536, description="Identical machines (at most 65,536: see graph.MAX_DEVICES).")
+    count: int = Field(1, ge=1, le=65_536)
     gpu: str = Field(description="GPU kind from the catalog (pfplan gpus), or 'cpu'.")
     sockets: list[Socket] = Field(min_length=1)
     device_link: Link = Field(description="Each GPU's and NIC's own PCIe link to its switch or socket.")

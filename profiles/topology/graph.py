@@ -229,9 +229,56 @@ class ClusterGraph:
     def route(self, src: str, dst: str) -> Route:
         """The route from ``src`` to ``dst`` (cached; NVLink preferred where both are on it)."""
         key = (src, dst)
-        if key not in self._routes:
-            self._routes[key] = self._compute_route(src, dst)
-        return self._routes[key]
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = self._symmetric_route(src, dst) or self._compute_route(src, dst)
+        return route
+
+    def _symmetric_route(self, src: str, dst: str) -> Route | None:
+        """The route between the same devices of the first hosts of their classes, hosts renamed back.
+
+        Hosts stamped from one ``nodes`` entry are identical and the fabric meets every NIC
+        alike, so the path between two hosts is the path between the first two of their
+        classes with the names changed; this keeps a 1,000-GPU cluster from searching its
+        whole graph for every pair (tests compare it with the direct search). None when the
+        pair already is on the representative hosts, or a device is unknown.
+        """
+        if src not in self.device_host or dst not in self.device_host or src == dst:
+            return None
+        hs, hd = self.device_host[src], self.device_host[dst]
+        reps = self._representatives()
+        cs, cd = self.host_node[hs], self.host_node[hd]
+        rs = reps[cs][0]
+        if hs == hd:
+            rd = rs
+        elif cs == cd:
+            if len(reps[cs]) < 2:
+                return None
+            rd = reps[cs][1]
+        else:
+            rd = reps[cd][0]
+        if (rs, rd) == (hs, hd):
+            return None
+        base = self.route(rs + src[len(hs):], rd + dst[len(hd):])
+        back = {rs: hs, rd: hd}
+
+        def rename(node: str) -> str:
+            host, sep, rest = node.partition("/")
+            return back.get(host, host) + sep + rest if sep else node
+        nodes = tuple(rename(n) for n in base.nodes)
+        return Route(src, dst, nodes, tuple((rename(u), rename(v)) for u, v in base.links), base.route_class,
+                     base.bottleneck_gb_s, base.latency_us)
+
+    def _representatives(self) -> dict[int, list[str]]:
+        """Node entry → its first two hosts."""
+        reps = getattr(self, "_reps", None)
+        if reps is None:
+            reps = {}
+            for host, cls in self.host_node.items():
+                if len(reps.setdefault(cls, [])) < 2:
+                    reps[cls].append(host)
+            self._reps = reps
+        return reps
 
     def _compute_route(self, src: str, dst: str) -> Route:
         for device in (src, dst):

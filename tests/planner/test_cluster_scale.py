@@ -120,3 +120,10 @@ def test_identical_hosts_give_routes_with_identical_figures():
             key = cluster.placement_class([a, b])
             figures = (r.route_class, r.bottleneck_gb_s, r.latency_us, len(r.links))
             assert seen.setdefault(key, figures) == figures
+
+
+def test_routes_between_identical_hosts_are_the_direct_graph_search():
+    cluster = _copies(4)
+    for a in cluster.devices:
+        for b in cluster.devices:
+            assert cluster.route(a, b) == cluster._compute_route(a, b), (a, b)
