@@ -40,9 +40,20 @@ def register(app: typer.Typer) -> None:
 
     @topo.command("show")
     def topology_show(topology: str = typer.Argument(..., help="Topology file or shipped name (pcie8)."),
-                      json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-        """Print the device × device route-class matrix (like nvidia-smi topo -m)."""
+                      json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+                      full: bool = typer.Option(False, "--full", help="The whole matrix even on a large cluster.")) -> None:
+        """Print the device × device route-class matrix (like nvidia-smi topo -m); a summary per node class
+        beyond 32 devices unless --full."""
+        from planner.topology_summary import FULL_MATRIX_DEVICES, summary, summary_lines
+
         cluster = load_cluster(topology)
+        if len(cluster.devices) > FULL_MATRIX_DEVICES and not full:
+            if json_out:
+                print_json({**summary(cluster), "communication": cluster.topology.communication.model_dump()})
+                return
+            lines = summary_lines(cluster) + ["", cluster.topology.communication.describe()]
+            out_console.print("\n".join(lines), markup=False)
+            return
         labels = [f"GPU{i}" for i in range(len(cluster.devices))]
         matrix = cluster.route_matrix()
         if json_out:

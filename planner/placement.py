@@ -61,13 +61,19 @@ def device_path(cluster: ClusterGraph, device: str) -> tuple[str, ...]:
 
 
 def grouped_devices(cluster: ClusterGraph) -> list[str]:
-    """Devices sorted host, socket, switch chain (outermost first), keeping topology order within."""
+    """Devices sorted host, socket, switch chain (outermost first), keeping topology order within
+    (computed once per cluster)."""
+    cached = getattr(cluster, "_grouped_devices", None)
+    if cached is not None:
+        return list(cached)
     order = {d: i for i, d in enumerate(cluster.devices)}
 
     def key(device: str) -> tuple:
         path = device_path(cluster, device)
         return (cluster.device_host[device], tuple(reversed(path[1:])), order[device])
-    return sorted(cluster.devices, key=key)
+    grouped = sorted(cluster.devices, key=key)
+    cluster._grouped_devices = tuple(grouped)  # type: ignore[attr-defined]
+    return list(grouped)
 
 
 def axis_traffic_bytes(degrees: DegreesBase, model: ModelPreset, height_px: int, width_px: int) -> dict[str, float]:
@@ -89,20 +95,53 @@ def _place(degrees: DegreesBase, devices: list[str], nesting: tuple[str, ...]) -
 
 
 def _worst_class(cluster: ClusterGraph, devices: list[str]) -> int:
-    return max((CLASS_ORDER[cluster.route(a, b).route_class] for a in devices for b in devices if a != b),
-               default=0)
+    """The worst route class between any two of ``devices``.
+
+    Devices of two hosts talk over the network, the worst class there is. On one host,
+    devices with the same chain of switches and no NVLink reach every other device by the
+    same kind of path, so one pair per such group of look-alikes stands for all of them:
+    the cost follows the host's distinct positions, not its device count.
+    """
+    if len(devices) < 2:
+        return 0
+    if len({cluster.device_host[d] for d in devices}) > 1:
+        return CLASS_ORDER["NET"]
+    groups: dict[tuple, list[str]] = {}
+    for device in devices:
+        key = (device,) if cluster.has_nvlink(device) else device_path(cluster, device)[1:]
+        groups.setdefault(key, []).append(device)
+    reps = [members[:2] for members in groups.values()]
+    worst = max((CLASS_ORDER[cluster.route(pair[0], pair[1]).route_class] for pair in reps if len(pair) > 1),
+                default=0)
+    heads = [pair[0] for pair in reps]
+    return max([worst] + [CLASS_ORDER[cluster.route(a, b).route_class] for a in heads for b in heads if a != b])
 
 
 def nearest_subset(cluster: ClusterGraph, ordered: list[str], count: int) -> list[str]:
-    """The window of ``count`` consecutive grouped devices with the nearest worst route class."""
+    """The window of ``count`` consecutive grouped devices with the nearest worst route class.
+
+    Windows are compared first by that class, then by position (the earliest wins), so the
+    scan stops at the first window with the best class possible (within one host when it can
+    be, else the first); windows that span hosts all reach the network and tie.
+    """
     if count >= len(ordered):
         return list(ordered)
-    windows = [ordered[i:i + count] for i in range(0, len(ordered) - count + 1)]
-    return min(windows, key=lambda w: (_worst_class(cluster, w), ordered.index(w[0])))
+    best_class, best_start = None, 0
+    hosts = [cluster.device_host[d] for d in ordered]
+    for start in range(0, len(ordered) - count + 1):
+        if hosts[start] != hosts[start + count - 1] and best_class is not None:
+            continue  # spans hosts (grouped order is host by host): the network class, no better than one seen
+        worst = _worst_class(cluster, ordered[start:start + count])
+        if best_class is None or worst < best_class:
+            best_class, best_start = worst, start
+            if worst <= CLASS_ORDER["NVL"] and count > 1 or worst == 0:
+                break  # nothing beats NVLink (or a single device)
+    return ordered[best_start:best_start + count]
 
 
-def alternatives(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph) -> list[Placement]:
-    """Distinct candidate placements for ``plan`` (the first is the greedy one)."""
+def alternatives(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, *,
+                 greedy_only: bool = False) -> list[Placement]:
+    """Distinct candidate placements for ``plan`` (the first is the greedy one; ``greedy_only``: just it)."""
     degrees = plan.degrees
     n = degrees.world_size()
     standard = tuple(AXES)
@@ -110,8 +149,11 @@ def alternatives(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph) 
     inactive = [a for a in AXES if a not in traffic]
     by_traffic = tuple(inactive + sorted(traffic, key=lambda a: (traffic[a], -AXES.index(a))))
     grouped = grouped_devices(cluster)
+    greedy = Placement("greedy", _place(degrees, nearest_subset(cluster, grouped, n), by_traffic))
+    if greedy_only:
+        return [greedy]
     found: list[Placement] = [
-        Placement("greedy", _place(degrees, nearest_subset(cluster, grouped, n), by_traffic)),
+        greedy,
         Placement("grouped", _place(degrees, grouped[:n], standard)),
         Placement("topology", _place(degrees, cluster.devices[:n], standard)),
     ]

@@ -2,9 +2,25 @@
 
 The pipeline (Vidur's profile → estimator → event simulator → search)::
 
-    plan shapes (space) ──► stage split + greedy placement ──► rules ──► memory fits?
-        ──► fast estimate (closed form) ──► best K by the objective
+    plan shapes (space) ──► compute-only bound, cheapest first ──► stage split + greedy placement
+        ──► rules ──► memory fits? ──► fast estimate (closed form) ──► best K by the objective
         ──► discrete-event simulation of each placement alternative ──► ranked candidates
+
+At cluster scale the same answer costs less (``SearchSettings.exhaustive`` turns it off):
+
+- one replica's shapes are enumerated and multiplied into every data degree, and a plan
+  is built only when it is priced (:func:`planner.space.replica_shapes`);
+- shapes are priced in the order of their compute-only lower bound
+  (:func:`simulator.estimate.compute_bound_s`); once ``simulate_top`` shapes fit with
+  estimates better than the next bound, no later shape can enter the simulated set, so the
+  rest are counted as ``pruned_by_bound`` and skipped. The simulated set, and so the
+  ranking's head, is the exhaustive search's; only the estimated-only tail is shorter;
+- every price is shared between plans (:class:`simulator.engine.PriceCache`), and an
+  estimate is reused for every plan whose first replica has the same shape, split and
+  placement class (identical nodes and switches give identical routes; the estimate reads
+  only the first replica);
+- stage splits are memoised per patch shape, and the placement's device window is found
+  without comparing every pair of devices (:mod:`planner.placement`).
 
 Never returned: a plan that breaks a rule or does not fit in device memory (checked by the
 memory model before ranking and again by the simulation). The objective is the latency
@@ -104,6 +120,8 @@ class SearchSettings:
     """How many of those also try every placement alternative."""
     best_per_device_count: bool = False
     """Also simulate the best-estimated shape of every device count (capacity planning, reports)."""
+    exhaustive: bool = False
+    """Estimate every shape (no bound pruning, no memoised estimates): the reference the fast path must match."""
 
 
 def memory_check(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,
@@ -156,58 +174,175 @@ def baseline_latency(model: ModelPreset, cluster: ClusterGraph, cost_model: Cost
     return prediction.latency_s if prediction else None
 
 
+class _Pricer:
+    """Everything the search prices per plan, memoised for the plans of one search."""
+
+    def __init__(self, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, dtype_bytes: int,
+                 *, memoise: bool) -> None:
+        from simulator.engine import PriceCache
+
+        self.model, self.cluster, self.cost_model, self.dtype_bytes = model, cluster, cost_model, dtype_bytes
+        self.memoise = memoise
+        self.cache = PriceCache() if memoise else None
+        self._splits: dict[tuple, list[int] | None] = {}
+        self._estimates: dict[tuple, float] = {}
+        self._memory: dict[tuple, tuple[int, int, int]] = {}
+
+    def prepare(self, shape: ParallelPlan, *, greedy_only: bool = False) -> list[tuple[ParallelPlan, Placement]]:
+        if not self.memoise:
+            return prepare(shape, self.model, self.cluster, self.cost_model)
+        from planner.stage_split import patch_shape_tokens
+        from simulator.strategies.cfg import batch_per_pass
+
+        key = (patch_shape_tokens(shape, self.model), batch_per_pass(shape.degrees.as_dict(), self.model),
+               shape.degrees.pipeline_stages)
+        if key not in self._splits:
+            self._splits[key] = choose_split(shape, self.model, self.cost_model)
+        shaped = shape.model_copy(update={"stage_split": self._splits[key]})
+        return [(with_placement(shaped, p), p)
+                for p in alternatives(shaped, self.model, self.cluster, greedy_only=greedy_only)]
+
+    def memory(self, plan: ParallelPlan) -> tuple[int, int, str]:
+        if not self.memoise:
+            return memory_check(plan, self.model, self.cluster, self.dtype_bytes)
+        kinds = tuple(self.cluster.device_gpu[d] for d in plan.placement)
+        key = (tuple(plan.degrees.as_dict().items()), plan.patches, plan.warmup_steps,
+               tuple(plan.stage_split or ()), kinds)
+        hit = self._memory.get(key)
+        if hit is None:
+            peak, capacity, device = memory_check(plan, self.model, self.cluster, self.dtype_bytes)
+            hit = self._memory[key] = (peak, capacity, plan.placement.index(device))
+        return hit[0], hit[1], plan.placement[hit[2]]
+
+    def estimate(self, plan: ParallelPlan) -> float:
+        from simulator.estimate import estimate_latency_s
+
+        if not self.memoise:
+            return estimate_latency_s(plan, self.model, self.cluster, self.cost_model, dtype_bytes=self.dtype_bytes)
+        # the estimate reads only the first replica (ranks 0..m-1: data is the outermost rank axis)
+        replica = plan.degrees.model_copy(update={"data": 1})
+        m = replica.world_size()
+        key = (tuple(replica.as_dict().items()), plan.patches, plan.warmup_steps, plan.steps,
+               tuple(plan.stage_split or ()), self.cluster.placement_class(plan.placement[:m]))
+        value = self._estimates.get(key)
+        if value is None:
+            value = self._estimates[key] = estimate_latency_s(plan, self.model, self.cluster, self.cost_model,
+                                                              dtype_bytes=self.dtype_bytes, cache=self.cache)
+        return value
+
+
+@dataclass
+class _Pool:
+    """The fitting candidates found so far and the objective values a new shape must beat."""
+
+    objective: Objective
+    keep: int
+    per_device_count: bool
+    fitting: list[tuple[Candidate, ParallelPlan, tuple]] = field(default_factory=list)
+    top: list[tuple] = field(default_factory=list)
+    best_by_size: dict[int, float] = field(default_factory=dict)
+
+    def value(self, latency_s: float, images: int) -> float:
+        return latency_s if self.objective == "latency" else -images / latency_s if latency_s > 0 else 0.0
+
+    def add(self, cand: Candidate, shape: ParallelPlan, order: tuple) -> None:
+        import bisect
+
+        self.fitting.append((cand, shape, order))
+        key = (*cand.objective_key(self.objective), order)
+        bisect.insort(self.top, key)
+        del self.top[self.keep:]
+        size = cand.plan.world_size
+        value = key[0]
+        if size not in self.best_by_size or value < self.best_by_size[size]:
+            self.best_by_size[size] = value
+
+    def cannot_enter(self, bound_value: float, size: int) -> bool:
+        """True when a shape whose objective is at best ``bound_value`` can be neither simulated nor its size's best."""
+        full = len(self.top) >= self.keep and bound_value > self.top[-1][0]
+        if not full or not self.per_device_count:
+            return full
+        return size in self.best_by_size and bound_value > self.best_by_size[size]
+
+
 def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, height_px: int,
            width_px: int, steps: int, settings: SearchSettings = SearchSettings(),
            progress: Progress | None = None, topology_name: str | None = None) -> SearchResult:
     """Rank the plans for ``model`` on ``cluster``; raise :class:`PlannerError` if none fits."""
-    from simulator.estimate import estimate_latency_s
+    from simulator.estimate import compute_bound_s
+    from planner.space import replica_shapes, with_replicas
 
+    from simulator.limits import size_violations
+
+    too_big = size_violations(height_px, width_px, steps)
+    if too_big:
+        field_name, message = too_big[0].split(": ", 1)
+        raise PlannerError(message, field={"steps": "--steps"}.get(field_name, "--resolution"))
     report = progress or (lambda phase, done, total: None)
     max_devices = min(settings.max_devices or len(cluster.devices), len(cluster.devices))
     if max_devices < 1:
         raise PlannerError(f"--max-gpus must be at least 1, got {settings.max_devices}", field="--max-gpus")
     options = SpaceOptions(height_px, width_px, steps, max_devices, settings.min_warmup)
-    shapes = list(plan_shapes(model, options, topology=topology_name))
     dtype_bytes = dtype_bytes_of(cost_model)
-    counts = {"shapes": len(shapes), "rule_violations": 0, "not_runnable": 0, "does_not_fit": 0}
+    pricer = _Pricer(model, cluster, cost_model, dtype_bytes, memoise=not settings.exhaustive)
+    pool = _Pool(settings.objective, settings.simulate_top, settings.best_per_device_count)
+    if settings.exhaustive:
+        queue = [((i,), shape, shape.degrees.data, 0.0)
+                 for i, shape in enumerate(plan_shapes(model, options, topology=topology_name))]
+    else:
+        bases = list(plan_shapes(model, options, topology=topology_name, replicas=False))
+        bounds = [compute_bound_s(b, model, cost_model, dtype_bytes=dtype_bytes, cache=pricer.cache) for b in bases]
+        images = [b.degrees.images_per_generation() for b in bases]
+        queue = []
+        for order, base, data in replica_shapes(bases, options):
+            index = order[2]
+            # the bound as an objective value; a hair looser than the estimate's own rounding
+            queue.append((order, base, data, pool.value(bounds[index] * (1 - 1e-9), images[index] * data)))
+        queue.sort(key=lambda row: (row[3], row[0]))
+    counts = {"shapes": len(queue), "rule_violations": 0, "not_runnable": 0, "does_not_fit": 0,
+              "pruned_by_bound": 0}
     rejected: list[Rejected] = []
-    fitting: list[tuple[Candidate, ParallelPlan]] = []
-    for index, shape in enumerate(shapes):
-        report("estimating", index, len(shapes))
+    for index, (order, base, data, bound_value) in enumerate(queue):
+        if index % 64 == 0:
+            report("estimating", index, len(queue))
+        if not settings.exhaustive and pool.cannot_enter(bound_value, base.degrees.world_size() * data):
+            counts["pruned_by_bound"] += 1
+            continue
+        shape = with_replicas(base, data)
         reason = unrunnable_reason(shape, model)
         if settings.runnable_only and reason:
             counts["not_runnable"] += 1
             continue
-        plan, placement = prepare(shape, model, cluster, cost_model)[0]
+        plan, placement = pricer.prepare(shape, greedy_only=True)[0]
         broken = violations(plan, model, cluster)
         if broken:
             counts["rule_violations"] += 1
             rejected.append(Rejected(plan, "; ".join(broken)))
             continue
-        peak, capacity, device = memory_check(plan, model, cluster, dtype_bytes)
+        peak, capacity, device = pricer.memory(plan)
         if peak > capacity:
             counts["does_not_fit"] += 1
             rejected.append(Rejected(plan, does_not_fit(peak, capacity, device), peak))
             continue
-        estimate = estimate_latency_s(plan, model, cluster, cost_model, dtype_bytes=dtype_bytes)
-        fitting.append((Candidate(plan, placement.name, estimate, peak, capacity, device, reason), shape))
-    report("estimating", len(shapes), len(shapes))
-    if not fitting:
+        estimate = pricer.estimate(plan)
+        pool.add(Candidate(plan, placement.name, estimate, peak, capacity, device, reason), shape, order)
+    report("estimating", len(queue), len(queue))
+    if not pool.fitting:
         raise impossible(model, cluster, height_px, rejected, settings)
 
-    fitting.sort(key=lambda pair: pair[0].objective_key(settings.objective))
-    chosen = fitting[:settings.simulate_top]
+    fitting = sorted(pool.fitting, key=lambda row: (*row[0].objective_key(settings.objective), row[2]))
+    chosen = [(c, shape) for c, shape, _ in fitting[:settings.simulate_top]]
     if settings.best_per_device_count:
         sizes = {c.plan.world_size for c, _ in chosen}
-        for pair in fitting[settings.simulate_top:]:
-            if pair[0].plan.world_size not in sizes:
-                sizes.add(pair[0].plan.world_size)
-                chosen.append(pair)
+        for c, shape, _ in fitting[settings.simulate_top:]:
+            if c.plan.world_size not in sizes:
+                sizes.add(c.plan.world_size)
+                chosen.append((c, shape))
     baseline = baseline_latency(model, cluster, cost_model, options, dtype_bytes)
     simulated: list[Candidate] = []
     for index, (candidate, shape) in enumerate(chosen):
         report("simulating", index, len(chosen))
-        variants = prepare(shape, model, cluster, cost_model)
+        variants = pricer.prepare(shape)
         if index >= settings.placement_top:
             variants = variants[:1]
         best: Candidate | None = None
@@ -228,7 +363,7 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
         raise impossible(model, cluster, height_px, rejected, settings)
     simulated.sort(key=lambda c: c.objective_key(settings.objective))
     done = {id(c) for c, _ in chosen}
-    rest = [c for c, _ in fitting if id(c) not in done]
+    rest = [c for c, _, _ in fitting if id(c) not in done]
     ranked = simulated + rest
     explain_losses(ranked, settings.objective)
     return SearchResult(ranked, rejected, baseline, counts)

@@ -49,12 +49,15 @@ def divisors(n: int) -> list[int]:
 
 
 def degree_options(n: int, model: ModelPreset, rows: int, *, strategies: Registry = STRATEGIES,
-                   degrees_type: type[DegreesBase] = Degrees) -> Iterator[DegreesBase]:
+                   degrees_type: type[DegreesBase] = Degrees,
+                   fixed: dict[str, int] | None = None) -> Iterator[DegreesBase]:
     """Every ``Degrees`` whose product is ``n`` that passes the rules on degrees alone.
 
     Example: n=4 for a CFG model yields data4, cfg2×pipefusion2, pipefusion4, data2×ulysses2, …
+    ``fixed``: axes held at one degree (``{"data": 1}``: one replica's shapes).
     """
     axes = strategies.axes()
+    fixed = fixed or {}
 
     def extend(index: int, remaining: int, chosen: dict[str, int]) -> Iterator[dict[str, int]]:
         if index == len(axes):
@@ -62,7 +65,10 @@ def degree_options(n: int, model: ModelPreset, rows: int, *, strategies: Registr
                 yield dict(chosen)
             return
         axis = axes[index]
-        for value in divisors(remaining):
+        values = [fixed[axis]] if axis in fixed else divisors(remaining)
+        for value in values:
+            if remaining % value:
+                continue
             if axis_violations(axis, value, model, rows, strategies=strategies):
                 continue
             chosen[axis] = value
@@ -85,14 +91,46 @@ def warmup_for(degrees: DegreesBase, options: SpaceOptions) -> int:
     return 0
 
 
-def plan_shapes(model: ModelPreset, options: SpaceOptions, *, topology: str | None = None) -> Iterator[ParallelPlan]:
-    """Every plan shape (no stage split or placement yet) that :func:`violations` accepts."""
+def plan_shapes(model: ModelPreset, options: SpaceOptions, *, topology: str | None = None,
+                replicas: bool = True) -> Iterator[ParallelPlan]:
+    """Every plan shape (no stage split or placement yet) that :func:`violations` accepts.
+
+    ``replicas=False``: only one data-parallel replica's shapes (``data = 1``), from 1 device
+    up, whatever ``min_devices`` says: the search multiplies them into every data degree
+    itself (:func:`replica_shapes`), since a replica's rules do not depend on how many there are.
+    """
     rows, _ = model.token_grid(options.height_px, options.width_px)
-    for n in range(options.min_devices, options.max_devices + 1):
-        for degrees in degree_options(n, model, rows):
+    fixed = None if replicas else {"data": 1}
+    first = options.min_devices if replicas else 1
+    for n in range(first, options.max_devices + 1):
+        for degrees in degree_options(n, model, rows, fixed=fixed):
             for patches in patch_options(degrees, rows):
                 plan = ParallelPlan(model=model.name, height_px=options.height_px, width_px=options.width_px,
                                     steps=options.steps, degrees=degrees, patches=patches,
                                     warmup_steps=warmup_for(degrees, options), topology=topology)
                 if not violations(plan, model):
                     yield plan
+
+
+def replica_shapes(bases: list[ParallelPlan], options: SpaceOptions) -> list[tuple[tuple[int, int, int], ParallelPlan, int]]:
+    """``(order, base, data)`` for every ``data × base`` shape :func:`plan_shapes` would yield.
+
+    ``bases``: ``plan_shapes(..., replicas=False)``. ``order`` sorts the pairs the way
+    :func:`plan_shapes` yields the shapes (device count, then data degree, then the base's
+    place), so ties are broken as an exhaustive enumeration breaks them; the plans
+    themselves are built only for the shapes the search prices.
+    """
+    out = []
+    for index, base in enumerate(bases):
+        m = base.degrees.world_size()
+        for data in range(1, options.max_devices // m + 1):
+            if data * m >= options.min_devices:
+                out.append(((data * m, data, index), base, data))
+    return out
+
+
+def with_replicas(base: ParallelPlan, data: int) -> ParallelPlan:
+    """``base`` (one replica) run as ``data`` replicas."""
+    if data == 1:
+        return base
+    return base.model_copy(update={"degrees": base.degrees.model_copy(update={"data": data})})

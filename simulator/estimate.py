@@ -12,6 +12,10 @@ pipeline follows PipeFusion's closed form::
 when M < N, one pipeline fill; stage-to-stage sends are charged whole, HunyuanDiT's long
 skip sends only for the share the topology's overlap efficiency cannot hide), plus the cost model's first-pass overhead and VAE decode
 once (the scheduler step and pass overhead are inside each pass). :func:`simulator.engine.simulate` is the reference.
+
+It prices through :class:`simulator.engine.Pricing` (no simpy environment, no network state)
+and, given a :class:`~simulator.engine.PriceCache`, shares every price with the other plans
+of a search; passes over equal token counts are priced once per plan.
 """
 
 from __future__ import annotations
@@ -22,61 +26,89 @@ from profiles.costs.cost_model import CostModel
 from profiles.catalog.models import ModelPreset
 from profiles.topology.graph import ClusterGraph
 from simulator.collectives import ALGORITHMS
-from simulator.engine import SimSettings, Simulation
-from simulator.network import LinkFit
-from simulator.plan import ParallelPlan
+from simulator.engine import PriceCache, Pricing, SimSettings
+from simulator.network import LinkFit, Network
+from profiles.costs.cost_model import EMBED, FINAL, LayerShape
+from simulator.plan import ParallelPlan, patch_rows
+from simulator.strategies import STRATEGIES
 from simulator.strategies.base import CollectiveSpec
-from simulator.strategies.cfg import latent_bytes, prediction_bytes
+from simulator.strategies.cfg import batch_per_pass, latent_bytes, prediction_bytes
 from simulator.workload import Actor, Workload
 
 
-def _collective_s(sim: Simulation, actor: Actor, spec: CollectiveSpec) -> float:
+def _collective_s(sim: Pricing, net: Network, groups: list[list[str]], spec: CollectiveSpec) -> float:
     """The collective alone at its worst route's speed: rounds × the slowest chunk transfer."""
     algorithm = ALGORITHMS[spec.kind]
     worst = 0.0
-    for group in sim.work.inner_groups(actor, spec.axis):
+    for group in groups:
         n = len(group)
         if n < 2:
             continue
         chunk = algorithm.chunk_bytes(spec.bytes_per_rank, n)
-        per_round = max(sim.net.duration_s(sim.cluster.route(a, b), chunk, spec.messages)
+        per_round = max(net.duration_s(sim.cluster.route(a, b), chunk, spec.messages)
                         for a in group for b in group if a != b)
         worst = max(worst, algorithm.rounds(n) * per_round)
     return worst
 
 
 def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
-                       *, dtype_bytes: int = 2, link_fits: dict[str, LinkFit] | None = None) -> float:
-    """Estimated seconds of one generation (closed form; see the module docstring for what it ignores)."""
-    sim = Simulation(plan, model, cluster, cost_model, SimSettings(dtype_bytes=dtype_bytes, link_fits=link_fits))
+                       *, dtype_bytes: int = 2, link_fits: dict[str, LinkFit] | None = None,
+                       cache: PriceCache | None = None) -> float:
+    """Estimated seconds of one generation (closed form; see the module docstring for what it ignores).
+
+    ``cache``: prices shared with other plans of the same model, cluster and cost model.
+    """
+    sim = Pricing(plan, model, cluster, cost_model, SimSettings(dtype_bytes=dtype_bytes, link_fits=link_fits),
+                  cache=cache)
+    net = Network(None, cluster, link_fits=link_fits)  # type: ignore[arg-type]  # pricing only: no simpy env
     work = sim.work
     first = work.actor(0, 0, 0)
+    groups: dict[tuple[int, str], list[list[str]]] = {}
+    collective_s: dict[tuple[int, CollectiveSpec], float] = {}
+    times: dict[tuple, float] = {}
+
+    def comm_s(stage: int, actor: Actor, spec: CollectiveSpec) -> float:
+        key = (stage, spec)
+        t = collective_s.get(key)
+        if t is None:
+            inner = groups.get((stage, spec.axis))
+            if inner is None:
+                inner = groups[(stage, spec.axis)] = work.inner_groups(actor, spec.axis)
+            t = collective_s[key] = _collective_s(sim, net, inner, spec)
+        return t
 
     def stage_time(stage: int, item: int | None, warmup: bool, first_step: bool = False) -> float:
+        key = (stage, work.tokens(item), warmup, first_step)
+        t = times.get(key)
+        if t is None:
+            t = times[key] = _stage_time(stage, item, warmup, first_step)
+        return t
+
+    def _stage_time(stage: int, item: int | None, warmup: bool, first_step: bool = False) -> float:
         actor = work.actor(0, 0, stage)
         cost = sim.pass_cost(stage, item, warmup=warmup, first=first_step)
         c = cost.compute_s
         # an overlapped collective starts (1−f)·C into the pass and hides behind the rest.
-        passed = max([c] + [(1.0 - s.overlap_fraction) * c + _collective_s(sim, actor, s)
+        passed = max([c] + [(1.0 - s.overlap_fraction) * c + comm_s(stage, actor, s)
                             for s in cost.specs if s.overlapped])
-        blocking = sum(_collective_s(sim, actor, s) for s in cost.specs if not s.overlapped)
+        blocking = sum(comm_s(stage, actor, s) for s in cost.specs if not s.overlapped)
         t = cost.embed_s + passed + blocking + cost.final_s + cost.overhead_s + cost.scheduler_s
         act = cost.local_query_tokens * work.hidden * work.batch * work.dtype_bytes
         held = 1.0 - cluster.topology.communication.overlap_efficiency
         for (src, dst), count in work.skip_layers.items():  # long skips: only the held share delays the sender
             if src == stage and held > 0:
-                t += held * sim.net.duration_s(cluster.route(actor.devices[0], work.actor(0, 0, dst).devices[0]),
+                t += held * net.duration_s(cluster.route(actor.devices[0], work.actor(0, 0, dst).devices[0]),
                                                act * count)
         if stage < work.stages - 1:
             nxt = work.actor(0, 0, stage + 1)
-            t += sim.net.duration_s(cluster.route(actor.devices[0], nxt.devices[0]), act)
+            t += net.duration_s(cluster.route(actor.devices[0], nxt.devices[0]), act)
         else:
             latent = latent_bytes(model, cost.local_query_tokens, work.dtype_bytes)
-            t += sim.net.duration_s(cluster.route(actor.devices[0], first.devices[0]), latent)
+            t += net.duration_s(cluster.route(actor.devices[0], first.devices[0]), latent)
             if work.degrees["cfg"] > 1:
                 peer = work.actor(0, 1, stage)
                 output = prediction_bytes(model, cost.local_query_tokens, work.dtype_bytes)
-                t += sim.net.duration_s(cluster.route(actor.devices[0], peer.devices[0]), output)
+                t += net.duration_s(cluster.route(actor.devices[0], peer.devices[0]), output)
         return t
 
     once = sim.first_pass_s() + sim.vae_s()  # the cold first pass and the VAE decode at the end
@@ -101,3 +133,71 @@ def _loop_s(work: Workload, stage_time: Callable[..., float]) -> float:
                  for d in range(work.stages)]
     slowest, round_trip = max(per_stage), sum(per_stage)
     return total + rest * max(work.patches * slowest, round_trip) + (round_trip - slowest)
+
+
+def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostModel, *, dtype_bytes: int = 2,
+                    cache: PriceCache | None = None) -> float:
+    """A lower bound of :func:`estimate_latency_s` from compute alone, whatever the split and placement.
+
+    The estimate's every pass costs at least its compute, embeddings, final layer and
+    scheduler step (communication, sends and pass overheads only add), and its loop is a
+    sum and maximum of pass times, so it cannot be less than
+
+        first pass + VAE + W · P(S) + (T − W) · Σ_m P(S_m) · max(1/N, 1/M)
+
+    where ``P(q)`` prices every block of the model once over ``q`` query tokens (the stages
+    together) and ``S_m`` are the patches: the slowest of ``N`` stages is at least their
+    mean, one patch's round trip at least ``1/M`` of the step. The search skips a shape whose
+    bound is already slower than the plans it keeps (:func:`planner.search.search`).
+    """
+    cache = cache if cache is not None else PriceCache()
+    degrees = plan.degrees.as_dict()
+    strategies = STRATEGIES.active(degrees)
+    rows, cols = model.token_grid(plan.height_px, plan.width_px)
+    image = rows * cols
+    batch = batch_per_pass(degrees, model)
+    kinds = model.arch.block_kinds()
+
+    sharding = tuple((s.axis, n) for s, n in strategies)
+    passes = cache.bounds
+
+    def layer_s(kind: str, q: int, k: int) -> float:
+        shape = LayerShape(kind, q, k, batch)
+        for strategy, degree in strategies:
+            shape = strategy.shard(shape, degree)
+        t = cache.layers.get(shape)
+        if t is None:
+            t = cache.layers[shape] = float(cost_model.layer_time_s(shape))
+        return t
+
+    def optional_s(method: str, *args: object) -> float:
+        key = (method, *args)
+        value = cache.optional.get(key)
+        if value is None:
+            fn = getattr(cost_model, method, None)
+            answer = fn(*args) if fn is not None else None
+            if answer is None:
+                cache.unpriced.add(key)
+            value = cache.optional[key] = float(answer or 0.0)
+        return value
+
+    def pass_s(q: int) -> float:
+        key = (sharding, q, image, batch)
+        t = passes.get(key)
+        if t is None:
+            t = passes[key] = (sum(layer_s(kind, q, image) for kind in kinds) + layer_s(EMBED, q, q)
+                               + layer_s(FINAL, q, q) + optional_s("scheduler_step_time_s", q))
+        return t
+
+    stages = plan.degrees.pipeline_stages
+    patches = [r * cols for r in patch_rows(rows, min(plan.patches_in_effect, rows))]
+    warm = min(plan.warmup_steps, plan.steps)
+    rest = plan.steps - warm
+    total = optional_s("first_pass_overhead_s", batch) + optional_s("vae_decode_time_s", plan.height_px, plan.width_px)
+    total += warm * pass_s(image)
+    if rest > 0:
+        if len(patches) == 1:
+            total += rest * pass_s(image)
+        else:
+            total += rest * sum(pass_s(q) for q in patches) * max(1.0 / stages, 1.0 / len(patches))
+    return total

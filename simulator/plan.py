@@ -20,6 +20,7 @@ from profiles.catalog.models import ModelPreset
 from profiles.topology.graph import ClusterGraph
 from simulator.degree_rules import axis_violations, combination_violations, needs_warmup, sequence_violations
 from simulator.errors import PlanError
+from simulator.limits import size_violations
 from simulator.rank_groups import AXES
 from simulator.strategies import STRATEGIES, Registry
 from simulator.strategies.base import PlanFacts
@@ -204,13 +205,15 @@ def violations(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph | N
             out.append(f"patches: {plan.patches} patches do not fit {rows} latent token rows")
         smallest = min(patch_rows(rows, min(plan.patches, rows))) * cols
         out += sequence_violations(degrees, smallest, strategies=strategies)
+    out += size_violations(plan.height_px, plan.width_px, plan.steps)
     if plan.warmup_steps > plan.steps:
         out.append(f"warmup_steps: {plan.warmup_steps} warm-up steps exceed steps({plan.steps})")
     if plan.placement:
         if len(plan.placement) != plan.world_size:
             out.append(f"placement: {len(plan.placement)} devices for {plan.world_size} ranks "
                        f"({d.label()})")
-        repeated = sorted({p for p in plan.placement if plan.placement.count(p) > 1})
+        seen: set[str] = set()
+        repeated = sorted({p for p in plan.placement if p in seen or seen.add(p)})
         if repeated:
             out.append(f"placement: devices used by several ranks: {', '.join(repeated)}")
     if cluster is not None:

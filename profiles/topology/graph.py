@@ -31,6 +31,10 @@ from profiles.errors import InputError, TopologyError
 from profiles.catalog.gpus import get_gpu
 from profiles.topology.format import Node, Switch, Topology
 
+MAX_DEVICES = 65_536
+"""The most devices a topology may have: far above any cluster one generation could use,
+low enough that the graph (a few hundred bytes per device) is built in seconds."""
+
 ROUTE_CLASSES = ("NVL", "PIX", "PXB", "PHB", "SYS", "NET")
 """Nearest first, as NCCL orders them."""
 
@@ -73,13 +77,27 @@ class ClusterGraph:
         self.devices: list[str] = []
         self.device_gpu: dict[str, str] = {}
         self.device_host: dict[str, str] = {}
+        self.host_node: dict[str, int] = {}
+        """Host → index of its entry in ``topology.nodes`` (hosts of one entry are identical)."""
         self._routes: dict[tuple[str, str], Route] = {}
+        self._nics: dict[str, list[str]] = {}
+        self._check_size()
         self._build()
-        hosts = list(dict.fromkeys(self.device_host.values()))
-        self.devices.sort(key=lambda d: (hosts.index(self.device_host[d]), _natural_key(d)))
+        hosts = {h: i for i, h in enumerate(dict.fromkeys(self.device_host.values()))}
+        self.devices.sort(key=lambda d: (hosts[self.device_host[d]], _natural_key(d)))
         self._check_connected()
 
     # -- construction -------------------------------------------------------------------
+    def _check_size(self) -> None:
+        """Refuse a topology too large to be real before building anything (one line, no MemoryError)."""
+        total = 0
+        for i, node in enumerate(self.topology.nodes):
+            per_host = sum(len(s.gpus) + sum(_switch_gpus(w) for w in s.switches) for s in node.sockets)
+            total += node.count * per_host
+            if total > MAX_DEVICES:
+                raise self._error(f"the topology has {total:,}+ devices (nodes[{i}].count = {node.count:,}); "
+                                  f"pfplan handles at most {MAX_DEVICES:,}", f"nodes[{i}].count")
+
     def _error(self, message: str, field: str) -> TopologyError:
         return TopologyError(message, file=self.file, field=field)
 
@@ -102,6 +120,7 @@ class ClusterGraph:
             self._add_link(device, parent, kind="pcie", **node.device_link.model_dump())
         for nic in nics:
             self._add_node(f"{host}/{nic}", "nic", f"{field}.nics", host=host)
+            self._nics.setdefault(host, []).append(f"{host}/{nic}")
             self._add_link(f"{host}/{nic}", parent, kind="pcie", **node.device_link.model_dump())
 
     def _add_switch(self, host: str, parent: str, switch: Switch, node: Node, field: str) -> None:
@@ -125,6 +144,7 @@ class ClusterGraph:
             if len(node.sockets) > 1 and node.socket_link is None:
                 raise self._error("a node with several sockets needs socket_link", f"{field}.socket_link")
             for host in node.host_names():
+                self.host_node[host] = i
                 sockets = []
                 for s, socket in enumerate(node.sockets):
                     sname = f"{host}/{socket.name}"
@@ -140,9 +160,8 @@ class ClusterGraph:
                     self._add_nvlink(host, domain.gpus, domain.switched, domain.link.model_dump(),
                                      f"{field}.nvlink[{d}]", d)
                 if "fabric" in self.graph:
-                    nics = [n for n, a in self.graph.nodes(data=True) if a["kind"] == "nic" and a["host"] == host]
                     assert topo.network is not None
-                    for nic in nics:
+                    for nic in self._nics.get(host, []):
                         self._add_link(nic, "fabric", kind="network", **topo.network.model_dump())
 
     def _add_nvlink(self, host: str, gpus: list[str], switched: bool, link: dict[str, float],
@@ -182,6 +201,25 @@ class ClusterGraph:
         return nx.subgraph_view(self.graph, filter_edge=keep_edge)
 
     # -- queries ------------------------------------------------------------------------
+    def has_nvlink(self, device: str) -> bool:
+        """True when ``device`` has an NVLink (to a peer or an NVSwitch)."""
+        return any(self.graph.edges[device, n]["kind"] == "nvlink" for n in self.graph.neighbors(device))
+
+    def placement_class(self, devices: Iterable[str]) -> tuple[tuple[int, int, str], ...]:
+        """``devices`` with their hosts renamed in order of first use: (host #, node entry, local name).
+
+        Hosts stamped from one ``nodes`` entry are identical and the fabric treats every NIC
+        alike, so two device lists of one class see routes with the same figures: a price
+        that reads only routes holds for the whole class.
+        """
+        seen: dict[str, int] = {}
+        out = []
+        for device in devices:
+            host = self.device_host[device]
+            number = seen.setdefault(host, len(seen))
+            out.append((number, self.host_node[host], device[len(host) + 1:]))
+        return tuple(out)
+
     def gpu_of(self, device: str) -> str:
         return self.device_gpu[device]
 
@@ -191,9 +229,56 @@ class ClusterGraph:
     def route(self, src: str, dst: str) -> Route:
         """The route from ``src`` to ``dst`` (cached; NVLink preferred where both are on it)."""
         key = (src, dst)
-        if key not in self._routes:
-            self._routes[key] = self._compute_route(src, dst)
-        return self._routes[key]
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = self._symmetric_route(src, dst) or self._compute_route(src, dst)
+        return route
+
+    def _symmetric_route(self, src: str, dst: str) -> Route | None:
+        """The route between the same devices of the first hosts of their classes, hosts renamed back.
+
+        Hosts stamped from one ``nodes`` entry are identical and the fabric meets every NIC
+        alike, so the path between two hosts is the path between the first two of their
+        classes with the names changed; this keeps a 1,000-GPU cluster from searching its
+        whole graph for every pair (tests compare it with the direct search). None when the
+        pair already is on the representative hosts, or a device is unknown.
+        """
+        if src not in self.device_host or dst not in self.device_host or src == dst:
+            return None
+        hs, hd = self.device_host[src], self.device_host[dst]
+        reps = self._representatives()
+        cs, cd = self.host_node[hs], self.host_node[hd]
+        rs = reps[cs][0]
+        if hs == hd:
+            rd = rs
+        elif cs == cd:
+            if len(reps[cs]) < 2:
+                return None
+            rd = reps[cs][1]
+        else:
+            rd = reps[cd][0]
+        if (rs, rd) == (hs, hd):
+            return None
+        base = self.route(rs + src[len(hs):], rd + dst[len(hd):])
+        back = {rs: hs, rd: hd}
+
+        def rename(node: str) -> str:
+            host, sep, rest = node.partition("/")
+            return back.get(host, host) + sep + rest if sep else node
+        nodes = tuple(rename(n) for n in base.nodes)
+        return Route(src, dst, nodes, tuple((rename(u), rename(v)) for u, v in base.links), base.route_class,
+                     base.bottleneck_gb_s, base.latency_us)
+
+    def _representatives(self) -> dict[int, list[str]]:
+        """Node entry → its first two hosts."""
+        reps = getattr(self, "_reps", None)
+        if reps is None:
+            reps = {}
+            for host, cls in self.host_node.items():
+                if len(reps.setdefault(cls, [])) < 2:
+                    reps[cls].append(host)
+            self._reps = reps
+        return reps
 
     def _compute_route(self, src: str, dst: str) -> Route:
         for device in (src, dst):
@@ -255,6 +340,10 @@ class ClusterGraph:
             cls = self.route(a, b).route_class
             counts[cls] = counts.get(cls, 0) + 1
         return counts
+
+
+def _switch_gpus(switch: Switch) -> int:
+    return len(switch.gpus) + sum(_switch_gpus(child) for child in switch.switches)
 
 
 def load_cluster(name_or_path: str) -> ClusterGraph:

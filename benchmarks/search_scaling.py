@@ -1,0 +1,155 @@
+"""How search time grows with the GPU count (issue 14); writes its section of docs/benchmarks.md.
+
+Searches flux-dev at 4096 px (28 steps) and pixart-alpha at 2048 px (20 steps) on copies of
+l40-2node with 1, 2, 4, … nodes (8, 16, … 1,024 L40s), in this one process, each search
+with fresh price caches, and times one ``simulate`` of pixart-alpha 1024 px,
+``pipefusion=8, patches=8`` on pcie8 (simulation time beside the whole process's time,
+imports included, measured in a fresh process). The run is bounded: once a model's searches
+have used ``--budget-s`` seconds the larger sizes are skipped and listed as such.
+
+    python benchmarks/search_scaling.py [--max-gpus 1024] [--budget-s 150] [--stdout]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._doc_sections import publish  # noqa: E402
+
+COMMAND = "python benchmarks/search_scaling.py"
+CASES = (("flux-dev", 4096, 28), ("pixart-alpha", 2048, 20))
+BEGIN, END = "<!-- search_scaling:begin -->", "<!-- search_scaling:end -->"
+TARGETS = {64: 10.0, 512: 60.0}
+SIMULATE_TARGET_MS = 20.0
+SIMULATE_CHILD = """
+import time
+t0 = time.perf_counter()
+from profiles.catalog.models import load_model
+from profiles.costs.selection import cost_model_for
+from profiles.topology.graph import load_cluster
+from simulator.engine import simulate
+from simulator.plan import ParallelPlan
+model, cluster = load_model("pixart-alpha"), load_cluster("pcie8")
+cost = cost_model_for(model, cluster.gpu_of(cluster.devices[0]))
+plan = ParallelPlan(model="pixart-alpha", height_px=1024, width_px=1024, steps=20,
+                    degrees={"pipefusion": 8}, patches=8, warmup_steps=1)
+times = []
+for _ in range(5):
+    start = time.perf_counter()
+    result = simulate(plan, model, cluster, cost)
+    times.append(time.perf_counter() - start)
+print(times[0], sorted(times)[2], result.latency_s, time.perf_counter() - t0)
+"""
+
+
+def copies(nodes: int):
+    """l40-2node with ``nodes`` identical servers."""
+    from profiles.topology.graph import ClusterGraph, load_cluster
+
+    topology = load_cluster("l40-2node").topology
+    node = topology.nodes[0].model_copy(update={"count": nodes})
+    return ClusterGraph(topology.model_copy(update={"name": f"l40-{nodes}node", "nodes": [node]}))
+
+
+def time_search(model_name: str, px: int, steps: int, gpus: int) -> tuple[float, float, dict, str]:
+    """(graph build s, search s, counts, winner) for one size."""
+    from planner.search import search
+    from profiles.catalog.models import load_model
+    from profiles.costs.selection import cost_model_for
+
+    start = time.perf_counter()
+    cluster = copies(gpus // 8)
+    built = time.perf_counter() - start
+    model = load_model(model_name)
+    cost = cost_model_for(model, cluster.gpu_of(cluster.devices[0]))
+    start = time.perf_counter()
+    result = search(model, cluster, cost, height_px=px, width_px=px, steps=steps)
+    took = time.perf_counter() - start
+    best = result.best
+    return built, took, result.counts, f"{best.plan.degrees.label()} M={best.plan.patches} {best.latency_s:.3g} s"
+
+
+def time_simulate() -> tuple[float, float, float, float, float]:
+    """(first simulate s, median of 5 s, latency s, in-process total s, process wall s) in a fresh process."""
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", SIMULATE_CHILD], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout.split()
+    wall = time.perf_counter() - start
+    first, median, latency, inside = map(float, out)
+    return first, median, latency, inside, wall
+
+
+def load() -> str:
+    try:
+        one, five, _ = os.getloadavg()
+        return f"load average {one:.1f} (1 min), {five:.1f} (5 min)"
+    except OSError:
+        return "load average unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-gpus", type=int, default=1024)
+    parser.add_argument("--budget-s", type=float, default=150.0, help="search seconds per model before larger sizes are skipped")
+    parser.add_argument("--stdout", action="store_true")
+    args = parser.parse_args()
+    sizes = [n for n in (8, 16, 32, 64, 128, 256, 512, 1024) if n <= args.max_gpus]
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [BEGIN, "## Search time against GPU count", "",
+             f"`{COMMAND}` on {platform.machine()} with {os.cpu_count()} CPU cores, Python "
+             f"{platform.python_version()}, {started}; {load()} at the start (other sessions share the cores, "
+             "so times are wall-clock under that load). Copies of l40-2node (8 L40s per node, InfiniBand "
+             "between nodes), one process, analytic L40 cost model, default settings (10 shapes simulated, the "
+             f"best 4 under every placement). Targets: 64 GPUs ≤ {TARGETS[64]:g} s, 512 GPUs ≤ {TARGETS[512]:g} s, "
+             "growth no worse than linear from 64 GPUs.", "",
+             "| model px steps | GPUs | graph build s | search s | shapes | pruned by bound | estimated | winner |",
+             "|---|---|---|---|---|---|---|---|"]
+    growth: dict[str, dict[int, float]] = {}
+    for model_name, px, steps in CASES:
+        spent = 0.0
+        for gpus in sizes:
+            label = f"{model_name} {px} {steps}"
+            if spent > args.budget_s:
+                lines.append(f"| {label} | {gpus} | - | skipped (budget of {args.budget_s:g} s spent) | | | | |")
+                continue
+            built, took, counts, winner = time_search(model_name, px, steps, gpus)
+            spent += took
+            growth.setdefault(label, {})[gpus] = took
+            estimated = counts["shapes"] - counts.get("pruned_by_bound", 0)
+            lines.append(f"| {label} | {gpus} | {built:.3f} | {took:.1f} | {counts['shapes']:,} | "
+                         f"{counts.get('pruned_by_bound', 0):,} | {estimated:,} | {winner} |")
+            print(lines[-1], flush=True)
+    lines += ["", "Targets:", ""]
+    for label, times in growth.items():
+        for gpus, limit in TARGETS.items():
+            if gpus in times:
+                lines.append(f"- {label}, {gpus} GPUs: {times[gpus]:.1f} s against ≤ {limit:g} s: "
+                             f"{'met' if times[gpus] <= limit else 'missed'}")
+        steps_up = [(a, b) for a, b in zip(sorted(times), sorted(times)[1:]) if a >= 64]
+        if steps_up:
+            worst = max(times[b] / times[a] / (b / a) for a, b in steps_up)
+            lines.append(f"- {label}: worst growth from 64 GPUs up is {worst:.2f} × linear per doubling "
+                         f"({'no worse than linear' if worst <= 1.0 else 'worse than linear'})")
+    first, median, latency, inside, wall = time_simulate()
+    lines += ["", "One `simulate` of pixart-alpha 1024 px, 20 steps, `pipefusion=8, patches=8, warmup=1` on pcie8, "
+              "in a fresh process:", "",
+              "| first simulation ms | median of 5 ms | target ms | process wall s (imports included) | "
+              "simulated latency s |", "|---|---|---|---|---|",
+              f"| {first * 1e3:.1f} | {median * 1e3:.1f} | {SIMULATE_TARGET_MS:g} "
+              f"({'met' if median * 1e3 <= SIMULATE_TARGET_MS else 'missed'}) | {wall:.2f} | {latency:.4g} |",
+              "", END]
+    return publish("\n".join(lines), page=ROOT / "docs" / "benchmarks.md", begin=BEGIN, end=END,
+                   stdout_only=args.stdout)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
