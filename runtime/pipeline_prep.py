@@ -78,6 +78,23 @@ def rank_pipeline(preset: ModelPreset, *, transformer: Any, scheduler: Any, vae:
                           vae=vae if vae is not None else meta_vae(preset, model_path))
 
 
+def size_pipeline(preset: ModelPreset, model_path: Path | None) -> Any:
+    """A pipeline with a meta-device transformer and VAE: enough for its size rules (bins, scale factor)."""
+    from runtime.model_build import build_transformer, transformer_class
+    from runtime.model_loading import make_scheduler
+
+    if model_path is not None and (model_path / "transformer" / "config.json").is_file():
+        import torch
+
+        cls = transformer_class(preset)
+        with torch.device("meta"):
+            transformer = cls.from_config(cls.load_config(str(model_path / "transformer"), local_files_only=True))
+    else:
+        transformer = build_transformer(preset, meta=True)
+    return build_pipeline(pipeline_class(preset, model_path), transformer=transformer,
+                          scheduler=make_scheduler(preset, model_path), vae=meta_vae(preset, model_path))
+
+
 def default_guidance(pipe: Any) -> float:
     """The pipeline's own default guidance scale (PixArt 4.5, SD3 7.0, Flux 3.5, DiT 4.0, HunyuanDiT 5.0)."""
     value = inspect.signature(type(pipe).__call__).parameters.get("guidance_scale")

@@ -67,6 +67,9 @@ class Job:
     """The image's height and width when the pipeline generated at another (its resolution bin)."""
     progress: bool = False
     """A progress bar over the steps on rank 0 (stderr)."""
+    scheduler: str | None = None
+    """A diffusers scheduler class replacing the folder's or preset's (built from its config)."""
+    """A progress bar over the steps on rank 0 (stderr)."""
 
     # Parsed once per process: cached_property stores into the instance's __dict__ directly, which
     # a frozen dataclass allows; pickling sends only the fields, so every process parses its own.
@@ -116,7 +119,7 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
     device = torch.device(job.device)
     model_path = Path(job.model_path) if job.model_path else None
     parts = load_model_parts(preset, model_path=model_path, seed=WEIGHT_SEED, device=job.device, dtype=dtype,
-                             with_vae=job.decode)
+                             with_vae=job.decode, scheduler=job.scheduler)
     pipe = rank_pipeline(preset, transformer=parts.transformer, scheduler=parts.scheduler, vae=parts.vae,
                          model_path=model_path)
     adapter = adapter_for(preset.family)
