@@ -243,11 +243,13 @@ def check_size(plan: ParallelPlan, preset: Any, model_path: Path | None, *, heig
     want = (height or plan.height_px, width or plan.width_px)
     gen = adapter_for(preset.family).generation_size(size_pipeline(preset, model_path), *want, binning)
     if gen != (plan.height_px, plan.width_px):
-        how = "" if gen == want else f" (the pipeline generates {want[0]}×{want[1]} at {gen[0]}×{gen[1]})"
-        hint = "; use --no-resolution-binning" if binning and gen != want else ""
-        raise InputError(f"the plan is for {plan.height_px}×{plan.width_px}, the image asked for is "
-                         f"{want[0]}×{want[1]}{how}: search a plan for {gen[0]}×{gen[1]}{hint}",
-                         file=file, field="height_px")
+        if gen == want:
+            message = f"the plan is for {plan.height_px}×{plan.width_px}, the image asked for is {want[0]}×{want[1]}"
+        else:
+            message = (f"the plan is for {plan.height_px}×{plan.width_px}, and {type(size_pipeline(preset, model_path)).__name__} "
+                       f"bins {want[0]}×{want[1]} to {gen[0]}×{gen[1]}; search a plan for {gen[0]}×{gen[1]}, or pass "
+                       "--no-resolution-binning")
+        raise InputError(message, file=file, field="height_px")
     return None if gen == want else want
 
 

@@ -13,6 +13,7 @@ pipelines is *how they drive it*, and a run that drives it otherwise gives anoth
   forward (Euler-type schedulers divide by ``sqrt(sigma² + 1)``), SD3 and Flux do not;
   ``init_noise_sigma`` is applied where the pipeline prepares the latent
   (``pipe.prepare_latents``, see :mod:`runtime.pipeline_prep`);
+* **quirks** kept: DiTPipeline steps the *scaled* latent (``steps_scaled_input``);
 * **noise**: one ``torch.Generator`` draws the initial latent and then every step's noise
   (DDPM, SDE solvers), in that order, exactly as ``pipe(generator=g)`` threads it.
 
@@ -55,6 +56,9 @@ class Sampling:
     """Whether the pipeline calls ``scale_model_input`` before each forward."""
     generator: torch.Generator | None = None
     """The one generator of the image: it drew the initial latent; step noise comes next."""
+    steps_scaled_input: bool = False
+    """DiTPipeline overwrites its latent with ``scale_model_input``'s result and steps that (the same
+    for DDIM/DPM-Solver, whose scaling is the identity; not for Euler-type schedulers)."""
 
     def start(self) -> Sampler:
         """A fresh scheduler copy with the pipeline's timesteps, for one loop."""
@@ -71,6 +75,7 @@ class Sampler:
         self._input = copy.deepcopy(self.sched)  # scales inputs at a step index of its own (stage 0 never steps)
         self._input_base: int | None = None
         self._patches: list[Any] | None = None
+        self._noise: torch.Tensor | None = None
 
     def model_input(self, latent: torch.Tensor, step: int, t: torch.Tensor) -> torch.Tensor:
         """The latent the transformer sees at ``step``: ``scale_model_input`` where the pipeline calls it."""
@@ -88,6 +93,8 @@ class Sampler:
     def step(self, noise: torch.Tensor, t: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """One scheduler step on the whole latent (the pipeline's ``scheduler.step``)."""
         self.sched.is_scale_input_called = True  # scaled by model_input (Euler warns otherwise)
+        if self.sampling.steps_scaled_input:
+            latent = self.sched.scale_model_input(latent, t)
         return self.sched.step(noise, t, latent, **self._step_kwargs(self.sched), return_dict=False)[0]
 
     def step_rows(self, noise: torch.Tensor, t: torch.Tensor, rows_latent: torch.Tensor, *, patch: int,
@@ -106,6 +113,8 @@ class Sampler:
         a, b = bounds[patch]
         if patch == 0:
             self._noise = None
+        if self.sampling.steps_scaled_input:
+            rows_latent = sched.scale_model_input(rows_latent, t)
         with drawn_noise(sched, full_shape, slice(a, b), self):
             return sched.step(noise, t, rows_latent, **self._step_kwargs(sched), return_dict=False)[0]
 

@@ -36,13 +36,25 @@ def encoding_pipeline(preset: ModelPreset, model_path: Path) -> Any:
     with torch.device("meta"):
         transformer = tcls.from_config(tcls.load_config(str(model_path / "transformer"), local_files_only=True))
     try:
-        pipe = cls.from_pretrained(str(model_path), transformer=transformer, vae=None, local_files_only=True)
+        pipe = cls.from_pretrained(str(model_path), transformer=transformer, vae=None, local_files_only=True,
+                                   **absent_components(model_path))
     except (OSError, ValueError, TypeError) as exc:
         raise InputError(f"cannot load the text encoders of {cls.__name__} ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})", file=str(model_path),
                          field="--model-path") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def absent_components(model_path: Path) -> dict[str, None]:
+    """Components ``model_index.json`` lists as null or whose folder is missing (an SD3 saved without
+    its T5): passed as None, as diffusers asks (``text_encoder_3=None``)."""
+    import json
+
+    index = json.loads((model_path / "model_index.json").read_text())
+    return {name: None for name, value in index.items()
+            if not name.startswith("_") and isinstance(value, list) and len(value) == 2
+            and (value[0] is None or not (model_path / name).exists())}
 
 
 def encode_prompt(preset: ModelPreset, model_path: Path, prompt: str, negative: str = "",

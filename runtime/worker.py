@@ -183,7 +183,7 @@ def image_setup(job: Job, image: int, *, pipe: Any, model: ModelView, share: Any
     generator = torch.Generator(device="cpu").manual_seed(seed)
     latent = adapter.prepare_latents(pipe, plan.height_px, plan.width_px, generator, dtype, device)
     sampling = Sampling(scheduler=model.scheduler, steps=share.steps, generator=generator,
-                        scales_input=adapter.scales_model_input,
+                        scales_input=adapter.scales_model_input, steps_scaled_input=adapter.steps_scaled_input,
                         **adapter.timestep_recipe(pipe, share.steps, tuple(latent.shape)))
     return StageSetup(model=model,
                       inputs=RankInputs(branch=branch, latent=latent, guidance=guidance, generator=generator,

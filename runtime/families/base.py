@@ -240,6 +240,8 @@ class FamilyAdapter(ABC):
     """The diffusers pipeline class of the family (a folder's ``model_index.json`` may name another)."""
     scales_model_input: ClassVar[bool] = True
     """Whether the pipeline calls ``scheduler.scale_model_input`` before each forward (SD3, Flux: no)."""
+    steps_scaled_input: ClassVar[bool] = False
+    """The pipeline steps the latent ``scale_model_input`` returned (DiTPipeline overwrites its latent with it)."""
     distilled_guidance: ClassVar[bool] = False
     """The guidance scale is an input of the transformer (Flux's guidance embedding), not CFG."""
 

@@ -55,10 +55,12 @@ class DiTAdapter(FamilyAdapter):
         return {}
 
     pipeline_class = "DiTPipeline"
+    steps_scaled_input = True
 
     def encode_prompt(self, pipe: Any, preset: ModelPreset, prompt: str, negative: str) -> Conditioning:
         """A class label: the prompt as a number, or a label name of the pipeline's ``id2label``
-        (``pipe.get_label_ids``); the null label is 1000, as DiTPipeline hard-codes it."""
+        (``pipe.get_label_ids``). The null label is the model's extra class (``num_embeds_ada_norm``):
+        DiTPipeline hard-codes 1000, which it is for ImageNet DiTs."""
         if negative:
             raise InputError("DiT is class-conditioned: its pipeline takes no negative prompt",
                              field="--negative-prompt")
@@ -70,7 +72,7 @@ class DiTAdapter(FamilyAdapter):
                 label = pipe.get_label_ids([text])[0]
             except (ValueError, AttributeError, KeyError):
                 raise InputError(f"not a class id or label of this DiT: {text!r}", field="--prompt") from None
-        return Conditioning(cond=Branch(class_label=torch.tensor([label])), uncond=Branch(class_label=torch.tensor([1000])))
+        return Conditioning(cond=Branch(class_label=torch.tensor([label])), uncond=Branch(class_label=torch.tensor([int(preset.config.get("num_embeds_ada_norm", 1000))])))
 
     def timestep_recipe(self, pipe: Any, steps: int, latent_shape: tuple[int, ...]) -> dict[str, Any]:
         """DiTPipeline calls ``scheduler.set_timesteps(T)``."""
