@@ -103,10 +103,14 @@ def run(
         raise InputError(f"expected float32, bfloat16 or float16, got {dtype!r}", field="--dtype")
     if scheduler is not None:
         check_scheduler(scheduler)
+    check_negative(preset, negative_prompt)
     binning = resolution_binning if resolution_binning is not None else model_path is not None
     output_size = check_size(plan, preset, model_path, height=height, width=width, binning=binning,
                              file=str(plan_file))
-    check_negative(preset, negative_prompt)
+    if guidance_scale is not None and guidance_scale <= 1 and preset.uses_cfg and plan.degrees.cfg > 1:
+        raise InputError(f"--guidance-scale {guidance_scale:g} turns classifier-free guidance off (as the pipeline "
+                         "does at <= 1), but the plan splits its two branches (cfg=2); use a plan with cfg=1",
+                         field="--guidance-scale")
     from runtime.preflight import preflight
     from simulator.plan import plan_cluster
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import inspect
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from profiles.catalog.models import ModelPreset
 from profiles.errors import InputError
@@ -34,11 +35,28 @@ def pipeline_class(preset: ModelPreset, model_path: Path | None) -> Any:
     index = model_path / "model_index.json" if model_path is not None else None
     if index is not None and index.is_file():
         name = json.loads(index.read_text()).get("_class_name", name)
-    cls = getattr(diffusers, name, None)
+    with quiet_transformers():  # importing a pipeline imports image processors that warn without torchvision
+        cls = getattr(diffusers, name, None)
     if cls is None:
         raise InputError(f"unknown diffusers pipeline class {name!r}", file=str(index) if index else None,
                          field="_class_name")
     return cls
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' warnings off for a moment (it logs one per image processor it imports)."""
+    try:
+        from transformers.utils import logging
+    except ImportError:
+        yield
+        return
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
 
 
 def meta_vae(preset: ModelPreset, model_path: Path | None) -> Any | None:

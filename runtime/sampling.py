@@ -79,9 +79,9 @@ class Sampler:
 
     def model_input(self, latent: torch.Tensor, step: int, t: torch.Tensor) -> torch.Tensor:
         """The latent the transformer sees at ``step``: ``scale_model_input`` where the pipeline calls it."""
-        if not self.sampling.scales_input:
-            return latent
         sched = self._input
+        if not self.sampling.scales_input or not hasattr(sched, "scale_model_input"):
+            return latent
         if hasattr(sched, "_step_index"):
             if self._input_base is None:
                 out = sched.scale_model_input(latent, t)  # the first call finds the start index as diffusers does

@@ -30,6 +30,7 @@ from runtime.pipeline_prep import default_guidance, rank_pipeline, vae_scale_fac
 from runtime.sampling import Sampling
 from runtime.staged_model import StagedModel
 from runtime.strategies import for_plan
+from runtime.strategies.cfg import Unguided
 from runtime.strategies.base import ModelView, RankInputs, RankPlace, Recording, StageSetup
 from simulator.plan import ParallelPlan
 
@@ -131,6 +132,8 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
         drop_other_stages(loop.staged, share.layers, last=share.last_stage)
     scale = job.guidance_scale if job.guidance_scale is not None else default_guidance(pipe)
     guidance = chosen.guidance.guidance(preset, plan, coord, dist, scale)
+    if preset.uses_cfg and scale <= 1 and not adapter.distilled_guidance:
+        guidance = Unguided()  # the pipelines run no CFG at guidance_scale <= 1 (cfg=2 is refused before launch)
     replicas = plan.degrees.data
     mine = list(range(replica, max(job.images, replicas), replicas))
     rec = Recorder(rank=dist.rank, cuda=device.type == "cuda")
