@@ -103,3 +103,19 @@ def test_a_size_refusal_is_one_line_in_a_fresh_process(tmp_path):
     plan_file = write_plan(tmp_path / "plan.json", plan("flux-tiny", steps=1))
     res = run_subprocess("runtime", "--plan", plan_file, "--width", "256", timeout=120)
     one_line_exit_2(res, "plan is for 128×128", "128×256")
+
+
+def test_the_vae_scale_factor_comes_from_the_folders_vae(tmp_path):
+    """A three-level VAE scales by 4, not the assumed 8: a 256 px plan has a 64 × 64 latent."""
+    import diffusers
+
+    from runtime.cli import folder_preset
+    from runtime.model_build import build_transformer
+    from runtime.pipeline_prep import size_pipeline
+
+    build_transformer(load_model("pixart-tiny"), meta=True).save_config(tmp_path / "transformer")
+    diffusers.AutoencoderKL(block_out_channels=[8, 8, 8], down_block_types=["DownEncoderBlock2D"] * 3,
+                            up_block_types=["UpDecoderBlock2D"] * 3, norm_num_groups=4).save_config(tmp_path / "vae")
+    preset = folder_preset(tmp_path)
+    assert preset.vae_scale_factor == 4 and preset.latent_size(256, 256) == (64, 64)
+    assert size_pipeline(preset, tmp_path).vae_scale_factor == 4
