@@ -229,13 +229,14 @@ def decode_png(pipe: Any, latent: torch.Tensor, output_size: tuple[int, int] | N
     requested size where the pipeline binned it, post-processed by its image processor, as PNG bytes."""
     from diffusers.image_processor import VaeImageProcessor
 
-    vae = pipe.vae
+    vae = getattr(pipe, "vae", pipe)  # a pipeline, or a bare VAE (the profiler times this call)
     scale = getattr(vae.config, "scaling_factor", 1.0) or 1.0
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     image = vae.decode(latent / scale + shift, return_dict=False)[0]
     if output_size is not None and tuple(image.shape[-2:]) != tuple(output_size):
         image = VaeImageProcessor.resize_and_crop_tensor(image, output_size[1], output_size[0])
-    processor = getattr(pipe, "image_processor", None) or VaeImageProcessor(vae_scale_factor=vae_scale_factor(pipe))
+    processor = getattr(pipe, "image_processor", None) or VaeImageProcessor(vae_scale_factor=vae_scale_factor(pipe)
+                                                                             if vae is not pipe else 8)
     pil = processor.postprocess(image, output_type="pil")[0]
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
