@@ -241,16 +241,17 @@ def check_size(plan: ParallelPlan, preset: Any, model_path: Path | None, *, heig
                width: int | None, binning: bool, file: str) -> tuple[int, int] | None:
     """The requested size's generation size (the pipeline's bin) must be the plan's; returns the size to
     resize the image back to, or None when it is the plan's."""
-    from runtime.pipeline_prep import size_pipeline
     from runtime.families import adapter_for
+    from runtime.pipeline_prep import LazyPipeline, pipeline_class, size_pipeline
 
     want = (height or plan.height_px, width or plan.width_px)
-    gen = adapter_for(preset.family).generation_size(size_pipeline(preset, model_path), *want, binning)
+    gen = adapter_for(preset.family).generation_size(LazyPipeline(lambda: size_pipeline(preset, model_path)),
+                                                     *want, binning)
     if gen != (plan.height_px, plan.width_px):
         if gen == want:
             message = f"the plan is for {plan.height_px}×{plan.width_px}, the image asked for is {want[0]}×{want[1]}"
         else:
-            message = (f"the plan is for {plan.height_px}×{plan.width_px}, and {type(size_pipeline(preset, model_path)).__name__} "
+            message = (f"the plan is for {plan.height_px}×{plan.width_px}, and {pipeline_class(preset, model_path).__name__} "
                        f"bins {want[0]}×{want[1]} to {gen[0]}×{gen[1]}; search a plan for {gen[0]}×{gen[1]}, or pass "
                        "--no-resolution-binning")
         raise InputError(message, file=file, field="height_px")

@@ -113,6 +113,26 @@ def size_pipeline(preset: ModelPreset, model_path: Path | None) -> Any:
                           scheduler=make_scheduler(preset, model_path), vae=meta_vae(preset, model_path))
 
 
+class LazyPipeline:
+    """Builds the pipeline on first attribute access: most size rules never read it (importing a
+    pipeline class costs seconds before any rank starts)."""
+
+    def __init__(self, build: Any) -> None:
+        self._build, self._pipe = build, None
+
+    def _get(self) -> Any:
+        if self._pipe is None:
+            self._pipe = self._build()
+        return self._pipe
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> Any:  # the pipeline's class, as isinstance and the bins' lookup see it
+        return type(self._get())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+
 def default_guidance(pipe: Any) -> float:
     """The pipeline's own default guidance scale (PixArt 4.5, SD3 7.0, Flux 3.5, DiT 4.0, HunyuanDiT 5.0)."""
     value = inspect.signature(type(pipe).__call__).parameters.get("guidance_scale")

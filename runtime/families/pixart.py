@@ -90,7 +90,7 @@ class PixArtAdapter(FamilyAdapter):
         """The aspect-ratio bin the pipeline maps the request to (bins chosen by the transformer's sample size)."""
         if not binning:
             return height, width
-        bins = aspect_ratio_bins(type(pipe).__name__, int(pipe.transformer.config.sample_size))
+        bins = aspect_ratio_bins(pipe.__class__.__name__, int(pipe.transformer.config.sample_size))
         h, w = pipe.image_processor.classify_height_width_bin(height, width, ratios=bins)
         return int(h), int(w)
 
