@@ -26,6 +26,8 @@ class Branch:
     prompt_embeds_2: Any = None
     prompt_mask_2: Any = None
     class_label: Any = None
+    guidance: Any = None
+    """Flux's distilled guidance value, shape (1,) (the guidance embedding's input; None: the default)."""
 
 
 @dataclass

@@ -9,7 +9,7 @@ two cannot disagree); this module adds what only a run needs: conditioning per p
 latent, and reading the model's output back as noise.
 
 Prompt embeddings come from a seeded generator (tiny presets have no text encoder: the
-prompt text, hashed, seeds them), from ``--prompt-embeds FILE`` (``torch.save`` of a dict
+prompt text, hashed, seeds them; a class-conditioned model takes a number as its class id), from ``--prompt-embeds FILE`` (``torch.save`` of a dict
 with the keys of :class:`Branch`), or from the folder's text encoders (not yet: refused).
 Classifier-free guidance runs the ``uncond`` and ``cond`` branches as a batch of two, in
 that order, or one branch per rank under CFG parallel.
@@ -47,6 +47,8 @@ def make_conditioning(preset: ModelPreset, *, seed: int, prompt: str | None = No
     """Conditioning for one image: from a file, or seeded from the prompt text."""
     if prompt_embeds_file is not None:
         return load_prompt_embeds(preset, prompt_embeds_file)
+    if preset.text_tokens == 0 and prompt is not None and prompt.strip().isdigit():  # a class id (DiT)
+        return adapter_for(preset.family).encode_prompt(None, preset, prompt, "")
     gen = torch.Generator().manual_seed(prompt_seed(prompt, seed))
     cond = random_branch(preset, gen, null=False)
     uncond = random_branch(preset, torch.Generator().manual_seed(prompt_seed("", seed) ^ 1), null=True) \

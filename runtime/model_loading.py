@@ -30,9 +30,16 @@ class LoadedModel:
     model_path: Path | None = None
 
 
-def make_scheduler(preset: ModelPreset, model_path: Path | None = None) -> Any:
-    """The preset's diffusers scheduler (from ``model_path/scheduler`` when there is one)."""
+def make_scheduler(preset: ModelPreset, model_path: Path | None = None, name: str | None = None) -> Any:
+    """The preset's diffusers scheduler (from ``model_path/scheduler`` when there is one); ``name``: another
+    diffusers scheduler class built from that one's config (``--scheduler``), as ``from_config`` swaps them."""
     import diffusers
+
+    if name is not None:
+        cls = getattr(diffusers, name, None)
+        if cls is None:
+            raise InputError(f"unknown diffusers scheduler {name!r}", field="--scheduler")
+        return cls.from_config(make_scheduler(preset, model_path).config)
 
     config_file = model_path / "scheduler" / "scheduler_config.json" if model_path is not None else None
     if config_file is not None and config_file.is_file():
@@ -69,7 +76,7 @@ def load_vae(preset: ModelPreset, *, model_path: Path | None, seed: int, device:
 
 def load_model_parts(preset: ModelPreset, *, model_path: Path | None = None, seed: int = 0,
                      device: str = "cpu", dtype: Any = None, with_vae: bool = True,
-                     config_overrides: dict[str, Any] | None = None) -> LoadedModel:
+                     config_overrides: dict[str, Any] | None = None, scheduler: str | None = None) -> LoadedModel:
     """Transformer + scheduler (+ VAE); random weights seeded by ``seed`` without ``model_path``."""
     import torch
 
@@ -86,5 +93,5 @@ def load_model_parts(preset: ModelPreset, *, model_path: Path | None = None, see
         transformer = build_transformer(preset, device=device, dtype=None if dtype == torch.float32 else dtype, seed=seed,
                                         config_overrides=config_overrides)
     vae = load_vae(preset, model_path=model_path, seed=seed, device=device, dtype=dtype) if with_vae else None
-    return LoadedModel(preset=preset, transformer=transformer, scheduler=make_scheduler(preset, model_path),
+    return LoadedModel(preset=preset, transformer=transformer, scheduler=make_scheduler(preset, model_path, scheduler),
                        vae=vae, model_path=model_path)

@@ -23,7 +23,7 @@ from simulator.trace import Trace
 
 @dataclass
 class RunResult:
-    """What one run produced (replica index → latent / PNG)."""
+    """What one run produced (image index → latent / PNG; image k is made by replica k mod data degree)."""
 
     latency_s: float
     step_times_s: list[float]
@@ -66,12 +66,12 @@ def execute(job: Job, *, in_process: bool = False) -> RunResult:
                     events=[p["events"] for p in payloads], params_per_rank=[p["params"] for p in payloads],
                     cpu_s_per_rank=[p["cpu_s"] for p in payloads])
     for p in payloads:
-        if p["output"]:
-            out.latents[p["replica"]] = torch.from_numpy(p["latent"])
-            if p["png"] is not None:
-                out.pngs[p["replica"]] = p["png"]
-            if p["replica"] == 0:
-                ends = p["step_end_s"]
+        for image, made in sorted(p.get("images", {}).items()):  # image k: replica k mod data degree
+            out.latents[image] = torch.from_numpy(made["latent"])
+            if made["png"] is not None:
+                out.pngs[image] = made["png"]
+            if image == 0:
+                ends = made["step_end_s"]
                 out.step_times_s = [b - a for a, b in zip([0.0] + ends[:-1], ends)]
     return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -22,10 +23,14 @@ import torch
 from profiles.catalog.models import ModelPreset
 from runtime.dist_context import DistContext
 from runtime.measure import Recorder
-from runtime.model_inputs import initial_latent, make_conditioning
+from runtime.families import adapter_for
+from runtime.model_inputs import make_conditioning
 from runtime.model_loading import load_model_parts
+from runtime.pipeline_prep import default_guidance, rank_pipeline, vae_scale_factor
+from runtime.sampling import Sampling
 from runtime.staged_model import StagedModel
 from runtime.strategies import for_plan
+from runtime.strategies.cfg import Unguided
 from runtime.strategies.base import ModelView, RankInputs, RankPlace, Recording, StageSetup
 from simulator.plan import ParallelPlan
 
@@ -53,6 +58,19 @@ class Job:
     decode: bool = True
     fault: str | None = None
     """Test hook ``RANK:STEP:raise|kill|hang``: that rank fails (or stops answering) at that step."""
+    guidance_scale: float | None = None
+    """CFG scale (Flux: the distilled guidance value); None: the pipeline's own default."""
+    num_images: int = 1
+    """Images per prompt; image ``k`` takes prompt ``k // num_images`` and seed ``seed + k``."""
+    images: int = 0
+    """Images of the run (0: one per data-parallel replica); replica ``r`` makes images r, r + D, …"""
+    output_size: tuple[int, int] | None = None
+    """The image's height and width when the pipeline generated at another (its resolution bin)."""
+    progress: bool = False
+    """A progress bar over the steps on rank 0 (stderr)."""
+    scheduler: str | None = None
+    """A diffusers scheduler class replacing the folder's or preset's (built from its config)."""
+    """A progress bar over the steps on rank 0 (stderr)."""
 
     # Parsed once per process: cached_property stores into the instance's __dict__ directly, which
     # a frozen dataclass allows; pickling sends only the fields, so every process parses its own.
@@ -90,55 +108,109 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
     """Run this rank's share of the plan; returns its payload for the launcher.
 
     The plan's strategies (:func:`runtime.strategies.for_plan`) choose the replica, the
-    guidance and the loop; this function only wires them to the model and the inputs.
+    guidance and the loop; the pipeline (:mod:`runtime.pipeline_prep`) draws the latent and
+    says how to sample (:mod:`runtime.sampling`); this function wires them together, once
+    per image of the replica.
     """
     plan, preset = job.plan, job.preset
     chosen = for_plan(plan)
     coord = dist.coord
     replica = chosen.replicas.replica(coord)
-    image_seed = chosen.replicas.seed(job.seed, replica)
     dtype = getattr(torch, job.dtype)
-    parts = load_model_parts(preset, model_path=Path(job.model_path) if job.model_path else None,
-                             seed=WEIGHT_SEED, device=job.device, dtype=dtype, with_vae=job.decode)
+    device = torch.device(job.device)
+    model_path = Path(job.model_path) if job.model_path else None
+    parts = load_model_parts(preset, model_path=model_path, seed=WEIGHT_SEED, device=job.device, dtype=dtype,
+                             with_vae=job.decode, scheduler=job.scheduler)
+    pipe = rank_pipeline(preset, transformer=parts.transformer, scheduler=parts.scheduler, vae=parts.vae,
+                         model_path=model_path)
+    adapter = adapter_for(preset.family)
     rows, cols = preset.token_grid(plan.height_px, plan.width_px)
     model = ModelView(preset=preset, transformer=parts.transformer, scheduler=parts.scheduler, rows=rows, cols=cols)
     share = chosen.loop.share(plan, preset, coord)
     loop = chosen.loop.prepare(model, share, dist)
     if loop.staged is not None:  # free the blocks this rank does not run
         drop_other_stages(loop.staged, share.layers, last=share.last_stage)
-    prompt = chosen.replicas.pick(job.prompts, replica)
-    embeds = chosen.replicas.pick(job.prompt_embeds, replica)
-    cond = make_conditioning(preset, seed=image_seed, prompt=prompt,
-                             prompt_embeds_file=Path(embeds) if embeds else None)
-    guidance = chosen.guidance.guidance(preset, plan, coord, dist, cond.guidance_scale)
-    branch = cond.branches(guidance.branches)
-    device = torch.device(job.device)
-    branch = type(branch)(**{k: (v.to(device) if v is not None else None) for k, v in vars(branch).items()})
-    latent = initial_latent(preset, plan.height_px, plan.width_px, image_seed, dtype=dtype).to(device)
+    scale = job.guidance_scale if job.guidance_scale is not None else default_guidance(pipe)
+    guidance = chosen.guidance.guidance(preset, plan, coord, dist, scale)
+    if preset.uses_cfg and scale <= 1 and not adapter.distilled_guidance:
+        guidance = Unguided()  # the pipelines run no CFG at guidance_scale <= 1 (cfg=2 is refused before launch)
+    replicas = plan.degrees.data
+    mine = list(range(replica, max(job.images, replicas), replicas))
     rec = Recorder(rank=dist.rank, cuda=device.type == "cuda")
-    setup = StageSetup(
-        model=model,
-        inputs=RankInputs(branch=branch, latent=latent, guidance=guidance,
-                          generator=torch.Generator(device="cpu").manual_seed(image_seed)),
-        share=share, place=RankPlace(dist=dist, pipeline=tuple(dist.pipeline())),
-        recording=Recording(rec=rec, on_step=fault_hook(job, dist.rank)))
+    bar = progress_bar(job, dist.rank, share.steps * len(mine))
+    recording = Recording(rec=rec, on_step=with_progress(fault_hook(job, dist.rank), bar))
+    outputs: dict[int, dict[str, Any]] = {}
     dist.barrier()
     rec.restart()
     cpu0 = time.process_time()
     with torch.inference_mode():
-        final = loop.run(setup)
-        output_rank = final is not None and guidance.writes_output
-        png = None
-        if output_rank and job.decode and parts.vae is not None:
-            with rec.span("vae decode", "vae"):
-                png = decode_png(parts.vae, final)
+        for image in mine:
+            setup = image_setup(job, image, pipe=pipe, model=model, share=share, guidance=guidance, scale=scale,
+                                dist=dist, recording=recording, dtype=dtype, device=device)
+            final = loop.run(setup)
+            if final is None or not guidance.writes_output:
+                continue
+            png = None
+            if job.decode and parts.vae is not None:
+                with rec.span("vae decode", "vae"):
+                    png = decode_png(pipe, final, job.output_size)
+            outputs[image] = {"latent": final.float().cpu().numpy(), "png": png,
+                              "step_end_s": list(recording.step_end_s)}
+            recording.step_end_s.clear()
+    if bar is not None:
+        bar.close()
     end_s = rec.now_s()
     cpu_s = time.process_time() - cpu0
     params = sum(p.numel() for p in parts.transformer.parameters() if p.device.type != "meta")
-    return {"rank": dist.rank, "replica": replica, "events": rec.events, "output": output_rank, "params": params,
-            "cpu_s": cpu_s,
-            "latent": final.float().cpu().numpy() if output_rank else None, "png": png, "end_s": end_s,
-            "step_end_s": setup.recording.step_end_s if output_rank else None}
+    first = outputs.get(replica)
+    return {"rank": dist.rank, "replica": replica, "events": rec.events, "output": bool(outputs), "params": params,
+            "cpu_s": cpu_s, "images": outputs,
+            "latent": first["latent"] if first else None, "png": first["png"] if first else None, "end_s": end_s,
+            "step_end_s": first["step_end_s"] if first else None}
+
+
+def image_setup(job: Job, image: int, *, pipe: Any, model: ModelView, share: Any, guidance: Any, scale: float,
+                dist: DistContext, recording: Recording, dtype: torch.dtype, device: torch.device) -> StageSetup:
+    """Inputs of image ``image``: its conditioning, and one generator that draws its latent, then its step noise."""
+    preset, plan = job.preset, job.plan
+    adapter = adapter_for(preset.family)
+    seed = job.seed + image
+    which = image // max(job.num_images, 1)
+    prompt = job.prompts[which % len(job.prompts)] if job.prompts else None
+    embeds = job.prompt_embeds[which % len(job.prompt_embeds)] if job.prompt_embeds else None
+    cond = make_conditioning(preset, seed=seed, prompt=prompt, prompt_embeds_file=Path(embeds) if embeds else None)
+    if adapter.distilled_guidance:
+        cond.cond.guidance = torch.tensor([scale], dtype=torch.float32)
+    branch = cond.branches(guidance.branches)
+    branch = type(branch)(**{k: (v.to(device) if v is not None else None) for k, v in vars(branch).items()})
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    latent = adapter.prepare_latents(pipe, plan.height_px, plan.width_px, generator, dtype, device)
+    sampling = Sampling(scheduler=model.scheduler, steps=share.steps, generator=generator,
+                        scales_input=adapter.scales_model_input, steps_scaled_input=adapter.steps_scaled_input,
+                        **adapter.timestep_recipe(pipe, share.steps, tuple(latent.shape)))
+    return StageSetup(model=model,
+                      inputs=RankInputs(branch=branch, latent=latent, guidance=guidance, generator=generator,
+                                        sampling=sampling),
+                      share=share, place=RankPlace(dist=dist, pipeline=tuple(dist.pipeline())), recording=recording)
+
+
+def progress_bar(job: Job, rank: int, total: int) -> Any:
+    """tqdm over the steps on rank 0, only when asked for and stderr is a terminal."""
+    if not job.progress or rank != 0 or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="pfrun", unit="step", file=sys.stderr, leave=False)
+
+
+def with_progress(hook: Any, bar: Any) -> Any:
+    if bar is None:
+        return hook
+
+    def on_step(step: int) -> None:
+        hook(step)
+        bar.update(1)
+    return on_step
 
 
 def drop_other_stages(staged: StagedModel, layers: range, *, last: bool) -> None:
@@ -152,14 +224,20 @@ def drop_other_stages(staged: StagedModel, layers: range, *, last: bool) -> None
             staged.adapter.drop_block(block, index, last_stage=last)
 
 
-def decode_png(vae: Any, latent: torch.Tensor) -> bytes:
-    """VAE decode of the final latent, as PNG bytes."""
-    from PIL import Image
+def decode_png(pipe: Any, latent: torch.Tensor, output_size: tuple[int, int] | None = None) -> bytes:
+    """The pipeline's decode of the final latent (``/ scaling_factor + shift_factor``), resized back to the
+    requested size where the pipeline binned it, post-processed by its image processor, as PNG bytes."""
+    from diffusers.image_processor import VaeImageProcessor
 
+    vae = getattr(pipe, "vae", pipe)  # a pipeline, or a bare VAE (the profiler times this call)
     scale = getattr(vae.config, "scaling_factor", 1.0) or 1.0
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     image = vae.decode(latent / scale + shift, return_dict=False)[0]
-    image = (image / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
+    if output_size is not None and tuple(image.shape[-2:]) != tuple(output_size):
+        image = VaeImageProcessor.resize_and_crop_tensor(image, output_size[1], output_size[0])
+    processor = getattr(pipe, "image_processor", None) or VaeImageProcessor(vae_scale_factor=vae_scale_factor(pipe)
+                                                                             if vae is not pipe else 8)
+    pil = processor.postprocess(image, output_type="pil")[0]
     buf = io.BytesIO()
-    Image.fromarray((image * 255).round().astype("uint8")).save(buf, format="PNG")
+    pil.save(buf, format="PNG")
     return buf.getvalue()

@@ -236,9 +236,35 @@ class FamilyAdapter(ABC):
         return {"prompt_embeds": preset.text_embed_dim, "pooled_embeds": preset.pooled_embed_dim}
 
     def encode_prompt(self, pipe: Any, preset: ModelPreset, prompt: str, negative: str) -> Conditioning:
-        """Conditioning from the folder's pipeline (loaded without transformer and VAE), on CPU."""
+        """Conditioning from the folder's pipeline (loaded without transformer and VAE), on CPU,
+        with the arguments the pipeline's ``__call__`` passes to its ``encode_prompt``."""
         raise InputError(f"encoding prompts with the folder's text encoders is not implemented for {self.name}; "
                          f"pass --prompt-embeds", field="--prompt")
+
+    # --- the pipeline's own preparation (runtime.pipeline_prep, runtime.sampling) ---
+
+    pipeline_class: ClassVar[str] = ""
+    """The diffusers pipeline class of the family (a folder's ``model_index.json`` may name another)."""
+    scales_model_input: ClassVar[bool] = True
+    """Whether the pipeline calls ``scheduler.scale_model_input`` before each forward (SD3, Flux: no)."""
+    steps_scaled_input: ClassVar[bool] = False
+    """The pipeline steps the latent ``scale_model_input`` returned (DiTPipeline overwrites its latent with it)."""
+    distilled_guidance: ClassVar[bool] = False
+    """The guidance scale is an input of the transformer (Flux's guidance embedding), not CFG."""
+
+    def timestep_recipe(self, pipe: Any, steps: int, latent_shape: tuple[int, ...]) -> dict[str, Any]:
+        """How the pipeline sets the scheduler's timesteps: :class:`runtime.sampling.Sampling` fields
+        (``timestep_kwargs`` for ``retrieve_timesteps``, ``set_timesteps_only``, ``begin_index``)."""
+        return {}
+
+    def prepare_latents(self, pipe: Any, height: int, width: int, generator: Any, dtype: Any,
+                        device: Any) -> torch.Tensor:
+        """The initial (1, C, H, W) latent as the pipeline draws it (``init_noise_sigma`` applied where it applies it)."""
+        return pipe.prepare_latents(1, pipe.transformer.config.in_channels, height, width, dtype, device, generator)
+
+    def generation_size(self, pipe: Any, height: int, width: int, binning: bool) -> tuple[int, int]:
+        """The size the pipeline generates at for a requested ``height × width`` (resolution binning)."""
+        return height, width
 
     # --- the staged forward (see runtime.staged_model) ---
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from profiles.catalog.models import ModelPreset
-from runtime.conditioning import Branch
+from profiles.errors import InputError
+from runtime.conditioning import Branch, Conditioning
 from runtime.families.base import FamilyAdapter, ProcessorKind, StagedView, StepContext, batch_of, unpatchify
 
 
@@ -52,6 +53,41 @@ class DiTAdapter(FamilyAdapter):
 
     def embed_widths(self, preset: ModelPreset) -> dict[str, int | None]:
         return {}
+
+    pipeline_class = "DiTPipeline"
+    steps_scaled_input = True
+
+    def encode_prompt(self, pipe: Any, preset: ModelPreset, prompt: str, negative: str) -> Conditioning:
+        """A class label: the prompt as a number, or a label name of the pipeline's ``id2label``
+        (``pipe.get_label_ids``). The null label is the model's extra class (``num_embeds_ada_norm``):
+        DiTPipeline hard-codes 1000, which it is for ImageNet DiTs."""
+        if negative:
+            raise InputError("DiT is class-conditioned: its pipeline takes no negative prompt",
+                             field="--negative-prompt")
+        text = prompt.strip()
+        if text.isdigit():
+            label = int(text)
+        else:
+            try:
+                label = pipe.get_label_ids([text])[0]
+            except (ValueError, AttributeError, KeyError):
+                raise InputError(f"not a class id or label of this DiT: {text!r}", field="--prompt") from None
+        return Conditioning(cond=Branch(class_label=torch.tensor([label])), uncond=Branch(class_label=torch.tensor([int(preset.config.get("num_embeds_ada_norm", 1000))])))
+
+    def timestep_recipe(self, pipe: Any, steps: int, latent_shape: tuple[int, ...]) -> dict[str, Any]:
+        """DiTPipeline calls ``scheduler.set_timesteps(T)``."""
+        return {"set_timesteps_only": True}
+
+    def prepare_latents(self, pipe: Any, height: int, width: int, generator: Any, dtype: Any,
+                        device: Any) -> torch.Tensor:
+        """DiTPipeline's draw, ``randn_tensor`` of (1, C, h, w), no ``init_noise_sigma``. The pipeline
+        draws only at the transformer's sample size; pfrun draws at the plan's (the same draw when
+        they agree)."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        f = pipe.vae_scale_factor
+        shape = (1, pipe.transformer.config.in_channels, height // f, width // f)
+        return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
 
     def transformer_kwargs(self, preset: ModelPreset, latent: torch.Tensor, t: torch.Tensor,
                            branch: Branch) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import torch
 
 from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
+from runtime.families.pixart import call_defaults
 from runtime.families.base import (FamilyAdapter, ProcessorKind, StagedView, StepContext, TensorPlan, TensorSplit,
                                    batch_of, default_tensor_plan,
                                    drop_learned_sigma)
@@ -44,6 +45,13 @@ def flux_image_ids(rows: int, cols: int) -> Any:
     ids[..., 1] = torch.arange(rows)[:, None]
     ids[..., 2] = torch.arange(cols)[None, :]
     return ids.reshape(rows * cols, 3)
+
+
+def flux_guidance(branch: Branch, batch: int, dtype: Any, device: Any) -> Any:
+    """The distilled guidance value per batch item: the branch's (``--guidance-scale``), else FLUX_GUIDANCE."""
+    if branch.guidance is not None:
+        return branch.guidance.reshape(-1)[:1].to(device=device, dtype=torch.float32).expand(batch).to(dtype)
+    return torch.full((batch,), FLUX_GUIDANCE, dtype=dtype, device=device)
 
 
 class FluxAdapter(FamilyAdapter):
@@ -88,16 +96,45 @@ class FluxAdapter(FamilyAdapter):
               "txt_ids": torch.zeros(branch.prompt_embeds.shape[1], 3, device=dev),
               "img_ids": flux_image_ids(h // p, w // p).to(dev)}
         if preset.config.get("guidance_embeds", False):
-            kw["guidance"] = torch.full((batch,), FLUX_GUIDANCE, dtype=dtype, device=dev)
+            kw["guidance"] = flux_guidance(branch, batch, dtype, dev)
         return kw
 
     def noise_from_output(self, preset: ModelPreset, out: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
         return drop_learned_sigma(preset, unpack_flux(out, rows, cols))
 
+    pipeline_class = "FluxPipeline"
+    scales_model_input = False
+    distilled_guidance = True
+
     def encode_prompt(self, pipe: Any, preset: ModelPreset, prompt: str, negative: str) -> Conditioning:
+        """As ``__call__`` encodes (max_sequence_length 512); without true CFG it ignores the negative prompt."""
+        call = call_defaults(pipe)
         pe, pooled, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=torch.device("cpu"),
-                                           max_sequence_length=preset.text_tokens)
+                                           num_images_per_prompt=1, max_sequence_length=call["max_sequence_length"])
         return Conditioning(cond=Branch(prompt_embeds=pe, pooled_embeds=pooled), uncond=None)
+
+    def timestep_recipe(self, pipe: Any, steps: int, latent_shape: tuple[int, ...]) -> dict[str, Any]:
+        """FluxPipeline's sigmas ``linspace(1, 1/T, T)`` (none with ``use_flow_sigmas``), ``mu`` from the
+        packed token count, and ``set_begin_index(0)``."""
+        import numpy as np
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+        config = pipe.scheduler.config
+        sigmas = None if config.get("use_flow_sigmas", False) else np.linspace(1.0, 1 / steps, steps)
+        mu = calculate_shift((latent_shape[2] // 2) * (latent_shape[3] // 2), config.get("base_image_seq_len", 256),
+                             config.get("max_image_seq_len", 4096), config.get("base_shift", 0.5),
+                             config.get("max_shift", 1.15))
+        kwargs: dict[str, Any] = {"mu": mu}
+        if sigmas is not None:
+            kwargs["sigmas"] = sigmas
+        return {"timestep_kwargs": kwargs, "begin_index": 0}
+
+    def prepare_latents(self, pipe: Any, height: int, width: int, generator: Any, dtype: Any,
+                        device: Any) -> torch.Tensor:
+        """The pipeline's packed draw, unpacked to (1, C, H, W) (a permutation: exact)."""
+        packed, _ = pipe.prepare_latents(1, pipe.transformer.config.in_channels // 4, height, width, dtype, device,
+                                         generator)
+        return pipe._unpack_latents(packed, height, width, pipe.vae_scale_factor)
 
     def context(self, staged: StagedView, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
         m, batch, dev = staged.model, batch_of(branch), staged.device
@@ -105,7 +142,7 @@ class FluxAdapter(FamilyAdapter):
         pooled = branch.pooled_embeds.to(dtype)
         ctx = StepContext(batch=batch)
         if m.config.guidance_embeds:
-            guidance = torch.full((batch,), FLUX_GUIDANCE, dtype=dtype, device=dev) * 1000
+            guidance = flux_guidance(branch, batch, dtype, dev) * 1000
             ctx.temb = m.time_text_embed(ts, guidance, pooled)
         else:
             ctx.temb = m.time_text_embed(ts, pooled)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from profiles.catalog.models import ModelPreset
-from runtime.conditioning import Branch
+from runtime.conditioning import Branch, Conditioning
 from runtime.families.base import (FamilyAdapter, ProcessorKind, StagedView, StepContext, batch_of,
                                    image_size_px, unpatchify)
 
@@ -38,11 +38,12 @@ def hunyuan_meta(preset: ModelPreset, height_px: int, width_px: int, batch: int,
                  dtype: Any) -> tuple[Any, Any]:
     """HunyuanDiT v1.1's ``image_meta_size`` and ``style`` (both None when the model has no such input).
 
-    Its pipeline passes original size + target size + crop top-left, in pixels, and style 0.
+    Its pipeline passes original size (its default 1024 × 1024) + target size + crop top-left, in
+    pixels, and style 0.
     """
     if not preset.config.get("use_style_cond_and_image_meta_size", True):
         return None, None
-    meta = torch.tensor([[height_px, width_px, height_px, width_px, 0, 0]] * batch, device=device, dtype=dtype)
+    meta = torch.tensor([[1024, 1024, height_px, width_px, 0, 0]] * batch, device=device, dtype=dtype)
     return meta, torch.zeros(batch, device=device, dtype=torch.long)
 
 
@@ -73,6 +74,34 @@ class HunyuanAdapter(FamilyAdapter):
                       prompt_mask=torch.ones(1, t1, dtype=torch.long),
                       prompt_embeds_2=torch.randn(1, t2, int(cfg["cross_attention_dim_t5"]), generator=gen),
                       prompt_mask_2=torch.ones(1, t2, dtype=torch.long))
+
+    pipeline_class = "HunyuanDiTPipeline"
+
+    def encode_prompt(self, pipe: Any, preset: ModelPreset, prompt: str, negative: str) -> Conditioning:
+        """As ``__call__`` encodes: CLIP (77 tokens, encoder 0), then T5 (256 tokens, encoder 1)."""
+        out = []
+        for length, index in ((77, 0), (256, 1)):
+            out.append(pipe.encode_prompt(prompt=prompt, device=torch.device("cpu"), dtype=torch.float32,
+                                          num_images_per_prompt=1, do_classifier_free_guidance=True,
+                                          negative_prompt=negative, max_sequence_length=length,
+                                          text_encoder_index=index))
+        (pe, npe, pm, npm), (pe2, npe2, pm2, npm2) = out
+        return Conditioning(cond=Branch(prompt_embeds=pe, prompt_mask=pm, prompt_embeds_2=pe2, prompt_mask_2=pm2),
+                            uncond=Branch(prompt_embeds=npe, prompt_mask=npm, prompt_embeds_2=npe2,
+                                          prompt_mask_2=npm2))
+
+    def timestep_recipe(self, pipe: Any, steps: int, latent_shape: tuple[int, ...]) -> dict[str, Any]:
+        """HunyuanDiTPipeline calls ``scheduler.set_timesteps(T)``."""
+        return {"set_timesteps_only": True}
+
+    def generation_size(self, pipe: Any, height: int, width: int, binning: bool) -> tuple[int, int]:
+        """Multiples of 16, then (binning) the closest of the pipeline's ``SUPPORTED_SHAPE``."""
+        from diffusers.pipelines.hunyuandit.pipeline_hunyuandit import SUPPORTED_SHAPE, map_to_standard_shapes
+
+        height, width = int((height // 16) * 16), int((width // 16) * 16)
+        if binning and (height, width) not in SUPPORTED_SHAPE:
+            width, height = map_to_standard_shapes(width, height)
+        return int(height), int(width)
 
     def timestep(self, t: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:
         return t.reshape(()).expand(batch).to(dtype)

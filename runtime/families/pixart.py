@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from profiles.catalog.models import ModelPreset
+from profiles.errors import InputError
 from runtime.conditioning import Branch, Conditioning
 from runtime.families.base import (FamilyAdapter, ProcessorKind, StagedView, StepContext, batch_of,
                                    image_size_px, unpatchify)
@@ -28,6 +29,27 @@ def pixart_added_conditions(preset: ModelPreset, height_px: int, width_px: int, 
     """
     return {"resolution": torch.tensor([[height_px, width_px]] * batch, device=device, dtype=dtype),
             "aspect_ratio": torch.tensor([[height_px / width_px]] * batch, device=device, dtype=dtype)}
+
+
+def call_defaults(pipe: Any) -> dict[str, Any]:
+    """The default arguments of the pipeline's ``__call__`` (its own word on lengths and flags)."""
+    import inspect
+
+    return {k: v.default for k, v in inspect.signature(type(pipe).__call__).parameters.items()}
+
+
+def aspect_ratio_bins(pipeline: str, sample_size: int) -> dict[str, list[float]]:
+    """The bins PixArt-α/Σ's ``__call__`` picks for a transformer of ``sample_size`` (as their code does)."""
+    from diffusers.pipelines.pixart_alpha import pipeline_pixart_alpha as alpha
+    from diffusers.pipelines.pixart_alpha import pipeline_pixart_sigma as sigma
+
+    table = {128: alpha.ASPECT_RATIO_1024_BIN, 64: alpha.ASPECT_RATIO_512_BIN, 32: alpha.ASPECT_RATIO_256_BIN}
+    if pipeline == "PixArtSigmaPipeline":
+        table[256] = sigma.ASPECT_RATIO_2048_BIN
+    if sample_size not in table:
+        raise InputError(f"{pipeline} bins resolutions only for sample sizes {sorted(table)}, not {sample_size}; "
+                         "use --no-resolution-binning", field="--resolution-binning")
+    return table[sample_size]
 
 
 class PixArtAdapter(FamilyAdapter):
@@ -52,11 +74,25 @@ class PixArtAdapter(FamilyAdapter):
                 "encoder_attention_mask": mask,
                 "added_cond_kwargs": pixart_added_conditions(preset, *image_size_px(preset, h, w), batch, dev, dtype)}
 
+    pipeline_class = "PixArtAlphaPipeline"
+
     def encode_prompt(self, pipe: Any, preset: ModelPreset, prompt: str, negative: str) -> Conditioning:
+        """As ``__call__`` encodes: its ``max_sequence_length`` (α 120, Σ 300) and ``clean_caption`` defaults."""
+        call = call_defaults(pipe)
         pe, pm, npe, npm = pipe.encode_prompt(prompt, do_classifier_free_guidance=True, negative_prompt=negative,
-                                              device=torch.device("cpu"), max_sequence_length=preset.text_tokens)
+                                              num_images_per_prompt=1, device=torch.device("cpu"),
+                                              clean_caption=call["clean_caption"],
+                                              max_sequence_length=call["max_sequence_length"])
         return Conditioning(cond=Branch(prompt_embeds=pe, prompt_mask=pm),
                             uncond=Branch(prompt_embeds=npe, prompt_mask=npm))
+
+    def generation_size(self, pipe: Any, height: int, width: int, binning: bool) -> tuple[int, int]:
+        """The aspect-ratio bin the pipeline maps the request to (bins chosen by the transformer's sample size)."""
+        if not binning:
+            return height, width
+        bins = aspect_ratio_bins(pipe.__class__.__name__, int(pipe.transformer.config.sample_size))
+        h, w = pipe.image_processor.classify_height_width_bin(height, width, ratios=bins)
+        return int(h), int(w)
 
     def context(self, staged: StagedView, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
         m, batch = staged.model, batch_of(branch)

@@ -16,6 +16,7 @@ import torch
 
 from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
+from runtime.families.pixart import call_defaults
 from runtime.families.base import FamilyAdapter, ProcessorKind, StagedView, StepContext, batch_of, unpatchify
 
 
@@ -42,12 +43,31 @@ class SD3Adapter(FamilyAdapter):
                 "hidden_states": latent, "encoder_hidden_states": branch.prompt_embeds.to(device=dev, dtype=dtype),
                 "pooled_projections": branch.pooled_embeds.to(device=dev, dtype=dtype)}
 
+    pipeline_class = "StableDiffusion3Pipeline"
+    scales_model_input = False
+
     def encode_prompt(self, pipe: Any, preset: ModelPreset, prompt: str, negative: str) -> Conditioning:
+        """As ``__call__`` encodes (its ``max_sequence_length``; without T5 the pipeline pads with zeros)."""
+        call = call_defaults(pipe)
         pe, npe, pooled, npooled = pipe.encode_prompt(prompt=prompt, prompt_2=None, prompt_3=None,
                                                       device=torch.device("cpu"), do_classifier_free_guidance=True,
-                                                      negative_prompt=negative)
+                                                      negative_prompt=negative, num_images_per_prompt=1,
+                                                      max_sequence_length=call["max_sequence_length"])
         return Conditioning(cond=Branch(prompt_embeds=pe, pooled_embeds=pooled),
                             uncond=Branch(prompt_embeds=npe, pooled_embeds=npooled))
+
+    def timestep_recipe(self, pipe: Any, steps: int, latent_shape: tuple[int, ...]) -> dict[str, Any]:
+        """``mu`` from the latent's token count when the scheduler shifts dynamically (SD3's ``__call__``)."""
+        from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift
+
+        config = pipe.scheduler.config
+        if not config.get("use_dynamic_shifting", None):
+            return {}
+        p = pipe.transformer.config.patch_size
+        mu = calculate_shift((latent_shape[2] // p) * (latent_shape[3] // p), config.get("base_image_seq_len", 256),
+                             config.get("max_image_seq_len", 4096), config.get("base_shift", 0.5),
+                             config.get("max_shift", 1.16))
+        return {"timestep_kwargs": {"mu": mu}}
 
     def context(self, staged: StagedView, t: torch.Tensor, branch: Branch, dtype: torch.dtype) -> StepContext:
         m, batch = staged.model, batch_of(branch)

@@ -30,7 +30,9 @@ import torch
 from profiles.catalog.models import ModelPreset
 from runtime.dist_context import DistContext
 from runtime.measure import Recorder
+from runtime.families import adapter_for
 from runtime.model_inputs import Branch
+from runtime.sampling import Sampler, Sampling
 from simulator.plan import ParallelPlan
 
 if TYPE_CHECKING:
@@ -107,6 +109,14 @@ class RankInputs:
     latent: torch.Tensor
     guidance: Guidance
     generator: torch.Generator | None = None
+    sampling: Sampling | None = None
+    """How the pipeline samples (its timesteps, input scaling, the generator); None: plain ``set_timesteps``."""
+
+    def sampler(self, model: ModelView, steps: int) -> Sampler:
+        """A loop's own scheduler with the pipeline's timesteps (:mod:`runtime.sampling`)."""
+        sampling = self.sampling or Sampling(scheduler=model.scheduler, steps=steps, generator=self.generator,
+                                             scales_input=adapter_for(model.preset.family).scales_model_input)
+        return sampling.start()
 
 
 @dataclass

@@ -54,8 +54,7 @@ def band(rows: int, degree: int, index: int) -> tuple[int, int]:
 def run_bands(s: StageSetup, staged: StagedModel, exchange: BandExchange, index: int) -> torch.Tensor | None:
     """This rank's loop; the final latent on the group's first rank, else None."""
     x, r = s.inputs, s.recording
-    sched = copy.deepcopy(s.model.scheduler)
-    sched.set_timesteps(s.share.steps)
+    sched = x.sampler(s.model, s.share.steps)
     r0, r1 = band(s.model.rows, exchange.degree, index)
     exchange.band = staged.tokens(r0, r1)
     synchronous = max(s.share.warmup, 1)  # the first step has no earlier K/V to stand in
@@ -68,7 +67,7 @@ def run_bands(s: StageSetup, staged: StagedModel, exchange: BandExchange, index:
         tags = dict(step=step, patch=None, stage=0)
         ctx = staged.context(t, x.branch, latent.dtype)
         with r.rec.span("embed", "embed", **tags):
-            hidden = staged.embed(latent.expand(batch, -1, -1, -1), r0, r1)
+            hidden = staged.embed(sched.model_input(latent, step, t).expand(batch, -1, -1, -1), r0, r1)
             extra = staged.initial_extra(ctx)
         exchange.intervals.clear()
         start = time.perf_counter()
@@ -85,7 +84,7 @@ def run_bands(s: StageSetup, staged: StagedModel, exchange: BandExchange, index:
             noise = s.place.dist.all_gather_cat(mine, exchange.group, exchange.degree, 2,
                                                 f"gather of the prediction bands with {exchange.peers}")
         with r.rec.span("scheduler", "scheduler", **tags):
-            latent = sched.step(noise, t, latent, generator=x.generator, return_dict=False)[0]
+            latent = sched.step(noise, t, latent)
         r.step_end_s.append(r.rec.now_s())
     return latent if index == 0 else None
 

@@ -15,9 +15,9 @@ outputs, step index). Warm-up steps call one scheduler on the whole latent, exac
 serial loop does (same generator draws for stochastic schedulers). At the first patch
 step the last stage splits it into **one copy per patch** (:func:`split_scheduler` cuts
 every latent-shaped tensor of its state to the patch's rows) and steps each patch with its
-own copy: exactly the serial update for deterministic schedulers, without a barrier per
-step. A stochastic scheduler (DDPM) then draws its noise per patch, so it differs from
-the serial draw.
+own copy: exactly the serial update, without a barrier per step; a stochastic scheduler's
+noise is drawn once per step, full-size and in the serial order, and sliced per patch
+(:meth:`runtime.sampling.Sampler.step_rows`).
 
 CFG: the last stage guides each unit's prediction (:mod:`runtime.strategies.cfg`: a batch
 of two, or, with ``cfg=2``, one branch per pipeline and an all-gather of the two last
@@ -43,6 +43,7 @@ from runtime.dist_context import DistContext, PendingRecv
 from runtime.staged_model import StagedModel, StepContext
 from runtime.attention.stale_kv import KVState, install_stale_kv
 from runtime.strategies.base import ModelView, PlanShare, StageSetup
+from runtime.sampling import split_scheduler  # noqa: F401 - re-exported (tests, older imports)
 from runtime.strategies.serial import batch_of
 from simulator.plan import ParallelPlan, patch_rows
 from simulator.schedule import Unit, latent_source, receives_new_latent, returns_latent, row_bounds, units
@@ -74,9 +75,7 @@ class StageLoop:
     def __init__(self, s: StageSetup, staged: StagedModel) -> None:
         self.s, self.staged = s, staged
         share, place = s.share, s.place
-        self.full_sched = copy.deepcopy(s.model.scheduler)
-        self.full_sched.set_timesteps(share.steps)
-        self.patch_scheds: list[Any] | None = None  # split off at the first patch step
+        self.sampler = s.inputs.sampler(s.model, share.steps)  # splits per patch at the first patch step
         self.units = units(share.steps, share.warmup, list(share.patch_rows))
         self.patches = len(share.patch_rows)
         self.first, self.last = share.stage == 0, share.last_stage
@@ -110,7 +109,7 @@ class StageLoop:
 
     def run(self) -> torch.Tensor | None:
         s = self.s
-        timesteps = self.full_sched.timesteps
+        timesteps = self.sampler.timesteps
         ctx: StepContext | None = None
         for i, u in enumerate(self.units):
             t = timesteps[u.step]
@@ -146,7 +145,8 @@ class StageLoop:
         tags = dict(step=u.step, patch=u.patch, stage=stage)
         if self.first:
             with rec.span("embed", "embed", **tags):
-                hidden = staged.embed(self.latent.expand(self.batch, -1, -1, -1), u.r0, u.r1)
+                inp = self.sampler.model_input(self.latent, u.step, t)
+                hidden = staged.embed(inp.expand(self.batch, -1, -1, -1), u.r0, u.r1)
                 extra = staged.initial_extra(ctx)
         else:
             with rec.span("recv", "recv", peer=pipeline[stage - 1], **tags):
@@ -169,41 +169,16 @@ class StageLoop:
         rows = slice(u.r0 * p, u.r1 * p)
         with rec.span("scheduler", "scheduler", step=u.step, patch=u.patch, stage=stage):
             if u.full:
-                self.latent = self.full_sched.step(noise, t, self.latent, generator=s.inputs.generator,
-                                                   return_dict=False)[0]
+                self.latent = self.sampler.step(noise, t, self.latent)
             else:
-                if self.patch_scheds is None:
-                    self.patch_scheds = [split_scheduler(self.full_sched, self.latent.shape, slice(a * p, b * p))
-                                         for a, b in row_bounds(list(s.share.patch_rows))]
-                self.latent[:, :, rows] = self.patch_scheds[u.patch].step(
-                    noise, t, self.latent[:, :, rows], generator=s.inputs.generator, return_dict=False)[0]
+                self.latent[:, :, rows] = self.sampler.step_rows(
+                    noise, t, self.latent[:, :, rows], patch=u.patch, full_shape=self.latent.shape,
+                    bounds=[(a * p, b * p) for a, b in row_bounds(list(s.share.patch_rows))])
         if s.share.stages > 1 and returns_latent(u, s.share.steps):
             back = self.latent[:, :, rows].contiguous()
             with rec.span("send latent", "send", peer=s.place.pipeline[0], bytes=back.numel() * back.element_size(),
                           step=u.step, patch=u.patch, stage=stage):
                 s.place.dist.isend(back, s.place.pipeline[0], s.place.dist.return_group)
-
-
-def split_scheduler(sched: Any, full_shape: torch.Size, rows: slice) -> Any:
-    """A copy of ``sched`` for one patch: every tensor of the latent's shape in its state
-    (DPM-Solver's previous model outputs, last sample, ...) cut to the patch's latent rows.
-
-    The schedulers used here are elementwise, so a copy stepping only these rows computes
-    exactly what the whole-latent scheduler computes for them.
-    """
-    def cut(value: Any) -> Any:
-        if isinstance(value, torch.Tensor) and value.shape == full_shape:
-            return value[:, :, rows].clone()
-        if isinstance(value, list):
-            return [cut(v) for v in value]
-        if isinstance(value, tuple):
-            return tuple(cut(v) for v in value)
-        return value
-
-    out = copy.deepcopy(sched)
-    for name, value in list(vars(out).items()):
-        setattr(out, name, cut(value))
-    return out
 
 
 def _split(msg: torch.Tensor, batch: int, tokens: int, hidden: int,

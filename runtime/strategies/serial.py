@@ -8,7 +8,6 @@ reference every parallel run is compared with. Each step is one ``blocks`` compu
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -30,8 +29,7 @@ def batch_of(branch: Branch) -> int:
 def denoise(s: StageSetup) -> torch.Tensor:
     """Every step on the whole latent; the final latent."""
     m, x, share, r = s.model, s.inputs, s.share, s.recording
-    sched = copy.deepcopy(m.scheduler)
-    sched.set_timesteps(share.steps)
+    sched = x.sampler(m, share.steps)
     latent = x.latent.clone()
     batch = batch_of(x.branch)
     lo, hi = share.layers.start, share.layers.stop
@@ -39,11 +37,12 @@ def denoise(s: StageSetup) -> torch.Tensor:
         r.on_step(step)
         tags = dict(step=step, patch=None, stage=share.stage)
         with r.rec.span("blocks", "compute", **tags, layers=f"{lo}-{hi - 1}", layer=lo, warmup=True):
-            out = m.transformer(**transformer_kwargs(m.preset, latent.expand(batch, -1, -1, -1), t, x.branch))[0]
+            inp = sched.model_input(latent, step, t)
+            out = m.transformer(**transformer_kwargs(m.preset, inp.expand(batch, -1, -1, -1), t, x.branch))[0]
             noise = noise_from_output(m.preset, out, m.rows, m.cols)
         noise = x.guidance(noise, r.rec, **tags)
         with r.rec.span("scheduler", "scheduler", **tags):
-            latent = sched.step(noise, t, latent, generator=x.generator, return_dict=False)[0]
+            latent = sched.step(noise, t, latent)
         r.step_end_s.append(r.rec.now_s())
     return latent
 

@@ -154,8 +154,7 @@ def shard_model(transformer: torch.nn.Module, family: str, degree: int, index: i
 def run_tensor(s: StageSetup, reduce: AllReduce, index: int) -> torch.Tensor | None:
     """The serial loop on the sharded model; the final latent on the group's first rank, else None."""
     m, x, share, r = s.model, s.inputs, s.share, s.recording
-    sched = copy.deepcopy(m.scheduler)
-    sched.set_timesteps(share.steps)
+    sched = x.sampler(m, share.steps)
     latent = x.latent.clone()
     batch = batch_of(x.branch)
     lo, hi = share.layers.start, share.layers.stop
@@ -164,7 +163,8 @@ def run_tensor(s: StageSetup, reduce: AllReduce, index: int) -> torch.Tensor | N
         tags = dict(step=step, patch=None, stage=0)
         reduce.intervals.clear()
         start = time.perf_counter()
-        out = m.transformer(**transformer_kwargs(m.preset, latent.expand(batch, -1, -1, -1), t, x.branch))[0]
+        inp = sched.model_input(latent, step, t).expand(batch, -1, -1, -1)
+        out = m.transformer(**transformer_kwargs(m.preset, inp, t, x.branch))[0]
         noise = noise_from_output(m.preset, out, m.rows, m.cols)
         if r.rec.cuda:
             torch.cuda.current_stream().synchronize()
@@ -173,7 +173,7 @@ def run_tensor(s: StageSetup, reduce: AllReduce, index: int) -> torch.Tensor | N
                     warmup=True, **tags)
         noise = x.guidance(noise, r.rec, **tags)
         with r.rec.span("scheduler", "scheduler", **tags):
-            latent = sched.step(noise, t, latent, generator=x.generator, return_dict=False)[0]
+            latent = sched.step(noise, t, latent)
         r.step_end_s.append(r.rec.now_s())
     return latent if index == 0 else None
 

@@ -18,10 +18,18 @@ def plan(model: str, *, steps: int = 4, px: int = PX, **fields: Any) -> Parallel
     return ParallelPlan(model=model, height_px=px, width_px=px, steps=steps, **fields)
 
 
+CFG_SCALE = 4.5
+"""The CFG scale these tests run CFG models at: pfrun's fixed scale before it took each pipeline's
+default (DiT's 4.0), at which the tolerances of the parallel-vs-serial tests were measured."""
+
+
 def run(p: ParallelPlan, **options: Any) -> RunResult:
     options.setdefault("decode", False)
     options.setdefault("timeout_s", 60)
-    return execute(job_for(p, load_model(p.model), **options))
+    preset = load_model(p.model)
+    if preset.uses_cfg:
+        options.setdefault("guidance_scale", CFG_SCALE)
+    return execute(job_for(p, preset, **options))
 
 
 def max_diff(a: RunResult, b: RunResult, replica: int = 0) -> float:

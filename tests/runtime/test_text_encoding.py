@@ -60,7 +60,7 @@ def test_pfrun_encodes_once_and_runs_pipefusion_exactly(pixart_folder, tmp_path)
     plan_file = write_plan(tmp_path / "plan.json", plan("pixart-tiny", steps=2, degrees={"pipefusion": 2}, patches=2,
                                                         warmup_steps=2))
     res = run_subprocess("runtime", "--plan", plan_file, "--model-path", pixart_folder, "--prompt", "a cat on the mat",
-                         "--reference", "--json", timeout=180)
+                         "--no-resolution-binning", "--reference", "--json", timeout=180)
     assert res.code == 0, res.err
     report = json.loads(res.out)
     assert report["reference"]["max_abs_diff"] == 0.0 and report["reference"]["psnr_db"] is None
