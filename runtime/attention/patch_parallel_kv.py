@@ -43,6 +43,7 @@ from runtime.attention.kv_state import KVState
 from runtime.attention.stale_kv import StaleFluxAttnProcessor, StaleJointAttnProcessor, StaleSelfAttnProcessor
 from runtime.dist_context import DistContext
 from runtime.families import adapter_for
+from runtime.measure import record_pass
 
 
 class BandExchange:
@@ -53,8 +54,14 @@ class BandExchange:
     into :attr:`intervals` so the loop can write ``collective`` spans.
     """
 
-    def __init__(self, dist: DistContext, group: Any, degree: int, ranks: list[int], cuda: bool = False) -> None:
+    span = "all_gather kv"
+    """The trace's name for one K/V gather (:func:`runtime.measure.record_pass`)."""
+
+    def __init__(self, dist: DistContext, group: Any, degree: int, ranks: list[int], cuda: bool = False,
+                 index: int = 0) -> None:
         self.dist, self.group, self.degree, self.ranks, self.cuda = dist, group, degree, ranks, cuda
+        self.index = index
+        """This rank's band, in row order."""
         self.peers = ", ".join(f"rank {r}" for r in ranks if r != dist.rank)
         self.band: tuple[int, int] = (0, 0)
         """Image-token slice [start, stop) of this rank's band."""
@@ -65,6 +72,24 @@ class BandExchange:
         self.intervals: list[tuple[float, float, int, bool]] = []
         """(start, end, bytes, overlapped) of each synchronous gather and each wait for an
         asynchronous one since the loop last took them (the wait is the exposed part)."""
+
+    # --- the band loop's hook (runtime.strategies.bands.BandHook) ---
+
+    def begin_step(self, step: int, share: Any) -> bool:
+        """Synchronous for the first ``max(W, 1)`` steps (the first has no earlier K/V to stand in);
+        nothing is gathered for the last step (no later step reads it)."""
+        self.sync, self.last = step < max(share.warmup, 1), step == share.steps - 1
+        return self.sync
+
+    def clear(self) -> None:
+        self.intervals.clear()
+
+    def record(self, rec: Any, start: float, end: float, **args: object) -> None:
+        record_pass(rec, start, end, self.intervals, self.span, **args)
+
+    def gather(self, mine: torch.Tensor) -> torch.Tensor:
+        return self.dist.all_gather_cat(mine, self.group, self.degree, 2,
+                                        f"gather of the prediction bands with {self.peers}")
 
     def _sync_cuda(self) -> None:
         if self.cuda:

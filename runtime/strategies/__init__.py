@@ -21,7 +21,8 @@ from simulator.plan import ParallelPlan
 DEFAULT_LOOP = "serial"
 """The loop of a plan that activates no loop axis: diffusers' own forward, one pass per step."""
 
-_NOT_STRATEGIES = frozenset({"base"})
+_NOT_STRATEGIES = frozenset({"base", "bands"})
+"""Modules of this package that hold no strategy (the protocols; the band loop several share)."""
 
 
 class UnknownStrategy(ValueError):
@@ -62,12 +63,19 @@ def _only(kind: type, what: str) -> RuntimeStrategy:
 
 
 def for_plan(plan: ParallelPlan) -> RankStrategies:
-    """The replica, guidance and loop strategies of ``plan`` (plans that need two loops are refused)."""
-    loops = [s for s in map(strategy, axes())
-             if isinstance(s, LoopStrategy) and s.axis != DEFAULT_LOOP and s.active(plan)]
-    if len(loops) > 1:
-        raise UnknownStrategy(f"pfrun runs one loop per rank; this plan needs {' and '.join(s.axis for s in loops)}")
-    loop = loops[0] if loops else strategy(DEFAULT_LOOP)
+    """The replica, guidance and loop strategies of ``plan``.
+
+    Sequence-parallel axes (``sequence = True``: Ulysses, Ring) compose: alone or together
+    (USP) they run their band loop; with another loop active (PipeFusion, whose
+    ``takes_sequence`` says so) that loop runs and takes their attention hook. Any other pair
+    of loops is refused."""
+    active = [s for s in map(strategy, axes())
+              if isinstance(s, LoopStrategy) and s.axis != DEFAULT_LOOP and s.active(plan)]
+    sequence = [s for s in active if getattr(s, "sequence", False)]
+    others = [s for s in active if s not in sequence]
+    if len(others) > 1 or (others and sequence and not getattr(others[0], "takes_sequence", False)):
+        raise UnknownStrategy(f"pfrun runs one loop per rank; this plan needs {' and '.join(s.axis for s in active)}")
+    loop = others[0] if others else sequence[0] if sequence else strategy(DEFAULT_LOOP)
     return RankStrategies(replicas=_only(ReplicaStrategy, "the replica choice"),  # type: ignore[arg-type]
                           guidance=_only(GuidanceStrategy, "the guidance"),  # type: ignore[arg-type]
                           loop=loop)  # type: ignore[arg-type]
