@@ -50,7 +50,7 @@ class BandExchange:
     """The K/V all-gathers of one rank's patch-parallel group, and the loop's per-step settings.
 
     The loop sets :attr:`band`, :attr:`sync` and :attr:`last` before each step; the
-    buffers call :meth:`gather`, :meth:`start` and :meth:`wait`, which time themselves
+    buffers call :meth:`gather_kv`, :meth:`start` and :meth:`wait`, which time themselves
     into :attr:`intervals` so the loop can write ``collective`` spans.
     """
 
@@ -73,7 +73,7 @@ class BandExchange:
         """(start, end, bytes, overlapped) of each synchronous gather and each wait for an
         asynchronous one since the loop last took them (the wait is the exposed part)."""
 
-    # --- the band loop's hook (runtime.strategies.bands.BandHook) ---
+    # --- the band loop's hook (runtime.band_loop.BandHook) ---
 
     def begin_step(self, step: int, share: Any) -> bool:
         """Synchronous for the first ``max(W, 1)`` steps (the first has no earlier K/V to stand in);
@@ -98,7 +98,7 @@ class BandExchange:
     def _outputs(self, fresh: torch.Tensor) -> list[torch.Tensor]:
         return [torch.empty_like(fresh) for _ in range(self.degree)]
 
-    def gather(self, fresh: torch.Tensor) -> list[torch.Tensor]:
+    def gather_kv(self, fresh: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's ``fresh`` now, in rank order (a synchronous step)."""
         import torch.distributed as dist
 
@@ -155,7 +155,7 @@ class BandKV:
         fresh = torch.stack([k, v]).contiguous()  # one gather for K and V
         self._settle()  # the previous step's gather must land before the buffer is written
         if self.x.sync:
-            self._store(self.x.gather(fresh))
+            self._store(self.x.gather_kv(fresh))
         else:
             if self.k is None or self.v is None or self.k.shape[0] != k.shape[0]:
                 raise RuntimeError("patch-parallel K/V buffer is empty: the first step must be synchronous")

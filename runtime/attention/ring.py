@@ -39,13 +39,15 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import torch
 
 from runtime.attention.kv_state import KVState
-from runtime.attention.sequence import TextQKV, install_sequence
+from runtime.attention.sequence import SequenceAttention, TextQKV
+from runtime.attention.sequence_group import Behind, StaleLayout
 from runtime.dist_context import DistContext, PeerFailure
 
 
@@ -181,8 +183,11 @@ class RingKV:
     xDiT's per-stage K/V cache does. With no patch pass (W = T) this is plain Ring.
     """
 
-    def __init__(self, state: KVState, place: "RingPlace") -> None:
+    def __init__(self, state: KVState, place: "RingPlace", behind: Behind = Behind()) -> None:
         self.state, self.place = state, place
+        self.behind = behind
+        """The exchange in front (USP: Ulysses'): the pass's keys are its ranks' sub-bands
+        together, so a patch pass writes the group's slice."""
         self.kv: torch.Tensor | None = None  # (2, B, h, image tokens, d)
 
     def outgoing(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -191,7 +196,7 @@ class RingKV:
             return fresh
         if self.kv is None or self.kv.shape[1] != k.shape[0]:
             raise RuntimeError("Ring K/V buffer is empty: a patch pass needs a full (warm-up) pass first")
-        s0, s1 = self.state.patch
+        s0, s1 = self.behind.widen(*self.state.patch)
         self.kv[:, :, :, s0:s1] = fresh
         return self.kv[:, :, :, self.place.owned].contiguous()
 
@@ -224,6 +229,26 @@ class RingPlace:
         return source * size, (source + 1) * size
 
 
-def install_ring(family: str, blocks: list[Any], exchange: RingExchange, state: KVState | None = None) -> int:
-    """Give each block's self/joint attention a Ring processor; returns how many blocks."""
-    return install_sequence(family, blocks, lambda: RingAttention(exchange), state or KVState())
+@dataclass(frozen=True)
+class RingMember:
+    """Ring as a member of a rank's :class:`~runtime.attention.sequence_group.SequenceGroup`:
+    always the innermost core (its hops carry whole K/V blocks, nothing wraps inside it)."""
+
+    exchange: RingExchange
+
+    @property
+    def degree(self) -> int:
+        return self.exchange.degree
+
+    @property
+    def index(self) -> int:
+        return self.exchange.index
+
+    def core(self, inner: SequenceAttention | None, state: KVState, stale: StaleLayout | None,
+             behind: Behind) -> SequenceAttention:
+        if inner is not None:
+            raise NotImplementedError("Ring is the innermost sequence-parallel core (outermost mesh axis)")
+        if stale is None:
+            return RingAttention(self.exchange)
+        place = RingPlace(stale.image_tokens, self.degree, self.index, stale.patch_tokens)
+        return RingAttention(self.exchange, RingKV(state, place, behind))

@@ -12,7 +12,7 @@ and each takes a :class:`SequenceAttention` *core*:
   Ulysses; optionally through a stale K/V buffer, PipeFusion × Ulysses);
 * :class:`runtime.attention.ulysses.UlyssesAttention`: heads ↔ sequence all-to-alls around
   an inner core (Local, or Ring for USP);
-* :class:`runtime.attention.ring.RingAttention`: K/V blocks around the ring, online softmax.
+* Ring's ``RingAttention`` (runtime/attention/ring.py): K/V blocks around the ring, online softmax.
 
 Joint attention (SD3, Flux): the text tokens are replicated on every rank of the group (the
 text stream is computed whole on each, as every rank has the whole prompt). A core receives

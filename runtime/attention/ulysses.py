@@ -26,12 +26,14 @@ Why not diffusers' context parallelism: see docs/runtime.md, "Joint attention".
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from runtime.attention.kv_state import KVState
-from runtime.attention.sequence import LocalAttention, SequenceAttention, TextQKV, install_sequence
+from runtime.attention.sequence import LocalAttention, SequenceAttention, TextQKV
+from runtime.attention.sequence_group import Behind, GroupKVBuffer, StaleLayout
 from runtime.dist_context import DistContext
 
 
@@ -114,7 +116,21 @@ class UlyssesAttention:
         return self.x.sequence_to_heads_with_text(out, text_out)
 
 
-def install_ulysses(family: str, blocks: list[Any], exchange: UlyssesExchange, index: int,
-                    state: KVState | None = None) -> int:
-    """Give each block's self/joint attention a Ulysses processor; returns how many blocks."""
-    return install_sequence(family, blocks, lambda: UlyssesAttention(exchange, index), state or KVState())
+@dataclass(frozen=True)
+class UlyssesMember:
+    """Ulysses as a member of a rank's :class:`~runtime.attention.sequence_group.SequenceGroup`:
+    it wraps the core of the members outside it in the mesh (USP: Ring), or attends locally."""
+
+    exchange: UlyssesExchange
+    index: int
+
+    @property
+    def degree(self) -> int:
+        return self.exchange.degree
+
+    def core(self, inner: SequenceAttention | None, state: KVState, stale: StaleLayout | None,
+             behind: Behind) -> SequenceAttention:
+        if inner is None:  # the buffer sits behind this exchange: it sees the group's tokens
+            mine = Behind(self.degree * behind.degree, self.index * behind.degree + behind.index)
+            inner = LocalAttention(GroupKVBuffer(state, mine) if stale is not None else None)
+        return UlyssesAttention(self.exchange, self.index, inner)

@@ -14,15 +14,20 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
 
 from runtime.strategies.base import GuidanceStrategy, LoopStrategy, ReplicaStrategy, RuntimeStrategy
 from simulator.plan import ParallelPlan
+from simulator.rank_groups import AXES
+
+if TYPE_CHECKING:
+    from runtime.attention.sequence_group import SequenceGroup
+    from runtime.dist_context import DistContext
 
 DEFAULT_LOOP = "serial"
 """The loop of a plan that activates no loop axis: diffusers' own forward, one pass per step."""
 
-_NOT_STRATEGIES = frozenset({"base", "bands"})
-"""Modules of this package that hold no strategy (the protocols; the band loop several share)."""
+_NOT_STRATEGIES = frozenset({"base"})
 
 
 class UnknownStrategy(ValueError):
@@ -79,3 +84,16 @@ def for_plan(plan: ParallelPlan) -> RankStrategies:
     return RankStrategies(replicas=_only(ReplicaStrategy, "the replica choice"),  # type: ignore[arg-type]
                           guidance=_only(GuidanceStrategy, "the guidance"),  # type: ignore[arg-type]
                           loop=loop)  # type: ignore[arg-type]
+
+
+def sequence_axes(degrees: Mapping[str, int]) -> list[RuntimeStrategy]:
+    """The active sequence-parallel strategies (``sequence = True``), in mesh order, outermost first."""
+    found = {s.axis: s for s in map(strategy, axes()) if getattr(s, "sequence", False)}
+    return [found[a] for a in AXES if a in found and degrees.get(a, 1) > 1]
+
+
+def sequence_group(dist: DistContext) -> SequenceGroup:
+    """This rank's sequence-parallel group: the attention hook of the band loop and of PipeFusion."""
+    from runtime.attention.sequence_group import SequenceGroup
+
+    return SequenceGroup(dist, [s.member(dist) for s in sequence_axes(dist.degrees)])  # type: ignore[attr-defined]

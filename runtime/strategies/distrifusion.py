@@ -1,7 +1,7 @@
 """DistriFusion (asynchronous patch parallelism, Li et al. 2024) for one rank, with CFG and data outside it.
 
 Each of the ``n`` ranks of a distrifusion group owns an equal band of token rows and runs
-the band loop (:mod:`runtime.strategies.bands`, shared with Ulysses and Ring): every block
+the band loop (:mod:`runtime.band_loop`, shared with Ulysses and Ring): every block
 on its band, the guided bands gathered, the scheduler on the whole latent on every rank.
 
 Inside the blocks each self- (or joint-) attention layer attends over the whole image:
@@ -29,7 +29,7 @@ from runtime.attention.kv_state import KVState
 from runtime.attention.patch_parallel_kv import BandExchange, install_band_kv
 from runtime.dist_context import DistContext
 from runtime.staged_model import StagedModel
-from runtime.strategies.bands import BandLoop, band
+from runtime.band_loop import BandLoop, band
 from runtime.strategies.base import ModelView, PlanShare
 from simulator.plan import ParallelPlan
 

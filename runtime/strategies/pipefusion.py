@@ -40,7 +40,7 @@ from typing import Any, Mapping
 import torch
 
 from profiles.catalog.models import ModelPreset
-from runtime.attention.sequence_group import SEQUENCE_AXES, SequenceGroup
+from runtime.attention.sequence_group import SequenceGroup, StaleLayout
 from runtime.dist_context import DistContext, PendingRecv
 from runtime.staged_model import StagedModel, StepContext
 from runtime.attention.stale_kv import KVState, install_stale_kv
@@ -269,12 +269,14 @@ class PipeFusion:
         kv = KVState()
         staged = StagedModel(model.preset, model.transformer, model.rows, model.cols, kv)
         blocks = staged.blocks[share.layers.start:share.layers.stop]
-        if not any(dist.degrees.get(axis, 1) > 1 for axis in SEQUENCE_AXES):
+        from runtime.strategies import sequence_axes, sequence_group
+
+        if not sequence_axes(dist.degrees):
             install_stale_kv(model.preset.family, blocks, kv)
             return PipeFusionLoop(staged)
-        sp = SequenceGroup(dist)
+        sp = sequence_group(dist)
         patches = [staged.tokens(a, b) for a, b in row_bounds(list(share.patch_rows))]
-        sp.install(model.preset.family, blocks, kv, image_tokens=model.rows * model.cols, patch_tokens=patches)
+        sp.install(model.preset.family, blocks, kv, StaleLayout(model.rows * model.cols, patches))
         return PipeFusionLoop(staged, sp)
 
 

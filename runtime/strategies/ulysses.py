@@ -1,7 +1,7 @@
 """Ulysses sequence parallelism for one rank (with CFG and data parallel outside it; with Ring: USP).
 
 Each of the ``u`` ranks of a Ulysses group holds an equal band of token rows and runs the
-band loop (:mod:`runtime.strategies.bands`): every block on its band, the attention layers
+band loop (:mod:`runtime.band_loop`): every block on its band, the attention layers
 exchanging heads for tokens (:mod:`runtime.attention.ulysses`), the guided bands gathered,
 the scheduler on the whole latent on every rank. With Ring also active (USP) the same loop
 runs over ``u · r`` bands, Ulysses' all-to-alls inside each ring member
@@ -21,10 +21,11 @@ from typing import Mapping
 
 from profiles.catalog.models import ModelPreset
 from runtime.attention.kv_state import KVState
-from runtime.attention.sequence_group import SequenceGroup
+from runtime.attention.sequence_group import SequenceMember
+from runtime.attention.ulysses import UlyssesExchange, UlyssesMember
 from runtime.dist_context import DistContext
 from runtime.staged_model import StagedModel
-from runtime.strategies.bands import BandLoop
+from runtime.band_loop import BandLoop
 from runtime.strategies.base import ModelView, PlanShare
 from simulator.plan import ParallelPlan
 
@@ -45,12 +46,28 @@ class SequenceAxis:
         return PlanShare(steps=plan.steps, warmup=plan.warmup_steps, patch_rows=(rows,),
                          layers=plan.stage_layers(preset)[0])
 
+    def member(self, dist: DistContext) -> SequenceMember:
+        """This rank's exchange along the axis, as a member of its sequence group."""
+        raise NotImplementedError
+
     def prepare(self, model: ModelView, share: PlanShare, dist: DistContext) -> BandLoop:
+        from runtime.strategies import sequence_group
+
         state = KVState()
         staged = StagedModel(model.preset, model.transformer, model.rows, model.cols, state)
-        group = SequenceGroup(dist)
+        group = sequence_group(dist)
         group.install(model.preset.family, staged.blocks, state)
         return BandLoop(staged, group)
 
 
-STRATEGY = SequenceAxis("ulysses")
+@dataclass(frozen=True)
+class Ulysses(SequenceAxis):
+    axis: str = "ulysses"
+
+    def member(self, dist: DistContext) -> SequenceMember:
+        ranks = dist.group_ranks(self.axis)
+        exchange = UlyssesExchange(dist, dist.group(self.axis), len(ranks), ranks, cuda=dist.device.type == "cuda")
+        return UlyssesMember(exchange, dist.coord[self.axis])
+
+
+STRATEGY = Ulysses()

@@ -261,35 +261,27 @@ def band_limits(axis: str, short: str, degree: int, facts: PlanFacts, *, pipelin
     return None
 
 
-SEQUENCE_AXES = ("ring", "ulysses")
-"""The sequence-parallel axes pfrun composes: one band per rank of their product (USP when both)."""
-
-LOOP_AXES = ("distrifusion", "tensor")
-"""Axes with their own loop, which takes no sequence-parallel attention hook (PipeFusion does)."""
-
-
 def sequence_limits(axis: str, short: str, facts: PlanFacts) -> str | None:
-    """The limits of pfrun's sequence-parallel hook (Ulysses, Ring, both): every rank of their
-    product ``u·r`` holds an equal band of whole token rows, of the image and, inside PipeFusion
-    stages, of every patch (xDiT splits a patch by tokens; pfrun's staged model cuts rows);
-    DistriFusion and tensor parallel run loops of their own, and PipeFusion × USP would need
-    Ulysses' and Ring's stale buffers at once."""
-    sp = facts.degrees.get("ulysses", 1) * facts.degrees.get("ring", 1)
-    others = [a for a in LOOP_AXES if facts.degrees.get(a, 1) > 1]
-    if others:
-        return f"degrees.{axis}: {short} with {' and '.join(others)} is not executed (pfrun runs one loop per rank)"
+    """The limits of pfrun's sequence-parallel hook (Ulysses, Ring, both: USP): every rank of
+    their product ``u·r`` holds an equal band of whole token rows, of the image and, inside
+    PipeFusion stages, of every patch (xDiT splits a patch by tokens; pfrun's staged model cuts
+    rows). DistriFusion and tensor parallel combine with them in no valid plan."""
+    from simulator.strategies import STRATEGIES  # the registry imports this module
+
+    sp = 1
+    for s in STRATEGIES:
+        if s.splits_sequence and s.axis:
+            sp *= facts.degrees.get(s.axis, 1)
     if facts.rows % sp:
         return (f"degrees.{axis}: the {facts.rows} token rows do not split into {sp} equal bands "
                 f"(pfrun's {short} needs equal bands)")
     if not facts.pipelined:
         return None
-    if all(facts.degrees.get(a, 1) > 1 for a in SEQUENCE_AXES):
-        return f"degrees.{axis}: PipeFusion × USP (Ulysses and Ring in one stage) is not executed"
     base, extra = divmod(facts.rows, max(facts.patches, 1))
     uneven = [n for n in {base, base + 1 if extra else base} if n % sp]
     if uneven:
-        return (f"patches: the {uneven[0]}-row PipeFusion patches do not split into {sp} equal bands "
-                f"(pfrun's {short} inside PipeFusion splits each patch into whole token rows)")
+        return (f"patches: the {uneven[0]}-row PipeFusion patches do not split into the {sp} ranks of "
+                f"degrees.{axis} (pfrun's {short} inside PipeFusion splits each patch into whole token rows)")
     return None
 
 

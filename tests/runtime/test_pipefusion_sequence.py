@@ -30,3 +30,12 @@ def test_fresh_equals_serial_and_stale_equals_pipefusion(name, sp):
     pipefusion = run(plan(name, steps=steps, degrees={"pipefusion": 2}, patches=4, warmup_steps=1))
     assert max_diff(stale, pipefusion) <= 1e-5 * scale
     assert max_diff(stale, serial) > 10 * max_diff(stale, pipefusion)  # the patches really were stale
+
+
+def test_pipefusion_times_usp_on_eight_ranks_keeps_pipefusions_stale_kv():
+    """PipeFusion × USP: Ring's buffer behind Ulysses' all-to-all (h/u heads, the group's tokens)."""
+    pipefusion = run(plan("sd3-tiny", steps=2, degrees={"pipefusion": 2}, patches=2, warmup_steps=1))
+    usp = run(plan("sd3-tiny", steps=2, degrees={"pipefusion": 2, "ulysses": 2, "ring": 2}, patches=2,
+                   warmup_steps=1), timeout_s=120)
+    assert sorted(usp.latents) == [0]
+    assert max_diff(usp, pipefusion) <= 1e-5 * float(pipefusion.latents[0].abs().max())

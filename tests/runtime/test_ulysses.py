@@ -44,9 +44,8 @@ def test_trace_has_two_all_to_alls_per_layer_and_no_overlapping_spans():
 
 @pytest.mark.parametrize("name, fields, needle", [
     ("pixart-tiny", {"degrees": {"ulysses": 2, "pipefusion": 2}, "patches": 8, "warmup_steps": 1},
-     "1-row PipeFusion patches do not split into 2"),
-    ("sd3-tiny", {"degrees": {"ulysses": 2, "ring": 2, "pipefusion": 2}, "patches": 2, "warmup_steps": 1},
-     "PipeFusion × USP"),
+     "1-row PipeFusion patches do not split into the 2 ranks"),
+    ("sd3-tiny", {"degrees": {"ulysses": 2, "ring": 2}, "px": 144}, "9 token rows do not split into 4 equal bands"),
 ])
 def test_what_ulysses_does_not_run_is_refused_with_the_reason(name, fields, needle):
     """Issue 11 made joint attention and PipeFusion × Ulysses run; what is left is named."""

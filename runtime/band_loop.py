@@ -13,8 +13,8 @@ The trace: ``embed``, ``compute`` between the pass's transfers, ``collective`` f
 transfer (named by the hook) and the band gather, ``final`` and ``scheduler``; the compute
 and collective spans of a pass do not overlap, so the trace comparison adds them up.
 
-Not a strategy (``runtime.strategies`` skips this module): the loops of the strategies that
-run on bands.
+Beside :mod:`runtime.staged_model`, not in :mod:`runtime.strategies` (whose every module is one
+strategy): the loop several strategies run.
 """
 
 from __future__ import annotations
