@@ -55,12 +55,18 @@ class BandHook(Protocol):
         ...
 
 
+def band_rows(rows: int, degree: int) -> list[int]:
+    """Token rows of each band, as even as possible, the larger first: (8, 3) → [3, 3, 2]
+    (Ulysses and Ring need them equal: their simulator strategies refuse the rest)."""
+    base, extra = divmod(rows, degree)
+    return [base + (1 if i < extra else 0) for i in range(degree)]
+
+
 def band(rows: int, degree: int, index: int) -> tuple[int, int]:
-    """Token rows of rank ``index`` of ``degree`` (equal bands; the simulator's ``band_limits`` require it)."""
-    if rows % degree:
-        raise ValueError(f"{rows} token rows do not split into {degree} equal bands")
-    size = rows // degree
-    return index * size, (index + 1) * size
+    """Token rows [r0, r1) of band ``index`` of ``degree`` (:func:`band_rows`)."""
+    sizes = band_rows(rows, degree)
+    r0 = sum(sizes[:index])
+    return r0, r0 + sizes[index]
 
 
 def run_bands(s: StageSetup, staged: StagedModel, hook: BandHook) -> torch.Tensor | None:

@@ -46,6 +46,23 @@ from runtime.families import adapter_for
 from runtime.measure import record_pass
 
 
+def pad_to(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """``x`` zero-padded along ``dim`` to ``size`` (contiguous)."""
+    short = size - x.shape[dim]
+    if short <= 0:
+        return x.contiguous()
+    pad = list(x.shape)
+    pad[dim] = short
+    return torch.cat([x, x.new_zeros(pad)], dim).contiguous()
+
+
+def unpad(x: torch.Tensor, dim: int, size: int, sizes: list[int]) -> torch.Tensor:
+    """The concatenation of ``len(sizes)`` padded parts of ``size`` along ``dim``, each cut to its own."""
+    if all(n == size for n in sizes):
+        return x
+    return torch.cat([x.narrow(dim, i * size, n) for i, n in enumerate(sizes)], dim)
+
+
 class BandExchange:
     """The K/V all-gathers of one rank's patch-parallel group, and the loop's per-step settings.
 
@@ -69,6 +86,10 @@ class BandExchange:
         """Gather every rank's fresh K/V before attending (warm-up steps, the first step)."""
         self.last = False
         """The last step: no later step reads this step's K/V, so nothing is gathered for it."""
+        self.band_rows: list[int] = []
+        """Token rows of every rank's band (uneven when the rows do not divide: the larger first)."""
+        self.cols, self.p = 0, 1
+        """Token columns of the grid, latent rows per token row."""
         self.intervals: list[tuple[float, float, int, bool]] = []
         """(start, end, bytes, overlapped) of each synchronous gather and each wait for an
         asynchronous one since the loop last took them (the wait is the exposed part)."""
@@ -88,8 +109,14 @@ class BandExchange:
         record_pass(rec, start, end, self.intervals, self.span, **args)
 
     def gather(self, mine: torch.Tensor) -> torch.Tensor:
-        return self.dist.all_gather_cat(mine, self.group, self.degree, 2,
-                                        f"gather of the prediction bands with {self.peers}")
+        rows = [n * self.p for n in self.band_rows] or [mine.shape[2]] * self.degree
+        out = self.dist.all_gather_cat(pad_to(mine, 2, max(rows)), self.group, self.degree, 2,
+                                       f"gather of the prediction bands with {self.peers}")
+        return unpad(out, 2, max(rows), rows)
+
+    def tokens(self) -> list[int]:
+        """Image tokens of every rank's band."""
+        return [n * self.cols for n in self.band_rows]
 
     def _sync_cuda(self) -> None:
         if self.cuda:
@@ -144,6 +171,8 @@ class BandKV:
         """The gather this layer started at the previous step."""
 
     def _store(self, parts: list[torch.Tensor]) -> None:
+        sizes = self.x.tokens() or [p.shape[self.seq_dim + 1] for p in parts]
+        parts = [p.narrow(self.seq_dim + 1, 0, n) for p, n in zip(parts, sizes)]  # drop the padding
         self.k, self.v = torch.cat(parts, dim=self.seq_dim + 1).unbind(0)  # parts: (2, ...) per rank
 
     def _settle(self) -> None:
@@ -152,7 +181,8 @@ class BandKV:
             self._store(parts)
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fresh = torch.stack([k, v]).contiguous()  # one gather for K and V
+        # one gather for K and V, padded to the largest band (gloo gathers equal sizes)
+        fresh = pad_to(torch.stack([k, v]), self.seq_dim + 1, max(self.x.tokens() or [k.shape[self.seq_dim]]))
         self._settle()  # the previous step's gather must land before the buffer is written
         if self.x.sync:
             self._store(self.x.gather_kv(fresh))

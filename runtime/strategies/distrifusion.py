@@ -29,7 +29,7 @@ from runtime.attention.kv_state import KVState
 from runtime.attention.patch_parallel_kv import BandExchange, install_band_kv
 from runtime.dist_context import DistContext
 from runtime.staged_model import StagedModel
-from runtime.band_loop import BandLoop, band
+from runtime.band_loop import BandLoop, band, band_rows
 from runtime.strategies.base import ModelView, PlanShare
 from simulator.plan import ParallelPlan
 
@@ -55,6 +55,8 @@ class DistriFusion:
         exchange = BandExchange(dist, dist.group(self.axis), len(ranks), ranks, cuda=dist.device.type == "cuda",
                                 index=index)
         exchange.band = staged.tokens(*band(model.rows, len(ranks), index))
+        exchange.band_rows = band_rows(model.rows, len(ranks))
+        exchange.cols, exchange.p = model.cols, model.preset.arch.patch_size
         install_band_kv(model.preset.family, staged.blocks, exchange, state)
         return BandLoop(staged, exchange)
 

@@ -250,14 +250,13 @@ def output_gather(axis: str, work: PassWork, degree: int) -> list[CollectiveSpec
 
 
 def band_limits(axis: str, short: str, degree: int, facts: PlanFacts, *, pipelined: str) -> str | None:
-    """The limits of pfrun's band loop, shared by the strategies that run it (Ulysses, Ring,
-    DistriFusion): one loop per rank, so no PipeFusion around it (``pipelined`` says so in the
-    strategy's words), and equal bands of token rows."""
+    """The limits of pfrun's band loop for DistriFusion: one loop per rank, so no PipeFusion
+    around it (``pipelined`` says so in the strategy's words), and at least one token row per
+    band (uneven bands run: the larger first, padded to the largest for each gather)."""
     if facts.pipelined:
         return f"degrees.{axis}: {pipelined}"
-    if facts.rows % degree:
-        return (f"degrees.{axis}: the {facts.rows} token rows do not split into {degree} equal bands "
-                f"(pfrun's {short} needs equal bands)")
+    if facts.rows and facts.rows < degree:
+        return f"degrees.{axis}: the {facts.rows} token rows cannot give each of {degree} ranks a band"
     return None
 
 

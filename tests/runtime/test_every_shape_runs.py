@@ -21,7 +21,7 @@ has runnable. ``PFPLAN_EVERY_SHAPE=1`` runs every shape on every preset instead.
 
 The shapes pfrun refuses are listed by :func:`refused` (printed by
 ``test_list_the_shapes_pfrun_refuses``, and in docs/runtime.md by benchmarks/runtime_exactness.py);
-since issue 11 only bands of unequal token rows are left (15 of 216 on cpu4).
+since issue 11 only bands of unequal token rows are left (10 of 216 on cpu4: 1-row patches under PipeFusion × Ulysses / Ring).
 """
 
 from __future__ import annotations
