@@ -7,7 +7,7 @@ abs difference or the error it raised. ``--patch-device-count`` replaces
 ``torch.accelerator.device_count`` (0 on CPU, which ``enable_parallelism`` divides by) with 1,
 to see what fails after that. Results are in docs/runtime.md, "Joint attention".
 
-    python -m benchmarks.diffusers_cp_probe ulysses|ring [--patch-device-count]
+    python -m benchmarks.runtime_diffusers_cp_probe ulysses|ring [--patch-device-count]
 """
 
 from __future__ import annotations
