@@ -66,14 +66,15 @@ def record_pass(rec: Recorder, start: float, end: float, intervals: Sequence[tup
     spans called ``name``; the two never overlap, so a trace comparison can add them up.
 
     Each interval is ``(start, end, bytes)``, or ``(start, end, bytes, overlapped)`` for a
-    transfer that ran beside compute and was waited for (only the exposed wait is recorded).
+    transfer that ran beside compute and was waited for (only the exposed wait is recorded),
+    or ``(start, end, bytes, overlapped or None, name)`` where one pass has two kinds (USP).
     """
     cursor = start
     for a, b, nbytes, *more in intervals:
         if a > cursor:
             rec.add("blocks", "compute", cursor, a, **args)
-        extra = {"overlapped": more[0]} if more else {}
-        rec.add(name, "collective", a, b, **args, bytes=nbytes, **extra)
+        extra = {"overlapped": more[0]} if more and more[0] is not None else {}
+        rec.add(more[1] if len(more) > 1 else name, "collective", a, b, **args, bytes=nbytes, **extra)
         cursor = b
     if end > cursor:
         rec.add("blocks", "compute", cursor, end, **args)

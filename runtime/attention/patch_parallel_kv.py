@@ -43,18 +43,42 @@ from runtime.attention.kv_state import KVState
 from runtime.attention.stale_kv import StaleFluxAttnProcessor, StaleJointAttnProcessor, StaleSelfAttnProcessor
 from runtime.dist_context import DistContext
 from runtime.families import adapter_for
+from runtime.measure import record_pass
+
+
+def pad_to(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """``x`` zero-padded along ``dim`` to ``size`` (contiguous)."""
+    short = size - x.shape[dim]
+    if short <= 0:
+        return x.contiguous()
+    pad = list(x.shape)
+    pad[dim] = short
+    return torch.cat([x, x.new_zeros(pad)], dim).contiguous()
+
+
+def unpad(x: torch.Tensor, dim: int, size: int, sizes: list[int]) -> torch.Tensor:
+    """The concatenation of ``len(sizes)`` padded parts of ``size`` along ``dim``, each cut to its own."""
+    if all(n == size for n in sizes):
+        return x
+    return torch.cat([x.narrow(dim, i * size, n) for i, n in enumerate(sizes)], dim)
 
 
 class BandExchange:
     """The K/V all-gathers of one rank's patch-parallel group, and the loop's per-step settings.
 
     The loop sets :attr:`band`, :attr:`sync` and :attr:`last` before each step; the
-    buffers call :meth:`gather`, :meth:`start` and :meth:`wait`, which time themselves
+    buffers call :meth:`gather_kv`, :meth:`start` and :meth:`wait`, which time themselves
     into :attr:`intervals` so the loop can write ``collective`` spans.
     """
 
-    def __init__(self, dist: DistContext, group: Any, degree: int, ranks: list[int], cuda: bool = False) -> None:
+    span = "all_gather kv"
+    """The trace's name for one K/V gather (:func:`runtime.measure.record_pass`)."""
+
+    def __init__(self, dist: DistContext, group: Any, degree: int, ranks: list[int], cuda: bool = False,
+                 index: int = 0) -> None:
         self.dist, self.group, self.degree, self.ranks, self.cuda = dist, group, degree, ranks, cuda
+        self.index = index
+        """This rank's band, in row order."""
         self.peers = ", ".join(f"rank {r}" for r in ranks if r != dist.rank)
         self.band: tuple[int, int] = (0, 0)
         """Image-token slice [start, stop) of this rank's band."""
@@ -62,9 +86,37 @@ class BandExchange:
         """Gather every rank's fresh K/V before attending (warm-up steps, the first step)."""
         self.last = False
         """The last step: no later step reads this step's K/V, so nothing is gathered for it."""
+        self.band_rows: list[int] = []
+        """Token rows of every rank's band (uneven when the rows do not divide: the larger first)."""
+        self.cols, self.p = 0, 1
+        """Token columns of the grid, latent rows per token row."""
         self.intervals: list[tuple[float, float, int, bool]] = []
         """(start, end, bytes, overlapped) of each synchronous gather and each wait for an
         asynchronous one since the loop last took them (the wait is the exposed part)."""
+
+    # --- the band loop's hook (runtime.band_loop.BandHook) ---
+
+    def begin_step(self, step: int, share: Any) -> bool:
+        """Synchronous for the first ``max(W, 1)`` steps (the first has no earlier K/V to stand in);
+        nothing is gathered for the last step (no later step reads it)."""
+        self.sync, self.last = step < max(share.warmup, 1), step == share.steps - 1
+        return self.sync
+
+    def clear(self) -> None:
+        self.intervals.clear()
+
+    def record(self, rec: Any, start: float, end: float, **args: object) -> None:
+        record_pass(rec, start, end, self.intervals, self.span, **args)
+
+    def gather(self, mine: torch.Tensor) -> torch.Tensor:
+        rows = [n * self.p for n in self.band_rows] or [mine.shape[2]] * self.degree
+        out = self.dist.all_gather_cat(pad_to(mine, 2, max(rows)), self.group, self.degree, 2,
+                                       f"gather of the prediction bands with {self.peers}")
+        return unpad(out, 2, max(rows), rows)
+
+    def tokens(self) -> list[int]:
+        """Image tokens of every rank's band."""
+        return [n * self.cols for n in self.band_rows]
 
     def _sync_cuda(self) -> None:
         if self.cuda:
@@ -73,7 +125,7 @@ class BandExchange:
     def _outputs(self, fresh: torch.Tensor) -> list[torch.Tensor]:
         return [torch.empty_like(fresh) for _ in range(self.degree)]
 
-    def gather(self, fresh: torch.Tensor) -> list[torch.Tensor]:
+    def gather_kv(self, fresh: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's ``fresh`` now, in rank order (a synchronous step)."""
         import torch.distributed as dist
 
@@ -119,6 +171,8 @@ class BandKV:
         """The gather this layer started at the previous step."""
 
     def _store(self, parts: list[torch.Tensor]) -> None:
+        sizes = self.x.tokens() or [p.shape[self.seq_dim + 1] for p in parts]
+        parts = [p.narrow(self.seq_dim + 1, 0, n) for p, n in zip(parts, sizes)]  # drop the padding
         self.k, self.v = torch.cat(parts, dim=self.seq_dim + 1).unbind(0)  # parts: (2, ...) per rank
 
     def _settle(self) -> None:
@@ -127,10 +181,11 @@ class BandKV:
             self._store(parts)
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fresh = torch.stack([k, v]).contiguous()  # one gather for K and V
+        # one gather for K and V, padded to the largest band (gloo gathers equal sizes)
+        fresh = pad_to(torch.stack([k, v]), self.seq_dim + 1, max(self.x.tokens() or [k.shape[self.seq_dim]]))
         self._settle()  # the previous step's gather must land before the buffer is written
         if self.x.sync:
-            self._store(self.x.gather(fresh))
+            self._store(self.x.gather_kv(fresh))
         else:
             if self.k is None or self.v is None or self.k.shape[0] != k.shape[0]:
                 raise RuntimeError("patch-parallel K/V buffer is empty: the first step must be synchronous")

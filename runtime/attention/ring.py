@@ -27,25 +27,28 @@ on Flux among our families; PixArt's, DiT's and HunyuanDiT's processors call tor
 directly, so its ring hook cannot reach them; its ring all-gathers every K/V block at once
 (``rotate_method="allgather"``) rather than passing blocks; and ``enable_parallelism`` needs
 an accelerator (on CPU it divides by ``torch.accelerator.device_count()`` = 0). See
-docs/runtime.md, "Ring".
+docs/runtime.md, "Ring" (and "Joint attention": its native CPU backend has no log-sum-exp,
+which its ring needs).
 
-Only the ``self`` attention kind has a Ring processor; joint attention (SD3, Flux) is refused
-by the simulator strategy's ``runtime_limits``.
+The processors are :mod:`runtime.attention.sequence`'s, one per attention kind; this module
+is their Ring core (:class:`RingAttention`). Joint attention (SD3, Flux): the replicated
+text's K/V are joined on every rank, its queries attended on every rank.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from datetime import timedelta
-from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
+from runtime.attention.kv_state import KVState
+from runtime.attention.sequence import SequenceAttention, TextQKV
+from runtime.attention.sequence_group import Behind, StaleLayout
 from runtime.dist_context import DistContext, PeerFailure
-from runtime.families import adapter_for, registry
-from runtime.attention.stale_kv import image_qkv, self_attention_output
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -117,61 +120,135 @@ class RingExchange:
         self.intervals.append((start, time.perf_counter(), sent.numel() * sent.element_size()))
         return got
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Exact attention of this rank's queries over every rank's keys (B, h, n, d), the blocks
-        passed around the ring; the hop of block ``j + 1`` runs while block ``j`` is attended."""
-        block = torch.stack([k, v])
-        acc = accumulation_dtype(q.dtype)
-        qa = q.to(acc)
-        out = lse = None
+    def hops(self, block: torch.Tensor):
+        """Yield ``(source index, block)`` for this rank's ``block`` and every other rank's, in
+        ring order; the hop of the next block runs while the caller works on the one yielded."""
         for hop in range(self.degree):
             pending = self.start(block) if hop < self.degree - 1 else None
-            out, lse = merge(out, lse, *partial_attention(qa, block[0].to(acc), block[1].to(acc)))
+            yield (self.index - hop) % self.degree, block
             if pending is not None:
                 block = self.finish(pending)
+
+
+class RingAttention:
+    """The Ring core: exact attention of this rank's queries over every rank's image K/V blocks
+    (passed around the ring, merged by online softmax), plus the replicated text's K/V joined
+    on every rank. The text queries' partials are merged in source order, not arrival order,
+    so every rank computes the same text output bit for bit.
+
+    ``kv`` (PipeFusion × Ring): a :class:`RingKV` buffer, whose ``outgoing`` block is this
+    rank's share of the whole image (stale where not yet refreshed) and which keeps the blocks
+    of a full pass as they pass by."""
+
+    def __init__(self, exchange: RingExchange, kv: "RingKV | None" = None) -> None:
+        self.x, self.kv = exchange, kv
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, text: TextQKV | None,
+               text_first: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        n = q.shape[2]
+        acc = accumulation_dtype(q.dtype)
+        qa = (q if text is None else torch.cat([q, text[0]], 2)).to(acc)
+        out = lse = None
+        text_parts: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        if text is not None:
+            o, l = partial_attention(qa, text[1].to(acc), text[2].to(acc))
+            out, lse = o[:, :, :n], l[:, :, :n]
+            text_parts[-1] = o[:, :, n:], l[:, :, n:]
+        block = torch.stack([k, v]) if self.kv is None else self.kv.outgoing(k, v)
+        for source, got in self.x.hops(block):
+            if self.kv is not None:
+                self.kv.passing(source, got)
+            o, l = partial_attention(qa, got[0].to(acc), got[1].to(acc))
+            out, lse = merge(out, lse, o[:, :, :n], l[:, :, :n])
+            if text is not None:
+                text_parts[source] = o[:, :, n:], l[:, :, n:]
         assert out is not None
-        return out.to(q.dtype)
+        if text is None:
+            return out.to(q.dtype), None
+        t_out = t_lse = None
+        for source in sorted(text_parts):
+            t_out, t_lse = merge(t_out, t_lse, *text_parts[source])
+        assert t_out is not None
+        return out.to(q.dtype), t_out.to(q.dtype)
 
 
-class RingSelfAttnProcessor:
-    """Image self-attention (the ``self`` kind: PixArt, DiT, HunyuanDiT) over the ring's blocks."""
+class RingKV:
+    """PipeFusion × Ring's stale K/V of one layer on one rank: the whole image's K/V (all heads).
 
-    def __init__(self, exchange: RingExchange) -> None:
-        self.x = exchange
+    A rank owns the same token slots on every pass, its ``share``: on a full pass its band of
+    the image; on a patch pass its sub-band of each patch, so the owned slots of all ranks
+    cover the image once. A full pass stores every block passing by (the whole image, fresh);
+    a patch pass writes the rank's fresh sub-band of the patch, and sends round its owned slots
+    of every patch (fresh for this and earlier patches, one step old for later ones), as
+    xDiT's per-stage K/V cache does. With no patch pass (W = T) this is plain Ring.
+    """
 
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
-                 attention_mask: Any = None, temb: Any = None, image_rotary_emb: Any = None,
-                 **_: Any) -> torch.Tensor:
-        if attention_mask is not None:
-            raise NotImplementedError("the Ring processor runs unmasked self-attention only")
-        q, k, v = image_qkv(attn, hidden_states)  # (B, h, n, d) of this rank's tokens
-        if image_rotary_emb is not None:
-            from diffusers.models.embeddings import apply_rotary_emb
+    def __init__(self, state: KVState, place: "RingPlace", behind: Behind = Behind()) -> None:
+        self.state, self.place = state, place
+        self.behind = behind
+        """The exchange in front (USP: Ulysses'): the pass's keys are its ranks' sub-bands
+        together, so a patch pass writes the group's slice."""
+        self.kv: torch.Tensor | None = None  # (2, B, h, image tokens, d)
 
-            q, k = apply_rotary_emb(q, image_rotary_emb), apply_rotary_emb(k, image_rotary_emb)
-        out = self.x.attend(q, k, v)
-        b, h, n, d = out.shape
-        merged = out.transpose(1, 2).reshape(b, n, h * d).to(q.dtype)
-        return self_attention_output(attn, merged, hidden_states)
+    def outgoing(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        fresh = torch.stack([k, v])
+        if self.state.patch is None:
+            return fresh
+        if self.kv is None or self.kv.shape[1] != k.shape[0]:
+            raise RuntimeError("Ring K/V buffer is empty: a patch pass needs a full (warm-up) pass first")
+        s0, s1 = self.behind.widen(*self.state.patch)
+        self.kv[:, :, :, s0:s1] = fresh
+        return self.kv[:, :, :, self.place.owned].contiguous()
+
+    def passing(self, source: int, block: torch.Tensor) -> None:
+        if self.state.patch is not None:
+            return
+        if self.kv is None or self.kv.shape[1] != block.shape[1]:
+            shape = list(block.shape)
+            shape[3] = self.place.image_tokens
+            self.kv = block.new_empty(shape)
+        t0, t1 = self.place.full_band(source)
+        self.kv[:, :, :, t0:t1] = block
 
 
-RING_PROCESSORS: Mapping[str, type] = MappingProxyType({"self": RingSelfAttnProcessor})
-"""The Ring processor of each attention kind (:data:`runtime.families.ProcessorKind`)."""
+class RingPlace:
+    """Which image tokens a ring rank owns (see :class:`RingKV`): its band of the full image,
+    and its sub-band of each patch (``patch_tokens``: each patch's [start, stop) token slice)."""
+
+    def __init__(self, image_tokens: int, degree: int, index: int,
+                 patch_tokens: list[tuple[int, int]]) -> None:
+        self.image_tokens, self.degree, self.index = image_tokens, degree, index
+        owned: list[int] = []
+        for a, b in patch_tokens:
+            size = (b - a) // degree
+            owned += range(a + index * size, a + (index + 1) * size)
+        self.owned = torch.tensor(owned, dtype=torch.long)
+
+    def full_band(self, source: int) -> tuple[int, int]:
+        size = self.image_tokens // self.degree
+        return source * size, (source + 1) * size
 
 
-def ring_families() -> list[str]:
-    """Families whose every attention kind has a Ring processor."""
-    return [name for name, adapter in registry().items() if adapter.processor_kinds <= RING_PROCESSORS.keys()]
+@dataclass(frozen=True)
+class RingMember:
+    """Ring as a member of a rank's :class:`~runtime.attention.sequence_group.SequenceGroup`:
+    always the innermost core (its hops carry whole K/V blocks, nothing wraps inside it)."""
 
+    exchange: RingExchange
 
-def install_ring(family: str, blocks: list[Any], exchange: RingExchange) -> int:
-    """Swap each block's self-attention processor for the Ring one; returns how many."""
-    adapter = adapter_for(family)
-    missing = sorted(adapter.processor_kinds - RING_PROCESSORS.keys())
-    if missing:
-        raise NotImplementedError(f"no Ring processor for family {family!r} ({', '.join(missing)} attention); "
-                                  f"families: {', '.join(ring_families())}")
-    for block in blocks:
-        for kind, attn in adapter.attention_sites(block):
-            attn.set_processor(RING_PROCESSORS[kind](exchange))
-    return len(blocks)
+    @property
+    def degree(self) -> int:
+        return self.exchange.degree
+
+    @property
+    def index(self) -> int:
+        return self.exchange.index
+
+    def core(self, inner: SequenceAttention | None, state: KVState, stale: StaleLayout | None,
+             behind: Behind) -> SequenceAttention:
+        if inner is not None:
+            raise NotImplementedError("Ring is the innermost sequence-parallel core (outermost mesh axis)")
+        if stale is None:
+            return RingAttention(self.exchange)
+        place = RingPlace(stale.image_tokens, self.degree, self.index, stale.patch_tokens)
+        return RingAttention(self.exchange, RingKV(state, place, behind))

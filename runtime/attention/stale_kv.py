@@ -38,13 +38,18 @@ class KVBuffer:
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
 
+    def slot(self) -> tuple[int, int]:
+        """The token slice a patch pass writes (the patch's, here; wider behind Ulysses' exchange)."""
+        assert self.state.patch is not None
+        return self.state.patch
+
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.state.patch is None:
             self.k, self.v = k.clone(), v.clone()
             return k, v
         if self.k is None or self.k.shape[0] != k.shape[0]:
             raise RuntimeError("stale K/V buffer is empty: a patch pass needs a full (warm-up) pass first")
-        start, stop = self.state.patch
+        start, stop = self.slot()
         self.k.narrow(self.seq_dim, start, stop - start).copy_(k)
         self.v.narrow(self.seq_dim, start, stop - start).copy_(v)
         return self.k, self.v

@@ -15,24 +15,26 @@ back to rank 1, receiving head 1 of tokens 0-3.
 Queries, keys and values travel in one all-to-all (stacked), so a layer makes 2 calls
 moving the bytes of 4 (the simulator's ``4/u · S · hs`` per layer and rank). Rotary
 embeddings (HunyuanDiT) are applied on the rank's own tokens before the exchange, so each
-token keeps its position. Only the ``self`` attention kind has a Ulysses processor (the
-family's adapter, :mod:`runtime.families`, says where each kind sits); joint attention
-(SD3, Flux) would also need the text stream's heads gathered back; it is not implemented
-(simulator/runnable.py says so).
+token keeps its position. The processors are :mod:`runtime.attention.sequence`'s (one per
+attention kind: self, SD3's joint, Flux's); this module is their Ulysses core. Joint
+attention (SD3, Flux): the text is replicated, each rank attends its ``h/u`` heads of it
+with the image, and the text output's heads come back inside the second all-to-all, so the
+call count stays 2 (the bytes grow by the text's ``(u−1)/u · nt · hs``).
+Why not diffusers' context parallelism: see docs/runtime.md, "Joint attention".
 """
 
 from __future__ import annotations
 
 import time
-from types import MappingProxyType
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from runtime.attention.kv_state import KVState
+from runtime.attention.sequence import LocalAttention, SequenceAttention, TextQKV
+from runtime.attention.sequence_group import Behind, GroupKVBuffer, StaleLayout
 from runtime.dist_context import DistContext
-from runtime.families import adapter_for, registry
-from runtime.attention.stale_kv import image_qkv, self_attention_output
 
 
 class UlyssesExchange:
@@ -70,6 +72,18 @@ class UlyssesExchange:
         got = self._exchange(send, "Ulysses all-to-all (heads → sequence)")  # (u, ..., h/u, n, d): rank j's tokens
         return got.movedim(0, -3).reshape(*lead, h // u, u * n, d)
 
+    def sequence_to_heads_with_text(self, x: torch.Tensor,
+                                    text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`sequence_to_heads` of the image output, with this rank's heads of the text
+        output (..., h/u, nt, d) riding along to every rank: (..., h, n, d) and (..., h, nt, d)."""
+        *lead, hu, s, d = x.shape
+        u, nt = self.degree, text.shape[-2]
+        image = x.reshape(*lead, hu, u, s // u, d).movedim(-3, 0)  # (u, ..., h/u, n, d)
+        send = torch.cat([image, text.unsqueeze(0).expand(u, *text.shape)], dim=-2)
+        got = self._exchange(send, "Ulysses all-to-all (sequence → heads, with the text)")
+        got = got.movedim(0, -4).reshape(*lead, u * hu, s // u + nt, d)
+        return got[..., :s // u, :], got[..., s // u:, :]
+
     def sequence_to_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(..., h/u, u·n, d) → (..., h, n, d) of this rank's tokens."""
         *lead, hu, s, d = x.shape
@@ -79,47 +93,44 @@ class UlyssesExchange:
         return got.movedim(0, -4).reshape(*lead, u * hu, s // u, d)
 
 
-class UlyssesSelfAttnProcessor:
-    """Image self-attention (the ``self`` kind: PixArt, DiT, HunyuanDiT) over the whole sequence."""
+class UlyssesAttention:
+    """The Ulysses core: this rank's band for all heads → the group's whole sequence for ``h/u``
+    heads, attended by ``inner`` (:class:`~runtime.attention.sequence.LocalAttention`, or a Ring
+    core for USP), and back. Text (joint attention) is replicated: the rank keeps its heads'
+    slice of the text Q/K/V (no traffic), and the text output's heads travel home inside the
+    second all-to-all (each rank receives every head group's text output: an all-gather)."""
 
-    def __init__(self, exchange: UlyssesExchange) -> None:
-        self.x = exchange
+    def __init__(self, exchange: UlyssesExchange, index: int, inner: SequenceAttention | None = None) -> None:
+        self.x, self.index = exchange, index
+        self.inner: SequenceAttention = inner if inner is not None else LocalAttention()
 
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
-                 attention_mask: Any = None, temb: Any = None, image_rotary_emb: Any = None,
-                 **_: Any) -> torch.Tensor:
-        if attention_mask is not None:
-            raise NotImplementedError("the Ulysses processor runs unmasked self-attention only")
-        q, k, v = image_qkv(attn, hidden_states)  # (B, h, n, d)
-        if image_rotary_emb is not None:
-            from diffusers.models.embeddings import apply_rotary_emb
-
-            q, k = apply_rotary_emb(q, image_rotary_emb), apply_rotary_emb(k, image_rotary_emb)
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, text: TextQKV | None,
+               text_first: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         q, k, v = self.x.heads_to_sequence(torch.stack([q, k, v])).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)  # as AttnProcessor2_0
-        out = self.x.sequence_to_heads(out)  # (B, h, n, d)
-        b, h, n, d = out.shape
-        merged = out.transpose(1, 2).reshape(b, n, h * d).to(q.dtype)
-        return self_attention_output(attn, merged, hidden_states)
+        if text is not None:
+            hu = q.shape[1]
+            text = tuple(t[:, self.index * hu:(self.index + 1) * hu] for t in text)  # type: ignore[assignment]
+        out, text_out = self.inner.attend(q, k, v, text, text_first)
+        if text_out is None:
+            return self.x.sequence_to_heads(out), None
+        return self.x.sequence_to_heads_with_text(out, text_out)
 
 
-ULYSSES_PROCESSORS: Mapping[str, type] = MappingProxyType({"self": UlyssesSelfAttnProcessor})
-"""The Ulysses processor of each attention kind (:data:`runtime.families.ProcessorKind`)."""
+@dataclass(frozen=True)
+class UlyssesMember:
+    """Ulysses as a member of a rank's :class:`~runtime.attention.sequence_group.SequenceGroup`:
+    it wraps the core of the members outside it in the mesh (USP: Ring), or attends locally."""
 
+    exchange: UlyssesExchange
+    index: int
 
-def ulysses_families() -> list[str]:
-    """Families whose every attention kind has a Ulysses processor."""
-    return [name for name, adapter in registry().items() if adapter.processor_kinds <= ULYSSES_PROCESSORS.keys()]
+    @property
+    def degree(self) -> int:
+        return self.exchange.degree
 
-
-def install_ulysses(family: str, blocks: list[Any], exchange: UlyssesExchange) -> int:
-    """Swap each block's self-attention processor for the Ulysses one; returns how many."""
-    adapter = adapter_for(family)
-    missing = sorted(adapter.processor_kinds - ULYSSES_PROCESSORS.keys())
-    if missing:
-        raise NotImplementedError(f"no Ulysses processor for family {family!r} ({', '.join(missing)} attention); "
-                                  f"families: {', '.join(ulysses_families())}")
-    for block in blocks:
-        for kind, attn in adapter.attention_sites(block):
-            attn.set_processor(ULYSSES_PROCESSORS[kind](exchange))
-    return len(blocks)
+    def core(self, inner: SequenceAttention | None, state: KVState, stale: StaleLayout | None,
+             behind: Behind) -> SequenceAttention:
+        if inner is None:  # the buffer sits behind this exchange: it sees the group's tokens
+            mine = Behind(self.degree * behind.degree, self.index * behind.degree + behind.index)
+            inner = LocalAttention(GroupKVBuffer(state, mine) if stale is not None else None)
+        return UlyssesAttention(self.exchange, self.index, inner)

@@ -14,9 +14,15 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
 
 from runtime.strategies.base import GuidanceStrategy, LoopStrategy, ReplicaStrategy, RuntimeStrategy
 from simulator.plan import ParallelPlan
+from simulator.rank_groups import AXES
+
+if TYPE_CHECKING:
+    from runtime.attention.sequence_group import SequenceGroup
+    from runtime.dist_context import DistContext
 
 DEFAULT_LOOP = "serial"
 """The loop of a plan that activates no loop axis: diffusers' own forward, one pass per step."""
@@ -62,12 +68,32 @@ def _only(kind: type, what: str) -> RuntimeStrategy:
 
 
 def for_plan(plan: ParallelPlan) -> RankStrategies:
-    """The replica, guidance and loop strategies of ``plan`` (plans that need two loops are refused)."""
-    loops = [s for s in map(strategy, axes())
-             if isinstance(s, LoopStrategy) and s.axis != DEFAULT_LOOP and s.active(plan)]
-    if len(loops) > 1:
-        raise UnknownStrategy(f"pfrun runs one loop per rank; this plan needs {' and '.join(s.axis for s in loops)}")
-    loop = loops[0] if loops else strategy(DEFAULT_LOOP)
+    """The replica, guidance and loop strategies of ``plan``.
+
+    Sequence-parallel axes (``sequence = True``: Ulysses, Ring) compose: alone or together
+    (USP) they run their band loop; with another loop active (PipeFusion, whose
+    ``takes_sequence`` says so) that loop runs and takes their attention hook. Any other pair
+    of loops is refused."""
+    active = [s for s in map(strategy, axes())
+              if isinstance(s, LoopStrategy) and s.axis != DEFAULT_LOOP and s.active(plan)]
+    sequence = [s for s in active if getattr(s, "sequence", False)]
+    others = [s for s in active if s not in sequence]
+    if len(others) > 1 or (others and sequence and not getattr(others[0], "takes_sequence", False)):
+        raise UnknownStrategy(f"pfrun runs one loop per rank; this plan needs {' and '.join(s.axis for s in active)}")
+    loop = others[0] if others else sequence[0] if sequence else strategy(DEFAULT_LOOP)
     return RankStrategies(replicas=_only(ReplicaStrategy, "the replica choice"),  # type: ignore[arg-type]
                           guidance=_only(GuidanceStrategy, "the guidance"),  # type: ignore[arg-type]
                           loop=loop)  # type: ignore[arg-type]
+
+
+def sequence_axes(degrees: Mapping[str, int]) -> list[RuntimeStrategy]:
+    """The active sequence-parallel strategies (``sequence = True``), in mesh order, outermost first."""
+    found = {s.axis: s for s in map(strategy, axes()) if getattr(s, "sequence", False)}
+    return [found[a] for a in AXES if a in found and degrees.get(a, 1) > 1]
+
+
+def sequence_group(dist: DistContext) -> SequenceGroup:
+    """This rank's sequence-parallel group: the attention hook of the band loop and of PipeFusion."""
+    from runtime.attention.sequence_group import SequenceGroup
+
+    return SequenceGroup(dist, [s.member(dist) for s in sequence_axes(dist.degrees)])  # type: ignore[attr-defined]

@@ -30,8 +30,8 @@ stage 0 on the return group (:class:`~runtime.dist_context.DistContext`).
 
 from __future__ import annotations
 
-import copy
 import math
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -39,6 +39,7 @@ from typing import Any, Mapping
 import torch
 
 from profiles.catalog.models import ModelPreset
+from runtime.attention.sequence_group import SequenceGroup, StaleLayout
 from runtime.dist_context import DistContext, PendingRecv
 from runtime.staged_model import StagedModel, StepContext
 from runtime.attention.stale_kv import KVState, install_stale_kv
@@ -72,8 +73,8 @@ class RecvStream:
 class StageLoop:
     """One rank's loop over its units: receive, compute, send; on the last stage also finish."""
 
-    def __init__(self, s: StageSetup, staged: StagedModel) -> None:
-        self.s, self.staged = s, staged
+    def __init__(self, s: StageSetup, staged: StagedModel, sp: SequenceGroup | None = None) -> None:
+        self.s, self.staged, self.sp = s, staged, sp
         share, place = s.share, s.place
         self.sampler = s.inputs.sampler(s.model, share.steps)  # splits per patch at the first patch step
         self.units = units(share.steps, share.warmup, list(share.patch_rows))
@@ -98,13 +99,20 @@ class StageLoop:
             shapes = [(1, c, (u.r1 - u.r0) * self.p, w) for u in self.units if returns_latent(u, share.steps)]
             self.returned = RecvStream(place.dist, place.pipeline[-1], shapes, dtype, place.dist.return_group)
 
+    def _rows(self, u: Unit) -> tuple[int, int]:
+        """The token rows of the unit this rank runs: the whole patch, or its sub-band of it
+        when the stage is split across sequence-parallel ranks (xDiT's PipeFusion × SP)."""
+        return (u.r0, u.r1) if self.sp is None else self.sp.rows(u.r0, u.r1)
+
     def _extra_shape(self, u: Unit) -> tuple[int, ...] | None:
         """What travels with a patch besides its hidden states (text stream, long skips)."""
-        return self.staged.carried_shape(self.batch, self.text_tokens, self.lo, (u.r1 - u.r0) * self.s.model.cols)
+        r0, r1 = self._rows(u)
+        return self.staged.carried_shape(self.batch, self.text_tokens, self.lo, (r1 - r0) * self.s.model.cols)
 
     def _message_numel(self, u: Unit) -> int:
         extra = self._extra_shape(u)
-        return (self.batch * (u.r1 - u.r0) * self.s.model.cols * self.hidden_dim
+        r0, r1 = self._rows(u)
+        return (self.batch * (r1 - r0) * self.s.model.cols * self.hidden_dim
                 + (math.prod(extra) if extra else 0))
 
     def run(self) -> torch.Tensor | None:
@@ -121,11 +129,15 @@ class StageLoop:
             if noise is None:  # not the last stage: the patch went on to the next one
                 continue
             noise = s.inputs.guidance(noise, s.recording.rec, step=u.step, patch=u.patch, stage=s.share.stage)
+            if self.sp is not None:  # guidance is elementwise: guide the sub-band, then join the patch
+                with s.recording.rec.span("gather prediction", "collective", step=u.step, patch=u.patch,
+                                          stage=s.share.stage, bytes=noise.numel() * noise.element_size()):
+                    noise = self.sp.gather(noise)
             self._step_scheduler(u, t, noise)
             if u.patch is None or u.patch == self.patches - 1:
                 s.recording.step_end_s.append(s.recording.rec.now_s())
         s.place.dist.flush()
-        return self.latent if self.last else None
+        return self.latent if self.last and (self.sp is None or self.sp.index == 0) else None
 
     def _receive_latent(self, u: Unit) -> None:
         """Stage 0: the latent rows the last stage sent back after the previous step."""
@@ -143,24 +155,34 @@ class StageLoop:
         s, staged, stage, pipeline = self.s, self.staged, self.s.share.stage, self.s.place.pipeline
         rec, cols = s.recording.rec, s.model.cols
         tags = dict(step=u.step, patch=u.patch, stage=stage)
+        r0, r1 = self._rows(u)
         if self.first:
             with rec.span("embed", "embed", **tags):
                 inp = self.sampler.model_input(self.latent, u.step, t)
-                hidden = staged.embed(inp.expand(self.batch, -1, -1, -1), u.r0, u.r1)
+                hidden = staged.embed(inp.expand(self.batch, -1, -1, -1), r0, r1)
                 extra = staged.initial_extra(ctx)
         else:
             with rec.span("recv", "recv", peer=pipeline[stage - 1], **tags):
-                hidden, extra = _split(self.inbound.next(), self.batch, (u.r1 - u.r0) * cols, self.hidden_dim,
+                hidden, extra = _split(self.inbound.next(), self.batch, (r1 - r0) * cols, self.hidden_dim,
                                        self._extra_shape(u))
-        with rec.span("blocks", "compute", **tags, layers=f"{self.lo}-{self.hi - 1}", layer=self.lo, warmup=u.full):
-            hidden, extra = staged.run_blocks(self.lo, self.hi, hidden, extra, ctx, u.r0, u.r1, u.full)
+        span = dict(tags, layers=f"{self.lo}-{self.hi - 1}", layer=self.lo, warmup=u.full)
+        if self.sp is None:
+            with rec.span("blocks", "compute", **span):
+                hidden, extra = staged.run_blocks(self.lo, self.hi, hidden, extra, ctx, r0, r1, u.full)
+        else:  # compute spans between the sequence-parallel transfers
+            self.sp.clear()
+            start = time.perf_counter()
+            hidden, extra = staged.run_blocks(self.lo, self.hi, hidden, extra, ctx, r0, r1, u.full)
+            if rec.cuda:
+                torch.cuda.current_stream().synchronize()
+            self.sp.record(rec, start, time.perf_counter(), **span)
         if not self.last:
             msg = hidden.reshape(-1) if extra is None else torch.cat([hidden.reshape(-1), extra.reshape(-1)])
             with rec.span("send", "send", peer=pipeline[stage + 1], bytes=msg.numel() * msg.element_size(), **tags):
                 s.place.dist.isend(msg, pipeline[stage + 1], s.place.dist.forward_group)
             return None
         with rec.span("final", "final", **tags):
-            return staged.final(hidden, ctx, u.r0, u.r1)
+            return staged.final(hidden, ctx, r0, r1)
 
     def _step_scheduler(self, u: Unit, t: torch.Tensor, noise: torch.Tensor) -> None:
         """Last stage: the scheduler step of the unit's rows, then the rows back to stage 0."""
@@ -190,12 +212,14 @@ def _split(msg: torch.Tensor, batch: int, tokens: int, hidden: int,
 
 @dataclass(frozen=True)
 class PipeFusionLoop:
-    """A stage's blocks with stale-K/V attention, run by :class:`StageLoop`."""
+    """A stage's blocks with stale-K/V attention, run by :class:`StageLoop`; ``sp``: the stage's
+    sequence-parallel group (PipeFusion × Ulysses / × Ring), whose attention hook the stage takes."""
 
     staged: StagedModel
+    sp: SequenceGroup | None = None
 
     def run(self, s: StageSetup) -> torch.Tensor | None:
-        return StageLoop(s, self.staged).run()
+        return StageLoop(s, self.staged, self.sp).run()
 
 
 @dataclass(frozen=True)
@@ -212,11 +236,22 @@ class PipeFusion:
         return PlanShare(steps=plan.steps, warmup=plan.warmup_steps, patch_rows=tuple(patch_rows(rows, plan.patches)),
                          layers=plan.stage_layers(preset)[stage], stage=stage, stages=plan.degrees.pipefusion)
 
+    takes_sequence: bool = True
+    """Runs with Ulysses / Ring inside its stages: each patch split across their ranks."""
+
     def prepare(self, model: ModelView, share: PlanShare, dist: DistContext) -> PipeFusionLoop:
         kv = KVState()
         staged = StagedModel(model.preset, model.transformer, model.rows, model.cols, kv)
-        install_stale_kv(model.preset.family, staged.blocks[share.layers.start:share.layers.stop], kv)
-        return PipeFusionLoop(staged)
+        blocks = staged.blocks[share.layers.start:share.layers.stop]
+        from runtime.strategies import sequence_axes, sequence_group
+
+        if not sequence_axes(dist.degrees):
+            install_stale_kv(model.preset.family, blocks, kv)
+            return PipeFusionLoop(staged)
+        sp = sequence_group(dist)
+        patches = [staged.tokens(a, b) for a, b in row_bounds(list(share.patch_rows))]
+        sp.install(model.preset.family, blocks, kv, StaleLayout(model.rows * model.cols, patches))
+        return PipeFusionLoop(staged, sp)
 
 
 STRATEGY = PipeFusion()

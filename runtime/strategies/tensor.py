@@ -23,7 +23,6 @@ Result: equal to serial up to floating-point summation order.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping

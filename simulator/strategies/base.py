@@ -256,14 +256,37 @@ def output_gather(axis: str, work: PassWork, degree: int) -> list[CollectiveSpec
 
 
 def band_limits(axis: str, short: str, degree: int, facts: PlanFacts, *, pipelined: str) -> str | None:
-    """The limits of pfrun's band loop, shared by the strategies that run it (Ulysses, Ring,
-    DistriFusion): one loop per rank, so no PipeFusion around it (``pipelined`` says so in the
-    strategy's words), and equal bands of token rows."""
+    """The limits of pfrun's band loop for DistriFusion: one loop per rank, so no PipeFusion
+    around it (``pipelined`` says so in the strategy's words), and at least one token row per
+    band (uneven bands run: the larger first, padded to the largest for each gather)."""
     if facts.pipelined:
         return f"degrees.{axis}: {pipelined}"
-    if facts.rows % degree:
-        return (f"degrees.{axis}: the {facts.rows} token rows do not split into {degree} equal bands "
+    if facts.rows and facts.rows < degree:
+        return f"degrees.{axis}: the {facts.rows} token rows cannot give each of {degree} ranks a band"
+    return None
+
+
+def sequence_limits(axis: str, short: str, facts: PlanFacts) -> str | None:
+    """The limits of pfrun's sequence-parallel hook (Ulysses, Ring, both: USP): every rank of
+    their product ``u·r`` holds an equal band of whole token rows, of the image and, inside
+    PipeFusion stages, of every patch (xDiT splits a patch by tokens; pfrun's staged model cuts
+    rows). DistriFusion and tensor parallel combine with them in no valid plan."""
+    from simulator.strategies import STRATEGIES  # the registry imports this module
+
+    sp = 1
+    for s in STRATEGIES:
+        if s.splits_sequence and s.axis:
+            sp *= facts.degrees.get(s.axis, 1)
+    if facts.rows % sp:
+        return (f"degrees.{axis}: the {facts.rows} token rows do not split into {sp} equal bands "
                 f"(pfrun's {short} needs equal bands)")
+    if not facts.pipelined:
+        return None
+    base, extra = divmod(facts.rows, max(facts.patches, 1))
+    uneven = [n for n in {base, base + 1 if extra else base} if n % sp]
+    if uneven:
+        return (f"patches: the {uneven[0]}-row PipeFusion patches do not split into the {sp} ranks of "
+                f"degrees.{axis} (pfrun's {short} inside PipeFusion splits each patch into whole token rows)")
     return None
 
 

@@ -23,7 +23,7 @@ from typing import Callable
 
 from profiles.catalog.models import ModelPreset
 from simulator.strategies.base import (CollectiveSpec, PassWork, PlanFacts, SequenceShard, TrafficContext,
-                                      band_limits, output_gather)
+                                      output_gather, sequence_limits)
 
 
 class Ring(SequenceShard):
@@ -35,8 +35,6 @@ class Ring(SequenceShard):
     xdit_flag = "--ring_degree"
     role = "stage"
     runtime_module = "runtime.strategies.ring"
-    runtime_attention = frozenset({"cross", "self"})
-    """Joint attention (SD3, Flux) would also need the text stream's queries and K/V in the ring."""
 
     def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
         return []  # what it must divide is a cross-axis rule (splits_sequence)
@@ -74,10 +72,4 @@ class Ring(SequenceShard):
     def runtime_limits(self, degree: int, facts: PlanFacts, model: ModelPreset) -> str | None:
         if degree < 2:
             return None
-        unsupported = super().runtime_limits(degree, facts, model)
-        if unsupported:
-            return unsupported
-        if facts.degrees.get("ulysses", 1) > 1:
-            return "degrees.ring: Ring × Ulysses (USP) is not executed yet (pfrun runs one loop per rank)"
-        return band_limits(self.axis, "Ring", degree, facts,
-                           pipelined="Ring inside PipeFusion stages is not executed yet (only with cfg and data)")
+        return super().runtime_limits(degree, facts, model) or sequence_limits(self.axis, "Ring", facts)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from profiles.catalog.models import ModelPreset
 from simulator.strategies.base import (CollectiveSpec, PassWork, PlanFacts, SequenceShard, TrafficContext,
-                                      band_limits, output_gather)
+                                      output_gather, sequence_limits)
 
 TENSORS_PER_LAYER = 4
 """Q, K, V and the attention output."""
@@ -32,8 +32,6 @@ class Ulysses(SequenceShard):
     role = "stage"
     shards_heads = True
     runtime_module = "runtime.strategies.ulysses"
-    runtime_attention = frozenset({"cross", "self"})
-    """Joint attention (SD3, Flux) would also need the text stream's heads gathered back."""
 
     def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
         return []  # heads and tokens: cross-axis rules (shards_heads, splits_sequence)
@@ -51,8 +49,4 @@ class Ulysses(SequenceShard):
     def runtime_limits(self, degree: int, facts: PlanFacts, model: ModelPreset) -> str | None:
         if degree < 2:
             return None
-        unsupported = super().runtime_limits(degree, facts, model)
-        if unsupported:
-            return unsupported
-        return band_limits(self.axis, "Ulysses", degree, facts,
-                           pipelined="Ulysses inside PipeFusion stages is not executed yet (only with cfg and data)")
+        return super().runtime_limits(degree, facts, model) or sequence_limits(self.axis, "Ulysses", facts)

@@ -14,12 +14,15 @@ from tests.conftest import ROOT
 from .helpers import plan
 
 
-@pytest.mark.parametrize("degrees", [{"ulysses": 2, "ring": 2}, {"pipefusion": 2, "ulysses": 2}])
-def test_combinations_not_executed_are_refused_by_name(degrees):
-    """Every axis runs alone now (issue 11); two loop axes on one rank do not yet."""
-    reason = unrunnable_reason(plan("pixart-tiny", degrees=degrees, patches=2 if "pipefusion" in degrees else 1,
-                                    warmup_steps=1), load_model("pixart-tiny"))
+@pytest.mark.parametrize("degrees, px", [({"pipefusion": 2, "ulysses": 2}, 128), ({"ring": 2, "ulysses": 2}, 144)])
+def test_shapes_pfrun_cannot_split_are_refused_by_name(degrees, px):
+    """Every axis and every combination the search enumerates runs now (issue 11); what is left
+    is a patch or an image pfrun cannot cut into equal bands of whole token rows."""
+    reason = unrunnable_reason(plan("pixart-tiny", px=px, degrees=degrees,
+                                    patches=8 if "pipefusion" in degrees else 1, warmup_steps=1),
+                               load_model("pixart-tiny"))
     assert reason and any(axis in reason for axis in degrees)
+    assert "equal bands" in reason or "whole token rows" in reason
 
 
 def test_runnable_plans_pass():

@@ -13,15 +13,15 @@ picked up the moment its strategy says it runs — and runs each through the rea
   step, then a patched step on stale K/V): it must finish with a finite latent; and once with
   W = T, where it must match serial to the same tolerance.
 
-Budget (≤ ~3 min on an idle 2-core machine): every runnable shape × every tiny preset is about
-120 shapes on cpu4 (cpu2's shapes are a subset: cpu4 enumerates 1 to 4 ranks), over 200 launches.
+Budget (≤ ~3 min on an idle 2-core machine; 1 min 42 s measured on a loaded one, 2026-12-02,
+53 selected shapes): every runnable shape × every tiny preset is about 200 shapes on cpu4 (cpu2's shapes are a subset: cpu4 enumerates 1 to 4 ranks), over 200 launches.
 So the selection is round robin: every distinct shape (degrees and patches) runs once, on the
 next preset in turn that enumerates it, and every preset runs at least one shape of each axis it
 has runnable. ``PFPLAN_EVERY_SHAPE=1`` runs every shape on every preset instead.
 
 The shapes pfrun refuses are listed by :func:`refused` (printed by
 ``test_list_the_shapes_pfrun_refuses``, and in docs/runtime.md by benchmarks/runtime_exactness.py);
-the list shrinks to zero as issue 11 lands.
+since issue 11 only bands of unequal token rows are left (10 of 216 on cpu4: 1-row patches under PipeFusion × Ulysses / Ring).
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ def _tolerance(serial) -> float:
     return 1e-5 * float(serial.latents[0].abs().max())
 
 
-@pytest.mark.parametrize("name, steps", [("pixart-tiny", T), ("dit-tiny", T), ("hunyuan-tiny", 1)])
+@pytest.mark.parametrize("name, steps", [("pixart-tiny", T), ("dit-tiny", T), ("hunyuan-tiny", 1),
+                                         ("sd3-tiny", T), ("flux-tiny", T)])
 def test_two_ranks_reproduce_serial(name, steps):
     """HunyuanDiT runs one step: its DDPM scheduler turns the float-order difference of the merge
     (6e-8 after one step) into 1e-5 after two and 2e-5 after three (x0 at t≈T divides by √ᾱ ≈ 0.006)."""
@@ -71,19 +72,17 @@ def test_online_softmax_merge_equals_plain_attention(blocks):
 
 
 @pytest.mark.parametrize("name, fields, needle", [
-    ("sd3-tiny", {"degrees": {"ring": 2}}, "Ring attention on sd3"),
-    ("flux-tiny", {"degrees": {"ring": 2}}, "Ring attention on flux"),
-    ("pixart-tiny", {"degrees": {"ring": 2, "ulysses": 2}}, "(USP)"),
-    ("pixart-tiny", {"degrees": {"ring": 2, "pipefusion": 2}, "patches": 2, "warmup_steps": 1},
-     "inside PipeFusion"),
+    ("pixart-tiny", {"degrees": {"ring": 2, "pipefusion": 2}, "patches": 8, "warmup_steps": 1},
+     "1-row PipeFusion patches"),
     ("dit-tiny", {"degrees": {"ring": 2}, "px": 144}, "9 token rows"),
 ])
 def test_what_ring_does_not_run_is_refused_with_one_line(name, fields, needle):
+    """Issue 11 made joint attention, USP and PipeFusion × Ring run; what is left is named."""
     reason = unrunnable_reason(plan(name, **fields), load_model(name))
-    assert reason and needle in reason and reason.startswith("degrees.ring") and "\n" not in reason
+    assert reason and needle in reason and reason.startswith(("degrees.ring", "patches")) and "\n" not in reason
 
 
 def test_what_ring_runs_is_not_refused():
-    for name in ("pixart-tiny", "dit-tiny", "hunyuan-tiny"):
+    for name in ("pixart-tiny", "dit-tiny", "hunyuan-tiny", "sd3-tiny", "flux-tiny"):
         assert unrunnable_reason(plan(name, degrees={"ring": 2}), load_model(name)) is None
     assert unrunnable_reason(plan("dit-tiny", degrees={"ring": 2, "cfg": 2}), load_model("dit-tiny")) is None

@@ -51,6 +51,8 @@ def test_an_unknown_axis_fails_with_one_line_naming_the_valid_ones(axis):
     ({"degrees": {"pipefusion": 2}, "patches": 2, "warmup_steps": 1}, "pipefusion"),
     ({"patches": 4, "warmup_steps": 1}, "pipefusion"),  # PipeFusion's stale path on one rank
     ({"degrees": {"cfg": 2, "ulysses": 2}}, "ulysses"),
+    ({"degrees": {"ulysses": 2, "ring": 2}}, "ring"),  # USP: one band loop, both exchanges (issue 11)
+    ({"degrees": {"pipefusion": 2, "ulysses": 2}, "patches": 2, "warmup_steps": 1}, "pipefusion"),  # takes the hook
 ])
 def test_a_plan_dispatches_to_the_loop_of_its_active_axis(fields, loop):
     chosen = registry.for_plan(plan("pixart-tiny", **fields))
@@ -59,8 +61,11 @@ def test_a_plan_dispatches_to_the_loop_of_its_active_axis(fields, loop):
 
 
 def test_a_plan_needing_two_loops_is_refused_naming_both():
-    with pytest.raises(registry.UnknownStrategy, match="pipefusion and ulysses"):
-        registry.for_plan(plan("pixart-tiny", degrees={"pipefusion": 2, "ulysses": 2}, patches=2, warmup_steps=1))
+    """Sequence-parallel axes compose with PipeFusion since issue 11; two other loops do not."""
+    with pytest.raises(registry.UnknownStrategy, match="distrifusion and tensor"):
+        registry.for_plan(plan("pixart-tiny", degrees={"distrifusion": 2, "tensor": 2}))
+    with pytest.raises(registry.UnknownStrategy, match="distrifusion and ulysses"):
+        registry.for_plan(plan("pixart-tiny", degrees={"distrifusion": 2, "ulysses": 2}))
 
 
 def test_guidance_follows_the_model_and_the_cfg_degree():

@@ -14,8 +14,9 @@ from .helpers import max_diff, plan, run
 T = 3
 
 
-@pytest.mark.parametrize("name", ["pixart-tiny", "dit-tiny", "hunyuan-tiny"])
+@pytest.mark.parametrize("name", ["pixart-tiny", "dit-tiny", "hunyuan-tiny", "sd3-tiny", "flux-tiny"])
 def test_two_ranks_reproduce_serial(name):
+    """SD3 and Flux: joint attention, the replicated text's heads sliced, its output gathered back."""
     serial = run(plan(name, steps=T))
     result = run(plan(name, steps=T, degrees={"ulysses": 2}))
     assert max_diff(result, serial) <= 1e-5
@@ -42,14 +43,14 @@ def test_trace_has_two_all_to_alls_per_layer_and_no_overlapping_spans():
 
 
 @pytest.mark.parametrize("name, fields, needle", [
-    ("sd3-tiny", {"degrees": {"ulysses": 2}}, "Ulysses on sd3"),
-    ("flux-tiny", {"degrees": {"ulysses": 2}}, "Ulysses on flux"),
-    ("pixart-tiny", {"degrees": {"ulysses": 2, "pipefusion": 2}, "patches": 2, "warmup_steps": 1},
-     "inside PipeFusion"),
+    ("pixart-tiny", {"degrees": {"ulysses": 2, "pipefusion": 2}, "patches": 8, "warmup_steps": 1},
+     "1-row PipeFusion patches do not split into the 2 ranks"),
+    ("sd3-tiny", {"degrees": {"ulysses": 2, "ring": 2}, "px": 144}, "9 token rows do not split into 4 equal bands"),
 ])
 def test_what_ulysses_does_not_run_is_refused_with_the_reason(name, fields, needle):
+    """Issue 11 made joint attention and PipeFusion × Ulysses run; what is left is named."""
     reason = unrunnable_reason(plan(name, **fields), load_model(name))
-    assert reason and needle in reason and reason.startswith("degrees.ulysses")
+    assert reason and needle in reason and reason.startswith(("degrees.", "patches")) and "\n" not in reason
 
 
 def test_unequal_bands_are_refused():
