@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from profiles.formats import FormatModel
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.plan import ParallelPlan
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from planner.search import Candidate, SearchResult
 
 
-class CandidateRecord(BaseModel):
+class CandidateRecord(FormatModel):
     """A plan that fits, with what was predicted for it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -39,7 +40,7 @@ class CandidateRecord(BaseModel):
     plan: ParallelPlan
 
 
-class RejectedRecord(BaseModel):
+class RejectedRecord(FormatModel):
     """A plan shape dropped before ranking."""
 
     model_config = ConfigDict(extra="forbid")
@@ -50,7 +51,7 @@ class RejectedRecord(BaseModel):
     reason: str
 
 
-class SearchReport(BaseModel):
+class SearchReport(FormatModel):
     """Everything one search found."""
 
     model_config = ConfigDict(extra="forbid")
@@ -65,7 +66,7 @@ class SearchReport(BaseModel):
     cost_model: str
     baseline_latency_s: float | None = Field(None, description="Serial plan on one device (simulated).")
     counts: dict[str, int] = Field(default_factory=dict, description="Shapes enumerated, pruned, simulated.")
-    candidates: list[CandidateRecord]
+    candidates: list[CandidateRecord] = Field(min_length=1)
     rejected: list[RejectedRecord] = Field(default_factory=list)
 
 

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from math import prod
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from profiles.formats import FormatModel
+from pydantic import ConfigDict, Field, create_model, field_validator
 
 from profiles.errors import InputError
 from profiles.catalog.models import ModelPreset
@@ -27,7 +28,7 @@ from simulator.strategies.base import PlanFacts
 TOOL_VERSION = "0.1.0"
 
 
-class DegreesBase(BaseModel):
+class DegreesBase(FormatModel):
     """What every ``Degrees`` model can do; the fields come from the strategies (:func:`degrees_model`)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -70,7 +71,7 @@ Degrees = degrees_model()
 """The degrees every plan file holds (``data, cfg, pipefusion, …``; see :func:`degrees_model`)."""
 
 
-class Prediction(BaseModel):
+class Prediction(FormatModel):
     """What the simulator predicted for this plan."""
 
     model_config = ConfigDict(extra="forbid")
@@ -87,7 +88,7 @@ class Prediction(BaseModel):
                                 "vae_decode_time_s.")
 
 
-class Provenance(BaseModel):
+class Provenance(FormatModel):
     """Where a plan came from, so a user can reproduce it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -101,7 +102,7 @@ class Provenance(BaseModel):
     profile_sha256: str | None = None
 
 
-class ParallelPlan(BaseModel):
+class ParallelPlan(FormatModel):
     """How to run one generation of ``model`` on a cluster."""
 
     model_config = ConfigDict(extra="forbid")

@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from profiles.formats import FormatModel
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -22,7 +23,7 @@ from profiles.loading import load_model_file, read_document, suggest
 MODELS_DIR = Path(__file__).parents[1] / "data" / "models"
 
 
-class ModelPreset(BaseModel):
+class ModelPreset(FormatModel):
     """One DiT the toolkit can plan for and run."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
