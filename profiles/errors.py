@@ -10,7 +10,8 @@ line naming the file and field, and exit code 2. Each package owns one subclass:
     ├── SimulatorError        simulator/ (defined there)
     │   └── PlanError
     ├── PlannerError          planner/ (defined there)
-    └── RuntimeFailure        runtime/ (defined there; exit code 1 when a run fails)
+    ├── RuntimeFailure        runtime/ (defined there; exit code 1 when a run fails)
+    └── Interrupted           SIGINT / SIGTERM: exit 130 / 143, printed without "error:"
 """
 
 from __future__ import annotations
@@ -43,3 +44,12 @@ class ProfilesError(PfplanError):
 
 class TopologyError(ProfilesError):
     """A topology that parses but cannot describe a real cluster."""
+
+
+class Interrupted(PfplanError):
+    """The user (SIGINT, Ctrl-C) or the system (SIGTERM) stopped the command: 128 + the signal."""
+
+    def __init__(self, message: str, *, signum: int) -> None:
+        self.exit_code = 128 + signum
+        self.signum = signum
+        super().__init__(message)
