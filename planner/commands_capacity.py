@@ -14,6 +14,7 @@ from planner.job import load_job, resolution_of, run_search
 from planner.report import write_report
 from planner.search import SearchSettings
 from profiles.errors import InputError
+from profiles.output_guard import guard_outputs
 
 
 def register(app: typer.Typer) -> None:
@@ -70,5 +71,6 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "-o", "--output", help="HTML file to write."),
     ) -> None:
         """A self-contained plotly HTML report: latency vs GPUs per strategy, top plans, memory."""
+        guard_outputs({"-o": output}, {"SOURCE": source})
         names = write_report(source, output)
         out_console.print(f"wrote {output} ({len(names)} plans)", markup=False)

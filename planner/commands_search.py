@@ -21,7 +21,8 @@ from planner.job import load_job, resolution_of, run_search, sha256_of
 from planner.search import GB, SearchSettings
 from planner.search_format import CandidateRecord, SearchReport, search_report
 from profiles.errors import InputError
-from profiles.loading import write_model_json
+from profiles.output_guard import guard_outputs, write_outputs
+from simulator.plan_files import paths_relative_to
 from simulator.plan import ParallelPlan, Provenance
 
 
@@ -105,6 +106,7 @@ def register(app: typer.Typer) -> None:
         """Find the fastest plan that fits: degrees, patches, warm-up, stage split, placement."""
         if objective not in ("latency", "throughput"):
             raise InputError(f"expected latency or throughput, got {objective!r}", field="--objective")
+        guard_outputs({"-o": output, "--results": results}, {"--topology": topology, "--model": model, "--profile": profile})
         cluster, preset, cost_model = load_job(topology, model, profile)
         res = resolution_of(preset, resolution)
         steps = steps if steps is not None else preset.default_steps
@@ -121,10 +123,7 @@ def register(app: typer.Typer) -> None:
         provenance = Provenance(command=command, topology=topology, topology_sha256=sha256_of(cluster.file),
                                 profile=profile, profile_sha256=sha256_of(profile))
         plan = finished_plan(report, provenance=provenance, allow_unrunnable=allow_unrunnable)
-        if output is not None:
-            write_model_json(output, plan)
-        if results is not None:
-            write_model_json(results, report)
+        write_outputs([(output, paths_relative_to(plan, output)), (results, report)])  # both or neither
         if json_out:
             print_json({"plan": plan.model_dump(mode="json"),
                         "alternatives": [r.model_dump(mode="json", exclude={"plan"}) for r in report.candidates[:top]],

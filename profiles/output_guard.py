@@ -23,6 +23,8 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from profiles.errors import InputError
 from profiles.loading import stage_file
 
@@ -62,9 +64,9 @@ def check_output(path: Path | str, field: str | None = None) -> Path:
         raise InputError("is a directory; give a file name to write", file=str(path), field=field)
     folder = path.parent
     if not folder.exists():
-        raise InputError(f"its folder {folder} does not exist (create it first)", file=str(path), field=field)
+        raise InputError(f"its directory {folder} does not exist (create it first)", file=str(path), field=field)
     if not folder.is_dir():
-        raise InputError(f"{folder} is not a folder", file=str(path), field=field)
+        raise InputError(f"{folder} is not a directory", file=str(path), field=field)
     why = _probe(folder)
     if why is not None:
         raise InputError(f"cannot write in {folder} ({why})", file=str(path), field=field)
@@ -81,7 +83,7 @@ def guard_outputs(outputs: Mapping[str, PathLike], inputs: Mapping[str, PathLike
     for field, path in _named(outputs):
         for name, source in named_inputs:
             if _same(path, source):
-                raise InputError(f"is also the input {name} ({source}); write the output elsewhere",
+                raise InputError(f"is also an input of this command ({name}); write the output elsewhere",
                                  file=str(path), field=field)
         for name, other in seen:
             if _same(path, other):
@@ -91,13 +93,16 @@ def guard_outputs(outputs: Mapping[str, PathLike], inputs: Mapping[str, PathLike
         seen.append((field, path))
 
 
-def write_outputs(files: Sequence[tuple[Path | str, str | bytes]]) -> None:
-    """Write every file or none: stage each beside its destination, then rename them all into place."""
+def write_outputs(files: Sequence[tuple[PathLike, str | bytes | BaseModel]]) -> None:
+    """Write every file or none: stage each beside its destination, then rename them all into place.
+    A None path is skipped (an output not asked for); a pydantic model is written as indented JSON."""
     staged: list[tuple[Path, Path]] = []
     placed: list[Path] = []
+    files = [(p, d) for p, d in files if p is not None]
     try:
         for path, data in files:
-            staged.append((stage_file(Path(path), data), Path(path)))
+            text = data.model_dump_json(indent=2) + "\n" if isinstance(data, BaseModel) else data
+            staged.append((stage_file(Path(path), text), Path(path)))
         for tmp, path in staged:
             os.replace(tmp, path)
             placed.append(path)

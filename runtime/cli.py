@@ -20,10 +20,10 @@ import typer
 
 from profiles.cli_support import entry_point, out_console, print_json
 from profiles.errors import InputError
-from profiles.loading import load_model_file
 from profiles.catalog.models import load_model
-from runtime.outputs import check_distinct, check_output_path, write_all
-from simulator.plan import ParallelPlan
+from profiles.output_guard import guard_outputs
+from runtime.outputs import write_all
+from simulator.plan_files import load_plan, plan_model
 
 app = typer.Typer(name="pfrun", help="Run a parallel plan (plan.json) with torch.distributed. "
                   "Add --debug to see tracebacks.", add_completion=False, pretty_exceptions_enable=False)
@@ -65,7 +65,7 @@ def run(
     """Execute the plan and print the measured latency."""
     from runtime.run import check_runnable, compare, execute, job_for, serial_plan
 
-    plan = load_model_file(ParallelPlan, plan_file)
+    plan = load_plan(plan_file)
     prompts, embeds_files = tuple(prompt or ()), tuple(str(p) for p in prompt_embeds or ())
     if prompts and embeds_files:
         raise InputError("give --prompt or --prompt-embeds, not both", field="--prompt")
@@ -74,7 +74,7 @@ def run(
             raise InputError("not a directory", file=str(model_path), field="--model-path")
         preset = load_model(str(model_path))
     else:
-        preset = load_model(plan.model)
+        preset = plan_model(plan, file=str(plan_file))
     check_runnable(plan, preset, file=str(plan_file))
     if embeds_files:
         from runtime.model_inputs import load_prompt_embeds
@@ -98,9 +98,7 @@ def run(
         if out is not None else {}
     if trace is not None:
         outputs["--trace"] = trace
-    for field, path in outputs.items():  # a path that cannot be written: refused before the run
-        check_output_path(path, field)
-    check_distinct(outputs)
+    guard_outputs(outputs, {"--plan": plan_file, "--model-path": model_path, **{f"--prompt-embeds {p}": p for p in embeds_files}})
     options = dict(model_path=str(model_path) if model_path else None, seed=seed, prompts=prompts, dtype=dtype,
                    prompt_embeds=embeds_files, timeout_s=timeout,
                    threads=threads, device=device)
