@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from profiles.formats import FormatModel
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from profiles.loading import load_model_file, resolve_shipped
 
@@ -64,6 +64,14 @@ class NvlinkDomain(FormatModel):
     gpus: list[str] = Field(min_length=2)
     switched: bool = Field(True, description="True: every GPU has one link to an NVSwitch. False: a direct link per pair.")
     link: Link = Field(description="Each GPU's NVLink bandwidth (to the switch, or to each peer).")
+
+    @field_validator("gpus")
+    @classmethod
+    def _no_self_loop(cls, gpus: list[str]) -> list[str]:
+        repeated = sorted({g for g in gpus if gpus.count(g) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed twice (an NVLink from a GPU to itself)")
+        return gpus
 
 
 class Node(FormatModel):
