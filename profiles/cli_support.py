@@ -101,7 +101,7 @@ def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     if debug:
         args = [a for a in args if a != "--debug"]
-    with warnings_as_lines(prog), _sigterm_interrupts():
+    with warnings_as_lines(prog), _signals_interrupt():
         return _run(app, prog, args, debug)
 
 
@@ -110,18 +110,21 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises :class:`Interrupted` (like Ctrl-C's KeyboardInterrupt), so ``finally`` blocks
-    run: ranks are stopped, staged files removed. Only the main thread may set handlers."""
+def _signals_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` where the command is, so ``finally`` blocks run
+    (ranks are stopped, staged files removed) and the CLI can say so; a plain KeyboardInterrupt
+    would be turned into a silent exit 130 by typer. Only the main thread may set handlers."""
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _raise_interrupted)
     except ValueError:  # not the main thread (an embedding program's worker): leave signals alone
-        yield
-        return
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _interrupted(prog: str, exc: BaseException, debug: bool) -> int:
@@ -129,7 +132,7 @@ def _interrupted(prog: str, exc: BaseException, debug: bool) -> int:
     if not isinstance(exc, Interrupted):
         exc = Interrupted("interrupted", signum=signal.SIGINT)
     if debug:
-        traceback.print_exception(exc.__context__ if exc.__context__ is not None else exc, file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)  # where the signal found the command
         err_console.print(f"{prog}: {exc.one_line()} (signal {signal.Signals(exc.signum).name})", markup=False)
     else:
         err_console.print(f"{prog}: {exc.one_line()}", markup=False)

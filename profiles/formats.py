@@ -55,5 +55,5 @@ class FormatModel(BaseModel):
     @classmethod
     def _booleans_are_not_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, bool) and info.field_name in cls._numeric_fields:
-            raise ValueError(f"expected a number, got a boolean ({str(value).lower()})")
+            raise ValueError("a boolean is not a number")
         return value

@@ -117,8 +117,8 @@ TOPOLOGY_BREAKS = {
     "bandwidth .nan": (cpu2("bandwidth_gb_s: 4.74", "bandwidth_gb_s: .nan"), "bandwidth_gb_s", "finite"),
     "latency .inf": (cpu2("latency_us: 22.95", "latency_us: .inf"), "device_link.latency_us", "finite"),
     "latency negative": (cpu2("latency_us: 22.95", "latency_us: -1"), "latency_us", "greater than or equal"),
-    "bandwidth a boolean": (cpu2("bandwidth_gb_s: 4.74", "bandwidth_gb_s: true"), "bandwidth_gb_s", "boolean"),
-    "count a boolean": (cpu2("  - name: node0\n", "  - name: node0\n    count: true\n"), "nodes[0].count", "boolean"),
+    "bandwidth a boolean": (cpu2("bandwidth_gb_s: 4.74", "bandwidth_gb_s: true"), "bandwidth_gb_s", "a boolean is not a number"),
+    "count a boolean": (cpu2("  - name: node0\n", "  - name: node0\n    count: true\n"), "nodes[0].count", "a boolean is not a number"),
     "count zero": (cpu2("  - name: node0\n", "  - name: node0\n    count: 0\n"), "nodes[0].count", "greater than"),
     "count fractional": (cpu2("  - name: node0\n", "  - name: node0\n    count: 1.5\n"), "nodes[0].count", "integer"),
     "efficiency above 1": (cpu2("  overlap_efficiency: 0.1964", "  bandwidth_efficiency: 1.5\n  overlap_efficiency: 0.1964"),
@@ -160,10 +160,10 @@ for i, (command, args) in enumerate(list(TOPOLOGY_COMMANDS.items())[1:]):
 
 # ---- model preset YAML ----
 PRESET_BREAKS = {
-    "steps a boolean": (tiny("default_steps: 4", "default_steps: true"), "default_steps", "boolean"),
+    "steps a boolean": (tiny("default_steps: 4", "default_steps: true"), "default_steps", "a boolean is not a number"),
     "steps zero": (tiny("default_steps: 4", "default_steps: 0"), "default_steps", "greater than"),
     "resolution .inf": (tiny("default_resolution: 256", "default_resolution: .inf"), "default_resolution"),
-    "uses_cfg a number": (tiny("uses_cfg: true", "uses_cfg: 7"), "uses_cfg", "boolean"),
+    "uses_cfg a number": (tiny("uses_cfg: true", "uses_cfg: 7"), "uses_cfg", "a boolean is not a number"),
     "text_tokens negative": (tiny("text_tokens: 0", "text_tokens: -3"), "text_tokens"),
     "unknown family": (tiny("family: dit", "family: ditt"), "family"),
     "misspelt key": (tiny("scheduler:", "schedular:"), "schedular", "unknown field"),
@@ -191,13 +191,13 @@ for i, (command, args) in enumerate(PRESET_COMMANDS.items()):
 
 # ---- plan JSON, through every command that reads one ----
 PLAN_BREAKS = {
-    "steps a boolean": (as_json(plan_doc(steps=True)), "steps", "boolean"),
+    "steps a boolean": (as_json(plan_doc(steps=True)), "steps", "a boolean is not a number"),
     "steps zero": (as_json(plan_doc(steps=0)), "steps", "greater than"),
     "steps fractional": (as_json(plan_doc(steps=2.5)), "steps", "integer"),
     "height NaN": ('{"schema_version": 1, "model": "dit-tiny", "height_px": NaN, "width_px": 128, "steps": 4}',
                    "height_px"),
-    "patches a boolean": (as_json(plan_doc(patches=True)), "patches", "boolean"),
-    "degree a boolean": (as_json(plan_doc(degrees={"pipefusion": True})), "degrees.pipefusion", "boolean"),
+    "patches a boolean": (as_json(plan_doc(patches=True)), "patches", "a boolean is not a number"),
+    "degree a boolean": (as_json(plan_doc(degrees={"pipefusion": True})), "degrees.pipefusion", "a boolean is not a number"),
     "warm-up negative": (as_json(plan_doc(warmup_steps=-1)), "warmup_steps", "greater than or equal"),
     "prediction Infinity": (as_json(plan_doc(prediction={"latency_s": float("inf")})),
                             "prediction.latency_s", "finite"),
@@ -231,7 +231,7 @@ for command, args in PLAN_COMMANDS.items():
 PROFILE_BREAKS = {
     "median NaN": (profile_with(("layers", "embed", 0, "median_s"), float("nan")), "median_s", "finite"),
     "median negative": (profile_with(("layers", "embed", 0, "median_s"), -1.0), "median_s", "greater than"),
-    "repeats a boolean": (profile_with(("layers", "embed", 0, "repeats"), True), "repeats", "boolean"),
+    "repeats a boolean": (profile_with(("layers", "embed", 0, "repeats"), True), "repeats", "a boolean is not a number"),
     "batch zero": (profile_with(("layers", "embed", 0, "batch"), 0), "batch", "greater than"),
     "unknown field": (profile_with(("layerz",), {}), "layerz", "unknown field"),
     "truncated": (json.dumps(PROFILE)[:100], "invalid JSON"),
@@ -253,7 +253,7 @@ REPORT = ["report", "s.json", "-o", "r.html"]
 for name, change, needles in [
     ("no candidates", setitem(("candidates",), []), ("candidates", "at least 1")),
     ("latency NaN", setitem(("candidates", 0, "latency_s"), float("nan")), ("candidates[0].latency_s", "finite")),
-    ("devices a boolean", setitem(("candidates", 0, "devices"), True), ("candidates[0].devices", "boolean")),
+    ("devices a boolean", setitem(("candidates", 0, "devices"), True), ("candidates[0].devices", "a boolean is not a number")),
     ("steps a string", setitem(("steps",), "many"), ("steps", "integer")),
     ("unknown field", setitem(("candidatez",), []), ("candidatez", "unknown field")),
     ("plan steps zero", setitem(("candidates", 0, "plan", "steps"), 0), ("candidates[0].plan.steps",)),
@@ -267,7 +267,7 @@ VALIDATE = ["validate", "sim.json", "meas.json"]
 for name, change, needles in [
     ("event ts NaN", setitem(("traceEvents", 2, "ts"), float("nan")), ("traceEvents[2].ts", "finite")),
     ("event duration negative", setitem(("traceEvents", 2, "dur"), -5.0), ("traceEvents[2].dur",)),
-    ("event tid a boolean", setitem(("traceEvents", 2, "tid"), True), ("traceEvents[2].tid", "boolean")),
+    ("event tid a boolean", setitem(("traceEvents", 2, "tid"), True), ("traceEvents[2].tid", "a boolean is not a number")),
     ("unknown phase", setitem(("traceEvents", 2, "ph"), "Q"), ("traceEvents[2].ph",)),
 ]:
     add("validate", f"trace {name}", Case(VALIDATE, {"sim.json": from_fixture("trace", change),
@@ -279,7 +279,7 @@ add("validate", "trace truncated", Case(VALIDATE, {"sim.json": lambda v: v["trac
 CAL = ["topology", "calibrate", "--topology", "cpu2", "--measurements", "runs.yaml", "-o", "out.yaml"]
 for name, text, needles in [
     ("latency .inf", edit(MEASURED, "latency_s: 0.5", "latency_s: .inf"), ("runs[0].latency_s", "finite")),
-    ("resolution a boolean", edit(MEASURED, "resolution: 128", "resolution: true"), ("runs[0].resolution", "boolean")),
+    ("resolution a boolean", edit(MEASURED, "resolution: 128", "resolution: true"), ("runs[0].resolution", "a boolean is not a number")),
     ("steps zero", edit(MEASURED, "steps: 4", "steps: 0"), ("runs[0].steps",)),
     ("an alias", edit(MEASURED, "  - {parallel: pipefusion=2", "  - &r {parallel: pipefusion=2") + "  - *r\n",
      ("anchors and aliases",)),
