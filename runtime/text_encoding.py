@@ -9,12 +9,12 @@ file: encoders run once, not once per rank, and ranks cannot disagree.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from profiles.errors import InputError
+from profiles.loading import read_document
 from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
 from runtime.families import adapter_for
@@ -29,12 +29,17 @@ def encode_prompt(preset: ModelPreset, model_path: Path, prompt: str, negative: 
     """Conditioning from the folder's pipeline, encoded the way the family's adapter says."""
     import diffusers
 
-    index = json.loads((model_path / "model_index.json").read_text())
+    index = read_document(model_path / "model_index.json")  # bad JSON: one line naming the file
     cls = getattr(diffusers, index.get("_class_name", ""), None)
     if cls is None:
         raise InputError(f"unknown pipeline class {index.get('_class_name')!r}", file=str(model_path / "model_index.json"),
                          field="_class_name")
-    pipe = cls.from_pretrained(str(model_path), transformer=None, vae=None, local_files_only=True)
+    try:  # a custom-code component, a missing folder, an encoder that fails to load: one line, exit 2
+        pipe = cls.from_pretrained(str(model_path), transformer=None, vae=None, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - diffusers/transformers raise ValueError, OSError, ImportError, ...
+        raise InputError(f"cannot load the pipeline's text encoders: {type(exc).__name__}: "
+                         f"{(str(exc).splitlines() or [''])[0][:120]}", file=str(model_path),
+                         field="--model-path") from None
     with torch.inference_mode():
         return adapter_for(preset.family).encode_prompt(pipe, preset, prompt, negative)
 

@@ -163,7 +163,7 @@ PRESET_BREAKS = {
     "steps a boolean": (tiny("default_steps: 4", "default_steps: true"), "default_steps", "a boolean is not a number"),
     "steps zero": (tiny("default_steps: 4", "default_steps: 0"), "default_steps", "greater than"),
     "resolution .inf": (tiny("default_resolution: 256", "default_resolution: .inf"), "default_resolution"),
-    "uses_cfg a number": (tiny("uses_cfg: true", "uses_cfg: 7"), "uses_cfg", "a boolean is not a number"),
+    "uses_cfg a number": (tiny("uses_cfg: true", "uses_cfg: 7"), "uses_cfg", "valid boolean"),
     "text_tokens negative": (tiny("text_tokens: 0", "text_tokens: -3"), "text_tokens"),
     "unknown family": (tiny("family: dit", "family: ditt"), "family"),
     "misspelt key": (tiny("scheduler:", "schedular:"), "schedular", "unknown field"),
