@@ -14,6 +14,7 @@ SIGTERM); ``--debug`` adds where it was stopped.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import traceback
@@ -167,5 +168,13 @@ def _run(app: typer.Typer, prog: str, args: list[str], debug: bool) -> int:
 
 def entry_point(app: typer.Typer, prog: str) -> Callable[[], None]:
     def main() -> None:
-        sys.exit(run_app(app, prog))
+        code = run_app(app, prog)
+        if code != 0:
+            # A failed or interrupted command has written nothing and reaped its ranks; skip the
+            # interpreter's finalisation (torch's C++ teardown takes seconds on a loaded machine),
+            # so a stopped pfrun is gone within a second of saying so.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        sys.exit(code)
     return main
