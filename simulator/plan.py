@@ -287,9 +287,10 @@ def plan_from_spec(model: str, spec: str, *, height_px: int, width_px: int, step
 def plan_cluster(plan: ParallelPlan, *, file: str | None = None, override: str | None = None) -> ClusterGraph | None:
     """The topology a plan runs on: ``override`` (a command's --topology), else the plan's own.
 
-    The plan's own relative path is looked up next to the plan file first, then as given (or
-    a shipped name); an unknown name or a bad file is reported against the plan's
-    ``topology`` field. None when neither names one.
+    A plan read by :func:`simulator.plan_files.load_plan` already holds its paths resolved by
+    the one rule (relative to the plan file); for a plan built in code, a relative path is
+    looked up next to ``file`` first, then as given (or a shipped name). An unknown name or a
+    bad file is reported against the plan's ``topology`` field. None when neither names one.
     """
     from pathlib import Path
 
