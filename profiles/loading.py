@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tempfile
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from profiles.errors import InputError
+from profiles.output_guard import check_output, stage_file  # noqa: F401 - stage_file: kept importable here
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -181,30 +181,8 @@ def resolve_shipped(name_or_path: str, shipped_dir: Path, kind: str,
 
 def check_writable(path: Path | str) -> Path:
     """Fail now, in one line, if ``path`` cannot take an output file (before long work starts);
-    :func:`profiles.output_guard.check_output` (which also compares outputs with inputs)."""
-    from profiles.output_guard import check_output
-
+    :func:`profiles.output_guard.check_output` (``guard_outputs`` also compares outputs with inputs)."""
     return check_output(path)
-
-
-def stage_file(path: Path, data: str | bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` (same file system, so a rename onto
-    ``path`` is atomic), flushed to disk and with the permissions a plainly created file would
-    get (mkstemp's are owner-only); the caller renames it into place or deletes it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
 
 
 def write_atomic(path: Path | str, data: str | bytes) -> None:

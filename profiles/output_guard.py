@@ -26,7 +26,6 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from profiles.errors import InputError
-from profiles.loading import stage_file
 
 PathLike = Path | str | None
 
@@ -91,6 +90,26 @@ def guard_outputs(outputs: Mapping[str, PathLike], inputs: Mapping[str, PathLike
                                  file=str(path), field=field)
         check_output(path, field)
         seen.append((field, path))
+
+
+def stage_file(path: Path, data: str | bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path`` (same file system, so a rename onto
+    ``path`` is atomic), flushed to disk and with the permissions a plainly created file would
+    get (mkstemp's are owner-only); the caller renames it into place or deletes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
 
 
 def write_outputs(files: Sequence[tuple[PathLike, str | bytes | BaseModel]]) -> None:
