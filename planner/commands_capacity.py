@@ -20,6 +20,7 @@ from profiles.cli_support import out_console, print_json
 from profiles.costs.selection import dtype_bytes_of
 from profiles.errors import InputError
 from profiles.loading import write_model_json
+from profiles.output_guard import guard_outputs
 
 
 def parse_mix(text: str) -> list[tuple[int, int]]:
@@ -207,5 +208,6 @@ def register(app: typer.Typer) -> None:
                                                                          "--results) to draw its curves."),
     ) -> None:
         """A self-contained plotly HTML report: Pareto front, time breakdown, memory, timeline, capacity."""
+        guard_outputs({"-o": output}, {"SOURCE": source, "--capacity": capacity})
         names = write_report(source, output, capacity=capacity)
         out_console.print(f"wrote {output} ({len(names)} plans)", markup=False)

@@ -11,6 +11,7 @@ from rich.table import Table
 from profiles.cli_support import out_console, print_json
 from profiles.catalog.gpus import catalog as gpu_catalog
 from profiles.loading import write_atomic
+from profiles.output_guard import guard_outputs
 from profiles.catalog.models import all_presets, load_model, preset_from_diffusers_config
 
 import yaml
@@ -83,6 +84,7 @@ def register(app: typer.Typer) -> None:
                       output: Path = typer.Option(..., "-o", "--output", help="Preset YAML to write."),
                       name: Optional[str] = typer.Option(None, help="Preset name (default: the folder name).")) -> None:
         """Turn a diffusers config.json into an editable preset file."""
+        guard_outputs({"-o": output}, {"CONFIG": config})
         preset = preset_from_diffusers_config(config, name=name)
         data = preset.model_dump(mode="json")
         write_atomic(output, yaml.safe_dump(data, sort_keys=False))

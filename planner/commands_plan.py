@@ -17,11 +17,12 @@ from typing import Optional
 import typer
 
 from profiles.cli_support import out_console, print_json
-from profiles.loading import check_writable, write_model_json
+from profiles.loading import write_model_json
 from profiles.errors import InputError, PfplanError
-from profiles.loading import load_model_file
 from profiles.catalog.models import load_model
+from profiles.output_guard import guard_outputs
 from simulator.plan import ParallelPlan, plan_cluster, validate
+from simulator.plan_files import load_plan, paths_relative_to
 from simulator.runnable import unrunnable_reason
 
 
@@ -33,7 +34,7 @@ def register(app: typer.Typer) -> None:
                       topology: Optional[str] = typer.Option(None, help="Topology (default: the plan's)."),
                       json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Check every plan rule; exit 2 with all violations in one line if any fail."""
-        plan = load_model_file(ParallelPlan, plan_file)
+        plan = load_plan(plan_file)
         try:
             model = load_model(plan.model)
         except PfplanError as exc:
@@ -83,7 +84,7 @@ def register(app: typer.Typer) -> None:
         from profiles.cli_support import err_console
 
         check_engine(to, "--to")
-        plan = load_model_file(ParallelPlan, plan_file)
+        plan = load_plan(plan_file)
         try:
             model = load_model(plan.model)
         except PfplanError as exc:
@@ -145,10 +146,7 @@ def write_checked_plan(plan: ParallelPlan, *, model: str, topology: str, profile
     from profiles.costs.selection import dtype_bytes_of
     from simulator.plan import Provenance
 
-    check_writable(output)
-    inputs = [Path(p) for p in (topology, profile, model) if p and Path(p).exists()]
-    if any(output.resolve() == p.resolve() for p in inputs):
-        raise InputError("is also an input of this command; write the plan elsewhere", file=str(output))
+    guard_outputs({"--output": output}, {"--topology": topology, "--profile": profile, "--model": model})
     cluster, preset, cost_model = load_job(topology, model, profile)
     validate(plan, preset, cluster, file=field)
     given_split = plan.stage_split
@@ -164,7 +162,7 @@ def write_checked_plan(plan: ParallelPlan, *, model: str, topology: str, profile
         "provenance": Provenance(command=command, topology=topology, topology_sha256=sha256_of(cluster.file),
                                  profile=profile, profile_sha256=sha256_of(profile)),
         "notes": notes + ([f"pfrun cannot run it yet: {reason}"] if reason else [])})
-    write_model_json(output, plan)
+    write_model_json(output, paths_relative_to(plan, output))
     out_console.print(f"wrote {output}: {plan.degrees.label()} on {cluster.topology.name}, "
                       f"predicted {prediction.latency_s:.3g} s"
                       f"{'' if reason is None else f'; pfrun cannot run it yet: {reason}'}", markup=False,

@@ -17,7 +17,8 @@ from rich.table import Table
 
 from profiles.cli_support import err_console, out_console, warnings_as_lines
 from profiles.errors import InputError
-from profiles.loading import check_writable, write_atomic, write_model_json
+from profiles.loading import write_atomic, write_model_json
+from profiles.output_guard import guard_outputs, write_outputs
 
 SIZE_SUFFIXES = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
 
@@ -112,6 +113,7 @@ def register(app: typer.Typer) -> None:
                     help="Build the whole model to time its forward overhead (default: tiny presets only)."),
                 output: Path = typer.Option(..., "-o", "--output", help="Profile JSON to write.")) -> None:
         """Time every layer kind of a model, one block at a time, over the shapes plans need."""
+        guard_outputs({"-o": output}, {"--model": model})
         from profiles.catalog.models import load_model
         from profiler.compute import ComputeSettings, profile_compute
 
@@ -160,6 +162,7 @@ def register(app: typer.Typer) -> None:
               write_topology: Optional[Path] = typer.Option(None, "--write-topology",
                                                             help="Also write the topology with measured link figures.")) -> None:
         """Measure point-to-point and collective times per route class; fit latency and bandwidth."""
+        guard_outputs({"-o": output, "--write-topology": write_topology}, {"--topology": topology})
         import yaml
 
         from profiler.links import LinkSettings, links_profile, measure_links, measured_topology, rank_plan
@@ -177,11 +180,9 @@ def register(app: typer.Typer) -> None:
         if raw is None:  # a torchrun rank other than 0
             return
         profile = links_profile(cluster, settings, raw, command=command)
-        write_model_json(output, profile)
-        if write_topology is not None:
-            topo = measured_topology(cluster, profile, command=command)
-            write_atomic(write_topology, yaml.safe_dump(topo.model_dump(mode="json", exclude_defaults=False),
-                                                        sort_keys=False))
+        topo = measured_topology(cluster, profile, command=command) if write_topology is not None else None
+        write_outputs([(output, profile), (write_topology, topo and yaml.safe_dump(
+            topo.model_dump(mode="json", exclude_defaults=False), sort_keys=False))])  # both or neither
         table = Table(title=f"links on {cluster.topology.name} ({nprocs} ranks, {profile.software.distributed_backend})"
                             f" → {output}")
         for col in ("route class", "pairs", "latency µs", "bandwidth GB/s"):
@@ -214,8 +215,7 @@ def register(app: typer.Typer) -> None:
         if nprocs > len(cluster.devices):
             raise InputError(f"{nprocs} processes but the topology has {len(cluster.devices)} devices",
                              field="--nprocs")
-        if write_topology is not None:
-            check_writable(write_topology)
+        guard_outputs({"--write-topology": write_topology}, {"--topology": topology})
         command = command_line(ctx)
         err_console.print(f"measuring overlap with {nprocs} ranks on {cluster.topology.name} …")
         result = measure_overlap(OverlapSettings(nprocs=nprocs, device=device, repeats=repeats, compute_s=compute_s))
@@ -245,6 +245,7 @@ def register(app: typer.Typer) -> None:
                  dtype: str = typer.Option("bf16", "--dtype", help="fp32, bf16 or fp16 (bytes per weight)."),
                  output: Path = typer.Option(..., "-o", "--output")) -> None:
         """Write a profile from the data-sheet roofline (provenance: analytic)."""
+        guard_outputs({"-o": output}, {"--model": model})
         from profiles.catalog.gpus import get_gpu
         from profiles.catalog.models import load_model
         from profiles.costs.profile_derive import analytic_profile
@@ -269,6 +270,7 @@ def register(app: typer.Typer) -> None:
                       source: str = typer.Option("", "--source", help="Where the measurement comes from."),
                       output: Path = typer.Option(..., "-o", "--output")) -> None:
         """Scale a profile so its serial prediction matches one measured run."""
+        guard_outputs({"-o": output}, {"--profile": profile, "--model": model})
         from profiles.catalog.models import load_model
         from profiles.costs.profile_derive import calibrate
         from profiles.costs.profile_format import load_profile, profile_path

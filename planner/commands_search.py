@@ -22,7 +22,8 @@ from planner.search_format import CandidateRecord, SearchReport, SweepReport, se
 from planner.search_table import print_search_table
 from planner.tables import text_console
 from profiles.errors import InputError
-from profiles.loading import write_model_json
+from profiles.output_guard import guard_outputs, write_outputs
+from simulator.plan_files import paths_relative_to
 from simulator.plan import ParallelPlan, Provenance
 
 
@@ -105,6 +106,7 @@ def register(app: typer.Typer) -> None:
         """Find the fastest plan that fits: degrees, patches, warm-up, stage split, placement."""
         if objective not in ("latency", "throughput"):
             raise InputError(f"expected latency or throughput, got {objective!r}", field="--objective")
+        guard_outputs({"-o": output, "--results": results}, {"--topology": topology, "--model": model, "--profile": profile})
         cluster, preset, cost_model = load_job(topology, model, profile)
         preset = preset.with_frames(frames)
         sweep = parse_resolutions(resolutions) if resolutions else None
@@ -133,11 +135,10 @@ def register(app: typer.Typer) -> None:
                                                "profile": profile})
             target = output if output is None or sweep is None else sweep_path(output, res)
             done.append((report, plan, target))
-        for _, plan, target in done:
-            if target is not None:
-                write_model_json(target, plan)
+        staged = [(target, paths_relative_to(plan, target)) for _, plan, target in done if target is not None]
         if results is not None:
-            write_model_json(results, done[0][0] if sweep is None else SweepReport(searches=[d[0] for d in done]))
+            staged.append((results, done[0][0] if sweep is None else SweepReport(searches=[d[0] for d in done])))
+        write_outputs(staged)  # every output or none
         if json_out:
             rows = [{"plan": plan.model_dump(mode="json"),
                      "alternatives": [r.model_dump(mode="json", exclude={"plan"}) for r in report.candidates[:top]],

@@ -15,13 +15,14 @@ from rich.table import Table
 from profiles.cli_support import out_console, print_json
 from profiles.costs.selection import cost_model_for, dtype_bytes_of
 from profiles.errors import InputError
-from profiles.loading import load_model_file
 from profiles.catalog.models import load_model
 from profiles.topology.graph import load_cluster
 from simulator.engine import SimulationResult, simulate
 from simulator.memory import GIB
 from simulator.network import NETWORK_MODELS, CollectiveTiming, LinkFit
+from profiles.output_guard import guard_outputs
 from simulator.plan import ParallelPlan, plan_from_spec, validate
+from simulator.plan_files import load_plan, plan_model
 from simulator.trace import write_trace
 
 
@@ -37,7 +38,7 @@ def build_plan(*, plan_file: Optional[Path], parallel: Optional[str], model: Opt
         if given:
             raise InputError(f"{', '.join(given)} describe a --parallel run; with --plan the plan file says them",
                              field=given[0])
-        plan = load_model_file(ParallelPlan, plan_file)
+        plan = load_plan(plan_file)
         return plan.model_copy(update={"topology": topology or plan.topology})
     if model is None:
         raise InputError("--parallel needs --model", field="--model")
@@ -121,6 +122,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Predict the latency, memory and traffic of one plan."""
+        guard_outputs({"--trace": trace}, {"--plan": plan_file, "--topology": topology, "--model": model, "--profile": profile, "--links": links})
         if network not in NETWORK_MODELS:
             raise InputError(f"unknown model {network!r}; models: {', '.join(NETWORK_MODELS)}", field="--network")
         plan = build_plan(plan_file=plan_file, parallel=parallel, model=model, resolution=resolution,
@@ -128,7 +130,7 @@ def register(app: typer.Typer) -> None:
         if plan.topology is None:
             raise InputError("a topology is needed (--topology NAME or the plan's topology field)",
                              field="--topology")
-        preset = load_model(plan.model)
+        preset = plan_model(plan, file=str(plan_file) if plan_file else None)
         cluster = load_cluster(plan.topology)
         validate(plan, preset, cluster, file=str(plan_file) if plan_file else "--parallel")
         devices = plan.devices(cluster)

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from profiles.cli_support import out_console, print_json, warnings_as_lines
-from profiles.loading import check_writable, write_atomic
+from profiles.loading import write_atomic
+from profiles.output_guard import guard_outputs
 from profiles.topology.format import shipped_topologies
 from profiles.topology.graph import ROUTE_CLASSES, ClusterGraph, load_cluster
 from profiles.topology.priors import prior_communication
@@ -101,6 +102,7 @@ def register(app: typer.Typer) -> None:
                         name: Optional[str] = typer.Option(None, help="Topology name (default: the output's stem).")
                         ) -> None:
         """Turn a saved `nvidia-smi topo -m` printout into an editable topology file."""
+        guard_outputs({"-o": output}, {"PRINTOUT": printout})
         topology = import_topo_file(printout, gpu=gpu, name=name or output.stem)
         classes = set(ClusterGraph(topology, file=str(output)).route_class_counts)
         topology = topology.model_copy(update={"communication": prior_communication(classes)})
@@ -133,7 +135,7 @@ def register(app: typer.Typer) -> None:
         from profiles.catalog.measured_runs import load_measured_runs
         from profiles.catalog.models import load_model
 
-        check_writable(output)
+        guard_outputs({"-o": output}, {"--topology": topology, "--measurements": measurements, "--profile": profile})
         cluster = load_cluster(topology)
         runs, runs_path = load_measured_runs(measurements)
         preset = load_model(runs.model)

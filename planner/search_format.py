@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from profiles.formats import FormatModel
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.plan import ParallelPlan
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from planner.search import Candidate, SearchResult
 
 
-class CandidateRecord(BaseModel):
+class CandidateRecord(FormatModel):
     """A plan that fits, with what was predicted for it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -41,7 +42,7 @@ class CandidateRecord(BaseModel):
     plan: ParallelPlan
 
 
-class RejectedRecord(BaseModel):
+class RejectedRecord(FormatModel):
     """A plan shape dropped before ranking."""
 
     model_config = ConfigDict(extra="forbid")
@@ -52,7 +53,7 @@ class RejectedRecord(BaseModel):
     reason: str
 
 
-class SearchReport(BaseModel):
+class SearchReport(FormatModel):
     """Everything one search found."""
 
     model_config = ConfigDict(extra="forbid")
@@ -70,7 +71,7 @@ class SearchReport(BaseModel):
     chosen_rank: int | None = Field(None, ge=1, description="Rank of the plan written (-o); None: rank 1.")
     topology_source: str | None = Field(None, description="The --topology argument (name or path), to re-simulate.")
     profile: str | None = Field(None, description="The --profile argument, to re-simulate.")
-    candidates: list[CandidateRecord]
+    candidates: list[CandidateRecord] = Field(min_length=1)
     rejected: list[RejectedRecord] = Field(default_factory=list)
 
     @property

@@ -4,12 +4,20 @@ Both ``pfplan`` (planner) and ``pfrun`` (runtime) are thin typer shells over the
 this plumbing sits in the lowest package so that the runtime needs nothing from the planner. A
 :class:`~profiles.errors.PfplanError` becomes one line on stderr and its exit code
 (2 for bad input, 1 for a failed run); ``--debug`` anywhere on the line shows the traceback.
+
+Two rules hold for every command here, in one place: a float option is finite (``--rate nan``
+and ``--slo-s inf`` are usage errors, exit 2), and SIGTERM is handled like Ctrl-C: the command
+stops, says ``interrupted`` in one line and exits 128 + the signal (130 for SIGINT, 143 for
+SIGTERM); ``--debug`` adds where it was stopped.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import traceback
 import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -18,7 +26,7 @@ import click
 import typer
 from rich.console import Console
 
-from profiles.errors import PfplanError
+from profiles.errors import Interrupted, PfplanError
 
 try:  # typer >= 0.2x vendors its own copy of click; its exceptions are not click's
     from typer._click import exceptions as _vendored_click
@@ -28,6 +36,33 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 USAGE_ERRORS = (click.ClickException, _vendored_click.ClickException)
 EXITS = (click.exceptions.Exit, typer.Exit)
 ABORTS = (click.exceptions.Abort, typer.Abort)
+
+def _finite_number_options() -> None:
+    """Make typer's float options refuse ``nan`` and ``inf`` (its number parser is pydantic's, which
+    accepts them by default): the one place every command's float options are checked."""
+    try:
+        from typer import _adapters
+    except ImportError:  # pragma: no cover - an older typer parses with click (checked in the tests)
+        return
+    build = getattr(_adapters, "_build_number_adapter", None)
+    if build is None or getattr(build, "finite", False):
+        return
+
+    def finite_adapter(number_class: type, *, min: float | None, max: float | None,  # noqa: A002
+                       clamp: bool | None) -> object:
+        if number_class is not float or clamp:
+            return build(number_class, min=min, max=max, clamp=clamp)
+        from typing import Annotated
+
+        from pydantic import Field, TypeAdapter
+
+        return TypeAdapter(Annotated[float, Field(ge=min, le=max, allow_inf_nan=False)])
+
+    finite_adapter.finite = True  # type: ignore[attr-defined]
+    _adapters._build_number_adapter = finite_adapter
+
+
+_finite_number_options()
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -67,14 +102,50 @@ def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     if debug:
         args = [a for a in args if a != "--debug"]
-    with warnings_as_lines(prog):
+    with warnings_as_lines(prog), _signals_interrupt():
         return _run(app, prog, args, debug)
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted("interrupted", signum=signum)
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` where the command is, so ``finally`` blocks run
+    (ranks are stopped, staged files removed) and the CLI can say so; a plain KeyboardInterrupt
+    would be turned into a silent exit 130 by typer. Only the main thread may set handlers."""
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _raise_interrupted)
+    except ValueError:  # not the main thread (an embedding program's worker): leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted(prog: str, exc: BaseException, debug: bool) -> int:
+    """One line for a stopped command (``--debug``: the traceback of where it was, first)."""
+    if not isinstance(exc, Interrupted):
+        exc = Interrupted("interrupted", signum=signal.SIGINT)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)  # where the signal found the command
+        err_console.print(f"{prog}: {exc.one_line()} (signal {signal.Signals(exc.signum).name})", markup=False)
+    else:
+        err_console.print(f"{prog}: {exc.one_line()}", markup=False)
+    return exc.exit_code
 
 
 def _run(app: typer.Typer, prog: str, args: list[str], debug: bool) -> int:
     try:
         result = app(args=args, prog_name=prog, standalone_mode=False)
         return result if isinstance(result, int) else 0
+    except (Interrupted, KeyboardInterrupt) as exc:
+        return _interrupted(prog, exc, debug)
     except PfplanError as exc:
         if debug:
             raise
@@ -91,15 +162,19 @@ def _run(app: typer.Typer, prog: str, args: list[str], debug: bool) -> int:
         message = " ".join(exc.format_message().split())
         err_console.print(f"{prog}: error: {message} (see {prog} --help)", markup=False)
         return 2
-    except ABORTS:
-        err_console.print(f"{prog}: interrupted", markup=False)
-        return 130
-    except KeyboardInterrupt:
-        err_console.print(f"{prog}: interrupted", markup=False)
-        return 130
+    except ABORTS as exc:  # click turns a KeyboardInterrupt inside a prompt into Abort
+        return _interrupted(prog, exc, debug)
 
 
 def entry_point(app: typer.Typer, prog: str) -> Callable[[], None]:
     def main() -> None:
-        sys.exit(run_app(app, prog))
+        code = run_app(app, prog)
+        if code != 0:
+            # A failed or interrupted command has written nothing and reaped its ranks; skip the
+            # interpreter's finalisation (torch's C++ teardown takes seconds on a loaded machine),
+            # so a stopped pfrun is gone within a second of saying so.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        sys.exit(code)
     return main

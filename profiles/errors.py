@@ -11,6 +11,9 @@ line naming the file and field, and exit code 2. Each package owns one subclass:
     │   └── PlanError
     ├── PlannerError          planner/ (defined there)
     └── RuntimeFailure        runtime/ (defined there; exit code 1 when a run fails)
+
+:class:`Interrupted` (SIGINT, SIGTERM) is not a PfplanError but, like KeyboardInterrupt, a
+BaseException: no ``except Exception`` on the way up may swallow it.
 """
 
 from __future__ import annotations
@@ -43,3 +46,19 @@ class ProfilesError(PfplanError):
 
 class TopologyError(ProfilesError):
     """A topology that parses but cannot describe a real cluster."""
+
+
+class Interrupted(BaseException):
+    """The user (SIGINT, Ctrl-C) or the system (SIGTERM) stopped the command: exit 128 + the signal.
+
+    Raised by the CLI's signal handlers instead of KeyboardInterrupt, which typer turns into a
+    silent exit 130 before the CLI could say anything."""
+
+    def __init__(self, message: str, *, signum: int) -> None:
+        self.message = message
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(message)
+
+    def one_line(self) -> str:
+        return " ".join(self.message.split())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tempfile
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,13 +19,40 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from profiles.errors import InputError
+from profiles.output_guard import check_output, stage_file  # noqa: F401 - stage_file: kept importable here
 
 M = TypeVar("M", bound=BaseModel)
 
 
+MAX_FILE_BYTES = 64 * 2**20
+"""The largest input file read (64 MiB: a search result over thousands of plans is a few MB)."""
+
+ECHO_CHARS = 60
+"""An error quotes at most this many characters of a value, never a whole file's text."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` without anchors and aliases: no format of the toolkit uses them, and an
+    alias "bomb" (a few lines that expand to gigabytes when a consumer walks or copies the
+    document) is refused when it is read, not when a rank runs out of memory."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: ANN401 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "anchors and aliases (&name, *name) are not allowed", event.start_mark)
+        return super().compose_node(parent, index)
+
+
 def read_document(path: Path) -> Any:
-    """Parse a YAML or JSON file (by suffix; YAML otherwise, which also reads JSON)."""
+    """Parse a YAML or JSON file (by suffix; YAML otherwise, which also reads JSON).
+
+    Refused with one line: a file over :data:`MAX_FILE_BYTES`, YAML anchors/aliases, bad syntax."""
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError(f"the file is {size / 2**20:.0f} MiB, more than the {MAX_FILE_BYTES // 2**20} MiB "
+                             "an input may be", file=str(path))
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError("file not found", file=str(path)) from None
@@ -39,14 +65,14 @@ def read_document(path: Path) -> Any:
     try:
         if Path(path).suffix == ".json":
             return json.loads(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
                          file=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = (getattr(exc, "problem", None) or str(exc).splitlines()[0])[:ECHO_CHARS]
         raise InputError(f"invalid YAML{where}: {problem}", file=str(path)) from None
 
 
@@ -93,12 +119,19 @@ def validation_error(exc: ValidationError, file: str | None, cls: type[BaseModel
         message = "required field is missing"
     elif first["loc"] == ("schema_version",) and first["type"] == "literal_error":
         message = f"unsupported version; this pfplan reads {first['msg'].removeprefix('Input should be ')}"
+    message = message.removeprefix("Value error, ")
     got = first.get("input")
     if first["type"] not in ("missing", "extra_forbidden") and not isinstance(got, (dict, list)):
-        message += f" (got {got!r})"
+        message += f" (got {echo(got)})"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return InputError(message, file=file, field=field_path(first["loc"]) or None)
+
+
+def echo(value: Any) -> str:
+    """``repr(value)``, cut to :data:`ECHO_CHARS` characters (an error quotes a value, not a file)."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
 
 
 def parse_document(cls: type[M], data: Any, file: str | None = None) -> M:
@@ -147,36 +180,9 @@ def resolve_shipped(name_or_path: str, shipped_dir: Path, kind: str,
 
 
 def check_writable(path: Path | str) -> Path:
-    """Fail now, in one line, if ``path`` cannot take an output file (before long work starts)."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError("is a directory; give a file name to write", file=str(path))
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"cannot write here: {parent} is not a writable folder", file=str(path))
-    return path
-
-
-def stage_file(path: Path, data: str | bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` (same file system, so a rename onto
-    ``path`` is atomic), flushed to disk and with the permissions a plainly created file would
-    get (mkstemp's are owner-only); the caller renames it into place or deletes it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+    """Fail now, in one line, if ``path`` cannot take an output file (before long work starts);
+    :func:`profiles.output_guard.check_output` (``guard_outputs`` also compares outputs with inputs)."""
+    return check_output(path)
 
 
 def write_atomic(path: Path | str, data: str | bytes) -> None:

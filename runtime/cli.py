@@ -20,10 +20,11 @@ import typer
 
 from profiles.cli_support import entry_point, out_console, print_json
 from profiles.errors import InputError
-from profiles.loading import load_model_file
 from profiles.catalog.models import load_model
-from runtime.outputs import check_distinct, check_output_path, write_all
+from profiles.output_guard import guard_outputs
+from runtime.outputs import write_all
 from simulator.plan import ParallelPlan
+from simulator.plan_files import load_plan, plan_model
 
 app = typer.Typer(name="pfrun", help="Run a parallel plan (plan.json) with torch.distributed. "
                   "Add --debug to see tracebacks.", add_completion=False, pretty_exceptions_enable=False)
@@ -78,7 +79,7 @@ def run(
     """Execute the plan and print the measured latency."""
     from runtime.run import check_runnable, compare, execute, job_for, serial_plan
 
-    plan = load_model_file(ParallelPlan, plan_file)
+    plan = load_plan(plan_file)
     prompts = tuple(prompt or ()) + read_prompt_file(prompt_file)
     embeds_files = tuple(str(p) for p in prompt_embeds or ())
     if prompts and embeds_files:
@@ -88,7 +89,7 @@ def run(
             raise InputError("not a directory", file=str(model_path), field="--model-path")
         preset = folder_preset(model_path)
     else:
-        preset = load_model(plan.model)
+        preset = plan_model(plan, file=str(plan_file))
     if steps is not None:
         plan = with_steps(plan, steps)
     check_runnable(plan, preset, file=str(plan_file))
@@ -124,9 +125,8 @@ def run(
         outputs["--trace"] = trace
     if latents_out is not None:
         outputs["--latents"] = latents_out
-    for field, path in outputs.items():  # a path that cannot be written: refused before the run
-        check_output_path(path, field)
-    check_distinct(outputs)
+    guard_outputs(outputs, {"--plan": plan_file, "--model-path": model_path, "--prompt-file": prompt_file,
+                            **{f"--prompt-embeds {p}": p for p in embeds_files}})
     options = dict(model_path=str(model_path) if model_path else None, seed=seed, prompts=prompts, dtype=dtype,
                    prompt_embeds=embeds_files, timeout_s=timeout, threads=threads, device=device,
                    guidance_scale=guidance_scale, num_images=num_images, images=images, output_size=output_size,

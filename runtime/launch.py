@@ -8,6 +8,13 @@ parent watches its children: the first rank that raises or dies (a signal, a non
 exit) makes the parent kill the others and raise :class:`RuntimeFailure` naming that
 rank. A rank that only saw a peer fail is not blamed when a root cause is known.
 
+Signals: SIGINT (Ctrl-C) and SIGTERM reach the parent as an exception
+(:mod:`profiles.cli_support`); the parent then kills every rank, waits for them and raises
+:class:`~profiles.errors.Interrupted` ("interrupted: stopped 2 ranks, nothing written",
+exit 130 / 143). Ranks ignore SIGINT (a terminal's Ctrl-C reaches the whole process group;
+the parent decides) and are killed by the kernel if the parent itself dies (Linux
+``PR_SET_PDEATHSIG``), so no rank outlives its run, even after a SIGKILL of the parent.
+
 Under torchrun (``RANK`` and ``WORLD_SIZE`` set) this process joins as one rank; a
 failure elsewhere then reaches it as a transfer that times out after ``--timeout``.
 """
@@ -24,6 +31,7 @@ import traceback
 from datetime import timedelta
 from typing import Any
 
+from profiles.errors import Interrupted
 from runtime.errors import RuntimeFailure
 
 GRACE_S = 0.5
@@ -79,8 +87,27 @@ def describe(exc: BaseException) -> str:
     return f"{message}{where}"
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphan ranks); elsewhere a no-op."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+def _rank_signals() -> None:
+    """A rank leaves Ctrl-C to the parent and dies plainly on SIGTERM (it inherited the parent's handlers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+
+
 def _child(job: Any, rank: int, world_size: int, init_method: str, results: Any) -> None:
     """Body of one local rank process: run, report the payload or the error, exit."""
+    _rank_signals()
     import torch
 
     from runtime.dist_context import PeerFailure
@@ -130,6 +157,10 @@ def _run_in_process(job: Any) -> dict[str, Any]:
     try:
         ctx = DistContext.single(job.plan.degrees.as_dict(), job.timeout_s, torch.device(job.device))
         return run_rank(job, ctx)
+    except KeyboardInterrupt as exc:
+        raise Interrupted("interrupted: stopped 1 rank, nothing written", signum=signal.SIGINT) from exc
+    except Interrupted as exc:
+        raise Interrupted("interrupted: stopped 1 rank, nothing written", signum=exc.signum) from exc
     except Exception as exc:  # noqa: BLE001 - as in a rank process: one line naming the rank
         raise _failure({0: ("error", describe(exc))}) from exc
     finally:
@@ -195,6 +226,7 @@ def _launch_local(job: Any, world_size: int) -> list[dict[str, Any]]:
         else:
             failures.setdefault(rank, (kind, body))
 
+    stopped_by: int | None = None
     try:
         while len(payloads) < world_size:
             try:
@@ -216,17 +248,40 @@ def _launch_local(job: Any, world_size: int) -> list[dict[str, Any]]:
                 own = [r for r, (k, _) in failures.items() if k != "peer"]
                 if own or time.monotonic() - first_failure > GRACE_S:
                     raise _failure(failures)
+    except KeyboardInterrupt:
+        stopped_by = signal.SIGINT
+    except Interrupted as exc:
+        stopped_by = exc.signum
     finally:
+        running = _stop_ranks(procs, kill=bool(failures) or len(payloads) < world_size)
+        results.close()
+    if stopped_by is not None:
+        raise Interrupted(f"interrupted: stopped {running} rank{'s' if running != 1 else ''}, nothing written",
+                          signum=stopped_by)
+    return [payloads[r] for r in range(world_size)]
+
+
+def _stop_ranks(procs: list[Any], *, kill: bool) -> int:
+    """Kill (when ``kill``) and reap every rank process; how many were still running. A second
+    Ctrl-C or SIGTERM meanwhile is ignored, so the reaping always finishes."""
+    try:
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        previous = {}
+    try:
+        running = sum(proc.is_alive() for proc in procs)
         for proc in procs:
-            if failures or len(payloads) < world_size:
+            if kill:
                 proc.kill()  # only our own children, by handle
         for proc in procs:
             proc.join(timeout=30)
             if proc.is_alive():
                 proc.kill()
                 proc.join(timeout=5)
-        results.close()
-    return [payloads[r] for r in range(world_size)]
+        return running
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _exit_reason(code: int) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from profiles.errors import InputError
+from profiles.loading import read_document
 from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
 from runtime.families import adapter_for
@@ -38,7 +39,7 @@ def encoding_pipeline(preset: ModelPreset, model_path: Path) -> Any:
     try:
         pipe = cls.from_pretrained(str(model_path), transformer=transformer, vae=None, local_files_only=True,
                                    **absent_components(model_path))
-    except (OSError, ValueError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a custom-code component, a missing folder, an encoder that fails to load
         raise InputError(f"cannot load the text encoders of {cls.__name__} ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''})", file=str(model_path),
                          field="--model-path") from None
@@ -49,9 +50,7 @@ def encoding_pipeline(preset: ModelPreset, model_path: Path) -> Any:
 def absent_components(model_path: Path) -> dict[str, None]:
     """Components ``model_index.json`` lists as null or whose folder is missing (an SD3 saved without
     its T5): passed as None, as diffusers asks (``text_encoder_3=None``)."""
-    import json
-
-    index = json.loads((model_path / "model_index.json").read_text())
+    index = read_document(model_path / "model_index.json")  # bad JSON: one line naming the file
     return {name: None for name, value in index.items()
             if not name.startswith("_") and isinstance(value, list) and len(value) == 2
             and (value[0] is None or not (model_path / name).exists())}

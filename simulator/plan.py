@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from math import prod
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from profiles.formats import FormatModel
+from pydantic import ConfigDict, Field, create_model, field_validator
 
 from profiles.errors import InputError
 from profiles.catalog.models import ModelPreset
@@ -28,7 +29,7 @@ from simulator.strategies.base import PlanFacts
 TOOL_VERSION = "0.1.0"
 
 
-class DegreesBase(BaseModel):
+class DegreesBase(FormatModel):
     """What every ``Degrees`` model can do; the fields come from the strategies (:func:`degrees_model`)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -71,7 +72,7 @@ Degrees = degrees_model()
 """The degrees every plan file holds (``data, cfg, pipefusion, …``; see :func:`degrees_model`)."""
 
 
-class Prediction(BaseModel):
+class Prediction(FormatModel):
     """What the simulator predicted for this plan."""
 
     model_config = ConfigDict(extra="forbid")
@@ -88,7 +89,7 @@ class Prediction(BaseModel):
                                 "vae_decode_time_s.")
 
 
-class Provenance(BaseModel):
+class Provenance(FormatModel):
     """Where a plan came from, so a user can reproduce it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -102,7 +103,7 @@ class Provenance(BaseModel):
     profile_sha256: str | None = None
 
 
-class ParallelPlan(BaseModel):
+class ParallelPlan(FormatModel):
     """How to run one generation of ``model`` on a cluster."""
 
     model_config = ConfigDict(extra="forbid")
@@ -289,9 +290,10 @@ def plan_from_spec(model: str, spec: str, *, height_px: int, width_px: int, step
 def plan_cluster(plan: ParallelPlan, *, file: str | None = None, override: str | None = None) -> ClusterGraph | None:
     """The topology a plan runs on: ``override`` (a command's --topology), else the plan's own.
 
-    The plan's own relative path is looked up next to the plan file first, then as given (or
-    a shipped name); an unknown name or a bad file is reported against the plan's
-    ``topology`` field. None when neither names one.
+    A plan read by :func:`simulator.plan_files.load_plan` already holds its paths resolved by
+    the one rule (relative to the plan file); for a plan built in code, a relative path is
+    looked up next to ``file`` first, then as given (or a shipped name). An unknown name or a
+    bad file is reported against the plan's ``topology`` field. None when neither names one.
     """
     from pathlib import Path
 

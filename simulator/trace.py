@@ -15,14 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from profiles.formats import FormatModel
+from pydantic import ConfigDict, Field
 
 from profiles.loading import load_model_file, write_atomic
 
 CATEGORIES = ("compute", "embed", "final", "scheduler", "vae", "overhead", "send", "recv", "collective", "wait")
 
 
-class TraceArgs(BaseModel):
+class TraceArgs(FormatModel):
     """Where in the schedule an event sits; None where it does not apply."""
 
     model_config = ConfigDict(extra="allow")
@@ -38,7 +39,7 @@ class TraceArgs(BaseModel):
     warmup: bool | None = None
 
 
-class TraceEvent(BaseModel):
+class TraceEvent(FormatModel):
     """One Chrome trace event (complete ``X`` events for work, ``M`` for track names)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -53,7 +54,7 @@ class TraceEvent(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
-class TraceMeta(BaseModel):
+class TraceMeta(FormatModel):
     """What produced the trace."""
 
     model_config = ConfigDict(extra="allow")
@@ -67,7 +68,7 @@ class TraceMeta(BaseModel):
     latency_s: float | None = Field(None, description="End-to-end latency the producer reports.")
 
 
-class Trace(BaseModel):
+class Trace(FormatModel):
     """A whole trace file."""
 
     model_config = ConfigDict(extra="forbid")

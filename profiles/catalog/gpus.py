@@ -10,7 +10,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from profiles.formats import FormatModel
+from pydantic import ConfigDict, Field
 
 from profiles.errors import InputError
 from profiles.loading import load_model_file, suggest
@@ -18,7 +19,7 @@ from profiles.loading import load_model_file, suggest
 GPUS_FILE = Path(__file__).parents[1] / "data" / "gpus.yaml"
 
 
-class GpuSpec(BaseModel):
+class GpuSpec(FormatModel):
     """One device kind as its data sheet describes it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -35,7 +36,7 @@ class GpuSpec(BaseModel):
         return int(self.memory_gb * 1e9)
 
 
-class GpuCatalog(BaseModel):
+class GpuCatalog(FormatModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = 1

@@ -11,14 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from profiles.formats import FormatModel
+from pydantic import ConfigDict, Field
 
 from profiles.loading import load_model_file, resolve_shipped
 
 MEASUREMENTS_DIR = Path(__file__).parents[1] / "data" / "measurements"
 
 
-class MeasuredRun(BaseModel):
+class MeasuredRun(FormatModel):
     """One timed generation."""
 
     model_config = ConfigDict(extra="forbid")
@@ -34,7 +35,7 @@ class MeasuredRun(BaseModel):
         return self.label or self.parallel
 
 
-class MeasuredRuns(BaseModel):
+class MeasuredRuns(FormatModel):
     """Runs of one model on one box."""
 
     model_config = ConfigDict(extra="forbid")

@@ -11,7 +11,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from profiles.formats import FormatModel
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from profiles.catalog.architecture import Architecture
@@ -22,7 +23,7 @@ from profiles.loading import load_model_file, read_document, suggest
 MODELS_DIR = Path(__file__).parents[1] / "data" / "models"
 
 
-class ComponentSize(BaseModel):
+class ComponentSize(FormatModel):
     """A pipeline component beside the transformer (a text encoder, the VAE): its published size."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -32,7 +33,7 @@ class ComponentSize(BaseModel):
     source: str = Field(min_length=1, description="Where the size is published.")
 
 
-class ModelPreset(BaseModel):
+class ModelPreset(FormatModel):
     """One DiT the toolkit can plan for and run."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from profiles.formats import FormatModel
+from pydantic import ConfigDict, Field, model_validator
 
 from profiles.loading import load_model_file, resolve_shipped
 
@@ -30,7 +31,7 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
-class Timing(BaseModel):
+class Timing(FormatModel):
     """Repeated timings of one layer kind for one shape."""
 
     model_config = ConfigDict(extra="forbid")
@@ -51,7 +52,7 @@ class Timing(BaseModel):
         return (self.query_tokens, self.kv_tokens, self.batch, self.tensor_shard)
 
 
-class LinkPoint(BaseModel):
+class LinkPoint(FormatModel):
     """One message size and the time it took."""
 
     model_config = ConfigDict(extra="forbid")
@@ -61,7 +62,7 @@ class LinkPoint(BaseModel):
     repeats: int = Field(1, ge=1)
 
 
-class LinkFit(BaseModel):
+class LinkFit(FormatModel):
     """Point-to-point time ≈ latency + bytes / bandwidth, fitted per route class."""
 
     model_config = ConfigDict(extra="forbid")
@@ -73,7 +74,7 @@ class LinkFit(BaseModel):
     points: list[LinkPoint] = Field(default_factory=list)
 
 
-class CollectiveCurve(BaseModel):
+class CollectiveCurve(FormatModel):
     """Completion time of one collective versus message size, for one group size."""
 
     model_config = ConfigDict(extra="forbid")
@@ -86,7 +87,7 @@ class CollectiveCurve(BaseModel):
     points: list[LinkPoint] = Field(default_factory=list)
 
 
-class VaeTiming(BaseModel):
+class VaeTiming(FormatModel):
     """The VAE decode of one image (batch 1) at one resolution to PNG bytes (``vae.decode``, 8-bit
     conversion, PNG encoding, as the runtime does it): what runs once after the loop."""
 
@@ -102,7 +103,7 @@ class VaeTiming(BaseModel):
                                   "of the VAE's kernels), seconds; what a one-image run pays.")
 
 
-class PassOverhead(BaseModel):
+class PassOverhead(FormatModel):
     """What a whole-model forward costs beyond the sum of its separately timed layers.
 
     ``block_s``: (one full forward of every block, as the runtime calls it) minus (embed +
@@ -130,7 +131,7 @@ class PassOverhead(BaseModel):
     repeats: int = Field(ge=1)
 
 
-class SoftwareStack(BaseModel):
+class SoftwareStack(FormatModel):
     """What the timings depend on besides the hardware (None: not applicable, e.g. analytic)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -146,7 +147,7 @@ class SoftwareStack(BaseModel):
     distributed_backend: str | None = Field(None, description="gloo / nccl (link profiles).")
 
 
-class Calibration(BaseModel):
+class Calibration(FormatModel):
     """What ``pfplan profile calibrate`` did."""
 
     model_config = ConfigDict(extra="forbid")
@@ -163,7 +164,7 @@ class Calibration(BaseModel):
     created_at: str
 
 
-class ProfileProvenance(BaseModel):
+class ProfileProvenance(FormatModel):
     """Where the numbers came from."""
 
     model_config = ConfigDict(extra="forbid")
@@ -178,7 +179,7 @@ class ProfileProvenance(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class Profile(BaseModel):
+class Profile(FormatModel):
     """One model on one device (or, for link profiles, one set of ranks)."""
 
     model_config = ConfigDict(extra="forbid")

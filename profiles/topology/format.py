@@ -16,14 +16,15 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from profiles.formats import FormatModel
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from profiles.loading import load_model_file, resolve_shipped
 
 TOPOLOGIES_DIR = Path(__file__).parents[1] / "data" / "topologies"
 
 
-class Link(BaseModel):
+class Link(FormatModel):
     """A link's speed: both directions run at this bandwidth independently."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -32,7 +33,7 @@ class Link(BaseModel):
     latency_us: float = Field(ge=0, description="One-way latency of the link, µs.")
 
 
-class Switch(BaseModel):
+class Switch(FormatModel):
     """A PCIe switch: its uplink to the parent (socket or switch) and what hangs below it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -44,7 +45,7 @@ class Switch(BaseModel):
     switches: list[Switch] = Field(default_factory=list, description="Nested switches (routes through them are PXB).")
 
 
-class Socket(BaseModel):
+class Socket(FormatModel):
     """A CPU socket / NUMA node with its PCIe root complex (the host bridge)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -55,7 +56,7 @@ class Socket(BaseModel):
     switches: list[Switch] = Field(default_factory=list)
 
 
-class NvlinkDomain(BaseModel):
+class NvlinkDomain(FormatModel):
     """GPUs joined by NVLink: through an NVSwitch, or pairwise (bridges / a direct mesh)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -64,8 +65,16 @@ class NvlinkDomain(BaseModel):
     switched: bool = Field(True, description="True: every GPU has one link to an NVSwitch. False: a direct link per pair.")
     link: Link = Field(description="Each GPU's NVLink bandwidth (to the switch, or to each peer).")
 
+    @field_validator("gpus")
+    @classmethod
+    def _no_self_loop(cls, gpus: list[str]) -> list[str]:
+        repeated = sorted({g for g in gpus if gpus.count(g) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed twice (an NVLink from a GPU to itself)")
+        return gpus
 
-class Node(BaseModel):
+
+class Node(FormatModel):
     """One machine; ``count`` > 1 stamps out identical machines named ``<name><i>``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -82,7 +91,7 @@ class Node(BaseModel):
         return [self.name] if self.count == 1 else [f"{self.name}{i}" for i in range(self.count)]
 
 
-class Communication(BaseModel):
+class Communication(FormatModel):
     """How far the software's transfers fall short of the links (NCCL over PCIe, eager PyTorch).
 
     Link figures say what the wires carry; collectives on a real box reach less, and an
@@ -132,7 +141,7 @@ class Communication(BaseModel):
                 f"hide {self.overlap_efficiency:g} of their time ({source})")
 
 
-class Topology(BaseModel):
+class Topology(FormatModel):
     """A whole cluster."""
 
     model_config = ConfigDict(extra="forbid")

@@ -88,11 +88,13 @@ def test_outputs_are_written_all_or_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
 
 
-def test_new_folders_for_outputs_are_created(tmp_path, pfrun):
+def test_an_output_in_a_missing_folder_is_refused_before_the_run(tmp_path, pfrun):
+    """Issue 16: a missing folder is refused (a typo in a path is not silently created), naming the option."""
     res = pfrun("--plan", _serial_plan(tmp_path), "--out", tmp_path / "a" / "b" / "img.png",
                 "--trace", tmp_path / "c" / "t.json", "--device", "cpu")
-    assert res.code == 0, res.err
-    assert (tmp_path / "a" / "b" / "img.png").is_file() and (tmp_path / "c" / "t.json").is_file()
+    assert res.code == 2 and res.err.count("\n") == 1, res.err
+    assert "--out" in res.err and "does not exist" in res.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]
 
 
 def test_outputs_get_the_permissions_of_a_plainly_created_file(tmp_path, pfrun):
