@@ -41,9 +41,17 @@ def poisson(rate: float, count: int, shape: tuple[int, int], rng: random.Random)
     return out
 
 
+MIN_BURST_CYCLES = 5
+"""Mean calm + burst cycles a bursty stream spans at least (its percentiles need bursts in it)."""
+
+
 def bursty(rate: float, count: int, shape: tuple[int, int], rng: random.Random, *, burst_factor: float = 4.0,
            burst_share: float = 0.2, mean_burst_s: float = 30.0) -> list[Request]:
-    """Two-state MMPP with long-run mean ``rate``: bursts ``burst_factor``× the calm rate."""
+    """Two-state MMPP with long-run mean ``rate``: bursts ``burst_factor``× the calm rate.
+
+    ``count`` is a floor: the stream runs on until it spans :data:`MIN_BURST_CYCLES` mean
+    calm + burst cycles, because a window shorter than one cycle mostly sees the calm state
+    and so is calmer than Poisson at the same rate."""
     if burst_factor < 1 or not 0 < burst_share < 1 or mean_burst_s <= 0:
         raise InputError("expected burst factor ≥ 1, burst share in (0, 1), burst length > 0", field="--arrivals")
     calm = rate / (1 - burst_share + burst_share * burst_factor)
@@ -51,7 +59,8 @@ def bursty(rate: float, count: int, shape: tuple[int, int], rng: random.Random, 
     dwell = (mean_burst_s * (1 - burst_share) / burst_share, mean_burst_s)
     state, t, out = 0, 0.0, []
     switch = rng.expovariate(1 / dwell[0])
-    while len(out) < count:
+    horizon = MIN_BURST_CYCLES * (dwell[0] + dwell[1])
+    while len(out) < count or t < horizon:
         gap = rng.expovariate(rates[state])
         if t + gap < switch:
             t += gap

@@ -66,6 +66,8 @@ def register(app: typer.Typer) -> None:
         arrivals: str = typer.Option("poisson", help="poisson, bursty, or a request-trace file "
                                                      "(CSV time_s,resolution,steps or JSON Lines)."),
         burst_factor: float = typer.Option(4.0, help="bursty: how much busier a burst is than the calm."),
+        burst_length_s: float = typer.Option(30.0, "--burst-length-s", help="bursty: mean length of a burst "
+                                             "(bursts take 20 percent of the time; at least 5 cycles are simulated)."),
         routing: str = typer.Option("least-work", help=f"Queue routing: {', '.join(ROUTINGS)}."),
         max_batch: int = typer.Option(1, min=1, help="Requests a replica may serve together (where priced)."),
         requests: int = typer.Option(20000, min=100, help="Requests simulated per fleet (p99 from 4,000 varies about ±20 percent, from 20,000 about ±6)."),
@@ -99,6 +101,7 @@ def register(app: typer.Typer) -> None:
         res = resolution_of(preset, resolution)
         steps = steps if steps is not None else preset.default_steps
         spec = ArrivalSpec(kind=kind, requests=requests, seed=seed, burst_factor=burst_factor,
+                           mean_burst_s=burst_length_s,
                            trace_path=arrivals if kind == "trace" else None)
         reqs = spec.draw(rate or 1.0, (res, steps))
         box = len(cluster.devices)
@@ -138,8 +141,8 @@ def register(app: typer.Typer) -> None:
         for f in fleets:
             price_fleet(f, cluster, table)
         fleets.sort(key=lambda f: (not f.meets_slo, f.gpus, f.usd_per_hour or 0, f.p99_s))
-        make = (lambda r: ArrivalSpec(kind=kind, requests=min(requests, 5000), seed=seed,
-                                      burst_factor=burst_factor).draw(r, (res, steps))) if kind != "trace" else None
+        make = (lambda r: ArrivalSpec(kind=kind, requests=min(requests, 5000), seed=seed, burst_factor=burst_factor,
+                                      mean_burst_s=burst_length_s).draw(r, (res, steps))) if kind != "trace" else None
         curves = []
         if make is not None:
             for f in [f for f in fleets if f.meets_slo][:3]:

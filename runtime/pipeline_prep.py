@@ -24,17 +24,21 @@ from typing import Any, Iterator
 
 from profiles.catalog.models import ModelPreset
 from profiles.errors import InputError
+from runtime.conditioning import GUIDANCE_SCALE
 from runtime.families import adapter_for
 
 
 def pipeline_class(preset: ModelPreset, model_path: Path | None) -> Any:
-    """The folder's pipeline class (``model_index.json``), else the family's."""
+    """The folder's pipeline class (``model_index.json``), else the family's; :class:`StandInPipeline`
+    for a family that names none (its preparation is not yet held against a diffusers pipeline)."""
     import diffusers
 
     name = adapter_for(preset.family).pipeline_class
     index = model_path / "model_index.json" if model_path is not None else None
     if index is not None and index.is_file():
         name = json.loads(index.read_text()).get("_class_name", name)
+    if not name:
+        return StandInPipeline
     with quiet_transformers():  # importing a pipeline imports image processors that warn without torchvision
         cls = getattr(diffusers, name, None)
     if cls is None:
@@ -74,8 +78,37 @@ def meta_vae(preset: ModelPreset, model_path: Path | None) -> Any | None:
         return diffusers.AutoencoderKL.from_config(config)
 
 
+class StandInPipeline:
+    """The preparation of a family whose adapter names no diffusers pipeline (Wan, Qwen-Image for
+    now): a seeded Gaussian latent of the preset's latent grid (video frames stacked along the
+    rows) drawn from the run's generator and scaled by ``init_noise_sigma``, the scheduler's own
+    timesteps, and the toolkit's default guidance. Runs are exact against their own serial run,
+    not against a diffusers pipeline's ``__call__``."""
+
+    default_guidance_scale = GUIDANCE_SCALE
+
+    def __init__(self, *, preset: ModelPreset, transformer: Any = None, scheduler: Any = None,
+                 vae: Any = None) -> None:
+        self.preset, self.transformer, self.scheduler, self.vae = preset, transformer, scheduler, vae
+        self.vae_scale_factor = preset.vae_scale_factor
+
+    def set_progress_bar_config(self, **_: Any) -> None:
+        """Nothing to configure: the stand-in has no progress bar."""
+
+    def prepare_latents(self, batch: int, channels: int, height: int, width: int, dtype: Any, device: Any,
+                        generator: Any) -> Any:
+        import torch
+
+        rows, cols = self.preset.latent_size(height, width)
+        latent = torch.randn(batch, self.preset.arch.latent_channels, rows, cols, generator=generator)
+        sigma = getattr(self.scheduler, "init_noise_sigma", 1.0)
+        return (latent * sigma).to(device=device, dtype=dtype)
+
+
 def build_pipeline(cls: Any, **parts: Any) -> Any:
     """``cls`` from the given parts; every other module of its ``__init__`` is None."""
+    if cls is StandInPipeline:
+        return StandInPipeline(**{k: v for k, v in parts.items() if k in ("preset", "transformer", "scheduler", "vae")})
     params = inspect.signature(cls.__init__).parameters
     kwargs = {name: None for name, p in params.items() if name != "self" and p.default is inspect.Parameter.empty}
     kwargs.update({k: v for k, v in parts.items() if k in params})
@@ -92,8 +125,8 @@ def build_pipeline(cls: Any, **parts: Any) -> Any:
 def rank_pipeline(preset: ModelPreset, *, transformer: Any, scheduler: Any, vae: Any | None,
                   model_path: Path | None) -> Any:
     """The pipeline a rank prepares with: its transformer and scheduler, the VAE (or its meta config)."""
-    return build_pipeline(pipeline_class(preset, model_path), transformer=transformer, scheduler=scheduler,
-                          vae=vae if vae is not None else meta_vae(preset, model_path))
+    return build_pipeline(pipeline_class(preset, model_path), preset=preset, transformer=transformer,
+                          scheduler=scheduler, vae=vae if vae is not None else meta_vae(preset, model_path))
 
 
 def size_pipeline(preset: ModelPreset, model_path: Path | None) -> Any:
@@ -109,7 +142,7 @@ def size_pipeline(preset: ModelPreset, model_path: Path | None) -> Any:
             transformer = cls.from_config(cls.load_config(str(model_path / "transformer"), local_files_only=True))
     else:
         transformer = build_transformer(preset, meta=True)
-    return build_pipeline(pipeline_class(preset, model_path), transformer=transformer,
+    return build_pipeline(pipeline_class(preset, model_path), preset=preset, transformer=transformer,
                           scheduler=make_scheduler(preset, model_path), vae=meta_vae(preset, model_path))
 
 
@@ -135,6 +168,8 @@ class LazyPipeline:
 
 def default_guidance(pipe: Any) -> float:
     """The pipeline's own default guidance scale (PixArt 4.5, SD3 7.0, Flux 3.5, DiT 4.0, HunyuanDiT 5.0)."""
+    if isinstance(pipe, StandInPipeline):
+        return pipe.default_guidance_scale
     value = inspect.signature(type(pipe).__call__).parameters.get("guidance_scale")
     return float(value.default) if value is not None and value.default is not None else 1.0
 

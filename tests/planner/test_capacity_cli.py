@@ -34,8 +34,22 @@ def test_every_fleet_shown_meets_the_p99_slo_and_is_priced(pfplan, tmp_path):
 
 def test_bursts_need_at_least_as_much_as_poisson(pfplan):
     calm = capacity(pfplan, "--rate", "25", "--slo-s", "0.15")[0]
-    burst = capacity(pfplan, "--rate", "25", "--slo-s", "0.15", "--arrivals", "bursty", "--burst-factor", "6")[0]
+    burst = capacity(pfplan, "--rate", "25", "--slo-s", "0.15", "--arrivals", "bursty", "--burst-factor", "6",
+                     "--burst-length-s", "1")[0]
     assert burst["gpus"] > calm["gpus"] or burst["p99_s"] > calm["p99_s"]
+
+
+def test_a_bursty_stream_spans_several_burst_cycles_at_its_mean_rate():
+    """400 requests at 25/s last 16 s, a tenth of one 30 s-burst cycle: the stream runs on until it
+    holds five cycles, so its rate is the asked one, not the calm state's half of it."""
+    import random
+
+    from planner.arrivals import MIN_BURST_CYCLES, bursty
+    from planner.capacity import offered_rate
+
+    reqs = bursty(25.0, 400, (256, 4), random.Random(0), burst_factor=6, mean_burst_s=30.0)
+    assert reqs[-1].time_s >= MIN_BURST_CYCLES * 30.0 / 0.2
+    assert offered_rate(reqs) == pytest.approx(25.0, rel=0.25)
 
 
 def test_trace_and_mix(pfplan, tmp_path):

@@ -40,11 +40,15 @@ def test_a_profile_without_the_new_fields_still_loads(tmp_path) -> None:
     assert model.pass_overhead_s(4, 2) is None and model.first_pass_overhead_s(2) is None
 
 
-def test_shipped_gpu_profiles_have_no_extras_and_the_analytic_model_says_unknown() -> None:
+def test_shipped_gpu_profiles_have_no_extras_and_the_analytic_model_prices_vae_and_scheduler() -> None:
+    """Issue 13: the analytic model prices VAE decode and the scheduler step from FLOPs and bytes
+    (growing with the image), the pass overhead as 0 (the per-block floor holds it); the first
+    pass's overhead stays unknown."""
     assert load_profile(profile_path("pixart-alpha-a100-pcie")).vae_decode == []
     analytic = AnalyticCostModel.for_gpu(TINY, "cpu")
-    assert analytic.vae_decode_time_s(256, 256) is None and analytic.scheduler_step_time_s(256) is None
-    assert analytic.pass_overhead_s(4, 1) is None and analytic.first_pass_overhead_s(1) is None
+    assert 0 < analytic.vae_decode_time_s(256, 256) < analytic.vae_decode_time_s(512, 512)
+    assert 0 < analytic.scheduler_step_time_s(256) < analytic.scheduler_step_time_s(4096)
+    assert analytic.pass_overhead_s(4, 1) == 0.0 and analytic.first_pass_overhead_s(1) is None
 
 
 def test_scheduler_step_is_log_log_inside_and_proportional_outside() -> None:
