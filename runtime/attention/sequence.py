@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from runtime.attention.kv_state import KVState
-from runtime.attention.stale_kv import image_qkv, project_heads, self_attention_output
+from runtime.attention.stale_kv import flux_qkv, image_qkv, project_heads, self_attention_output
 from runtime.families import adapter_for
 
 TextQKV = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -138,22 +138,8 @@ class SequenceFluxAttnProcessor:
 
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: Any = None, image_rotary_emb: Any = None, **_: Any) -> Any:
-        from diffusers.models.embeddings import apply_rotary_emb
-        from diffusers.models.transformers.transformer_flux import _get_qkv_projections
-
-        q, k, v, eq, ek, ev = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
-        q, k, v = (x.unflatten(-1, (-1, attn.head_dim)) for x in (q, k, v))
-        q, k = attn.norm_q(q), attn.norm_k(k)
-        if encoder_hidden_states is not None:
-            text_len = encoder_hidden_states.shape[1]
-            eq, ek, ev = (x.unflatten(-1, (-1, attn.head_dim)) for x in (eq, ek, ev))
-            eq, ek = attn.norm_added_q(eq), attn.norm_added_k(ek)
-            q, k, v = torch.cat([eq, q], 1), torch.cat([ek, k], 1), torch.cat([ev, v], 1)
-        else:
-            text_len = self.state.text_tokens
-        if image_rotary_emb is not None:
-            q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
-            k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
+        q, k, v, text_len = flux_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb,
+                                     self.state.text_tokens)
         q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # (B, h, text + band, d)
         text = tuple(x[:, :, :text_len] for x in (q, k, v)) if text_len else None
         out, text_out = self.core.attend(q[:, :, text_len:], k[:, :, text_len:], v[:, :, text_len:],

@@ -150,22 +150,9 @@ class StaleFluxAttnProcessor:
     def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: Any = None, image_rotary_emb: Any = None, **_: Any) -> Any:
         from diffusers.models.attention_dispatch import dispatch_attention_fn
-        from diffusers.models.embeddings import apply_rotary_emb
-        from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 
-        q, k, v, eq, ek, ev = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
-        q, k, v = (x.unflatten(-1, (-1, attn.head_dim)) for x in (q, k, v))
-        q, k = attn.norm_q(q), attn.norm_k(k)
-        if encoder_hidden_states is not None:
-            text_len = encoder_hidden_states.shape[1]
-            eq, ek, ev = (x.unflatten(-1, (-1, attn.head_dim)) for x in (eq, ek, ev))
-            eq, ek = attn.norm_added_q(eq), attn.norm_added_k(ek)
-            q, k, v = torch.cat([eq, q], 1), torch.cat([ek, k], 1), torch.cat([ev, v], 1)
-        else:
-            text_len = self.state.text_tokens
-        if image_rotary_emb is not None:
-            q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
-            k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
+        q, k, v, text_len = flux_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb,
+                                     self.state.text_tokens)
         img_k, img_v = self.kv.update(k[:, text_len:], v[:, text_len:])
         k = torch.cat([k[:, :text_len], img_k], 1)
         v = torch.cat([v[:, :text_len], img_v], 1)
@@ -175,6 +162,29 @@ class StaleFluxAttnProcessor:
             out = attn.to_out[1](attn.to_out[0](out.contiguous()))
             return out, attn.to_add_out(text.contiguous())
         return out
+
+
+def flux_qkv(attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None,
+             image_rotary_emb: Any, text_tokens: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Flux's normed, rotated Q/K/V as (B, text + tokens, heads, d), and the text length: a double
+    block projects its text stream here, a single block carries ``text_tokens`` in ``hidden_states``.
+    The stale-K/V and sequence-parallel processors differ only after this."""
+    from diffusers.models.embeddings import apply_rotary_emb
+    from diffusers.models.transformers.transformer_flux import _get_qkv_projections
+
+    q, k, v, eq, ek, ev = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
+    q, k, v = (x.unflatten(-1, (-1, attn.head_dim)) for x in (q, k, v))
+    q, k = attn.norm_q(q), attn.norm_k(k)
+    text_len = text_tokens
+    if encoder_hidden_states is not None:
+        text_len = encoder_hidden_states.shape[1]
+        eq, ek, ev = (x.unflatten(-1, (-1, attn.head_dim)) for x in (eq, ek, ev))
+        eq, ek = attn.norm_added_q(eq), attn.norm_added_k(ek)
+        q, k, v = torch.cat([eq, q], 1), torch.cat([ek, k], 1), torch.cat([ev, v], 1)
+    if image_rotary_emb is not None:
+        q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
+        k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
+    return q, k, v, text_len
 
 
 STALE_PROCESSORS: Mapping[str, type] = MappingProxyType({
