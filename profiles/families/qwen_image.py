@@ -69,4 +69,9 @@ SPEC = FamilySpec(
     preset_defaults=preset_defaults,
     output_values_per_token=output_values_per_token,
     size_keys=("joint_attention_dim",),
+    runtime_refuses={
+        "ulysses": "runtime/families/qwen_image.py has no sequence-parallel processor for its attention yet",
+        "ring": "runtime/families/qwen_image.py has no sequence-parallel processor for its attention yet",
+        "distrifusion": "runtime/families/qwen_image.py has no patch-parallel K/V processor yet",
+    },
 )

@@ -16,8 +16,8 @@ the batch and divides by the tensor-parallel shard.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
 
 from profiles.catalog.architecture import Architecture, AttentionKind, check_sizes
 from profiles.errors import InputError
@@ -147,6 +147,9 @@ class FamilySpec:
     ratio_keys: tuple[str, ...] = ()
     """Config keys that must be positive numbers."""
     duplicated_params_note: str = "diffusers stores some shared parameters in every block"
+    runtime_refuses: Mapping[str, str] = field(default_factory=dict)
+    """Parallel axes pfrun's adapter for this family does not execute yet, each with why (the
+    simulator's runnable check refuses them for this family before any rank starts)."""
     """Why :attr:`Architecture.duplicated_params` is not 0, for ``pfplan models``."""
 
     def architecture(self, config: dict[str, Any]) -> Architecture:

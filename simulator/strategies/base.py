@@ -211,6 +211,9 @@ class Strategy(ABC):
 
     def runtime_limits(self, degree: int, facts: PlanFacts, model: ModelPreset) -> str | None:
         """Why pfrun's module cannot run this axis of the plan (one line, naming the field), or None."""
+        refused = getattr(model.arch.spec, "runtime_refuses", {}).get(self.axis)
+        if degree > 1 and refused:
+            return f"degrees.{self.axis}: {self.title} on {model.family} ({model.name}) is not executed: {refused}"
         if degree > 1 and model.arch.attention not in self.runtime_attention:
             return (f"degrees.{self.axis}: {self.title} on {model.family} ({model.name}) is not executed: "
                     f"{model.arch.attention} attention; it runs {', '.join(sorted(self.runtime_attention))} "

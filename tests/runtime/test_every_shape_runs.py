@@ -44,7 +44,7 @@ from .helpers import max_diff, plan, run
 
 pytestmark = pytest.mark.slow
 
-PRESETS = ("pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny")
+PRESETS = ("pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny", "wan-tiny", "qwen-image-tiny")
 TOPOLOGY_RANKS = {"cpu2": 2, "cpu4": 4}
 PX = 128
 T = 2

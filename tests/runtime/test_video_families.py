@@ -103,3 +103,18 @@ def test_wan_pipefusion_patches_may_cut_through_a_frame(serial):
     stale = run(plan("wan-tiny", steps=T, degrees={"pipefusion": 2}, patches=3, warmup_steps=1))
     diff = max_diff(stale, serial["wan-tiny"])
     assert 0 < diff < 1  # stale K/V for the later patches: visible, bounded
+
+
+@pytest.mark.parametrize("preset,axis", [("wan-tiny", "ulysses"), ("wan-tiny", "ring"), ("wan-tiny", "distrifusion"),
+                                         ("wan-tiny", "tensor"), ("qwen-image-tiny", "ulysses"),
+                                         ("qwen-image-tiny", "ring"), ("qwen-image-tiny", "distrifusion")])
+def test_axes_the_new_adapters_do_not_execute_are_refused_before_any_rank_starts(preset: str, axis: str) -> None:
+    """The family spec's ``runtime_refuses`` is what the search's runnable check and pfrun both read,
+    so the search never writes a plan whose processors the family's adapter lacks."""
+    from profiles.catalog.models import load_model
+    from simulator.plan import plan_from_spec
+    from simulator.runnable import unrunnable_reason
+
+    reason = unrunnable_reason(plan_from_spec(preset, f"{axis}=2", height_px=128, width_px=128, steps=2),
+                               load_model(preset))
+    assert reason is not None and reason.startswith(f"degrees.{axis}:") and "not executed" in reason
