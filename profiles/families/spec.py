@@ -117,6 +117,11 @@ def patch_outputs(config: dict[str, Any], arch: Architecture) -> int:
     return arch.patch_size ** 2 * int(config.get("out_channels") or config.get("in_channels", arch.latent_channels))
 
 
+RUNTIME_CAPABILITIES = frozenset({"sequence_attention", "patch_kv_attention", "head_sharding"})
+"""What a family's runtime adapter may lack (:attr:`FamilySpec.runtime_lacks`); each strategy
+that needs one names it (``Strategy.runtime_needs``)."""
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """Everything pfplan knows about one model family without torch (see the module docstring)."""
@@ -147,10 +152,19 @@ class FamilySpec:
     ratio_keys: tuple[str, ...] = ()
     """Config keys that must be positive numbers."""
     duplicated_params_note: str = "diffusers stores some shared parameters in every block"
-    runtime_refuses: Mapping[str, str] = field(default_factory=dict)
-    """Parallel axes pfrun's adapter for this family does not execute yet, each with why (the
-    simulator's runnable check refuses them for this family before any rank starts)."""
+    runtime_lacks: Mapping[str, str] = field(default_factory=dict)
+    """Capabilities pfrun's adapter for this family does not have yet, each with why:
+    ``sequence_attention`` (a sequence-parallel processor), ``patch_kv_attention`` (a
+    patch-parallel K/V processor), ``head_sharding`` (a tensor-parallel plan). Each strategy
+    names the capability it needs (``Strategy.runtime_needs``), so the runnable check refuses
+    it for this family before any rank starts."""
     """Why :attr:`Architecture.duplicated_params` is not 0, for ``pfplan models``."""
+
+    def __post_init__(self) -> None:
+        unknown = set(self.runtime_lacks) - RUNTIME_CAPABILITIES
+        if unknown:
+            raise ValueError(f"{self.name}: runtime_lacks names unknown capabilities {sorted(unknown)}; "
+                             f"known: {sorted(RUNTIME_CAPABILITIES)}")
 
     def architecture(self, config: dict[str, Any]) -> Architecture:
         """The :class:`Architecture` a diffusers config of this family describes."""

@@ -179,6 +179,10 @@ class Strategy(ABC):
     """Why pfrun cannot execute it (one line), when ``runtime_module`` is None."""
     runtime_attention: ClassVar[frozenset[str]] = ATTENTION_KINDS
     """Attention kinds (``model.arch.attention``) the runtime module handles."""
+    runtime_needs: ClassVar[str | None] = None
+    """The family-adapter capability its runtime module needs (``sequence_attention``,
+    ``patch_kv_attention``, ``head_sharding``); a family spec's ``runtime_lacks`` names the ones
+    its adapter does not have yet, so neither side names the other."""
 
     @abstractmethod
     def rules(self, degree: int, model: ModelPreset, rows: int) -> list[str]:
@@ -211,7 +215,7 @@ class Strategy(ABC):
 
     def runtime_limits(self, degree: int, facts: PlanFacts, model: ModelPreset) -> str | None:
         """Why pfrun's module cannot run this axis of the plan (one line, naming the field), or None."""
-        refused = getattr(model.arch.spec, "runtime_refuses", {}).get(self.axis)
+        refused = getattr(model.arch.spec, "runtime_lacks", {}).get(self.runtime_needs or "")
         if degree > 1 and refused:
             return f"degrees.{self.axis}: {self.title} on {model.family} ({model.name}) is not executed: {refused}"
         if degree > 1 and model.arch.attention not in self.runtime_attention:
@@ -318,6 +322,7 @@ class SequenceShard(Strategy):
     """
 
     splits_sequence = True
+    runtime_needs = "sequence_attention"
 
     def shard(self, shape: LayerShape, degree: int) -> LayerShape:
         text = shape.text_query_tokens

@@ -26,6 +26,7 @@ class DistriFusion(Strategy):
     axis = "distrifusion"
     rank_order = 40
     title = "DistriFusion"
+    runtime_needs = "patch_kv_attention"
     description = "DistriFusion patch parallel (stale K/V all-gathered)."
     xdit_flag = None  # xDiT dropped DistriFusion (it was in PipeFuser, its predecessor)
     role = "stage"

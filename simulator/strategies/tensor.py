@@ -23,6 +23,7 @@ class TensorParallel(Strategy):
     axis = "tensor"
     rank_order = 70
     title = "Tensor parallel"
+    runtime_needs = "head_sharding"
     description = "Tensor (Megatron) parallel: heads and MLP width sharded."
     xdit_flag = "--tensor_parallel_degree"
     role = "stage"

@@ -109,8 +109,9 @@ def test_wan_pipefusion_patches_may_cut_through_a_frame(serial):
                                          ("wan-tiny", "tensor"), ("qwen-image-tiny", "ulysses"),
                                          ("qwen-image-tiny", "ring"), ("qwen-image-tiny", "distrifusion")])
 def test_axes_the_new_adapters_do_not_execute_are_refused_before_any_rank_starts(preset: str, axis: str) -> None:
-    """The family spec's ``runtime_refuses`` is what the search's runnable check and pfrun both read,
-    so the search never writes a plan whose processors the family's adapter lacks."""
+    """The family spec's ``runtime_lacks`` against each strategy's ``runtime_needs`` is what the
+    search's runnable check and pfrun both read, so the search never writes a plan whose
+    processors the family's adapter lacks."""
     from profiles.catalog.models import load_model
     from simulator.plan import plan_from_spec
     from simulator.runnable import unrunnable_reason
@@ -118,3 +119,11 @@ def test_axes_the_new_adapters_do_not_execute_are_refused_before_any_rank_starts
     reason = unrunnable_reason(plan_from_spec(preset, f"{axis}=2", height_px=128, width_px=128, steps=2),
                                load_model(preset))
     assert reason is not None and reason.startswith(f"degrees.{axis}:") and "not executed" in reason
+
+
+def test_every_capability_a_strategy_needs_is_one_a_family_can_lack() -> None:
+    from profiles.families.spec import RUNTIME_CAPABILITIES
+    from simulator.strategies import STRATEGIES
+
+    needs = {s.runtime_needs for s in STRATEGIES if s.runtime_needs}
+    assert needs == RUNTIME_CAPABILITIES
