@@ -72,8 +72,8 @@ def test_online_softmax_merge_equals_plain_attention(blocks):
 
 
 @pytest.mark.parametrize("name, fields, needle", [
-    ("pixart-tiny", {"degrees": {"ring": 2, "pipefusion": 2}, "patches": 8, "warmup_steps": 1},
-     "1-row PipeFusion patches"),
+    ("pixart-tiny", {"degrees": {"ring": 2, "pipefusion": 2}, "patches": 3, "warmup_steps": 1, "px": 144},
+     "tokens of a 3-row PipeFusion patch"),
     ("dit-tiny", {"degrees": {"ring": 2}, "px": 144}, "9 token rows"),
 ])
 def test_what_ring_does_not_run_is_refused_with_one_line(name, fields, needle):

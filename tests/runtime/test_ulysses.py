@@ -43,8 +43,8 @@ def test_trace_has_two_all_to_alls_per_layer_and_no_overlapping_spans():
 
 
 @pytest.mark.parametrize("name, fields, needle", [
-    ("pixart-tiny", {"degrees": {"ulysses": 2, "pipefusion": 2}, "patches": 8, "warmup_steps": 1},
-     "1-row PipeFusion patches do not split into the 2 ranks"),
+    ("pixart-tiny", {"degrees": {"ulysses": 2, "pipefusion": 2}, "patches": 3, "warmup_steps": 1, "px": 144},
+     "27 tokens of a 3-row PipeFusion patch do not split into the 2 ranks"),
     ("sd3-tiny", {"degrees": {"ulysses": 2, "ring": 2}, "px": 144}, "9 token rows do not split into 4 equal bands"),
 ])
 def test_what_ulysses_does_not_run_is_refused_with_the_reason(name, fields, needle):
