@@ -204,6 +204,13 @@ class FamilyAdapter(ABC):
         takes the :class:`~runtime.attention.kv_state.KVState` as the shared ones do."""
         return {}
 
+    def own_sequence_processors(self) -> Mapping[str, type]:
+        """Sequence-parallel processors (Ulysses, Ring, USP and their PipeFusion hybrids) of the
+        processor kinds only this family has, by kind; each takes a
+        :class:`~runtime.attention.sequence.SequenceAttention` core and the
+        :class:`~runtime.attention.kv_state.KVState`, as :mod:`runtime.attention.sequence`'s do."""
+        return {}
+
     def drop_block(self, block: Any, index: int, *, last_stage: bool) -> None:
         """Free the weights of a block another PipeFusion stage runs."""
         block.to("meta")
