@@ -109,7 +109,12 @@ class BandExchange:
     def record(self, rec: Any, start: float, end: float, **args: object) -> None:
         record_pass(rec, start, end, self.intervals, self.span, **args)
 
-    def gather(self, mine: torch.Tensor) -> torch.Tensor:
+    def band_tokens(self, rows: int, cols: int) -> tuple[int, int]:
+        return self.band
+
+    def gather(self, mine: torch.Tensor, dim: int = 2) -> torch.Tensor:
+        if dim != 2:
+            raise NotImplementedError("DistriFusion's bands are whole token rows: only predictions are gathered")
         rows = [n * self.p for n in self.band_rows] or [mine.shape[2]] * self.degree
         out = self.dist.all_gather_cat(pad_to(mine, 2, max(rows)), self.group, self.degree, 2,
                                        f"gather of the prediction bands with {self.peers}")

@@ -115,6 +115,10 @@ class SequenceGroup:
         """This rank's sub-band of rows [r0, r1)."""
         return sub_band(r0, r1, self.degree, self.index)
 
+    def band_tokens(self, rows: int, cols: int) -> tuple[int, int]:
+        """This rank's equal share of the image's tokens (the band loop's band)."""
+        return self.tokens(0, rows * cols)
+
     def tokens(self, s0: int, s1: int) -> tuple[int, int]:
         """This rank's equal share of image tokens [s0, s1)."""
         return sub_band(s0, s1, self.degree, self.index, "tokens")
