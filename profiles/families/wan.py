@@ -85,7 +85,4 @@ SPEC = FamilySpec(
     preset_defaults=preset_defaults,
     output_values_per_token=output_values_per_token,
     size_keys=("text_dim", "freq_dim", "ffn_dim"),
-    runtime_lacks={
-        "head_sharding": "its RMS norm spans all heads, so a head shard cannot normalise locally",
-    },
 )

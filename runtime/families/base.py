@@ -17,7 +17,7 @@ Adapters are stateless: the model, its token grid and the K/V state travel in th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping, Protocol
 
 import torch
@@ -62,6 +62,9 @@ class TensorPlan:
 
     splits: list[TensorSplit]
     attentions: list[Any]
+    norms: list[tuple[Any, str]] = field(default_factory=list)
+    """``(parent, name)`` of each RMS norm over a column-split width (Wan's ``norm_q`` / ``norm_k``
+    span all heads): sharded to the rank's columns, the sum of squares all-reduced over the group."""
 
 
 _GATED = ("GEGLU", "SwiGLU")

@@ -23,9 +23,8 @@ import torch
 from profiles.catalog.models import ModelPreset
 from runtime.attention.kv_state import KVState
 from runtime.conditioning import Branch
-from runtime.errors import UnrunnablePlan
 from runtime.families.base import (FamilyAdapter, ProcessorKind, StagedView, StepContext, TensorPlan, batch_of,
-                                   unpatchify)
+                                   default_tensor_plan, unpatchify)
 
 
 def video_view(preset: ModelPreset, latent: torch.Tensor) -> torch.Tensor:
@@ -110,10 +109,14 @@ class WanAdapter(FamilyAdapter):
         return {"wan": SequenceWanSelfAttnProcessor}
 
     def tensor_plan(self, block: Any) -> TensorPlan:
-        """Refused: ``norm_q`` / ``norm_k`` are RMS norms across all heads (one mean of squares over
-        the full width), so a rank holding 1/t of the heads cannot normalise its queries alone."""
-        raise UnrunnablePlan("tensor parallel on Wan: its RMS norm across heads needs the full width "
-                             "(an all-reduce inside the norm, not written)", field="degrees.tensor")
+        """The default split, plus ``norm_q`` / ``norm_k`` (and I2V's ``norm_added_k``) of both
+        attentions: RMS norms across all heads (one mean of squares over the full width), so a
+        rank holding 1/t of the heads normalises with the group's all-reduced sum of squares."""
+        plan = default_tensor_plan(block)
+        for attn in (block.attn1, block.attn2):
+            plan.norms += [(attn, n) for n in ("norm_q", "norm_k", "norm_added_k")
+                           if isinstance(getattr(attn, n, None), torch.nn.RMSNorm)]
+        return plan
 
     def transformer_kwargs(self, preset: ModelPreset, latent: torch.Tensor, t: torch.Tensor,
                            branch: Branch) -> dict[str, Any]:
