@@ -85,7 +85,7 @@ def row(preset: str, spec: str, topology: str, profile: str, work: Path) -> str:
     cli("runtime", "--plan", str(plan), "--trace", str(meas))
     c = json.loads(cli("planner", "validate", str(sim), str(meas), "--json"))
     lat = c["latency"]
-    comp, coll = busy(c, "compute"), busy(c, "collective")
+    comp, coll = busy(c, "compute"), busy(c, "communication")
     err = lat.get("error_pct")
     return (f"| {preset} {spec} | {topology} | {ms(lat['simulated_s'])} / {ms(lat['measured_s'])} "
             f"({'-' if err is None else f'{err:+.0f}%'}) | {ms(comp[0])} / {ms(comp[1])} | "
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     before = loadavg()
     lines = ["| plan (`--parallel`) | topology | end to end sim / meas ms (error) | compute rank 0 sim / meas ms "
-             "| collective rank 0 sim / meas ms |", "|---|---|---|---|---|"]
+             "| communication rank 0 sim / meas ms |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for preset, spec, topology, profile in ROWS:
             try:
