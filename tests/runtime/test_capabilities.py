@@ -46,3 +46,19 @@ def test_zero_warmup_is_refused_with_the_reason():
 def test_capabilities_import_no_torch():
     code = "import sys, simulator.runnable; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_a_capability_a_family_lacks_is_refused_by_name():
+    """No shipped family lacks one now (issue 11), so a stand-in family declares one: the check a
+    new family's spec relies on until its processors are written still refuses, in one line."""
+    from types import SimpleNamespace
+
+    from simulator.strategies import STRATEGIES
+
+    ring = next(s for s in STRATEGIES if s.axis == "ring")
+    spec = SimpleNamespace(runtime_lacks={ring.runtime_needs: "its adapter has no sequence-parallel processor yet"})
+    model = SimpleNamespace(arch=SimpleNamespace(spec=spec, attention="self"), family="toy", name="toy-tiny")
+    reason = ring.runtime_limits(2, None, model)
+    assert reason == ("degrees.ring: Ring attention on toy (toy-tiny) is not executed: "
+                      "its adapter has no sequence-parallel processor yet")
+    assert ring.runtime_limits(1, None, model) is None
