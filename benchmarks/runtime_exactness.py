@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         BEGIN,
         f"Max abs difference of the latent from serial, CPU ranks (gloo: 2 for one axis at degree 2, 4 for "
         f"the composed rows), tiny presets at {PX} px, {args.steps} steps; PipeFusion with 2 patches (M=8: 1-row "
-        "patches, each split by tokens across the stage's 2 sequence-parallel ranks); stale strategies at W = T and at W = 1 (with "
+        "patches, each split by tokens across the stage's 2 sequence-parallel ranks; 2-row for wan-tiny, whose 2 latent "
+        "frames stack 16 rows); stale strategies at W = T and at W = 1 (with "
         "the decoded image's PSNR against serial; wan-tiny has no VAE: its PSNR is the latent's, peak = the serial "
         "latent's max − min). Written by "
         f"`python -m benchmarks.runtime_exactness --steps {args.steps}` (part of `make bench`).",

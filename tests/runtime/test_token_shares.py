@@ -17,16 +17,17 @@ from .helpers import max_diff, plan, run
 T = 2
 
 
-@pytest.mark.parametrize("name, sp", [("pixart-tiny", "ulysses"), ("flux-tiny", "ring"), ("wan-tiny", "ulysses")])
-def test_one_row_patches_split_by_tokens(name, sp):
+@pytest.mark.parametrize("name, sp, m", [("pixart-tiny", "ulysses", 8), ("flux-tiny", "ring", 8),
+                                         ("wan-tiny", "ulysses", 16)])  # Wan: 2 latent frames × 8 rows
+def test_one_row_patches_split_by_tokens(name, sp, m):
     serial = run(plan(name, steps=T))
     scale = float(serial.latents[0].abs().max())
     degrees = {"pipefusion": 2, sp: 2}
-    fresh = run(plan(name, steps=T, degrees=degrees, patches=8, warmup_steps=T))
+    fresh = run(plan(name, steps=T, degrees=degrees, patches=m, warmup_steps=T))
     assert sorted(fresh.latents) == [0]
     assert max_diff(fresh, serial) <= 2e-5 * scale
-    stale = run(plan(name, steps=T, degrees=degrees, patches=8, warmup_steps=1))
-    pipefusion = run(plan(name, steps=T, degrees={"pipefusion": 2}, patches=8, warmup_steps=1))
+    stale = run(plan(name, steps=T, degrees=degrees, patches=m, warmup_steps=1))
+    pipefusion = run(plan(name, steps=T, degrees={"pipefusion": 2}, patches=m, warmup_steps=1))
     assert max_diff(stale, pipefusion) <= 1e-5 * scale
     assert max_diff(stale, serial) > 10 * max_diff(stale, pipefusion)  # the patches really were stale
     gathers = [e for events in stale.events for e in events if e["name"] == "gather hidden"]  # the last stage
