@@ -5,8 +5,9 @@ and DistriFusion (its :class:`~runtime.attention.patch_parallel_kv.BandExchange`
 differ only inside the attention layers, and in how they cut the bands: DistriFusion in
 whole token rows (uneven bands allowed), the sequence group in equal shares of the tokens
 (whole rows where the rows divide; else a band ends mid-row, and the group joins the bands'
-hidden states before the output layer, which unpatchifies whole rows). Every step each rank embeds the whole latent
-(positions depend on the whole grid) and keeps its band, runs every block on it, runs the
+hidden states before the output layer, which unpatchifies whole rows). Every step each rank
+embeds the whole latent (positions depend on the whole grid) and keeps its band, runs every
+block on it, runs the
 output layer on its band, guides its band (guidance is elementwise: a batch of two, or the
 exchange of the band with the other CFG group, :mod:`runtime.strategies.cfg`), and the
 group gathers the guided bands. The scheduler step then runs on the whole latent on every
