@@ -54,7 +54,8 @@ def link_fits_from(profile: str) -> dict[str, LinkFit]:
     from profiles.costs.profile_format import load_profile
 
     loaded = load_profile(profile)
-    curves = tuple(CollectiveTiming(c.op, c.group_size, tuple((p.bytes, p.seconds) for p in c.points), c.bandwidth_gb_s)
+    curves = tuple(CollectiveTiming(c.op, c.group_size, tuple((p.bytes, p.seconds) for p in c.points), c.bandwidth_gb_s,
+                                    c.in_loop_extra_us * 1e-6)
                    for c in loaded.collectives if c.points)
     fits = {fit.route_class: LinkFit(fit.latency_us, fit.bandwidth_gb_s, curves if len(loaded.links) == 1 else ())
             for fit in loaded.links}

@@ -42,6 +42,8 @@ class LinkSettings:
     warmup: int = 2
     repeats: int = 7
     timeout_s: float = 120.0
+    in_loop: bool = False
+    """Also time each collective of the whole group inside a compute loop (:func:`_in_loop`)."""
 
     def sizes(self) -> tuple[int, ...]:
         if self.sizes_bytes:
@@ -156,6 +158,64 @@ def _measure(rank: int, world: int, device: Any, *, settings: LinkSettings, plan
                     out["collectives"].append({"op": op, "group_size": g, "bytes": elems * 4,
                                                "seconds": statistics.median(times), "repeats": len(times)})
         dist.barrier()
+    if settings.in_loop and device.type == "cpu":
+        out["in_loop"] = _in_loop(rank, world, settings)
+    return out
+
+
+IN_LOOP_BYTES = 64 * KB
+"""Bytes per rank of the in-loop calls: the size of a tiny preset's activations (pixart-tiny: 256 tokens × 32 × 2 × 4 B)."""
+IN_LOOP_CALLS = 40
+
+
+def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, Any]]:
+    """Per op over all ranks: seconds per call of ``IN_LOOP_CALLS`` calls, each after a slice of
+    compute on every rank (small kernels, as a tiny model's blocks run), less the same compute loop
+    without the calls; the runtime's collectives sit between blocks like this, not back to back.
+    """
+    import torch
+    import torch.distributed as dist
+
+    x, w = torch.randn(2, 256, 32), torch.randn(32, 32)
+
+    def compute() -> None:
+        y = x
+        for _ in range(5):
+            y = torch.nn.functional.layer_norm(torch.nn.functional.gelu(torch.nn.functional.linear(y, w)), (32,))
+
+    elems = max(world, (IN_LOOP_BYTES // 4) // world * world)
+    out = []
+    for op in OPS:
+        src = torch.ones(elems).contiguous()
+        dst = torch.empty(elems * world if op == "all_gather" else elems)
+
+        def call() -> None:
+            if op == "all_gather":
+                dist.all_gather(list(dst.chunk(world)), src)
+            elif op == "all_to_all":
+                dist.all_to_all_single(dst, src)
+            else:
+                dist.all_reduce(src)
+
+        def loop(with_calls: bool) -> float:
+            dist.barrier()
+            start = time.perf_counter()
+            for _ in range(IN_LOOP_CALLS):
+                compute()
+                if with_calls:
+                    call()
+            if not with_calls:
+                dist.barrier()  # the loop with calls ends together; so must this one
+            return time.perf_counter() - start
+
+        excess = []
+        for i in range(settings.warmup + settings.repeats):  # pairs, so load that comes and goes hits both
+            bare, looped = loop(False), loop(True)
+            if i >= settings.warmup:
+                excess.append((looped - bare) / IN_LOOP_CALLS)
+        if rank == 0:
+            out.append({"op": op, "group_size": world, "bytes": elems * 4, "seconds": statistics.median(excess),
+                        "repeats": len(excess)})
     return out
 
 
@@ -192,8 +252,15 @@ def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, 
         rows = [r for r in raw["collectives"] if r["op"] == op and r["group_size"] == g]
         points = [LinkPoint(bytes=r["bytes"], seconds=r["seconds"], repeats=r["repeats"]) for r in rows]
         latency, bandwidth = fit_latency_bandwidth([(p.bytes, p.seconds) for p in points])
-        curves.append(CollectiveCurve(op=op, group_size=g, latency_us=latency, bandwidth_gb_s=bandwidth,
-                                      points=points))
+        curve = CollectiveCurve(op=op, group_size=g, latency_us=latency, bandwidth_gb_s=bandwidth, points=points)
+        looped = next((r for r in raw.get("in_loop", []) if r["op"] == op and r["group_size"] == g), None)
+        if looped is not None:  # beyond what the back-to-back points already charge at that size
+            from simulator.network import CollectiveTiming
+
+            back_to_back = CollectiveTiming(op, g, tuple((p.bytes, p.seconds) for p in points), bandwidth)
+            extra = max(looped["seconds"] - back_to_back.time_s(looped["bytes"]), 0.0)
+            curve = curve.model_copy(update={"in_loop_extra_us": extra * 1e6})
+        curves.append(curve)
     first = cluster.devices[0]
     from profiler.compute import device_identity
 
