@@ -87,15 +87,14 @@ def print_result(plan: ParallelPlan, result: SimulationResult, gpu_of: dict[str,
     out_console.print(table)
     if p.unpriced:
         out_console.print(f"not priced by the cost model (counted as 0): {', '.join(p.unpriced)}", markup=False)
-    mem = Table(title="Memory and utilisation per device (GiB)")
-    for col in ("device", "gpu", "parameters", "activations", "kv buffers", "receive", "total", "capacity",
-                "fits", "utilisation"):
-        mem.add_column(col, justify="left" if col in ("device", "gpu", "fits") else "right")
+    mem = Table(title="Memory at each device's peak (GiB; the terms live then, summing to the total; "
+                      "`pfplan memory` shows every phase)")
+    for col in ("device", "gpu", "peak in", "transformer", "activations", "kv buffers", "receive", "text enc.",
+                "vae", "working", "framework", "total", "capacity", "fits", "utilisation"):
+        mem.add_column(col, justify="left" if col in ("device", "gpu", "peak in", "fits") else "right")
     for device, m in result.memory.items():
         cap = p.memory_capacity_bytes[device]
-        mem.add_row(device, gpu_of[device], *(f"{v / GIB:.2f}" for v in
-                                              (m.parameters, m.activations, m.kv_buffers, m.receive_buffers,
-                                               m.total, cap)),
+        mem.add_row(device, gpu_of[device], m.phase, *(f"{v / GIB:.2f}" for v in (*m.at_peak().values(), m.total, cap)),
                     "yes" if m.total <= cap else "OOM", f"{100 * result.utilisation[device]:.1f}%")
     out_console.print(mem)
     for line in result.oom:
