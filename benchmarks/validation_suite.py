@@ -65,14 +65,24 @@ def make_plan(spec: str):
     return plan_from_spec(MODEL, ",".join(parts), height_px=RES, width_px=RES, steps=steps, topology=TOPOLOGY)
 
 
-def predicted_s(plan) -> float:
+def predicted(plan):
+    """The simulator's result for ``plan`` with the shipped CPU profile and links."""
     from planner.commands_simulate import link_fits_from
 
     model, cluster = load_model(MODEL), load_cluster(TOPOLOGY)
     validate(plan, model, cluster)
     cost = cost_model_for(model, cluster.gpu_of(plan.devices(cluster)[0]), PROFILE)
-    return simulate(plan, model, cluster, cost, link_fits=link_fits_from(LINKS),
-                    dtype_bytes=dtype_bytes_of(cost)).latency_s
+    return simulate(plan, model, cluster, cost, link_fits=link_fits_from(LINKS), dtype_bytes=dtype_bytes_of(cost))
+
+
+def predicted_s(plan) -> float:
+    return predicted(plan).latency_s
+
+
+def predicted_breakdown(plan) -> dict[str, float]:
+    """Seconds by category (the prediction's breakdown) and ``total``."""
+    result = predicted(plan)
+    return {**result.prediction.breakdown_s, "total": result.latency_s}
 
 
 def measure_s(plan_file: Path) -> float:
