@@ -57,7 +57,8 @@ def link_fits_from(profile: str) -> dict[str, LinkFit]:
     curves = tuple(CollectiveTiming(c.op, c.group_size, tuple((p.bytes, p.seconds) for p in c.points), c.bandwidth_gb_s,
                                     c.in_loop_extra_us * 1e-6)
                    for c in loaded.collectives if c.points)
-    fits = {fit.route_class: LinkFit(fit.latency_us, fit.bandwidth_gb_s, curves if len(loaded.links) == 1 else ())
+    fits = {fit.route_class: LinkFit(fit.latency_us + fit.in_loop_extra_us, fit.bandwidth_gb_s,
+                                     curves if len(loaded.links) == 1 else ())
             for fit in loaded.links}
     if not fits:
         raise InputError(f"profile {profile} has no measured links (make one with `pfplan profile links`)",

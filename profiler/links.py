@@ -166,6 +166,8 @@ def _measure(rank: int, world: int, device: Any, *, settings: LinkSettings, plan
 IN_LOOP_BYTES = 64 * KB
 """Bytes per rank of the in-loop calls: the size of a tiny preset's activations (pixart-tiny: 256 tokens × 32 × 2 × 4 B)."""
 IN_LOOP_CALLS = 40
+IN_LOOP_KERNELS = 15
+"""(linear, GELU, layer norm) triples between two calls: ≈ 1 ms on this VM, a tiny preset's block."""
 
 
 def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, Any]]:
@@ -178,14 +180,14 @@ def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, An
 
     x, w = torch.randn(2, 256, 32), torch.randn(32, 32)
 
-    def compute() -> None:
+    def compute() -> None:  # ≈ one tiny-preset block: a few dozen small kernels
         y = x
-        for _ in range(5):
+        for _ in range(IN_LOOP_KERNELS):
             y = torch.nn.functional.layer_norm(torch.nn.functional.gelu(torch.nn.functional.linear(y, w)), (32,))
 
     elems = max(world, (IN_LOOP_BYTES // 4) // world * world)
     out = []
-    for op in OPS:
+    for op in (*OPS, "p2p"):
         src = torch.ones(elems).contiguous()
         dst = torch.empty(elems * world if op == "all_gather" else elems)
 
@@ -194,8 +196,14 @@ def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, An
                 dist.all_gather(list(dst.chunk(world)), src)
             elif op == "all_to_all":
                 dist.all_to_all_single(dst, src)
-            else:
+            elif op == "all_reduce":
                 dist.all_reduce(src)
+            elif rank == 0:  # p2p: a ping-pong of ranks 0 and 1, two one-way messages
+                dist.send(src, 1)
+                dist.recv(dst, 1)
+            elif rank == 1:
+                dist.recv(dst, 0)
+                dist.send(src, 0)
 
         def loop(with_calls: bool) -> float:
             dist.barrier()
@@ -209,13 +217,17 @@ def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, An
             return time.perf_counter() - start
 
         excess = []
+        start = time.perf_counter()
+        for _ in range(IN_LOOP_CALLS):
+            compute()
+        compute_s = (time.perf_counter() - start) / IN_LOOP_CALLS
         for i in range(settings.warmup + settings.repeats):  # pairs, so load that comes and goes hits both
             bare, looped = loop(False), loop(True)
             if i >= settings.warmup:
-                excess.append((looped - bare) / IN_LOOP_CALLS)
+                excess.append((looped - bare) / IN_LOOP_CALLS / (2 if op == "p2p" else 1))
         if rank == 0:
-            out.append({"op": op, "group_size": world, "bytes": elems * 4, "seconds": statistics.median(excess),
-                        "repeats": len(excess)})
+            out.append({"op": op, "group_size": world if op != "p2p" else 2, "bytes": elems * 4,
+                        "seconds": statistics.median(excess), "repeats": len(excess), "compute_s": compute_s})
     return out
 
 
@@ -244,8 +256,13 @@ def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, 
         points = [LinkPoint(bytes=n, seconds=statistics.median(ts), repeats=settings.repeats * len(ts))
                   for n, ts in sorted(sizes.items())]
         latency, bandwidth = fit_latency_bandwidth([(p.bytes, p.seconds) for p in points])
-        links.append(LinkFit(route_class=cls, pairs=sorted({r["pair"] for r in rows}), latency_us=latency,
-                             bandwidth_gb_s=bandwidth, points=points))
+        fit = LinkFit(route_class=cls, pairs=sorted({r["pair"] for r in rows}), latency_us=latency,
+                      bandwidth_gb_s=bandwidth, points=points)
+        looped = next((r for r in raw.get("in_loop", []) if r["op"] == "p2p"), None)
+        if looped is not None and "0->1" in fit.pairs:  # measured between ranks 0 and 1
+            extra = max(looped["seconds"] - latency * 1e-6 - looped["bytes"] / (bandwidth * 1e9), 0.0)
+            fit = fit.model_copy(update={"in_loop_extra_us": extra * 1e6})
+        links.append(fit)
     curves = []
     keys = sorted({(r["op"], r["group_size"]) for r in raw["collectives"]})
     for op, g in keys:

@@ -72,6 +72,9 @@ class LinkFit(FormatModel):
     latency_us: float = Field(ge=0, description="Fitted intercept, µs.")
     bandwidth_gb_s: float = Field(gt=0, description="Fitted 1/slope, GB/s (10^9 B/s) one way.")
     points: list[LinkPoint] = Field(default_factory=list)
+    in_loop_extra_us: float = Field(
+        0.0, ge=0, description="Extra µs per one-way message when it follows compute on both ranks, beyond the "
+        "fit: `pfplan profile links --in-loop`; 0: not measured.")
 
 
 class CollectiveCurve(FormatModel):
