@@ -128,7 +128,8 @@ class PassOverhead(FormatModel):
     query_tokens: int = Field(gt=0, description="Shape of the measured forward (q = kv = the whole image).")
     forward_s: float = Field(ge=0, description="Median full-model forward, seconds.")
     layers_sum_s: float = Field(ge=0, description="embed + Σ blocks + final from the layer timings, seconds.")
-    block_s: float = Field(ge=0, description="max(0, forward − layers_sum) / blocks, seconds per block call.")
+    block_s: float = Field(ge=0, description="max(0, fastest forward − Σ fastest layer samples) / blocks, seconds "
+                           "per block call (fastest samples: robust to other jobs' load).")
     first_pass_s: float = Field(ge=0, description="Cold first forward minus the warm median, seconds (0 if not cold).")
     runtime_step_s: float | None = Field(None, ge=0, description="Median step of the runtime's own loop (one rank, "
                                          "serial path) on the same model and shape, seconds.")
