@@ -6,8 +6,10 @@ serial work (``data=2``) took 26 % longer than one (docs/fidelity.md). The per-l
 is timed on one process with the others idle, so it cannot see this. Here ``ranks``
 processes (the links profiler's launcher: fork, gloo, one thread each) each build the whole
 model; each rank in turn times warm forwards while the others wait at a barrier, then all
-time them at once (a barrier before every forward, so they start together). The factor is
-what the simulator multiplies compute by when that many of a plan's ranks share a host.
+time them at once (a barrier before every forward, so they start together; each forward
+counts as its slowest rank's time, since a plan's ranks meet at their collectives). The
+factor is what the simulator multiplies compute by when that many of a plan's ranks share
+a host.
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ def _measure(rank: int, world: int, device: Any, *, preset_json: str, resolution
             together.append(timed())
     gathered: list[Any] = [None] * world
     dist.all_gather_object(gathered, {"alone": alone, "together": together})
-    return {"alone": [t for g in gathered for t in g["alone"]], "together": [t for g in gathered for t in g["together"]]}
+    # together: per forward, the last rank's time (the ranks start at a barrier; a plan's ranks
+    # meet at its collectives, so the slower one sets the pace)
+    return {"alone": [t for g in gathered for t in g["alone"]],
+            "together": [max(ts) for ts in zip(*(g["together"] for g in gathered))]}
 
 
 def time_corun(preset: ModelPreset, *, ranks: int, resolution_px: int, batch: int, repeats: int, seed: int,

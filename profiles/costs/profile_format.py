@@ -156,7 +156,7 @@ class CoRunTiming(FormatModel):
     batch: int = Field(ge=1)
     query_tokens: int = Field(gt=0)
     alone_s: float = Field(gt=0, description="Median warm forward, one rank at a time, seconds.")
-    together_s: float = Field(gt=0, description="Median warm forward, every rank at once, seconds.")
+    together_s: float = Field(gt=0, description="Median warm forward, every rank at once (its slowest rank), seconds.")
     slowdown: float = Field(gt=0, description="together_s / alone_s.")
     repeats: int = Field(ge=1)
 
