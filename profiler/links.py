@@ -174,10 +174,17 @@ def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, An
     """Per op over all ranks: seconds per call of ``IN_LOOP_CALLS`` calls, each after a slice of
     compute on every rank (small kernels, as a tiny model's blocks run), less the same compute loop
     without the calls; the runtime's collectives sit between blocks like this, not back to back.
+    The calls are the runtime's own (:class:`runtime.dist_context.DistContext` on its mesh group,
+    asynchronous and waited for with a timeout; sends through its pending-send queue).
     """
     import torch
     import torch.distributed as dist
 
+    from runtime.dist_context import DistContext
+
+    ctx = DistContext(rank=rank, world_size=world, degrees={"ulysses": world}, timeout_s=settings.timeout_s)
+    ctx.make_groups()
+    group = ctx.group("ulysses")
     x, w = torch.randn(2, 256, 32), torch.randn(32, 32)
 
     def compute() -> None:  # ≈ one tiny-preset block: a few dozen small kernels
@@ -189,21 +196,22 @@ def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, An
     out = []
     for op in (*OPS, "p2p"):
         src = torch.ones(elems).contiguous()
-        dst = torch.empty(elems * world if op == "all_gather" else elems)
 
         def call() -> None:
             if op == "all_gather":
-                dist.all_gather(list(dst.chunk(world)), src)
+                ctx.all_gather_cat(src, group, world, 0, "in-loop all_gather")
             elif op == "all_to_all":
-                dist.all_to_all_single(dst, src)
-            elif op == "all_reduce":
-                dist.all_reduce(src)
-            elif rank == 0:  # p2p: a ping-pong of ranks 0 and 1, two one-way messages
-                dist.send(src, 1)
-                dist.recv(dst, 1)
-            elif rank == 1:
-                dist.recv(dst, 0)
-                dist.send(src, 0)
+                ctx.all_to_all(src, group, "in-loop all_to_all")
+            elif op == "all_reduce":  # as runtime/strategies/tensor.py calls it
+                ctx._wait(dist.all_reduce(src, group=group, async_op=True), "in-loop all_reduce")
+            elif rank in (0, 1):  # p2p: a ping-pong of ranks 0 and 1, two one-way messages
+                peer = 1 - rank
+                for sender in (0, 1):
+                    if rank == sender:
+                        ctx.isend(src, peer)
+                        ctx.flush()
+                    else:
+                        ctx.irecv(src.shape, src.dtype, peer).wait()
 
         def loop(with_calls: bool) -> float:
             dist.barrier()

@@ -72,6 +72,7 @@ def _breakdown(spec: str, cost) -> dict[str, float]:
 
 def test_co_run_slowdown_scales_compute_of_shared_hosts_and_the_vae_only_when_replicas_decode_together() -> None:
     base = load_profiled_cost_model("pixart-tiny-cpu", load_model("pixart-tiny"), gpu_name="cpu")
+    base.profile = base.profile.model_copy(update={"corun": []})  # no factor of its own
     slowed = _Slowed(base, 1.5)
     assert _breakdown("", slowed) == pytest.approx(_breakdown("", base))  # one rank: nothing shared
     for spec, vae in (("data=2", 1.5), ("ulysses=2", 1.0)):
