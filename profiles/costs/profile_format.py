@@ -128,8 +128,8 @@ class PassOverhead(FormatModel):
     query_tokens: int = Field(gt=0, description="Shape of the measured forward (q = kv = the whole image).")
     forward_s: float = Field(ge=0, description="Median full-model forward, seconds.")
     layers_sum_s: float = Field(ge=0, description="embed + Σ blocks + final from the layer timings, seconds.")
-    block_s: float = Field(ge=0, description="max(0, fastest forward − Σ fastest layer samples) / blocks, seconds "
-                           "per block call (fastest samples: robust to other jobs' load).")
+    block_s: float = Field(ge=0, description="max(0, median over repeats of (one whole forward − its embed and "
+                           "final − each of its blocks re-run warm right after)) / blocks, seconds per block call.")
     first_pass_s: float = Field(ge=0, description="Cold first forward minus the warm median, seconds (0 if not cold).")
     runtime_step_s: float | None = Field(None, ge=0, description="Median step of the runtime's own loop (one rank, "
                                          "serial path) on the same model and shape, seconds.")
@@ -157,7 +157,8 @@ class CoRunTiming(FormatModel):
     query_tokens: int = Field(gt=0)
     alone_s: float = Field(gt=0, description="Median warm forward, one rank at a time, seconds.")
     together_s: float = Field(gt=0, description="Median warm forward, every rank at once (its slowest rank), seconds.")
-    slowdown: float = Field(gt=0, description="together_s / alone_s.")
+    slowdown: float = Field(gt=0, description="Median over rounds of together ÷ alone (one round: each rank alone "
+                            "in turn, then all at once).")
     repeats: int = Field(ge=1)
 
 
