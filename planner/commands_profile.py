@@ -111,6 +111,10 @@ def register(app: typer.Typer) -> None:
                 pass_overhead: Optional[bool] = typer.Option(
                     None, "--pass-overhead/--no-pass-overhead",
                     help="Build the whole model to time its forward overhead (default: tiny presets only)."),
+                corun_ranks: int = typer.Option(
+                    0, "--corun-ranks", min=0,
+                    help="CPU: also time the whole forward on N processes at once against one at a time "
+                         "(the slowdown of ranks sharing this host; 0: not measured)."),
                 output: Path = typer.Option(..., "-o", "--output", help="Profile JSON to write.")) -> None:
         """Time every layer kind of a model, one block at a time, over the shapes plans need."""
         guard_outputs({"-o": output}, {"--model": model})
@@ -135,7 +139,9 @@ def register(app: typer.Typer) -> None:
         settings = ComputeSettings(device=device, dtype=dtype, resolutions_px=res, max_patches=max_patches,
                                    batches=batch_sizes, tensor_shards=widths, shards=int_list(shards, "shards"),
                                    threads=threads, warmup=warmup, repeats=repeats, gpu=gpu,
-                                   extras=extras, pass_overhead=pass_overhead)
+                                   extras=extras, pass_overhead=pass_overhead, corun_ranks=corun_ranks)
+        if corun_ranks == 1 or (corun_ranks and device != "cpu"):
+            raise InputError("--corun-ranks needs 2 or more CPU processes (--device cpu)", field="corun-ranks")
         command = command_line(ctx)
         with _progress() as bar:
             task = bar.add_task(f"profiling {preset.name}", total=None, label="building")
@@ -158,6 +164,9 @@ def register(app: typer.Typer) -> None:
               repeats: int = typer.Option(7, "--repeats", min=1),
               collectives: bool = typer.Option(True, "--collectives/--no-collectives",
                                                help="Also time all_gather, all_to_all, all_reduce."),
+              in_loop: bool = typer.Option(False, "--in-loop",
+                                           help="CPU: also time each collective between slices of compute, as the "
+                                                "runtime calls them (the per-call cost beyond back-to-back calls)."),
               output: Path = typer.Option(..., "-o", "--output", help="Links profile JSON to write."),
               write_topology: Optional[Path] = typer.Option(None, "--write-topology",
                                                             help="Also write the topology with measured link figures.")) -> None:
@@ -172,7 +181,7 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"unknown device {device!r}; choices: cpu, cuda", field="device")
         cluster = load_cluster(topology)
         settings = LinkSettings(nprocs=nprocs, device=device, sizes_bytes=size_list(sizes), all_pairs=all_pairs,
-                                collectives=collectives, repeats=repeats)
+                                collectives=collectives, repeats=repeats, in_loop=in_loop)
         rank_plan(cluster, settings)  # bad --nprocs fails here, before anything starts
         command = command_line(ctx)
         err_console.print(f"measuring links with {nprocs} ranks on {cluster.topology.name} …")

@@ -54,9 +54,11 @@ def link_fits_from(profile: str) -> dict[str, LinkFit]:
     from profiles.costs.profile_format import load_profile
 
     loaded = load_profile(profile)
-    curves = tuple(CollectiveTiming(c.op, c.group_size, tuple((p.bytes, p.seconds) for p in c.points), c.bandwidth_gb_s)
+    curves = tuple(CollectiveTiming(c.op, c.group_size, tuple((p.bytes, p.seconds) for p in c.points), c.bandwidth_gb_s,
+                                    c.in_loop_extra_us * 1e-6)
                    for c in loaded.collectives if c.points)
-    fits = {fit.route_class: LinkFit(fit.latency_us, fit.bandwidth_gb_s, curves if len(loaded.links) == 1 else ())
+    fits = {fit.route_class: LinkFit(fit.latency_us + fit.in_loop_extra_us, fit.bandwidth_gb_s,
+                                     curves if len(loaded.links) == 1 else ())
             for fit in loaded.links}
     if not fits:
         raise InputError(f"profile {profile} has no measured links (make one with `pfplan profile links`)",
@@ -86,15 +88,14 @@ def print_result(plan: ParallelPlan, result: SimulationResult, gpu_of: dict[str,
     out_console.print(table)
     if p.unpriced:
         out_console.print(f"not priced by the cost model (counted as 0): {', '.join(p.unpriced)}", markup=False)
-    mem = Table(title="Memory and utilisation per device (GiB)")
-    for col in ("device", "gpu", "parameters", "activations", "kv buffers", "receive", "total", "capacity",
-                "fits", "utilisation"):
-        mem.add_column(col, justify="left" if col in ("device", "gpu", "fits") else "right")
+    mem = Table(title="Memory at each device's peak (GiB; the terms live then, summing to the total; "
+                      "`pfplan memory` shows every phase)")
+    for col in ("device", "gpu", "peak in", "transformer", "activations", "kv buffers", "receive", "text enc.",
+                "vae", "working", "framework", "total", "capacity", "fits", "utilisation"):
+        mem.add_column(col, justify="left" if col in ("device", "gpu", "peak in", "fits") else "right")
     for device, m in result.memory.items():
         cap = p.memory_capacity_bytes[device]
-        mem.add_row(device, gpu_of[device], *(f"{v / GIB:.2f}" for v in
-                                              (m.parameters, m.activations, m.kv_buffers, m.receive_buffers,
-                                               m.total, cap)),
+        mem.add_row(device, gpu_of[device], m.phase, *(f"{v / GIB:.2f}" for v in (*m.at_peak().values(), m.total, cap)),
                     "yes" if m.total <= cap else "OOM", f"{100 * result.utilisation[device]:.1f}%")
     out_console.print(mem)
     for line in result.oom:

@@ -233,10 +233,17 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
                                             summarise, device=device, dtype=dtype)
         if full is not None:
             overhead = full.overheads(layers, settings.batches, timer.samples, scheduler)
+    corun = []
+    if settings.corun_ranks >= 2:
+        from profiler.corun import time_corun
+
+        corun = [time_corun(preset, ranks=settings.corun_ranks, resolution_px=base_res,
+                            batch=2 if preset.uses_cfg and 2 in settings.batches else settings.batches[0],
+                            repeats=max(settings.repeats, 5), seed=settings.seed)]
     return Profile(model=preset.name, model_family=preset.family, device=catalog_name, device_name=device_name,
                    software=software_stack(device, settings.dtype, settings.threads),
                    text_tokens=preset.text_tokens, layers=layers, vae_decode=vae, scheduler_step=scheduler,
-                   pass_overhead=overhead,
+                   pass_overhead=overhead, corun=corun,
                    provenance=ProfileProvenance(kind="measured", command=command, host=platform.node(),
                                                 notes=[f"warmup {settings.warmup}, repeats {settings.repeats}, "
                                                        f"samples of at least {settings.min_sample_s * 1e3:g} ms",

@@ -42,6 +42,8 @@ class LinkSettings:
     warmup: int = 2
     repeats: int = 7
     timeout_s: float = 120.0
+    in_loop: bool = False
+    """Also time each collective of the whole group inside a compute loop (:func:`_in_loop`)."""
 
     def sizes(self) -> tuple[int, ...]:
         if self.sizes_bytes:
@@ -156,6 +158,84 @@ def _measure(rank: int, world: int, device: Any, *, settings: LinkSettings, plan
                     out["collectives"].append({"op": op, "group_size": g, "bytes": elems * 4,
                                                "seconds": statistics.median(times), "repeats": len(times)})
         dist.barrier()
+    if settings.in_loop and device.type == "cpu":
+        out["in_loop"] = _in_loop(rank, world, settings)
+    return out
+
+
+IN_LOOP_BYTES = 64 * KB
+"""Bytes per rank of the in-loop calls: the size of a tiny preset's activations (pixart-tiny: 256 tokens × 32 × 2 × 4 B)."""
+IN_LOOP_CALLS = 40
+IN_LOOP_KERNELS = 15
+"""(linear, GELU, layer norm) triples between two calls: ≈ 1 ms on this VM, a tiny preset's block."""
+
+
+def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, Any]]:
+    """Per op over all ranks: seconds per call of ``IN_LOOP_CALLS`` calls, each after a slice of
+    compute on every rank (small kernels, as a tiny model's blocks run), less the same compute loop
+    without the calls; the runtime's collectives sit between blocks like this, not back to back.
+    The calls are the runtime's own (:class:`runtime.dist_context.DistContext` on its mesh group,
+    asynchronous and waited for with a timeout; sends through its pending-send queue).
+    """
+    import torch
+    import torch.distributed as dist
+
+    from runtime.dist_context import DistContext
+
+    ctx = DistContext(rank=rank, world_size=world, degrees={"ulysses": world}, timeout_s=settings.timeout_s)
+    ctx.make_groups()
+    group = ctx.group("ulysses")
+    x, w = torch.randn(2, 256, 32), torch.randn(32, 32)
+
+    def compute() -> None:  # ≈ one tiny-preset block: a few dozen small kernels
+        y = x
+        for _ in range(IN_LOOP_KERNELS):
+            y = torch.nn.functional.layer_norm(torch.nn.functional.gelu(torch.nn.functional.linear(y, w)), (32,))
+
+    elems = max(world, (IN_LOOP_BYTES // 4) // world * world)
+    out = []
+    for op in (*OPS, "p2p"):
+        src = torch.ones(elems).contiguous()
+
+        def call() -> None:
+            if op == "all_gather":
+                ctx.all_gather_cat(src, group, world, 0, "in-loop all_gather")
+            elif op == "all_to_all":
+                ctx.all_to_all(src, group, "in-loop all_to_all")
+            elif op == "all_reduce":  # as runtime/strategies/tensor.py calls it
+                ctx._wait(dist.all_reduce(src, group=group, async_op=True), "in-loop all_reduce")
+            elif rank in (0, 1):  # p2p: a ping-pong of ranks 0 and 1, two one-way messages
+                peer = 1 - rank
+                for sender in (0, 1):
+                    if rank == sender:
+                        ctx.isend(src, peer)
+                        ctx.flush()
+                    else:
+                        ctx.irecv(src.shape, src.dtype, peer).wait()
+
+        def loop(with_calls: bool) -> float:
+            dist.barrier()
+            start = time.perf_counter()
+            for _ in range(IN_LOOP_CALLS):
+                compute()
+                if with_calls:
+                    call()
+            if not with_calls:
+                dist.barrier()  # the loop with calls ends together; so must this one
+            return time.perf_counter() - start
+
+        excess = []
+        start = time.perf_counter()
+        for _ in range(IN_LOOP_CALLS):
+            compute()
+        compute_s = (time.perf_counter() - start) / IN_LOOP_CALLS
+        for i in range(settings.warmup + settings.repeats):  # pairs, so load that comes and goes hits both
+            bare, looped = loop(False), loop(True)
+            if i >= settings.warmup:
+                excess.append((looped - bare) / IN_LOOP_CALLS / (2 if op == "p2p" else 1))
+        if rank == 0:
+            out.append({"op": op, "group_size": world if op != "p2p" else 2, "bytes": elems * 4,
+                        "seconds": statistics.median(excess), "repeats": len(excess), "compute_s": compute_s})
     return out
 
 
@@ -184,16 +264,28 @@ def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, 
         points = [LinkPoint(bytes=n, seconds=statistics.median(ts), repeats=settings.repeats * len(ts))
                   for n, ts in sorted(sizes.items())]
         latency, bandwidth = fit_latency_bandwidth([(p.bytes, p.seconds) for p in points])
-        links.append(LinkFit(route_class=cls, pairs=sorted({r["pair"] for r in rows}), latency_us=latency,
-                             bandwidth_gb_s=bandwidth, points=points))
+        fit = LinkFit(route_class=cls, pairs=sorted({r["pair"] for r in rows}), latency_us=latency,
+                      bandwidth_gb_s=bandwidth, points=points)
+        looped = next((r for r in raw.get("in_loop", []) if r["op"] == "p2p"), None)
+        if looped is not None and "0->1" in fit.pairs:  # measured between ranks 0 and 1
+            extra = max(looped["seconds"] - latency * 1e-6 - looped["bytes"] / (bandwidth * 1e9), 0.0)
+            fit = fit.model_copy(update={"in_loop_extra_us": extra * 1e6})
+        links.append(fit)
     curves = []
     keys = sorted({(r["op"], r["group_size"]) for r in raw["collectives"]})
     for op, g in keys:
         rows = [r for r in raw["collectives"] if r["op"] == op and r["group_size"] == g]
         points = [LinkPoint(bytes=r["bytes"], seconds=r["seconds"], repeats=r["repeats"]) for r in rows]
         latency, bandwidth = fit_latency_bandwidth([(p.bytes, p.seconds) for p in points])
-        curves.append(CollectiveCurve(op=op, group_size=g, latency_us=latency, bandwidth_gb_s=bandwidth,
-                                      points=points))
+        curve = CollectiveCurve(op=op, group_size=g, latency_us=latency, bandwidth_gb_s=bandwidth, points=points)
+        looped = next((r for r in raw.get("in_loop", []) if r["op"] == op and r["group_size"] == g), None)
+        if looped is not None:  # beyond what the back-to-back points already charge at that size
+            from simulator.network import CollectiveTiming
+
+            back_to_back = CollectiveTiming(op, g, tuple((p.bytes, p.seconds) for p in points), bandwidth)
+            extra = max(looped["seconds"] - back_to_back.time_s(looped["bytes"]), 0.0)
+            curve = curve.model_copy(update={"in_loop_extra_us": extra * 1e6})
+        curves.append(curve)
     first = cluster.devices[0]
     from profiler.compute import device_identity
 

@@ -190,6 +190,7 @@ class Simulation(Pricing):
         self.net = NETWORK_MODELS[settings.network_model](self.env, cluster, bandwidth_scale=settings.bandwidth_scale,
                                                           link_fits=settings.link_fits)
         self.record = settings.record
+        self.compute_scale, self.vae_scale = corun_scales(plan, cluster, cost_model)
         self.events: list[SimEvent] = []
         self.totals: dict[str, dict[str, float]] = {a.label: {} for a in self.work.actors}
         self.after_warmup: dict[str, dict[str, float]] = {a.label: {} for a in self.work.actors}
@@ -233,6 +234,7 @@ class Simulation(Pricing):
     def compute(self, actor: Actor, seconds: float, cat: str, name: str, **tags: Any) -> Generator:
         if seconds <= 0:
             return
+        seconds *= self.vae_scale if cat == "vae" else self.compute_scale
         start = self.env.now
         yield self.env.timeout(seconds)
         self.note(actor, start, self.env.now, cat, name, **tags)
@@ -259,13 +261,14 @@ class Simulation(Pricing):
         start = env.now
         background: list[simpy.Process] = []
         elapsed = 0.0
+        compute_s = cost.compute_s * self.compute_scale
         for spec in sorted((s for s in cost.specs if s.overlapped), key=lambda s: -s.overlap_fraction):
-            begin = (1.0 - spec.overlap_fraction) * cost.compute_s
+            begin = (1.0 - spec.overlap_fraction) * compute_s
             if begin > elapsed:
                 yield env.timeout(begin - elapsed)
                 elapsed = begin
             background.append(env.process(self.collective(actor, spec)))
-        yield env.timeout(max(cost.compute_s - elapsed, 0.0))
+        yield env.timeout(max(compute_s - elapsed, 0.0))
         self.note(actor, start, env.now, "compute", "blocks", **dict(tags))
         if background:
             waited = env.now
@@ -406,6 +409,23 @@ def _observables(sim: Simulation) -> list[float]:
 
 
 _CATEGORIES = ("embed", "compute", "final", "scheduler", "overhead", "vae", "exposed_communication", "bubble")
+
+
+def corun_scales(plan: ParallelPlan, cluster: ClusterGraph, cost_model: CostModel) -> tuple[float, float]:
+    """(compute, VAE) time factors for ranks that share a host (the cost model's measured
+    ``concurrent_slowdown``; 1 without one, as on GPUs). Every pass is charged the factor of
+    the busiest host's rank count; the VAE decode only when several replicas decode at once
+    (data parallel), since otherwise the other ranks are done by then."""
+    fn = getattr(cost_model, "concurrent_slowdown", None)
+    if fn is None:
+        return 1.0, 1.0
+    hosts: dict[str, int] = {}
+    for device in plan.devices(cluster):
+        hosts[cluster.device_host[device]] = hosts.get(cluster.device_host[device], 0) + 1
+    ranks = max(hosts.values(), default=1)
+    scale = float(fn(ranks) or 1.0) if ranks > 1 else 1.0
+    decoders = min(plan.degrees.data, ranks)
+    return scale, (float(fn(decoders) or 1.0) if decoders > 1 else 1.0)
 
 
 def _run_steps(plan: ParallelPlan, steps: int, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,

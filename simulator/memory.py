@@ -158,6 +158,21 @@ class MemoryBreakdown:
         peaks = {"denoise": self.denoise_peak, "encode": self.encode_peak, "decode": self.decode_peak}
         return max(peaks, key=peaks.__getitem__)
 
+    def at_peak(self) -> dict[str, int]:
+        """What the device holds at its peak (in :attr:`phase`), term by term; the values sum to :attr:`total`.
+
+        Activations, K/V and receive buffers are live only while denoising, the encoders' working
+        set while encoding, the decode's working set while decoding; terms not live then are 0.
+        """
+        phase = self.phase
+        text = self.text_encoders if phase == "encode" or not self.text_encoders_freed else 0
+        denoise = phase == "denoise"
+        return {"parameters": self.parameters, "activations": self.activations if denoise else 0,
+                "kv_buffers": self.kv_buffers if denoise else 0,
+                "receive_buffers": self.receive_buffers if denoise else 0, "text_encoders": text,
+                "vae": self.vae, "working": self.encode_working if phase == "encode"
+                else self.vae_decode if phase == "decode" else 0, "framework": self.framework}
+
     def as_dict(self) -> dict[str, int]:
         return {"parameters": self.parameters, "activations": self.activations, "kv_buffers": self.kv_buffers,
                 "receive_buffers": self.receive_buffers, "text_encoders": self.text_encoders,

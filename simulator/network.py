@@ -50,6 +50,8 @@ class CollectiveTiming:
     points: tuple[tuple[float, float], ...]
     """(bytes per rank, seconds), by bytes."""
     bandwidth_gb_s: float
+    extra_s: float = 0.0
+    """Per call, when the call follows compute (measured in a compute loop; :mod:`profiler.links`)."""
 
     def time_s(self, nbytes: float, bandwidth_scale: float = 1.0) -> float:
         pts = sorted(self.points)
@@ -171,7 +173,7 @@ class Network:
         for i in range(n):
             route = self.cluster.route(devices[i], devices[(i + 1) % n])
             self.traffic.add(route, int(nbytes))
-        per_call = curve.time_s(nbytes / max(messages, 1), self.bandwidth_scale)
+        per_call = curve.time_s(nbytes / max(messages, 1), self.bandwidth_scale) + curve.extra_s
         yield self.env.timeout(max(messages, 1) * per_call)
 
     def latency_s(self, route: Route) -> float:

@@ -72,6 +72,9 @@ class LinkFit(FormatModel):
     latency_us: float = Field(ge=0, description="Fitted intercept, µs.")
     bandwidth_gb_s: float = Field(gt=0, description="Fitted 1/slope, GB/s (10^9 B/s) one way.")
     points: list[LinkPoint] = Field(default_factory=list)
+    in_loop_extra_us: float = Field(
+        0.0, ge=0, description="Extra µs per one-way message when it follows compute on both ranks, beyond the "
+        "fit: `pfplan profile links --in-loop`; 0: not measured.")
 
 
 class CollectiveCurve(FormatModel):
@@ -85,6 +88,10 @@ class CollectiveCurve(FormatModel):
     latency_us: float = Field(ge=0, description="Fitted intercept, µs.")
     bandwidth_gb_s: float = Field(gt=0, description="Fitted bytes-per-rank over time slope, GB/s.")
     points: list[LinkPoint] = Field(default_factory=list)
+    in_loop_extra_us: float = Field(
+        0.0, ge=0, description="Extra µs per call when each call follows compute on every rank (the ranks arrive "
+        "unsynchronised and the backend's threads must wake), beyond the back-to-back points: "
+        "`pfplan profile links --in-loop`; 0: not measured.")
 
 
 class VaeTiming(FormatModel):
@@ -121,13 +128,37 @@ class PassOverhead(FormatModel):
     query_tokens: int = Field(gt=0, description="Shape of the measured forward (q = kv = the whole image).")
     forward_s: float = Field(ge=0, description="Median full-model forward, seconds.")
     layers_sum_s: float = Field(ge=0, description="embed + Σ blocks + final from the layer timings, seconds.")
-    block_s: float = Field(ge=0, description="max(0, forward − layers_sum) / blocks, seconds per block call.")
+    block_s: float = Field(ge=0, description="max(0, median over repeats of (one whole forward − its embed and "
+                           "final − each of its blocks re-run warm right after)) / blocks, seconds per block call.")
     first_pass_s: float = Field(ge=0, description="Cold first forward minus the warm median, seconds (0 if not cold).")
     runtime_step_s: float | None = Field(None, ge=0, description="Median step of the runtime's own loop (one rank, "
                                          "serial path) on the same model and shape, seconds.")
     step_s: float | None = Field(None, ge=0, description="max(0, median over repeats of (runtime step − forward "
                                  "timed right after it − scheduler step)): what the runtime's loop adds around each "
                                  "forward, seconds.")
+    repeats: int = Field(ge=1)
+
+
+class CoRunTiming(FormatModel):
+    """The whole forward on ``ranks`` processes at once against one at a time, on one host.
+
+    Ranks of one machine share its cores' caches, memory bandwidth and (on a VM) the host's
+    scheduling, so a forward that takes ``alone_s`` with the other ranks idle takes
+    ``together_s`` when all of them run theirs at the same time. Measured by ``pfplan profile
+    compute --corun-ranks N`` (:mod:`profiler.corun`): every rank builds the whole model, times
+    warm forwards while the others wait at a barrier, then all time them together. GPUs that do
+    not share a chip have no entry (factor 1).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    ranks: int = Field(ge=2, description="Processes running at once.")
+    batch: int = Field(ge=1)
+    query_tokens: int = Field(gt=0)
+    alone_s: float = Field(gt=0, description="Median warm forward, one rank at a time, seconds.")
+    together_s: float = Field(gt=0, description="Median warm forward, every rank at once (its slowest rank), seconds.")
+    slowdown: float = Field(gt=0, description="Median over rounds of together ÷ alone (one round: each rank alone "
+                            "in turn, then all at once).")
     repeats: int = Field(ge=1)
 
 
@@ -199,6 +230,8 @@ class Profile(FormatModel):
         "image tokens' rows (kv_tokens = query_tokens, batch 1); optional.")
     pass_overhead: list[PassOverhead] = Field(
         default_factory=list, description="Whole-forward overhead beyond the timed layers, per batch; optional.")
+    corun: list[CoRunTiming] = Field(
+        default_factory=list, description="Forward slowdown when several ranks share this host; optional.")
     links: list[LinkFit] = Field(default_factory=list)
     collectives: list[CollectiveCurve] = Field(default_factory=list)
     provenance: ProfileProvenance

@@ -220,6 +220,16 @@ class ProfiledCostModel:
         rate = kernels_per_step * 3 * tokens * arch.patch_size ** 2 * arch.latent_channels * 4 / seconds
         return max(kernels * floor, nbytes / rate)
 
+    def concurrent_slowdown(self, ranks: int) -> float | None:
+        """How much slower compute runs when ``ranks`` processes of one host compute at once: the
+        measured factor at the nearest measured rank count at or below ``ranks`` (the smallest
+        measured above it, when none is below); None when the profile measured none."""
+        entries = sorted(self.profile.corun, key=lambda e: e.ranks)
+        if ranks < 2 or not entries:
+            return None
+        below = [e for e in entries if e.ranks <= ranks]
+        return max((below or entries[:1])[-1].slowdown, 1.0)
+
     def first_pass_overhead_s(self, batch: int) -> float | None:
         """The cold first forward's extra time (measured once per profile, at one batch)."""
         entries = self.profile.pass_overhead

@@ -37,6 +37,8 @@ class ComputeSettings:
     extras: bool = True
     """Also time the VAE decode and the scheduler step (:mod:`profiler.runtime_costs`)."""
     pass_overhead: bool | None = None
+    corun_ranks: int = 0
+    """Also time the whole forward on this many CPU processes at once (0: not; :mod:`profiler.corun`)."""
     """Build the whole model to measure the pass overhead; None: for tiny presets only."""
 
 

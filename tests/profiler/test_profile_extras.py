@@ -102,7 +102,9 @@ def test_compute_cli_measures_the_extras(pfplan, tmp_path) -> None:
     [entry] = profile.pass_overhead
     assert entry.batch == 1 and entry.query_tokens == 256 and entry.forward_s > 0
     blocks = len(TINY.arch.block_kinds())
-    assert entry.block_s == pytest.approx(max(entry.forward_s - entry.layers_sum_s, 0.0) / blocks)
+    # block_s is paired per repeat (a forward against its own blocks re-run warm), not the difference of the
+    # two medians beside it: bounded by the forward's share per block
+    assert 0.0 <= entry.block_s <= entry.forward_s / blocks
     table = {kind: {t.key: t.median_s for t in ts} for kind, ts in profile.layers.items()}
     key = (256, 256, 1, 1)
     assert entry.layers_sum_s == pytest.approx(table["embed"][key] + table["final"][key]

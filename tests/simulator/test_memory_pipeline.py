@@ -74,3 +74,16 @@ def test_preflight_function_adds_framework_overhead_per_device():
     assert list(peaks) == plan.devices(cluster)
     assert all(peaks[d] == mem[d].allocated > 0 for d in peaks)
     assert all(v > peaks[d] for d, v in peak_bytes_per_device(plan, model, cluster).items())
+
+
+def test_the_terms_at_the_peak_sum_to_the_total_in_every_phase():
+    """`pfplan simulate`'s memory table prints these terms beside the total: they must add up."""
+    seen = set()
+    for model, spec, res, options in (("pixart-alpha", "", 1024, AS_PUBLISHED), ("pixart-alpha", "pipefusion=4", 4096,
+                                      MemoryOptions()), ("flux-dev", "ulysses=2", 1024, PFRUN_OPTIONS),
+                                      ("pixart-alpha", "", 256, MemoryOptions(text_encoders="freed"))):
+        plan = plan_from_spec(model, spec, height_px=res, width_px=res, steps=20)
+        for m in memory_per_rank(plan, load_model(model), options=options):
+            assert sum(m.at_peak().values()) == m.total
+            seen.add(m.phase)
+    assert len(seen) >= 2  # more than one phase's terms checked

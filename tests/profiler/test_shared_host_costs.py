@@ -1,0 +1,91 @@
+"""The costs of ranks sharing one host: the in-loop collective extra and the co-run slowdown.
+
+The measurements themselves are timing (their values depend on the load); these tests check
+that they run, land in the profile, and reach the simulator exactly as documented.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.commands_simulate import link_fits_from
+from profiler.links import LinkSettings, links_profile, measure_links
+from profiles.catalog.models import load_model
+from profiles.costs.profile_format import CoRunTiming, load_profile
+from profiles.costs.profiled import load_profiled_cost_model
+from profiles.topology.graph import load_cluster
+from simulator.engine import simulate
+from simulator.plan import plan_from_spec
+
+
+def test_in_loop_measurement_runs_and_fills_every_curve_and_the_link() -> None:
+    cluster = load_cluster("cpu2")
+    settings = LinkSettings(sizes_bytes=(4096, 65536), warmup=0, repeats=1, in_loop=True)
+    raw = measure_links(cluster, settings)
+    assert {r["op"] for r in raw["in_loop"]} == {"all_gather", "all_to_all", "all_reduce", "p2p"}
+    assert all(r["compute_s"] > 0 for r in raw["in_loop"])
+    profile = links_profile(cluster, settings, raw, command="test")
+    assert all(c.in_loop_extra_us >= 0 for c in profile.collectives)
+
+
+def test_extras_are_what_the_loop_took_beyond_the_back_to_back_figures() -> None:
+    cluster = load_cluster("cpu2")
+    settings = LinkSettings(sizes_bytes=(4096, 65536), repeats=1)
+    raw = {"p2p": [{"pair": "0->1", "route_class": "PHB", "bytes": n, "seconds": 50e-6 + n / 5e9, "repeats": 1}
+                   for n in (4096, 65536)],
+           "collectives": [{"op": "all_to_all", "group_size": 2, "bytes": n, "seconds": 100e-6 + n / 2e9,
+                            "repeats": 1} for n in (4096, 65536)],
+           "in_loop": [{"op": "all_to_all", "group_size": 2, "bytes": 65536, "seconds": 100e-6 + 65536 / 2e9 + 400e-6},
+                       {"op": "p2p", "group_size": 2, "bytes": 65536, "seconds": 50e-6 + 65536 / 5e9 + 300e-6}]}
+    profile = links_profile(cluster, settings, raw, command="test")
+    assert profile.collectives[0].in_loop_extra_us == pytest.approx(400, rel=1e-6)
+    assert profile.links[0].in_loop_extra_us == pytest.approx(300, rel=1e-3)
+
+
+def test_shipped_links_extras_reach_the_simulator() -> None:
+    loaded = load_profile("cpu2-links")
+    fits = link_fits_from("cpu2-links")
+    fit = fits[loaded.links[0].route_class]
+    assert fit.latency_us == pytest.approx(loaded.links[0].latency_us + loaded.links[0].in_loop_extra_us)
+    for curve, timing in zip((c for c in loaded.collectives if c.points), fit.collectives):
+        assert timing.extra_s == pytest.approx(curve.in_loop_extra_us * 1e-6)
+
+
+class _Slowed:
+    """The shipped CPU cost model with a fixed co-run slowdown."""
+
+    def __init__(self, inner, factor: float) -> None:
+        self.inner, self.factor = inner, factor
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def concurrent_slowdown(self, ranks: int) -> float:
+        return self.factor
+
+
+def _breakdown(spec: str, cost) -> dict[str, float]:
+    model, cluster = load_model("pixart-tiny"), load_cluster("cpu2")
+    plan = plan_from_spec("pixart-tiny", spec, height_px=256, width_px=256, steps=4, topology="cpu2")
+    return simulate(plan, model, cluster, cost, dtype_bytes=4).prediction.breakdown_s
+
+
+def test_co_run_slowdown_scales_compute_of_shared_hosts_and_the_vae_only_when_replicas_decode_together() -> None:
+    base = load_profiled_cost_model("pixart-tiny-cpu", load_model("pixart-tiny"), gpu_name="cpu")
+    base.profile = base.profile.model_copy(update={"corun": []})  # no factor of its own
+    slowed = _Slowed(base, 1.5)
+    assert _breakdown("", slowed) == pytest.approx(_breakdown("", base))  # one rank: nothing shared
+    for spec, vae in (("data=2", 1.5), ("ulysses=2", 1.0)):
+        fast, slow = _breakdown(spec, base), _breakdown(spec, slowed)
+        assert slow["compute"] == pytest.approx(1.5 * fast["compute"])
+        assert slow["vae"] == pytest.approx(vae * fast["vae"])
+
+
+def test_the_profile_picks_the_factor_for_the_rank_count() -> None:
+    model = load_model("pixart-tiny")
+    cost = load_profiled_cost_model("pixart-tiny-cpu", model, gpu_name="cpu")
+    entries = [CoRunTiming(ranks=r, batch=2, query_tokens=256, alone_s=1.0, together_s=f, slowdown=f, repeats=1)
+               for r, f in ((2, 1.3), (4, 1.8))]
+    cost.profile = cost.profile.model_copy(update={"corun": entries})
+    assert cost.concurrent_slowdown(1) is None
+    assert [cost.concurrent_slowdown(n) for n in (2, 3, 4, 8)] == [1.3, 1.3, 1.8, 1.8]
