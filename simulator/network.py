@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from collections import deque
+import heapq
 from typing import Generator
 
 import simpy
@@ -78,23 +79,70 @@ class LinkFit:
     collectives: tuple[CollectiveTiming, ...] = ()
 
 
-@dataclass
 class TrafficLog:
-    """Bytes moved, counted once per transfer (by route class) and at both ends (per device)."""
+    """Bytes moved, counted once per transfer (by route class) and at both ends (per device).
 
-    by_route_class: dict[str, int] = field(default_factory=dict)
-    sent_by_device: dict[str, int] = field(default_factory=dict)
-    received_by_device: dict[str, int] = field(default_factory=dict)
-    by_link: dict[LinkId, int] = field(default_factory=dict)
-    transfers: int = 0
+    ``add`` only sums bytes per route (a simulation adds one entry per transfer, hundreds of
+    thousands); the tables per route class, device and link are summed from those when read.
+    """
 
-    def add(self, route: Route, nbytes: int) -> None:
-        self.transfers += 1
-        self.by_route_class[route.route_class] = self.by_route_class.get(route.route_class, 0) + nbytes
-        self.sent_by_device[route.src] = self.sent_by_device.get(route.src, 0) + nbytes
-        self.received_by_device[route.dst] = self.received_by_device.get(route.dst, 0) + nbytes
-        for link in route.links:
-            self.by_link[link] = self.by_link.get(link, 0) + nbytes
+    def __init__(self) -> None:
+        self._by_route_class: dict[str, int] = {}
+        self._sent: dict[str, int] = {}
+        self._received: dict[str, int] = {}
+        self._by_link: dict[LinkId, int] = {}
+        self._transfers = 0
+        self._pending: dict[int, list] = {}
+        """id(route) → [route, bytes, transfers] not yet in the tables."""
+
+    def add(self, route: Route, nbytes: int, count: int = 1) -> None:
+        """``count`` transfers of ``nbytes`` each over ``route``."""
+        entry = self._pending.get(id(route))  # routes are cached per device pair: identity is enough
+        if entry is None:
+            self._pending[id(route)] = [route, nbytes * count, count]
+        else:
+            entry[1] += nbytes * count
+            entry[2] += count
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for route, nbytes, count in pending.values():
+            self._transfers += count
+            self._by_route_class[route.route_class] = self._by_route_class.get(route.route_class, 0) + nbytes
+            self._sent[route.src] = self._sent.get(route.src, 0) + nbytes
+            self._received[route.dst] = self._received.get(route.dst, 0) + nbytes
+            for link in route.links:
+                self._by_link[link] = self._by_link.get(link, 0) + nbytes
+
+    @property
+    def by_route_class(self) -> dict[str, int]:
+        self._flush()
+        return self._by_route_class
+
+    @property
+    def sent_by_device(self) -> dict[str, int]:
+        self._flush()
+        return self._sent
+
+    @property
+    def received_by_device(self) -> dict[str, int]:
+        self._flush()
+        return self._received
+
+    @property
+    def by_link(self) -> dict[LinkId, int]:
+        self._flush()
+        return self._by_link
+
+    @property
+    def transfers(self) -> int:
+        self._flush()
+        return self._transfers
+
+    @transfers.setter
+    def transfers(self, value: int) -> None:
+        self._flush()
+        self._transfers = value
 
 
 class Link:
@@ -207,13 +255,23 @@ class Network:
             link.release()
 
 
+class _Join:
+    """The transfers of one round still in flight; ``done`` fires when the last one ends."""
+
+    __slots__ = ("left", "done")
+
+    def __init__(self, left: int, done: simpy.Event) -> None:
+        self.left = left
+        self.done = done
+
+
 class _Flow:
     """A transfer in flight under the fair-share model."""
 
-    __slots__ = ("remaining", "latency_left", "links", "speed", "rate", "updated", "version", "done")
+    __slots__ = ("remaining", "latency_left", "links", "speed", "rate", "updated", "version", "join")
 
     def __init__(self, nbytes: float, latency_s: float, links: tuple["_FairLink", ...], speed: float,
-                 done: simpy.Event) -> None:
+                 join: _Join) -> None:
         self.remaining = float(nbytes)
         self.latency_left = latency_s
         self.links = links
@@ -222,7 +280,7 @@ class _Flow:
         self.rate = 0.0
         self.updated = 0.0
         self.version = 0
-        self.done = done
+        self.join = join
 
 
 class _FairLink:
@@ -237,20 +295,32 @@ class FairShareNetwork(Network):
     """``fair`` model: every link's bandwidth shared equally by the transfers crossing it.
 
     A transfer first pays its route latency, during which it already counts as a user of
-    its links (the latency is microseconds; this keeps one event per uncontended transfer),
-    then moves its bytes at ``min over its links of bandwidth / users``. When a transfer
-    starts or ends, the transfers sharing a link with it get their progress brought up to
-    date and a new rate, and their completion is rescheduled (stale completions are
-    ignored by version number).
+    its links (the latency is microseconds), then moves its bytes at ``min over its links of
+    bandwidth / users``. When a transfer starts or ends, only the transfers sharing a link
+    with it get their progress brought up to date and a new rate (a transfer alone on its
+    links is priced in closed form once).
+
+    Why it is fast: completions live in the network's own heap (``(time, order, flow,
+    version)``; a re-timed flow's old entry is skipped by version), and the network keeps
+    one simpy timer, for the earliest completion, instead of one per flow and per re-timing;
+    a round of transfers (:meth:`start_round`) is one simpy event, not one process per
+    transfer. Completion times are the same sums as one timer per flow gives (``now +
+    latency + remaining / rate``); ``tests/simulator/test_network_reference.py`` checks the
+    times against the earlier one-timer-per-flow model on random transfer sets.
     """
 
     def __init__(self, env: simpy.Environment, cluster: ClusterGraph, *, bandwidth_scale: float = 1.0,
                  link_fits: dict[str, LinkFit] | None = None) -> None:
         super().__init__(env, cluster, bandwidth_scale=bandwidth_scale, link_fits=link_fits)
         self._fair_links: dict[LinkId, _FairLink] = {}
-        self._fair_routes: dict[tuple[LinkId, ...], tuple[_FairLink, ...]] = {}
+        self._fair_routes: dict[tuple[LinkId, ...], tuple[tuple[_FairLink, ...], float, float]] = {}
+        self._heap: list[tuple[float, int, _Flow, int]] = []
+        self._order = 0
+        self._wake_s = float("inf")
+        """When the pending simpy timer fires (inf: none pending)."""
 
-    def _route_links(self, route: Route) -> tuple[_FairLink, ...]:
+    def _route_state(self, route: Route) -> tuple[tuple[_FairLink, ...], float, float]:
+        """(links, measured / data-sheet speed, latency per message) of ``route``, built once."""
         out = self._fair_routes.get(route.links)
         if out is None:
             made = []
@@ -260,10 +330,12 @@ class FairShareNetwork(Network):
                     bandwidth = self.cluster.link(link)["bandwidth_gb_s"] * 1e9 * self.bandwidth_scale
                     state = self._fair_links[link] = _FairLink(bandwidth)
                 made.append(state)
-            out = self._fair_routes[route.links] = tuple(made)
+            speed = self.route_bytes_per_s(route) / (route.bottleneck_gb_s * 1e9 * self.bandwidth_scale)
+            out = self._fair_routes[route.links] = (tuple(made), speed, self.latency_s(route))
         return out
 
-    def _advance(self, flow: _Flow, now: float) -> None:
+    @staticmethod
+    def _advance(flow: _Flow, now: float) -> None:
         elapsed = now - flow.updated
         if elapsed > 0:
             waiting = min(flow.latency_left, elapsed)
@@ -271,56 +343,96 @@ class FairShareNetwork(Network):
             flow.remaining = max(flow.remaining - flow.rate * (elapsed - waiting), 0.0)
         flow.updated = now
 
-    def _reschedule(self, flow: _Flow) -> None:
+    def _reschedule(self, flow: _Flow, now: float) -> None:
         flow.rate = flow.speed * min(link.bytes_per_s / len(link.flows) for link in flow.links)
         flow.version += 1
-        version = flow.version
-        timer = self.env.timeout(flow.latency_left + flow.remaining / flow.rate)
-        timer.callbacks.append(lambda _ev, f=flow, v=version: self._finish(f, v))
+        self._order += 1
+        heapq.heappush(self._heap, (now + (flow.latency_left + flow.remaining / flow.rate), self._order, flow,
+                                    flow.version))
 
-    def _neighbours(self, flow: _Flow) -> dict[_Flow, None]:
-        out: dict[_Flow, None] = {}
-        for link in flow.links:
-            for other in link.flows:
-                if other is not flow:
-                    out[other] = None
-        return out
+    def _arm(self) -> None:
+        """Make sure a simpy timer fires at the earliest live completion."""
+        heap = self._heap
+        while heap and heap[0][3] != heap[0][2].version:
+            heapq.heappop(heap)
+        if heap and heap[0][0] < self._wake_s:
+            at = self._wake_s = heap[0][0]
+            timer = self.env.timeout(at - self.env.now)
+            timer.callbacks.append(lambda _ev, t=at: self._wake(t))
 
-    def _finish(self, flow: _Flow, version: int) -> None:
-        if version != flow.version:
-            return  # rescheduled since
-        now = self.env.now
-        neighbours = self._neighbours(flow)
+    def _wake(self, at: float) -> None:
+        if at != self._wake_s:
+            return  # superseded by an earlier timer
+        self._wake_s = float("inf")
+        now, heap = self.env.now, self._heap
+        while heap and heap[0][0] <= now:
+            due: list[_Flow] = []
+            while heap and heap[0][0] <= now:
+                _, _, flow, version = heapq.heappop(heap)
+                if version == flow.version:
+                    flow.version = -1  # its later entries are dead
+                    due.append(flow)
+            self._finish(due, now)
+        self._arm()
+
+    def _finish(self, due: list[_Flow], now: float) -> None:
+        """End the flows ``due`` now, together: the flows they shared a link with are re-timed once."""
+        for flow in due:
+            for link in flow.links:
+                del link.flows[flow]
+        neighbours: dict[_Flow, None] = {}
+        for flow in due:
+            for link in flow.links:
+                for other in link.flows:
+                    neighbours[other] = None
         for other in neighbours:
             self._advance(other, now)
-        for link in flow.links:
-            del link.flows[flow]
-        for other in neighbours:
-            self._reschedule(other)
-        flow.done.succeed()
+            self._reschedule(other, now)
+        for flow in due:
+            join = flow.join
+            join.left -= 1
+            if join.left == 0:
+                join.done.succeed()
+
+    def start_round(self, moves: list[tuple[str, str]], nbytes: int, messages: int = 1) -> simpy.Event | None:
+        """Start one transfer of ``nbytes`` per ``(src, dst)`` now; the event fires when all have
+        ended (None: nothing to move). The flows already on their links are re-timed once."""
+        if nbytes <= 0 and messages <= 0:
+            return None
+        now = self.env.now
+        started: list[tuple[Route, tuple]] = []
+        for src, dst in moves:
+            route = self.cluster.route(src, dst)
+            if route.links:
+                started.append((route, self._route_state(route)))
+        if not started:
+            return None
+        join = _Join(len(started), self.env.event())
+        touched: dict[_Flow, None] = {}
+        new: list[_Flow] = []
+        for route, (links, speed, latency) in started:
+            self.traffic.add(route, int(nbytes))
+            flow = _Flow(nbytes, messages * latency, links, speed, join)
+            flow.updated = now
+            for link in links:
+                for other in link.flows:
+                    touched[other] = None
+                link.flows[flow] = None
+            new.append(flow)
+        for other in touched:
+            self._advance(other, now)  # at its old rate, up to now
+        for flow in new:
+            touched[flow] = None
+        for flow in touched:
+            self._reschedule(flow, now)
+        self._arm()
+        return join.done
 
     def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
         """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""
-        route = self.cluster.route(src, dst)
-        if not route.links or (nbytes <= 0 and messages <= 0):
-            return
-        self.traffic.add(route, int(nbytes))
-        now = self.env.now
-        speed = self.route_bytes_per_s(route) / (route.bottleneck_gb_s * 1e9 * self.bandwidth_scale)
-        flow = _Flow(nbytes, messages * self.latency_s(route), self._route_links(route), speed, self.env.event())
-        flow.updated = now
-        neighbours: dict[_Flow, None] = {}
-        for link in flow.links:
-            for other in link.flows:
-                neighbours[other] = None
-        for other in neighbours:
-            self._advance(other, now)
-        for link in flow.links:
-            link.flows[flow] = None
-        for other in neighbours:
-            self._reschedule(other)
-        self._reschedule(flow)
-        yield flow.done
+        done = self.start_round([(src, dst)], nbytes, messages)
+        if done is not None:
+            yield done
 
 
 NETWORK_MODELS = {"fair": FairShareNetwork, "fifo": Network}

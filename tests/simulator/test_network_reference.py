@@ -1,0 +1,89 @@
+"""The fast fair-share network times transfers as the earlier one-timer-per-flow model did.
+
+:class:`simulator.network.FairShareNetwork` keeps its completions in its own heap, re-times
+a round's neighbours once and starts a round as one event; ``tests/simulator/reference_network.py``
+is the model as it was before (one simpy timer per flow and per re-timing, one process per
+transfer). Random transfer sets on shipped topologies (single transfers and rounds, started
+at random or identical times, over shared and disjoint links) must end at the same times
+and count the same traffic.
+"""
+
+from __future__ import annotations
+
+import pytest
+import simpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from profiles.topology.graph import load_cluster
+from simulator import collectives
+from simulator.network import FairShareNetwork, LinkFit
+from tests.simulator.reference_network import ReferenceFairShareNetwork
+
+CLUSTERS = {name: load_cluster(name) for name in ("pcie8", "l40-2node")}
+FITS = {"SYS": LinkFit(latency_us=9.0, bandwidth_gb_s=11.0)}
+"""A measured fit on one route class: its routes run at a speed other than the data sheet's."""
+
+
+@st.composite
+def transfer_sets(draw):
+    name = draw(st.sampled_from(sorted(CLUSTERS)))
+    devices = CLUSTERS[name].devices
+    rounds = []
+    for _ in range(draw(st.integers(1, 14))):
+        # starts on a coarse grid, so several rounds often begin (and end) at the same instant
+        start = draw(st.integers(0, 6)) * 1e-3
+        nbytes = draw(st.sampled_from([0, 1, 4096, 10 ** 6, 3 * 10 ** 6, 10 ** 7, 123_457]))
+        messages = draw(st.integers(0, 3))
+        pairs = draw(st.lists(st.tuples(st.sampled_from(devices), st.sampled_from(devices)), min_size=1, max_size=6))
+        rounds.append((start, pairs, nbytes, messages))
+    return name, rounds, draw(st.booleans())
+
+
+def run(network_class, name: str, rounds, fitted: bool) -> tuple[list[float], dict]:
+    env = simpy.Environment()
+    net = network_class(env, CLUSTERS[name], link_fits=FITS if fitted else None)
+    ends = [float("nan")] * len(rounds)
+
+    def one(i, start, pairs, nbytes, messages):
+        yield env.timeout(start)
+        if len(pairs) == 1:
+            yield from net.transfer(pairs[0][0], pairs[0][1], nbytes, messages)
+        else:
+            yield from collectives.exchange(net, pairs, nbytes, messages)
+        ends[i] = env.now
+
+    for i, spec in enumerate(rounds):
+        env.process(one(i, *spec))
+    env.run()
+    t = net.traffic
+    return ends, {"transfers": t.transfers, "class": t.by_route_class, "sent": t.sent_by_device,
+                  "received": t.received_by_device, "links": t.by_link}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(transfer_sets())
+def test_fast_fair_share_ends_every_transfer_when_the_reference_does(case):
+    name, rounds, fitted = case
+    fast, fast_traffic = run(FairShareNetwork, name, rounds, fitted)
+    slow, slow_traffic = run(ReferenceFairShareNetwork, name, rounds, fitted)
+    assert fast == pytest.approx(slow, rel=1e-9, abs=1e-15)
+    assert fast_traffic == slow_traffic
+
+
+def test_the_comparison_can_fail():
+    """A network that ignores contention ends shared transfers sooner than the reference."""
+
+    class NoContention(FairShareNetwork):
+        def _reschedule(self, flow, now):
+            flow.rate = flow.speed * min(link.bytes_per_s for link in flow.links)
+            flow.version += 1
+            self._order += 1
+            import heapq
+            heapq.heappush(self._heap, (now + flow.latency_left + flow.remaining / flow.rate, self._order, flow,
+                                        flow.version))
+
+    rounds = [(0.0, [("node0/gpu0", "node0/gpu1")], 10 ** 7, 1), (0.0, [("node0/gpu0", "node0/gpu1")], 10 ** 7, 1)]
+    slow, _ = run(ReferenceFairShareNetwork, "pcie8", rounds, False)
+    wrong, _ = run(NoContention, "pcie8", rounds, False)
+    assert wrong != pytest.approx(slow, rel=1e-9)
