@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from collections import deque
 import heapq
+import operator
 from typing import Generator
 
 import simpy
@@ -284,11 +285,16 @@ class _Flow:
 
 
 class _FairLink:
-    __slots__ = ("bytes_per_s", "flows")
+    __slots__ = ("bytes_per_s", "flows", "share")
 
     def __init__(self, bytes_per_s: float) -> None:
         self.bytes_per_s = bytes_per_s
         self.flows: dict[_Flow, None] = {}  # insertion-ordered: deterministic iteration
+        self.share = bytes_per_s
+        """``bytes_per_s / len(flows)``, kept up to date as flows come and go."""
+
+
+_SHARE = operator.attrgetter("share")
 
 
 class FairShareNetwork(Network):
@@ -318,6 +324,8 @@ class FairShareNetwork(Network):
         self._order = 0
         self._wake_s = float("inf")
         """When the pending simpy timer fires (inf: none pending)."""
+        self._rounds: dict[tuple, tuple] = {}
+        """Moves of a round → its routes' states and the links they use, built once per simulation."""
 
     def _route_state(self, route: Route) -> tuple[tuple[_FairLink, ...], float, float]:
         """(links, measured / data-sheet speed, latency per message) of ``route``, built once."""
@@ -344,7 +352,7 @@ class FairShareNetwork(Network):
         flow.updated = now
 
     def _reschedule(self, flow: _Flow, now: float) -> None:
-        flow.rate = flow.speed * min(link.bytes_per_s / len(link.flows) for link in flow.links)
+        flow.rate = flow.speed * min(map(_SHARE, flow.links))
         flow.version += 1
         self._order += 1
         heapq.heappush(self._heap, (now + (flow.latency_left + flow.remaining / flow.rate), self._order, flow,
@@ -377,14 +385,15 @@ class FairShareNetwork(Network):
 
     def _finish(self, due: list[_Flow], now: float) -> None:
         """End the flows ``due`` now, together: the flows they shared a link with are re-timed once."""
+        links: dict[_FairLink, None] = {}
         for flow in due:
             for link in flow.links:
                 del link.flows[flow]
+                links[link] = None
         neighbours: dict[_Flow, None] = {}
-        for flow in due:
-            for link in flow.links:
-                for other in link.flows:
-                    neighbours[other] = None
+        for link in links:
+            link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
+            neighbours.update(link.flows)
         for other in neighbours:
             self._advance(other, now)
             self._reschedule(other, now)
@@ -400,29 +409,37 @@ class FairShareNetwork(Network):
         if nbytes <= 0 and messages <= 0:
             return None
         now = self.env.now
-        started: list[tuple[Route, tuple]] = []
-        for src, dst in moves:
-            route = self.cluster.route(src, dst)
-            if route.links:
-                started.append((route, self._route_state(route)))
+        key = tuple(moves)
+        prepared = self._rounds.get(key)
+        if prepared is None:
+            started = []
+            for src, dst in moves:
+                route = self.cluster.route(src, dst)
+                if route.links:
+                    started.append((route, *self._route_state(route)))
+            used: dict[_FairLink, None] = {}
+            for _, links, _, _ in started:
+                used.update(dict.fromkeys(links))
+            prepared = self._rounds[key] = (tuple(started), tuple(used))
+        started, links_used = prepared
         if not started:
             return None
         join = _Join(len(started), self.env.event())
         touched: dict[_Flow, None] = {}
-        new: list[_Flow] = []
-        for route, (links, speed, latency) in started:
-            self.traffic.add(route, int(nbytes))
+        for link in links_used:
+            touched.update(link.flows)
+        for other in touched:
+            self._advance(other, now)  # at its old rate, up to now
+        add = self.traffic.add
+        for route, links, speed, latency in started:
+            add(route, int(nbytes))
             flow = _Flow(nbytes, messages * latency, links, speed, join)
             flow.updated = now
             for link in links:
-                for other in link.flows:
-                    touched[other] = None
                 link.flows[flow] = None
-            new.append(flow)
-        for other in touched:
-            self._advance(other, now)  # at its old rate, up to now
-        for flow in new:
             touched[flow] = None
+        for link in links_used:
+            link.share = link.bytes_per_s / len(link.flows)
         for flow in touched:
             self._reschedule(flow, now)
         self._arm()
