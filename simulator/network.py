@@ -256,14 +256,27 @@ class Network:
             link.release()
 
 
+class _Chain:
+    """Rounds run back to back (a collective): the next starts the moment the last transfer of
+    the one before ends, in the network's own bookkeeping; ``done`` fires after the last."""
+
+    __slots__ = ("rounds", "index", "nbytes", "messages", "done")
+
+    def __init__(self, rounds: list[list[tuple[str, str]]], nbytes: int, messages: int) -> None:
+        self.rounds, self.index, self.nbytes, self.messages = rounds, 0, nbytes, messages
+        self.done: simpy.Event | None = None
+
+
 class _Join:
-    """The transfers of one round still in flight; ``done`` fires when the last one ends."""
+    """The transfers of one round still in flight; when the last ends, ``chain``'s next round
+    starts (or ``done`` fires, for a lone round)."""
 
-    __slots__ = ("left", "done")
+    __slots__ = ("left", "done", "chain")
 
-    def __init__(self, left: int, done: simpy.Event) -> None:
+    def __init__(self, left: int, done: simpy.Event | None, chain: _Chain | None) -> None:
         self.left = left
         self.done = done
+        self.chain = chain
 
 
 class _Flow:
@@ -324,6 +337,7 @@ class FairShareNetwork(Network):
         self._order = 0
         self._wake_s = float("inf")
         """When the pending simpy timer fires (inf: none pending)."""
+        self._waking = False
         self._rounds: dict[tuple, tuple] = {}
         """Moves of a round → its routes' states and the links they use, built once per simulation."""
 
@@ -360,6 +374,8 @@ class FairShareNetwork(Network):
 
     def _arm(self) -> None:
         """Make sure a simpy timer fires at the earliest live completion."""
+        if self._waking:
+            return  # :meth:`_wake` arms once it is done
         heap = self._heap
         while heap and heap[0][3] != heap[0][2].version:
             heapq.heappop(heap)
@@ -373,6 +389,7 @@ class FairShareNetwork(Network):
             return  # superseded by an earlier timer
         self._wake_s = float("inf")
         now, heap = self.env.now, self._heap
+        self._waking = True
         while heap and heap[0][0] <= now:
             due: list[_Flow] = []
             while heap and heap[0][0] <= now:
@@ -381,6 +398,7 @@ class FairShareNetwork(Network):
                     flow.version = -1  # its later entries are dead
                     due.append(flow)
             self._finish(due, now)
+        self._waking = False
         self._arm()
 
     def _finish(self, due: list[_Flow], now: float) -> None:
@@ -401,13 +419,44 @@ class FairShareNetwork(Network):
             join = flow.join
             join.left -= 1
             if join.left == 0:
-                join.done.succeed()
+                if join.chain is None:
+                    join.done.succeed()
+                elif not self._next_round(join.chain):
+                    join.chain.done.succeed()
 
     def start_round(self, moves: list[tuple[str, str]], nbytes: int, messages: int = 1) -> simpy.Event | None:
         """Start one transfer of ``nbytes`` per ``(src, dst)`` now; the event fires when all have
         ended (None: nothing to move). The flows already on their links are re-timed once."""
         if nbytes <= 0 and messages <= 0:
             return None
+        done = self.env.event()
+        return done if self._start(moves, nbytes, messages, done, None) else None
+
+    def start_rounds(self, rounds: list[list[tuple[str, str]]], nbytes: int,
+                     messages: int = 1) -> simpy.Event | None:
+        """Start ``rounds`` back to back, each ``nbytes`` per ``(src, dst)``, the first now; the
+        event fires when the last has ended (None: nothing to move). The same times as waiting for
+        each round's event before starting the next, without a simpy event per round."""
+        if nbytes <= 0 and messages <= 0:
+            return None
+        chain = _Chain(rounds, nbytes, messages)
+        if not self._next_round(chain):
+            return None
+        chain.done = self.env.event()
+        return chain.done
+
+    def _next_round(self, chain: _Chain) -> bool:
+        """Start ``chain``'s next round that moves anything; False when none is left."""
+        while chain.index < len(chain.rounds):
+            moves = chain.rounds[chain.index]
+            chain.index += 1
+            if self._start(moves, chain.nbytes, chain.messages, None, chain):
+                return True
+        return False
+
+    def _start(self, moves: list[tuple[str, str]], nbytes: int, messages: int, done: simpy.Event | None,
+               chain: _Chain | None) -> bool:
+        """Start one round's flows now (False: none has a route to cross)."""
         now = self.env.now
         key = tuple(moves)
         prepared = self._rounds.get(key)
@@ -423,8 +472,8 @@ class FairShareNetwork(Network):
             prepared = self._rounds[key] = (tuple(started), tuple(used))
         started, links_used = prepared
         if not started:
-            return None
-        join = _Join(len(started), self.env.event())
+            return False
+        join = _Join(len(started), done, chain)
         touched: dict[_Flow, None] = {}
         for link in links_used:
             touched.update(link.flows)
@@ -443,7 +492,7 @@ class FairShareNetwork(Network):
         for flow in touched:
             self._reschedule(flow, now)
         self._arm()
-        return join.done
+        return True
 
     def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
         """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""
