@@ -298,13 +298,39 @@ class _Flow:
 
 
 class _FairLink:
-    __slots__ = ("bytes_per_s", "flows", "share")
+    __slots__ = ("bytes_per_s", "flows", "share", "alone")
 
     def __init__(self, bytes_per_s: float) -> None:
         self.bytes_per_s = bytes_per_s
         self.flows: dict[_Flow, None] = {}  # insertion-ordered: deterministic iteration
         self.share = bytes_per_s
         """``bytes_per_s / len(flows)``, kept up to date as flows come and go."""
+        self.alone: _AloneRound | None = None
+        """The round priced in closed form that has this link to itself, if any."""
+
+
+class _Alone:
+    """How one round evolves on links nothing else uses, in time from its start: each flow's
+    end and its (time, remaining bytes, latency left, rate) after every re-timing. The same
+    arithmetic as the flows in the network; computed once per round shape and size."""
+
+    __slots__ = ("end", "finish", "states")
+
+    def __init__(self, end: float, finish: list[float], states: list[list[tuple[float, float, float, float]]]) -> None:
+        self.end, self.finish, self.states = end, finish, states
+
+
+class _AloneRound:
+    """A round running in closed form: no flows of its own until another transfer needs one of
+    its links (then :meth:`FairShareNetwork._materialise` turns it into flows as they stand)."""
+
+    __slots__ = ("t0", "alone", "started", "links", "done", "chain", "version")
+
+    def __init__(self, t0: float, alone: _Alone, started: tuple, links: tuple, done: simpy.Event | None,
+                 chain: _Chain | None) -> None:
+        self.t0, self.alone, self.started, self.links = t0, alone, started, links
+        self.done, self.chain = done, chain
+        self.version = 1
 
 
 _SHARE = operator.attrgetter("share")
@@ -338,6 +364,8 @@ class FairShareNetwork(Network):
         self._wake_s = float("inf")
         """When the pending simpy timer fires (inf: none pending)."""
         self._waking = False
+        self._alone_memo: dict[tuple, _Alone] = {}
+        """(round, bytes, messages) → its closed form alone on its links."""
         self._rounds: dict[tuple, tuple] = {}
         """Moves of a round → its routes' states and the links they use, built once per simulation."""
 
@@ -392,12 +420,19 @@ class FairShareNetwork(Network):
         self._waking = True
         while heap and heap[0][0] <= now:
             due: list[_Flow] = []
+            ended: list[_AloneRound] = []
             while heap and heap[0][0] <= now:
                 _, _, flow, version = heapq.heappop(heap)
                 if version == flow.version:
                     flow.version = -1  # its later entries are dead
-                    due.append(flow)
-            self._finish(due, now)
+                    (ended if type(flow) is _AloneRound else due).append(flow)
+            if due:
+                self._finish(due, now)
+            for alone in ended:
+                for link in alone.links:
+                    if link.alone is alone:
+                        link.alone = None
+                self._round_ended(alone.done, alone.chain)
         self._waking = False
         self._arm()
 
@@ -419,10 +454,80 @@ class FairShareNetwork(Network):
             join = flow.join
             join.left -= 1
             if join.left == 0:
-                if join.chain is None:
-                    join.done.succeed()
-                elif not self._next_round(join.chain):
-                    join.chain.done.succeed()
+                self._round_ended(join.done, join.chain)
+
+    def _round_ended(self, done: simpy.Event | None, chain: _Chain | None) -> None:
+        if chain is None:
+            done.succeed()
+        elif not self._next_round(chain):
+            chain.done.succeed()
+
+    def _alone_prices(self, started: tuple, links_used: tuple, nbytes: int, messages: int) -> _Alone:
+        """The round alone on its links: the network's own re-timing, without the network."""
+        n = len(started)
+        count = dict.fromkeys(links_used, 0)
+        users: dict[_FairLink, list[int]] = {link: [] for link in links_used}
+        for i, (_, links, _, _) in enumerate(started):
+            for link in links:
+                count[link] += 1
+                users[link].append(i)
+        rem = [float(nbytes)] * n
+        lat = [messages * latency for _, _, _, latency in started]
+        updated, rate, finish = [0.0] * n, [0.0] * n, [0.0] * n
+        states: list[list[tuple[float, float, float, float]]] = [[] for _ in range(n)]
+
+        def retime(i: int, now: float) -> None:
+            _, links, speed, _ = started[i]
+            rate[i] = speed * min(link.bytes_per_s / count[link] for link in links)
+            finish[i] = now + (lat[i] + rem[i] / rate[i])
+            states[i].append((now, rem[i], lat[i], rate[i]))
+
+        for i in range(n):
+            retime(i, 0.0)
+        live = set(range(n))
+        while live:
+            t = min(finish[i] for i in live)
+            due = [i for i in live if finish[i] <= t]
+            live.difference_update(due)
+            for i in due:
+                for link in started[i][1]:
+                    count[link] -= 1
+            neighbours = sorted({j for i in due for link in started[i][1] for j in users[link] if j in live})
+            for j in neighbours:
+                elapsed = t - updated[j]
+                if elapsed > 0:
+                    waiting = min(lat[j], elapsed)
+                    lat[j] -= waiting
+                    rem[j] = max(rem[j] - rate[j] * (elapsed - waiting), 0.0)
+                updated[j] = t
+                retime(j, t)
+        return _Alone(max(finish), finish, states)
+
+    def _materialise(self, alone: _AloneRound, now: float) -> None:
+        """Turn a closed-form round into its flows as they stand ``now`` (another transfer needs its links)."""
+        for link in alone.links:
+            link.alone = None
+        prices, t0 = alone.alone, alone.t0
+        if now >= t0 + prices.end:
+            return  # its last flows end now: its heap entry ends the round
+        alone.version = -1
+        live = [i for i in range(len(alone.started)) if t0 + prices.finish[i] > now]
+        join = _Join(len(live), alone.done, alone.chain)
+        for i in live:
+            state = prices.states[i][0]
+            for candidate in prices.states[i]:
+                if t0 + candidate[0] <= now:
+                    state = candidate
+            at, remaining, latency_left, rate = state
+            _, links, speed, _ = alone.started[i]
+            flow = _Flow(remaining, latency_left, links, speed, join)
+            flow.rate, flow.updated, flow.version = rate, t0 + at, 1
+            for link in links:
+                link.flows[flow] = None
+            self._order += 1
+            heapq.heappush(self._heap, (t0 + prices.finish[i], self._order, flow, 1))
+        for link in alone.links:
+            link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
 
     def start_round(self, moves: list[tuple[str, str]], nbytes: int, messages: int = 1) -> simpy.Event | None:
         """Start one transfer of ``nbytes`` per ``(src, dst)`` now; the event fires when all have
@@ -473,6 +578,11 @@ class FairShareNetwork(Network):
         started, links_used = prepared
         if not started:
             return False
+        if all(not link.flows and link.alone is None for link in links_used):
+            return self._start_alone(key, started, links_used, nbytes, messages, done, chain, now)
+        for link in links_used:
+            if link.alone is not None:
+                self._materialise(link.alone, now)
         join = _Join(len(started), done, chain)
         touched: dict[_Flow, None] = {}
         for link in links_used:
@@ -491,6 +601,24 @@ class FairShareNetwork(Network):
             link.share = link.bytes_per_s / len(link.flows)
         for flow in touched:
             self._reschedule(flow, now)
+        self._arm()
+        return True
+
+    def _start_alone(self, key: tuple, started: tuple, links_used: tuple, nbytes: int, messages: int,
+                     done: simpy.Event | None, chain: _Chain | None, now: float) -> bool:
+        """A round on idle links: priced in closed form (memoised), one heap entry for its end."""
+        memo = (key, nbytes, messages)
+        prices = self._alone_memo.get(memo)
+        if prices is None:
+            prices = self._alone_memo[memo] = self._alone_prices(started, links_used, nbytes, messages)
+        add = self.traffic.add
+        for route, _, _, _ in started:
+            add(route, int(nbytes))
+        alone = _AloneRound(now, prices, started, links_used, done, chain)
+        for link in links_used:
+            link.alone = alone
+        self._order += 1
+        heapq.heappush(self._heap, (now + prices.end, self._order, alone, 1))
         self._arm()
         return True
 

@@ -35,7 +35,13 @@ def transfer_sets(draw):
         start = draw(st.integers(0, 6)) * 1e-3
         nbytes = draw(st.sampled_from([0, 1, 4096, 10 ** 6, 3 * 10 ** 6, 10 ** 7, 123_457]))
         messages = draw(st.integers(0, 3))
-        pairs = draw(st.lists(st.tuples(st.sampled_from(devices), st.sampled_from(devices)), min_size=1, max_size=6))
+        kind = draw(st.sampled_from(["pairs", "pairs", "all_to_all", "ring_pass", "all_reduce"]))
+        if kind == "pairs":
+            pairs = draw(st.lists(st.tuples(st.sampled_from(devices), st.sampled_from(devices)), min_size=1,
+                                  max_size=6))
+        else:
+            group = draw(st.lists(st.sampled_from(devices), min_size=2, max_size=6, unique=True))
+            pairs = (kind, tuple(group))
         rounds.append((start, pairs, nbytes, messages))
     return name, rounds, draw(st.booleans())
 
@@ -47,7 +53,10 @@ def run(network_class, name: str, rounds, fitted: bool) -> tuple[list[float], di
 
     def one(i, start, pairs, nbytes, messages):
         yield env.timeout(start)
-        if len(pairs) == 1:
+        if isinstance(pairs, tuple):  # a collective: rounds back to back
+            kind, group = pairs
+            yield from collectives.ALGORITHMS[kind].run(net, list(group), nbytes, messages)
+        elif len(pairs) == 1:
             yield from net.transfer(pairs[0][0], pairs[0][1], nbytes, messages)
         else:
             yield from collectives.exchange(net, pairs, nbytes, messages)
@@ -69,6 +78,19 @@ def test_fast_fair_share_ends_every_transfer_when_the_reference_does(case):
     slow, slow_traffic = run(ReferenceFairShareNetwork, name, rounds, fitted)
     assert fast == pytest.approx(slow, rel=1e-9, abs=1e-15)
     assert fast_traffic == slow_traffic
+
+
+def test_a_round_priced_alone_turns_into_flows_when_another_transfer_needs_its_links():
+    """An all-to-all alone on a switch is priced in closed form; a transfer over its links half-way
+    through must see (and slow) its flows exactly as the reference does."""
+    group = ("node0/gpu0", "node0/gpu1", "node0/gpu2", "node0/gpu3")
+    alone = [(0.0, ("all_to_all", group), 4 * 10 ** 7, 1)]
+    rounds = alone + [(2e-4, [("node0/gpu1", "node0/gpu2")], 10 ** 7, 1), (2.5e-4, [("node0/gpu0", "node0/gpu5")], 10 ** 6, 2)]
+    fast, _ = run(FairShareNetwork, "pcie8", rounds, False)
+    slow, _ = run(ReferenceFairShareNetwork, "pcie8", rounds, False)
+    assert fast == pytest.approx(slow, rel=1e-9)
+    by_itself, _ = run(ReferenceFairShareNetwork, "pcie8", alone, False)
+    assert slow[0] > by_itself[0] * (1 + 1e-6), "the later transfers must slow the all-to-all down"
 
 
 def test_the_comparison_can_fail():
