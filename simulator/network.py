@@ -393,8 +393,14 @@ class FairShareNetwork(Network):
             flow.remaining = max(flow.remaining - flow.rate * (elapsed - waiting), 0.0)
         flow.updated = now
 
-    def _reschedule(self, flow: _Flow, now: float) -> None:
-        flow.rate = flow.speed * min(map(_SHARE, flow.links))
+    def _retime(self, flow: _Flow, now: float) -> None:
+        """Give ``flow`` its rate under today's sharing; its completion stands when the rate is unchanged
+        (bytes at one rate from its last update: the same end, to rounding)."""
+        rate = flow.speed * min(map(_SHARE, flow.links))
+        if rate == flow.rate:
+            return
+        self._advance(flow, now)  # at the old rate, up to now
+        flow.rate = rate
         flow.version += 1
         self._order += 1
         heapq.heappush(self._heap, (now + (flow.latency_left + flow.remaining / flow.rate), self._order, flow,
@@ -448,8 +454,7 @@ class FairShareNetwork(Network):
             link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
             neighbours.update(link.flows)
         for other in neighbours:
-            self._advance(other, now)
-            self._reschedule(other, now)
+            self._retime(other, now)
         for flow in due:
             join = flow.join
             join.left -= 1
@@ -524,8 +529,8 @@ class FairShareNetwork(Network):
             flow.rate, flow.updated, flow.version = rate, t0 + at, 1
             for link in links:
                 link.flows[flow] = None
-            self._order += 1
-            heapq.heappush(self._heap, (t0 + prices.finish[i], self._order, flow, 1))
+            self._order += 1  # the end its last re-timing gave (not the alone end: its neighbours may now be slower)
+            heapq.heappush(self._heap, (flow.updated + (latency_left + remaining / rate), self._order, flow, 1))
         for link in alone.links:
             link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
 
@@ -587,8 +592,6 @@ class FairShareNetwork(Network):
         touched: dict[_Flow, None] = {}
         for link in links_used:
             touched.update(link.flows)
-        for other in touched:
-            self._advance(other, now)  # at its old rate, up to now
         add = self.traffic.add
         for route, links, speed, latency in started:
             add(route, int(nbytes))
@@ -600,7 +603,7 @@ class FairShareNetwork(Network):
         for link in links_used:
             link.share = link.bytes_per_s / len(link.flows)
         for flow in touched:
-            self._reschedule(flow, now)
+            self._retime(flow, now)
         self._arm()
         return True
 

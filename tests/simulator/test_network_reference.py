@@ -10,6 +10,8 @@ and count the same traffic.
 
 from __future__ import annotations
 
+import heapq
+
 import pytest
 import simpy
 from hypothesis import HealthCheck, given, settings
@@ -97,13 +99,15 @@ def test_the_comparison_can_fail():
     """A network that ignores contention ends shared transfers sooner than the reference."""
 
     class NoContention(FairShareNetwork):
-        def _reschedule(self, flow, now):
-            flow.rate = flow.speed * min(link.bytes_per_s for link in flow.links)
-            flow.version += 1
-            self._order += 1
-            import heapq
-            heapq.heappush(self._heap, (now + flow.latency_left + flow.remaining / flow.rate, self._order, flow,
-                                        flow.version))
+        def _retime(self, flow, now):
+            rate = flow.speed * min(link.bytes_per_s for link in flow.links)
+            if rate != flow.rate:
+                self._advance(flow, now)
+                flow.rate = rate
+                flow.version += 1
+                self._order += 1
+                heapq.heappush(self._heap, (now + flow.latency_left + flow.remaining / flow.rate, self._order, flow,
+                                            flow.version))
 
     rounds = [(0.0, [("node0/gpu0", "node0/gpu1")], 10 ** 7, 1), (0.0, [("node0/gpu0", "node0/gpu1")], 10 ** 7, 1)]
     slow, _ = run(ReferenceFairShareNetwork, "pcie8", rounds, False)
