@@ -69,6 +69,8 @@ class PriceCache:
     """Keys of ``optional`` the cost model could not answer."""
     bounds: dict[tuple, float] = field(default_factory=dict)
     """Every block of the model once over a query size, per sharding (the search's compute bound)."""
+    route_figures: dict[tuple, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    """(device group, link fits) → the distinct (latency s, bytes/s) of the routes between its members."""
 
 
 class Pricing:
@@ -92,6 +94,7 @@ class Pricing:
         self._layer_costs: dict[LayerShape, float] = shared.layers
         self._optional: dict[tuple, float] = shared.optional
         self._unpriced_shared = shared.unpriced
+        self.route_figures = shared.route_figures
         self.unpriced: set[str] = set()
         self._degree_key = tuple(sorted((s.axis, n) for s, n in self.strategies if s.axis))
 
