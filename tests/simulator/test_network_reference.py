@@ -113,3 +113,34 @@ def test_the_comparison_can_fail():
     slow, _ = run(ReferenceFairShareNetwork, "pcie8", rounds, False)
     wrong, _ = run(NoContention, "pcie8", rounds, False)
     assert wrong != pytest.approx(slow, rel=1e-9)
+
+
+WHOLE_RUNS = [("pcie8", "pixart-alpha", {"pipefusion": 4, "ulysses": 2}, 4),
+              ("pcie8", "pixart-alpha", {"cfg": 2, "ring": 2, "ulysses": 2}, 1),
+              ("l40-2node", "flux-dev", {"data": 2, "pipefusion": 2, "ring": 2, "ulysses": 2}, 2),
+              ("l40-2node", "flux-dev", {"pipefusion": 8, "ulysses": 2}, 8),
+              ("h100-nvlink8", "sd3-medium", {"data": 2, "cfg": 2, "tensor": 2}, 1),
+              ("pcie8", "pixart-alpha", {"cfg": 2, "distrifusion": 4}, 4)]
+
+
+@pytest.mark.parametrize("topology, model_name, degrees, patches", WHOLE_RUNS)
+def test_whole_simulations_on_the_reference_network_predict_the_same(monkeypatch, topology, model_name, degrees,
+                                                                        patches):
+    """The engine on the earlier network (processes per transfer, one timer per flow) and on the fast one."""
+    from planner.search import prepare
+    from profiles.catalog.models import load_model
+    from profiles.costs.selection import cost_model_for
+    from simulator import engine
+    from simulator.plan import ParallelPlan
+
+    model, cluster = load_model(model_name), CLUSTERS.get(topology) or load_cluster(topology)
+    cost = cost_model_for(model, cluster.gpu_of(cluster.devices[0]))
+    shape = ParallelPlan(model=model_name, height_px=1024, width_px=1024, steps=5, degrees=degrees,
+                         patches=patches, warmup_steps=1)
+    plan, _ = prepare(shape, model, cluster, cost)[0]
+    fast = engine.simulate(plan, model, cluster, cost)
+    monkeypatch.setitem(engine.NETWORK_MODELS, "fair", ReferenceFairShareNetwork)
+    slow = engine.simulate(plan, model, cluster, cost)
+    assert fast.latency_s == pytest.approx(slow.latency_s, rel=1e-9)
+    assert fast.prediction.breakdown_s == pytest.approx(slow.prediction.breakdown_s, rel=1e-9, abs=1e-12)
+    assert fast.traffic.by_link == slow.traffic.by_link and fast.traffic.transfers == slow.traffic.transfers
