@@ -61,14 +61,16 @@ def main() -> int:
     args = parser.parse_args()
     lines = [BEGIN, "## Simulator speed", "",
              f"`{COMMAND}` on {platform.machine()} with {os.cpu_count()} CPU cores, Python "
-             f"{platform.python_version()}; other work may share the cores. Target ≤ {TARGET_S} s per simulation.", "",
+             f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; other work may share "
+             f"the cores (1-minute load average {os.getloadavg()[0]:.1f} at the start). Target ≤ {TARGET_S} s "
+             "per simulation, wall time.", "",
              "| case | plan | cold run s | median of next runs s | simulated latency s | transfers | target |",
              "|---|---|---|---|---|---|---|"]
     for model_name, res, steps, topo, spec in CASES:
         cold, warm, latency, transfers = measure(model_name, res, steps, topo, spec, args.repeat)
         lines.append(f"| {model_name} {res} px, {steps} steps, {topo} | `{spec}` | {cold:.3f} | {warm:.3f} | "
                      f"{latency:.2f} | {transfers} | {'met' if warm <= TARGET_S else 'missed'} |")
-    lines += ["", END]
+    lines += ["", f"1-minute load average {os.getloadavg()[0]:.1f} at the end.", "", END]
     return publish("\n".join(lines), page=ROOT / "docs" / "benchmarks.md", begin=BEGIN, end=END,
                    stdout_only=args.stdout)
 

@@ -23,10 +23,27 @@ from simulator.network import Network
 
 def _round(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: int) -> Generator:
     moves = [(src, dst) for src, dst in pairs if src != dst]
+    start_round = getattr(net, "start_round", None)
+    if start_round is not None:  # the fair-share network starts a round as one event
+        if moves and (done := start_round(moves, int(nbytes), messages)) is not None:
+            yield done
+        return
     if len(moves) == 1:  # one transfer: no process of its own needed
         yield from net.transfer(moves[0][0], moves[0][1], int(nbytes), messages)
     elif moves:
         yield net.env.all_of([net.env.process(net.transfer(src, dst, int(nbytes), messages)) for src, dst in moves])
+
+
+def _rounds(net: Network, rounds: Sequence[Sequence[tuple[str, str]]], nbytes: float, messages: int) -> Generator:
+    """``rounds`` one after the other (the next starts when every transfer of the last has ended)."""
+    start_rounds = getattr(net, "start_rounds", None)
+    if start_rounds is not None:  # the fair-share network chains them without an event per round
+        moves = [[(src, dst) for src, dst in pairs if src != dst] for pairs in rounds]
+        if (done := start_rounds(moves, int(nbytes), messages)) is not None:
+            yield done
+        return
+    for pairs in rounds:
+        yield from _round(net, pairs, nbytes, messages)
 
 
 def ring_rounds(net: Network, devices: Sequence[str], chunk_bytes: float, rounds: int,
@@ -36,8 +53,7 @@ def ring_rounds(net: Network, devices: Sequence[str], chunk_bytes: float, rounds
     if n < 2:
         return
     pairs = [(devices[i], devices[(i + 1) % n]) for i in range(n)]
-    for _ in range(rounds):
-        yield from _round(net, pairs, chunk_bytes, messages)
+    yield from _rounds(net, [pairs] * rounds, chunk_bytes, messages)
 
 
 def all_reduce(net: Network, devices: Sequence[str], nbytes: float, messages: int = 1) -> Generator:
@@ -72,9 +88,8 @@ def all_to_all(net: Network, devices: Sequence[str], bytes_per_rank: float, mess
         yield from net.timed_collective(curve, devices, bytes_per_rank, messages)
         return
     n = len(devices)
-    for k in range(1, n):
-        pairs = [(devices[i], devices[(i + k) % n]) for i in range(n)]
-        yield from _round(net, pairs, bytes_per_rank / n, messages)
+    rounds = [[(devices[i], devices[(i + k) % n]) for i in range(n)] for k in range(1, n)]
+    yield from _rounds(net, rounds, bytes_per_rank / n, messages)
 
 
 def exchange(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: int = 1) -> Generator:

@@ -69,6 +69,8 @@ class PriceCache:
     """Keys of ``optional`` the cost model could not answer."""
     bounds: dict[tuple, float] = field(default_factory=dict)
     """Every block of the model once over a query size, per sharding (the search's compute bound)."""
+    route_figures: dict[tuple, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    """(device group, link fits) → the distinct (latency s, bytes/s) of the routes between its members."""
 
 
 class Pricing:
@@ -92,6 +94,7 @@ class Pricing:
         self._layer_costs: dict[LayerShape, float] = shared.layers
         self._optional: dict[tuple, float] = shared.optional
         self._unpriced_shared = shared.unpriced
+        self.route_figures = shared.route_figures
         self.unpriced: set[str] = set()
         self._degree_key = tuple(sorted((s.axis, n) for s, n in self.strategies if s.axis))
 
@@ -198,7 +201,8 @@ class Simulation(Pricing):
         """(data, cfg) replica → when its last warm-up latent was back on stage 0."""
         self._events: dict[tuple, simpy.Event] = {}
         self._groups: dict[tuple[str, str], list[list[str]]] = {}
-        self._sends: list[simpy.Process] = []
+        self._sends: list[simpy.Event] = []
+        """Sends the generation must wait for: processes, or round events of the fair-share network."""
         self.finished_s = 0.0
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -301,6 +305,27 @@ class Simulation(Pricing):
         if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
             self.warmup_end_s[(actor.data, actor.cfg)] = self.env.now
 
+    def _send_now(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str, *,
+                  began_s: float, held_bytes: int, **tags: Any) -> bool:
+        """:meth:`send` without a process of its own, on a network that starts a round as one event
+        (the fair-share one); False when it cannot (the caller spawns :meth:`send`)."""
+        start_round = getattr(self.net, "start_round", None)
+        if start_round is None or self.record:
+            return False
+        moves = [(a, b) for a, b in zip(actor.devices, peer.devices) if a != b]
+        done = start_round(moves, int(nbytes_per_rank)) if moves else None
+        if done is None:
+            self._arrived(actor, key, began_s)
+            return True
+        done.callbacks.append(lambda _ev: self._arrived(actor, key, began_s))
+        self._sends.append(done)
+        return True
+
+    def _arrived(self, actor: Actor, key: tuple, start: float) -> None:
+        self.event(key).succeed(start)
+        if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
+            self.warmup_end_s[(actor.data, actor.cfg)] = self.env.now
+
     def post_send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str,
                   **tags: Any) -> Generator:
         """Start an asynchronous send; the share of it that cannot overlap compute holds the sender.
@@ -314,7 +339,10 @@ class Simulation(Pricing):
         if held > 0:
             yield from collectives.exchange(self.net, list(zip(actor.devices, peer.devices)), held, messages=0)
             self.note(actor, began, self.env.now, "exposed_communication", f"{name} (not overlapped)", **tags)
-        self.spawn(self.send(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held, **tags))
+        if not self._send_now(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held,
+                              **tags):
+            self.spawn(self.send(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held,
+                                 **tags))
 
     def cfg_exchange(self, actor: Actor, nbytes: int, **tags: Any) -> Generator:
         """Swap noise predictions with the other CFG group's last stage; wait for both directions."""
@@ -338,7 +366,7 @@ class Simulation(Pricing):
         env = self.env
         env.run(until=env.all_of([env.process(stage_actor(self, actor)) for actor in self.work.actors]))
         while True:
-            pending = [p for p in self._sends if p.is_alive]
+            pending = [p for p in self._sends if not p.processed]
             if not pending:
                 break
             env.run(until=env.all_of(pending))

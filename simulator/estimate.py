@@ -45,8 +45,13 @@ def _collective_s(sim: Pricing, net: Network, groups: list[list[str]], spec: Col
         if n < 2:
             continue
         chunk = algorithm.chunk_bytes(spec.bytes_per_rank, n)
-        per_round = max(net.duration_s(sim.cluster.route(a, b), chunk, spec.messages)
-                        for a in group for b in group if a != b)
+        key = (tuple(group), tuple(sorted(net.link_fits.items())), net.bandwidth_scale)
+        figures = sim.route_figures.get(key)
+        if figures is None:  # a group's routes are looked up once per search, not once per plan and spec
+            routes = {sim.cluster.route(a, b) for a in group for b in group if a != b}
+            figures = sim.route_figures[key] = tuple(sorted(
+                {(net.latency_s(r), net.route_bytes_per_s(r)) if r.links else (0.0, 0.0) for r in routes}))
+        per_round = max(spec.messages * latency + chunk / speed if speed else 0.0 for latency, speed in figures)
         worst = max(worst, algorithm.rounds(n) * per_round)
     return worst
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from collections import deque
+import heapq
+import operator
 from typing import Generator
 
 import simpy
@@ -80,23 +82,70 @@ class LinkFit:
     collectives: tuple[CollectiveTiming, ...] = ()
 
 
-@dataclass
 class TrafficLog:
-    """Bytes moved, counted once per transfer (by route class) and at both ends (per device)."""
+    """Bytes moved, counted once per transfer (by route class) and at both ends (per device).
 
-    by_route_class: dict[str, int] = field(default_factory=dict)
-    sent_by_device: dict[str, int] = field(default_factory=dict)
-    received_by_device: dict[str, int] = field(default_factory=dict)
-    by_link: dict[LinkId, int] = field(default_factory=dict)
-    transfers: int = 0
+    ``add`` only sums bytes per route (a simulation adds one entry per transfer, hundreds of
+    thousands); the tables per route class, device and link are summed from those when read.
+    """
 
-    def add(self, route: Route, nbytes: int) -> None:
-        self.transfers += 1
-        self.by_route_class[route.route_class] = self.by_route_class.get(route.route_class, 0) + nbytes
-        self.sent_by_device[route.src] = self.sent_by_device.get(route.src, 0) + nbytes
-        self.received_by_device[route.dst] = self.received_by_device.get(route.dst, 0) + nbytes
-        for link in route.links:
-            self.by_link[link] = self.by_link.get(link, 0) + nbytes
+    def __init__(self) -> None:
+        self._by_route_class: dict[str, int] = {}
+        self._sent: dict[str, int] = {}
+        self._received: dict[str, int] = {}
+        self._by_link: dict[LinkId, int] = {}
+        self._transfers = 0
+        self._pending: dict[int, list] = {}
+        """id(route) → [route, bytes, transfers] not yet in the tables."""
+
+    def add(self, route: Route, nbytes: int, count: int = 1) -> None:
+        """``count`` transfers of ``nbytes`` each over ``route``."""
+        entry = self._pending.get(id(route))  # routes are cached per device pair: identity is enough
+        if entry is None:
+            self._pending[id(route)] = [route, nbytes * count, count]
+        else:
+            entry[1] += nbytes * count
+            entry[2] += count
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for route, nbytes, count in pending.values():
+            self._transfers += count
+            self._by_route_class[route.route_class] = self._by_route_class.get(route.route_class, 0) + nbytes
+            self._sent[route.src] = self._sent.get(route.src, 0) + nbytes
+            self._received[route.dst] = self._received.get(route.dst, 0) + nbytes
+            for link in route.links:
+                self._by_link[link] = self._by_link.get(link, 0) + nbytes
+
+    @property
+    def by_route_class(self) -> dict[str, int]:
+        self._flush()
+        return self._by_route_class
+
+    @property
+    def sent_by_device(self) -> dict[str, int]:
+        self._flush()
+        return self._sent
+
+    @property
+    def received_by_device(self) -> dict[str, int]:
+        self._flush()
+        return self._received
+
+    @property
+    def by_link(self) -> dict[LinkId, int]:
+        self._flush()
+        return self._by_link
+
+    @property
+    def transfers(self) -> int:
+        self._flush()
+        return self._transfers
+
+    @transfers.setter
+    def transfers(self, value: int) -> None:
+        self._flush()
+        self._transfers = value
 
 
 class Link:
@@ -209,13 +258,36 @@ class Network:
             link.release()
 
 
+class _Chain:
+    """Rounds run back to back (a collective): the next starts the moment the last transfer of
+    the one before ends, in the network's own bookkeeping; ``done`` fires after the last."""
+
+    __slots__ = ("rounds", "index", "nbytes", "messages", "done")
+
+    def __init__(self, rounds: list[list[tuple[str, str]]], nbytes: int, messages: int) -> None:
+        self.rounds, self.index, self.nbytes, self.messages = rounds, 0, nbytes, messages
+        self.done: simpy.Event | None = None
+
+
+class _Join:
+    """The transfers of one round still in flight; when the last ends, ``chain``'s next round
+    starts (or ``done`` fires, for a lone round)."""
+
+    __slots__ = ("left", "done", "chain")
+
+    def __init__(self, left: int, done: simpy.Event | None, chain: _Chain | None) -> None:
+        self.left = left
+        self.done = done
+        self.chain = chain
+
+
 class _Flow:
     """A transfer in flight under the fair-share model."""
 
-    __slots__ = ("remaining", "latency_left", "links", "speed", "rate", "updated", "version", "done")
+    __slots__ = ("remaining", "latency_left", "links", "speed", "rate", "updated", "version", "join")
 
     def __init__(self, nbytes: float, latency_s: float, links: tuple["_FairLink", ...], speed: float,
-                 done: simpy.Event) -> None:
+                 join: _Join) -> None:
         self.remaining = float(nbytes)
         self.latency_left = latency_s
         self.links = links
@@ -224,35 +296,83 @@ class _Flow:
         self.rate = 0.0
         self.updated = 0.0
         self.version = 0
-        self.done = done
+        self.join = join
 
 
 class _FairLink:
-    __slots__ = ("bytes_per_s", "flows")
+    __slots__ = ("bytes_per_s", "flows", "share", "alone")
 
     def __init__(self, bytes_per_s: float) -> None:
         self.bytes_per_s = bytes_per_s
         self.flows: dict[_Flow, None] = {}  # insertion-ordered: deterministic iteration
+        self.share = bytes_per_s
+        """``bytes_per_s / len(flows)``, kept up to date as flows come and go."""
+        self.alone: _AloneRound | None = None
+        """The round priced in closed form that has this link to itself, if any."""
+
+
+class _Alone:
+    """How one round evolves on links nothing else uses, in time from its start: each flow's
+    end and its (time, remaining bytes, latency left, rate) after every re-timing. The same
+    arithmetic as the flows in the network; computed once per round shape and size."""
+
+    __slots__ = ("end", "finish", "states")
+
+    def __init__(self, end: float, finish: list[float], states: list[list[tuple[float, float, float, float]]]) -> None:
+        self.end, self.finish, self.states = end, finish, states
+
+
+class _AloneRound:
+    """A round running in closed form: no flows of its own until another transfer needs one of
+    its links (then :meth:`FairShareNetwork._materialise` turns it into flows as they stand)."""
+
+    __slots__ = ("t0", "alone", "started", "links", "done", "chain", "version")
+
+    def __init__(self, t0: float, alone: _Alone, started: tuple, links: tuple, done: simpy.Event | None,
+                 chain: _Chain | None) -> None:
+        self.t0, self.alone, self.started, self.links = t0, alone, started, links
+        self.done, self.chain = done, chain
+        self.version = 1
+
+
+_SHARE = operator.attrgetter("share")
 
 
 class FairShareNetwork(Network):
     """``fair`` model: every link's bandwidth shared equally by the transfers crossing it.
 
     A transfer first pays its route latency, during which it already counts as a user of
-    its links (the latency is microseconds; this keeps one event per uncontended transfer),
-    then moves its bytes at ``min over its links of bandwidth / users``. When a transfer
-    starts or ends, the transfers sharing a link with it get their progress brought up to
-    date and a new rate, and their completion is rescheduled (stale completions are
-    ignored by version number).
+    its links (the latency is microseconds), then moves its bytes at ``min over its links of
+    bandwidth / users``. When a transfer starts or ends, only the transfers sharing a link
+    with it get their progress brought up to date and a new rate (a transfer alone on its
+    links is priced in closed form once).
+
+    Why it is fast: completions live in the network's own heap (``(time, order, flow,
+    version)``; a re-timed flow's old entry is skipped by version), and the network keeps
+    one simpy timer, for the earliest completion, instead of one per flow and per re-timing;
+    a round of transfers (:meth:`start_round`) is one simpy event, not one process per
+    transfer. Completion times are the same sums as one timer per flow gives (``now +
+    latency + remaining / rate``); ``tests/simulator/test_network_reference.py`` checks the
+    times against the earlier one-timer-per-flow model on random transfer sets.
     """
 
     def __init__(self, env: simpy.Environment, cluster: ClusterGraph, *, bandwidth_scale: float = 1.0,
                  link_fits: dict[str, LinkFit] | None = None) -> None:
         super().__init__(env, cluster, bandwidth_scale=bandwidth_scale, link_fits=link_fits)
         self._fair_links: dict[LinkId, _FairLink] = {}
-        self._fair_routes: dict[tuple[LinkId, ...], tuple[_FairLink, ...]] = {}
+        self._fair_routes: dict[tuple[LinkId, ...], tuple[tuple[_FairLink, ...], float, float]] = {}
+        self._heap: list[tuple[float, int, _Flow, int]] = []
+        self._order = 0
+        self._wake_s = float("inf")
+        """When the pending simpy timer fires (inf: none pending)."""
+        self._waking = False
+        self._alone_memo: dict[tuple, _Alone] = {}
+        """(round, bytes, messages) → its closed form alone on its links."""
+        self._rounds: dict[tuple, tuple] = {}
+        """Moves of a round → its routes' states and the links they use, built once per simulation."""
 
-    def _route_links(self, route: Route) -> tuple[_FairLink, ...]:
+    def _route_state(self, route: Route) -> tuple[tuple[_FairLink, ...], float, float]:
+        """(links, measured / data-sheet speed, latency per message) of ``route``, built once."""
         out = self._fair_routes.get(route.links)
         if out is None:
             made = []
@@ -262,10 +382,12 @@ class FairShareNetwork(Network):
                     bandwidth = self.cluster.link(link)["bandwidth_gb_s"] * 1e9 * self.bandwidth_scale
                     state = self._fair_links[link] = _FairLink(bandwidth)
                 made.append(state)
-            out = self._fair_routes[route.links] = tuple(made)
+            speed = self.route_bytes_per_s(route) / (route.bottleneck_gb_s * 1e9 * self.bandwidth_scale)
+            out = self._fair_routes[route.links] = (tuple(made), speed, self.latency_s(route))
         return out
 
-    def _advance(self, flow: _Flow, now: float) -> None:
+    @staticmethod
+    def _advance(flow: _Flow, now: float) -> None:
         elapsed = now - flow.updated
         if elapsed > 0:
             waiting = min(flow.latency_left, elapsed)
@@ -273,56 +395,243 @@ class FairShareNetwork(Network):
             flow.remaining = max(flow.remaining - flow.rate * (elapsed - waiting), 0.0)
         flow.updated = now
 
-    def _reschedule(self, flow: _Flow) -> None:
-        flow.rate = flow.speed * min(link.bytes_per_s / len(link.flows) for link in flow.links)
+    def _retime(self, flow: _Flow, now: float) -> None:
+        """Give ``flow`` its rate under today's sharing; its completion stands when the rate is unchanged
+        (bytes at one rate from its last update: the same end, to rounding)."""
+        rate = flow.speed * min(map(_SHARE, flow.links))
+        if rate == flow.rate:
+            return
+        self._advance(flow, now)  # at the old rate, up to now
+        flow.rate = rate
         flow.version += 1
-        version = flow.version
-        timer = self.env.timeout(flow.latency_left + flow.remaining / flow.rate)
-        timer.callbacks.append(lambda _ev, f=flow, v=version: self._finish(f, v))
+        self._order += 1
+        heapq.heappush(self._heap, (now + (flow.latency_left + flow.remaining / flow.rate), self._order, flow,
+                                    flow.version))
 
-    def _neighbours(self, flow: _Flow) -> dict[_Flow, None]:
-        out: dict[_Flow, None] = {}
-        for link in flow.links:
-            for other in link.flows:
-                if other is not flow:
-                    out[other] = None
-        return out
+    def _arm(self) -> None:
+        """Make sure a simpy timer fires at the earliest live completion."""
+        if self._waking:
+            return  # :meth:`_wake` arms once it is done
+        heap = self._heap
+        while heap and heap[0][3] != heap[0][2].version:
+            heapq.heappop(heap)
+        if heap and heap[0][0] < self._wake_s:
+            at = self._wake_s = heap[0][0]
+            timer = self.env.timeout(at - self.env.now)
+            timer.callbacks.append(lambda _ev, t=at: self._wake(t))
 
-    def _finish(self, flow: _Flow, version: int) -> None:
-        if version != flow.version:
-            return  # rescheduled since
+    def _wake(self, at: float) -> None:
+        if at != self._wake_s:
+            return  # superseded by an earlier timer
+        self._wake_s = float("inf")
+        now, heap = self.env.now, self._heap
+        self._waking = True
+        while heap and heap[0][0] <= now:
+            due: list[_Flow] = []
+            ended: list[_AloneRound] = []
+            while heap and heap[0][0] <= now:
+                _, _, flow, version = heapq.heappop(heap)
+                if version == flow.version:
+                    flow.version = -1  # its later entries are dead
+                    (ended if type(flow) is _AloneRound else due).append(flow)
+            if due:
+                self._finish(due, now)
+            for alone in ended:
+                for link in alone.links:
+                    if link.alone is alone:
+                        link.alone = None
+                self._round_ended(alone.done, alone.chain)
+        self._waking = False
+        self._arm()
+
+    def _finish(self, due: list[_Flow], now: float) -> None:
+        """End the flows ``due`` now, together: the flows they shared a link with are re-timed once."""
+        links: dict[_FairLink, None] = {}
+        for flow in due:
+            for link in flow.links:
+                del link.flows[flow]
+                links[link] = None
+        neighbours: dict[_Flow, None] = {}
+        for link in links:
+            link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
+            neighbours.update(link.flows)
+        for other in neighbours:
+            self._retime(other, now)
+        for flow in due:
+            join = flow.join
+            join.left -= 1
+            if join.left == 0:
+                self._round_ended(join.done, join.chain)
+
+    def _round_ended(self, done: simpy.Event | None, chain: _Chain | None) -> None:
+        if chain is None:
+            done.succeed()
+        elif not self._next_round(chain):
+            chain.done.succeed()
+
+    def _alone_prices(self, started: tuple, links_used: tuple, nbytes: int, messages: int) -> _Alone:
+        """The round alone on its links: the network's own re-timing, without the network."""
+        n = len(started)
+        count = dict.fromkeys(links_used, 0)
+        users: dict[_FairLink, list[int]] = {link: [] for link in links_used}
+        for i, (_, links, _, _) in enumerate(started):
+            for link in links:
+                count[link] += 1
+                users[link].append(i)
+        rem = [float(nbytes)] * n
+        lat = [messages * latency for _, _, _, latency in started]
+        updated, rate, finish = [0.0] * n, [0.0] * n, [0.0] * n
+        states: list[list[tuple[float, float, float, float]]] = [[] for _ in range(n)]
+
+        def retime(i: int, now: float) -> None:
+            _, links, speed, _ = started[i]
+            rate[i] = speed * min(link.bytes_per_s / count[link] for link in links)
+            finish[i] = now + (lat[i] + rem[i] / rate[i])
+            states[i].append((now, rem[i], lat[i], rate[i]))
+
+        for i in range(n):
+            retime(i, 0.0)
+        live = set(range(n))
+        while live:
+            t = min(finish[i] for i in live)
+            due = [i for i in live if finish[i] <= t]
+            live.difference_update(due)
+            for i in due:
+                for link in started[i][1]:
+                    count[link] -= 1
+            neighbours = sorted({j for i in due for link in started[i][1] for j in users[link] if j in live})
+            for j in neighbours:
+                elapsed = t - updated[j]
+                if elapsed > 0:
+                    waiting = min(lat[j], elapsed)
+                    lat[j] -= waiting
+                    rem[j] = max(rem[j] - rate[j] * (elapsed - waiting), 0.0)
+                updated[j] = t
+                retime(j, t)
+        return _Alone(max(finish), finish, states)
+
+    def _materialise(self, alone: _AloneRound, now: float) -> None:
+        """Turn a closed-form round into its flows as they stand ``now`` (another transfer needs its links)."""
+        for link in alone.links:
+            link.alone = None
+        prices, t0 = alone.alone, alone.t0
+        if now >= t0 + prices.end:
+            return  # its last flows end now: its heap entry ends the round
+        alone.version = -1
+        live = [i for i in range(len(alone.started)) if t0 + prices.finish[i] > now]
+        join = _Join(len(live), alone.done, alone.chain)
+        for i in live:
+            state = prices.states[i][0]
+            for candidate in prices.states[i]:
+                if t0 + candidate[0] <= now:
+                    state = candidate
+            at, remaining, latency_left, rate = state
+            _, links, speed, _ = alone.started[i]
+            flow = _Flow(remaining, latency_left, links, speed, join)
+            flow.rate, flow.updated, flow.version = rate, t0 + at, 1
+            for link in links:
+                link.flows[flow] = None
+            self._order += 1  # the end its last re-timing gave (not the alone end: its neighbours may now be slower)
+            heapq.heappush(self._heap, (flow.updated + (latency_left + remaining / rate), self._order, flow, 1))
+        for link in alone.links:
+            link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
+
+    def start_round(self, moves: list[tuple[str, str]], nbytes: int, messages: int = 1) -> simpy.Event | None:
+        """Start one transfer of ``nbytes`` per ``(src, dst)`` now; the event fires when all have
+        ended (None: nothing to move). The flows already on their links are re-timed once."""
+        if nbytes <= 0 and messages <= 0:
+            return None
+        done = self.env.event()
+        return done if self._start(moves, nbytes, messages, done, None) else None
+
+    def start_rounds(self, rounds: list[list[tuple[str, str]]], nbytes: int,
+                     messages: int = 1) -> simpy.Event | None:
+        """Start ``rounds`` back to back, each ``nbytes`` per ``(src, dst)``, the first now; the
+        event fires when the last has ended (None: nothing to move). The same times as waiting for
+        each round's event before starting the next, without a simpy event per round."""
+        if nbytes <= 0 and messages <= 0:
+            return None
+        chain = _Chain(rounds, nbytes, messages)
+        if not self._next_round(chain):
+            return None
+        chain.done = self.env.event()
+        return chain.done
+
+    def _next_round(self, chain: _Chain) -> bool:
+        """Start ``chain``'s next round that moves anything; False when none is left."""
+        while chain.index < len(chain.rounds):
+            moves = chain.rounds[chain.index]
+            chain.index += 1
+            if self._start(moves, chain.nbytes, chain.messages, None, chain):
+                return True
+        return False
+
+    def _start(self, moves: list[tuple[str, str]], nbytes: int, messages: int, done: simpy.Event | None,
+               chain: _Chain | None) -> bool:
+        """Start one round's flows now (False: none has a route to cross)."""
         now = self.env.now
-        neighbours = self._neighbours(flow)
-        for other in neighbours:
-            self._advance(other, now)
-        for link in flow.links:
-            del link.flows[flow]
-        for other in neighbours:
-            self._reschedule(other)
-        flow.done.succeed()
+        key = tuple(moves)
+        prepared = self._rounds.get(key)
+        if prepared is None:
+            started = []
+            for src, dst in moves:
+                route = self.cluster.route(src, dst)
+                if route.links:
+                    started.append((route, *self._route_state(route)))
+            used: dict[_FairLink, None] = {}
+            for _, links, _, _ in started:
+                used.update(dict.fromkeys(links))
+            prepared = self._rounds[key] = (tuple(started), tuple(used))
+        started, links_used = prepared
+        if not started:
+            return False
+        if all(not link.flows and link.alone is None for link in links_used):
+            return self._start_alone(key, started, links_used, nbytes, messages, done, chain, now)
+        for link in links_used:
+            if link.alone is not None:
+                self._materialise(link.alone, now)
+        join = _Join(len(started), done, chain)
+        touched: dict[_Flow, None] = {}
+        for link in links_used:
+            touched.update(link.flows)
+        add = self.traffic.add
+        for route, links, speed, latency in started:
+            add(route, int(nbytes))
+            flow = _Flow(nbytes, messages * latency, links, speed, join)
+            flow.updated = now
+            for link in links:
+                link.flows[flow] = None
+            touched[flow] = None
+        for link in links_used:
+            link.share = link.bytes_per_s / len(link.flows)
+        for flow in touched:
+            self._retime(flow, now)
+        self._arm()
+        return True
+
+    def _start_alone(self, key: tuple, started: tuple, links_used: tuple, nbytes: int, messages: int,
+                     done: simpy.Event | None, chain: _Chain | None, now: float) -> bool:
+        """A round on idle links: priced in closed form (memoised), one heap entry for its end."""
+        memo = (key, nbytes, messages)
+        prices = self._alone_memo.get(memo)
+        if prices is None:
+            prices = self._alone_memo[memo] = self._alone_prices(started, links_used, nbytes, messages)
+        add = self.traffic.add
+        for route, _, _, _ in started:
+            add(route, int(nbytes))
+        alone = _AloneRound(now, prices, started, links_used, done, chain)
+        for link in links_used:
+            link.alone = alone
+        self._order += 1
+        heapq.heappush(self._heap, (now + prices.end, self._order, alone, 1))
+        self._arm()
+        return True
 
     def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
         """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""
-        route = self.cluster.route(src, dst)
-        if not route.links or (nbytes <= 0 and messages <= 0):
-            return
-        self.traffic.add(route, int(nbytes))
-        now = self.env.now
-        speed = self.route_bytes_per_s(route) / (route.bottleneck_gb_s * 1e9 * self.bandwidth_scale)
-        flow = _Flow(nbytes, messages * self.latency_s(route), self._route_links(route), speed, self.env.event())
-        flow.updated = now
-        neighbours: dict[_Flow, None] = {}
-        for link in flow.links:
-            for other in link.flows:
-                neighbours[other] = None
-        for other in neighbours:
-            self._advance(other, now)
-        for link in flow.links:
-            link.flows[flow] = None
-        for other in neighbours:
-            self._reschedule(other)
-        self._reschedule(flow)
-        yield flow.done
+        done = self.start_round([(src, dst)], nbytes, messages)
+        if done is not None:
+            yield done
 
 
 NETWORK_MODELS = {"fair": FairShareNetwork, "fifo": Network}

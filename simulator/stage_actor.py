@@ -93,7 +93,7 @@ def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
         deps = dependencies(sim, actor, step, item)
         if deps:
             waited_from = env.now
-            yield env.all_of(deps)
+            yield deps[0] if len(deps) == 1 else env.all_of(deps)  # one input: no condition event
             sent_at = max(e.value for e in deps)
             sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
         cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps, first=step == 0)

@@ -9,6 +9,7 @@ bands of 8 rows (512 tokens each) and the 28 blocks into stages of 7.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import product
 
 from profiles.catalog.models import ModelPreset
@@ -33,8 +34,8 @@ class Actor:
     ranks: tuple[int, ...]
     devices: tuple[str, ...]
 
-    @property
-    def label(self) -> str:
+    @cached_property
+    def label(self) -> str:  # looked up on every event the simulation notes
         return f"d{self.data}c{self.cfg}s{self.stage}"
 
 
