@@ -79,8 +79,8 @@ def meta_vae(preset: ModelPreset, model_path: Path | None) -> Any | None:
 
 
 class StandInPipeline:
-    """The preparation of a family whose adapter names no diffusers pipeline (Wan, Qwen-Image for
-    now): a seeded Gaussian latent of the preset's latent grid (video frames stacked along the
+    """The preparation of a family whose adapter names no diffusers pipeline (Wan, Qwen-Image,
+    HunyuanVideo for now): a seeded Gaussian latent of the preset's latent grid (video frames stacked along the
     rows) drawn from the run's generator and scaled by ``init_noise_sigma``, the scheduler's own
     timesteps, and the toolkit's default guidance. Runs are exact against their own serial run,
     not against a diffusers pipeline's ``__call__``."""
@@ -91,6 +91,9 @@ class StandInPipeline:
                  vae: Any = None) -> None:
         self.preset, self.transformer, self.scheduler, self.vae = preset, transformer, scheduler, vae
         self.vae_scale_factor = preset.vae_scale_factor
+        guidance = getattr(preset.arch.spec, "guidance", None)
+        if guidance is not None and guidance.embedded and guidance.default_scale is not None:
+            self.default_guidance_scale = guidance.default_scale  # the pipeline's embedded default (HunyuanVideo 6.0)
 
     def set_progress_bar_config(self, **_: Any) -> None:
         """Nothing to configure: the stand-in has no progress bar."""

@@ -88,4 +88,9 @@ SPEC = FamilySpec(
     preset_defaults=preset_defaults,
     size_keys=("num_single_layers", "num_refiner_layers", "patch_size_t", "text_embed_dim", "pooled_projection_dim"),
     ratio_keys=("mlp_ratio",),
+    runtime_lacks={
+        "sequence_attention": "runtime/families/hunyuan_video.py has no sequence-parallel processor for its "
+                              "[video; text] attention yet",
+        "patch_kv_attention": "runtime/families/hunyuan_video.py has no patch-parallel K/V processor yet",
+    },
 )
