@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
             parallel = ""
         plan = build_plan(plan_file=plan_file, parallel=parallel, model=model, resolution=resolution,
                           height=height, width=width, steps=None, topology=topology)
-        preset = load_model(plan.model)
+        preset = load_model(plan.model).with_frames(plan.frames)
         options = MemoryOptions(text_encoders=text_encoders, text_encoder_dtype=text_encoder_dtype,  # type: ignore[arg-type]
                                 vae_decode=vae_decode, cuda_context_bytes=int(cuda_context_mib * MIB),  # type: ignore[arg-type]
                                 fragmentation=fragmentation)

@@ -130,6 +130,8 @@ def register(app: typer.Typer) -> None:
             provenance = Provenance(command=command, topology=topology, topology_sha256=sha256_of(cluster.file),
                                     profile=profile, profile_sha256=sha256_of(profile))
             plan = finished_plan(report, provenance=provenance, allow_unrunnable=allow_unrunnable)
+            if preset.is_video:  # the clip length the plan was searched for travels with it (pfrun reads it)
+                plan = plan.model_copy(update={"frames": preset.default_frames})
             written = chosen_candidate(report, allow_unrunnable=allow_unrunnable)
             report = report.model_copy(update={"chosen_rank": written.rank, "topology_source": topology,
                                                "profile": profile})

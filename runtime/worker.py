@@ -80,7 +80,8 @@ class Job:
 
     @cached_property
     def preset(self) -> ModelPreset:
-        return ModelPreset.model_validate_json(self.preset_json)
+        """The preset generating the plan's ``frames`` (a video's latent grid depends on them)."""
+        return ModelPreset.model_validate_json(self.preset_json).with_frames(self.plan.frames)
 
     def __getstate__(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

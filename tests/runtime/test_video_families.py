@@ -162,3 +162,9 @@ def test_hunyuan_video_tensor_parallel_is_within_rounding_of_serial(serial):
     result = run(plan("hunyuan-video-tiny", steps=T, degrees={"tensor": 2}))
     scale = float(serial["hunyuan-video-tiny"].latents[0].abs().max())
     assert max_diff(result, serial["hunyuan-video-tiny"]) <= 2e-5 * scale
+
+
+def test_pfrun_generates_the_plans_frames():
+    """A plan's ``frames`` sets the clip length pfrun generates: 9 frames are 3 latent frames of 16 rows."""
+    result = run(plan("wan-tiny", steps=1, frames=9))
+    assert tuple(result.latents[0].shape) == (1, 4, 3 * 16, 16)
