@@ -68,14 +68,18 @@ def meta_vae(preset: ModelPreset, model_path: Path | None) -> Any | None:
     import diffusers
     import torch
 
+    cls = diffusers.AutoencoderKL
     if model_path is not None and (model_path / "vae" / "config.json").is_file():
-        config = diffusers.AutoencoderKL.load_config(str(model_path / "vae"), local_files_only=True)
+        from runtime.model_loading import vae_class
+
+        cls = vae_class(model_path)  # Wan's and HunyuanVideo's 3-D VAEs
+        config = cls.load_config(str(model_path / "vae"), local_files_only=True)
     elif preset.vae_config is not None:
         config = preset.vae_config
     else:
         return None
     with torch.device("meta"):
-        return diffusers.AutoencoderKL.from_config(config)
+        return cls.from_config(config)
 
 
 class StandInPipeline:
