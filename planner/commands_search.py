@@ -107,8 +107,7 @@ def register(app: typer.Typer) -> None:
         if objective not in ("latency", "throughput"):
             raise InputError(f"expected latency or throughput, got {objective!r}", field="--objective")
         guard_outputs({"-o": output, "--results": results}, {"--topology": topology, "--model": model, "--profile": profile})
-        cluster, preset, cost_model = load_job(topology, model, profile)
-        preset = preset.with_frames(frames)
+        cluster, preset, cost_model = load_job(topology, model, profile, frames)
         sweep = parse_resolutions(resolutions) if resolutions else None
         if sweep is not None and resolution is not None:
             raise InputError("give --resolution or --resolutions, not both", field="--resolutions")
