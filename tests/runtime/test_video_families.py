@@ -76,7 +76,8 @@ def test_pfrun_gives_the_diffusers_pipelines_latent(name: str, tmp_path: Path) -
 
 
 def test_sd35_large_layout_runs_at_tiny_size():
-    """SD3.5-large is the sd3 family with QK RMS norm: the sd3 tiny preset with that norm runs and counts."""
+    """SD3.5-large is the sd3 family with QK RMS norm: the sd3 tiny preset with that norm counts, runs diffusers'
+    forward, and runs under pfrun (serial and PipeFusion, exact at W = T)."""
     tiny = load_model("sd3-tiny")
     preset = tiny.model_copy(update={"config": {**tiny.config, "qk_norm": "rms_norm"}})
     assert load_model("sd3.5-large").config["qk_norm"] == "rms_norm"
@@ -88,6 +89,12 @@ def test_sd35_large_layout_runs_at_tiny_size():
                     pooled_projections=torch.randn(1, preset.pooled_embed_dim), timestep=torch.tensor([500.0]),
                     return_dict=False)[0]
     assert out.shape == (1, 16, 16, 16) and out.isfinite().all()
+    from runtime.run import execute, job_for
+
+    serial = execute(job_for(plan("sd3-tiny", steps=2), preset, decode=False, timeout_s=60))
+    piped = execute(job_for(plan("sd3-tiny", steps=2, degrees={"pipefusion": 2}, patches=3, warmup_steps=2), preset,
+                            decode=False, timeout_s=60))
+    assert float((piped.latents[0] - serial.latents[0]).abs().max()) == 0  # pfrun runs it as SD3's runtime does
 
 
 @pytest.fixture(scope="module")
