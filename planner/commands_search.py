@@ -91,9 +91,13 @@ def register(app: typer.Typer) -> None:
         min_warmup: int = typer.Option(1, min=0, help="Warm-up steps every stale strategy runs (quality floor)."),
         max_gpus: Optional[int] = typer.Option(None, min=1, help="Use at most this many devices."),
         top: int = typer.Option(10, min=1, help="Alternatives to show (and to simulate)."),
-        runnable_only: bool = typer.Option(False, "--runnable-only", help="Only plans pfrun runs today."),
+        runnable_only: bool = typer.Option(
+            False, "--runnable-only",
+            help="Only plans pfrun runs (every shape of the shipped families does; what is left: a family "
+                 "whose runtime adapter lacks a capability, a PipeFusion patch whose tokens do not split "
+                 "over the sequence-parallel ranks, PipeFusion without warm-up; docs/search.md)."),
         allow_unrunnable: bool = typer.Option(False, "--allow-unrunnable",
-                                              help="Write the fastest plan even if pfrun cannot run it yet "
+                                              help="Write the fastest plan even if pfrun cannot run it "
                                                    "(default: the best plan pfrun runs)."),
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the chosen plan here."),
         results: Optional[Path] = typer.Option(None, "--results", help="Write every candidate (search.json)."),

@@ -1,7 +1,8 @@
 """The ``pfplan search`` table: every column on a wide terminal, the essential ones at 80 columns.
 
 Columns are listed best first with a drop priority (:mod:`planner.tables`): at 80 columns
-the placement, traffic, throughput and runnable columns go first; the rank, plan, GPUs,
+the placement, traffic, throughput and runnable columns go first (the runnable column is shown
+only when a listed plan is one pfrun refuses); the rank, plan, GPUs,
 latency and the reason it lost stay. Numbers are never split across lines.
 """
 
@@ -41,6 +42,13 @@ def table_rows(report: SearchReport, top: int) -> list[list[str]]:
 
 
 def print_search_table(report: SearchReport, top: int) -> None:
+    """The table; the runnable column only when a plan shown is one pfrun refuses (since issue 11
+    pfrun runs every shape the search enumerates for the shipped families, so it is rare)."""
     title = (f"{report.model} {report.height_px}px, {report.steps} steps on {report.topology} "
              f"({report.objective}, {report.cost_model})")
-    print_rows(COLUMNS, table_rows(report, top), title=title)
+    rows = table_rows(report, top)
+    columns = COLUMNS
+    if all(rec.runnable_reason is None for rec in report.candidates[:top]):
+        keep = [i for i, c in enumerate(COLUMNS) if c.header != "runnable"]
+        columns, rows = [COLUMNS[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    print_rows(columns, rows, title=title)

@@ -11,6 +11,14 @@ state, and is the same for every family.
 
 Token rows ``[r0, r1)`` of a ``rows × cols`` grid are image tokens ``[r0·cols, r1·cols)``
 and latent rows ``[r0·p, r1·p)`` (``p`` = patch size; Flux packs 2×2, so ``p`` = 2).
+
+A band of *tokens* that is not whole rows (xDiT splits a PipeFusion patch across its
+sequence-parallel ranks by tokens: a 1-row patch over 2 ranks is half a row each) goes
+through :meth:`StagedModel.embed_tokens` and :meth:`StagedModel.run_blocks_tokens`: the
+adapters keep their row interface (they are called with the rows that enclose the band)
+and :meth:`StagedModel.tokens` answers the band's own tokens while the blocks run, so the
+rotary tables, the stale K/V slots and the carried shapes are cut to the band. The output
+layer unpatchifies whole rows only: such a band is joined with its group's first.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ class StagedModel:
         self.adapter = adapter_for(preset.family)
         self.p = preset.arch.patch_size
         self.blocks = self.adapter.blocks(model)
+        self._band: tuple[int, int] | None = None
+        """The token band the blocks run on while :meth:`run_blocks_tokens` runs them (not whole rows)."""
 
     @property
     def carries_text(self) -> bool:
@@ -67,7 +77,37 @@ class StagedModel:
         return self.adapter.context(self, t, branch, dtype)
 
     def tokens(self, r0: int, r1: int) -> tuple[int, int]:
+        """Image tokens of rows [r0, r1); inside :meth:`run_blocks_tokens`, the band's own tokens."""
+        if self._band is not None and self.enclosing_rows(*self._band) == (r0, r1):
+            return self._band
         return r0 * self.cols, r1 * self.cols
+
+    def enclosing_rows(self, s0: int, s1: int) -> tuple[int, int]:
+        """The token rows that hold image tokens [s0, s1)."""
+        return s0 // self.cols, -(-s1 // self.cols)
+
+    def whole_rows(self, s0: int, s1: int) -> bool:
+        """Whether image tokens [s0, s1) are whole token rows."""
+        return s0 % self.cols == 0 and s1 % self.cols == 0
+
+    def embed_tokens(self, latent: torch.Tensor, s0: int, s1: int) -> torch.Tensor:
+        """Image tokens [s0, s1), embedded with full-grid positions (the enclosing rows, cut)."""
+        r0, r1 = self.enclosing_rows(s0, s1)
+        hidden = self.embed(latent, r0, r1)
+        if self.whole_rows(s0, s1):
+            return hidden
+        return hidden[:, s0 - r0 * self.cols: s1 - r0 * self.cols].contiguous()
+
+    def run_blocks_tokens(self, lo: int, hi: int, hidden: torch.Tensor, text: torch.Tensor | None,
+                          ctx: StepContext, s0: int, s1: int,
+                          full: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`run_blocks` on image tokens [s0, s1), whole rows or not."""
+        r0, r1 = self.enclosing_rows(s0, s1)
+        self._band = None if self.whole_rows(s0, s1) else (s0, s1)
+        try:
+            return self.run_blocks(lo, hi, hidden, text, ctx, r0, r1, full)
+        finally:
+            self._band = None
 
     def embed(self, latent: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
         """Image tokens of rows [r0, r1), embedded with full-grid positions."""

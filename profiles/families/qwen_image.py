@@ -69,8 +69,4 @@ SPEC = FamilySpec(
     preset_defaults=preset_defaults,
     output_values_per_token=output_values_per_token,
     size_keys=("joint_attention_dim",),
-    runtime_lacks={
-        "sequence_attention": "runtime/families/qwen_image.py has no sequence-parallel processor for its attention yet",
-        "patch_kv_attention": "runtime/families/qwen_image.py has no patch-parallel K/V processor yet",
-    },
 )

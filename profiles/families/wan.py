@@ -87,9 +87,4 @@ SPEC = FamilySpec(
     preset_defaults=preset_defaults,
     output_values_per_token=output_values_per_token,
     size_keys=("text_dim", "freq_dim", "ffn_dim"),
-    runtime_lacks={
-        "sequence_attention": "runtime/families/wan.py has no sequence-parallel processor for its attention yet",
-        "patch_kv_attention": "runtime/families/wan.py has no patch-parallel K/V processor yet",
-        "head_sharding": "its RMS norm spans all heads, so a head shard cannot normalise locally",
-    },
 )

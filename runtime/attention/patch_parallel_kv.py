@@ -18,7 +18,8 @@ The processors reuse PipeFusion's stale-K/V processors (:mod:`runtime.attention.
 which call ``self.kv.update(k, v)`` with the image tokens' K/V; only the buffer differs
 (:class:`BandKV` instead of :class:`~runtime.attention.stale_kv.KVBuffer`). So the same
 three processor kinds run: ``self`` (PixArt, DiT, HunyuanDiT: rotary applied before
-buffering), ``joint`` (SD3) and ``flux``. Text tokens are never buffered: they are
+buffering), ``joint`` (SD3) and ``flux``; a family's own stale processors (Wan, Qwen-Image)
+get the band buffer in place of theirs (:func:`band_of`). Text tokens are never buffered: they are
 replicated on every rank, cross-attention to text keeps diffusers' processor, and the
 joint kinds compute the text K/V fresh and concatenate them with the image buffer.
 
@@ -108,7 +109,12 @@ class BandExchange:
     def record(self, rec: Any, start: float, end: float, **args: object) -> None:
         record_pass(rec, start, end, self.intervals, self.span, **args)
 
-    def gather(self, mine: torch.Tensor) -> torch.Tensor:
+    def band_tokens(self, rows: int, cols: int) -> tuple[int, int]:
+        return self.band
+
+    def gather(self, mine: torch.Tensor, dim: int = 2) -> torch.Tensor:
+        if dim != 2:
+            raise NotImplementedError("DistriFusion's bands are whole token rows: only predictions are gathered")
         rows = [n * self.p for n in self.band_rows] or [mine.shape[2]] * self.degree
         out = self.dist.all_gather_cat(pad_to(mine, 2, max(rows)), self.group, self.degree, 2,
                                        f"gather of the prediction bands with {self.peers}")
@@ -227,11 +233,21 @@ BAND_PROCESSORS: Mapping[str, type] = MappingProxyType({
 def install_band_kv(family: str, blocks: list[Any], exchange: BandExchange, state: KVState) -> int:
     """Swap each block's self/joint attention processor for the patch-parallel one; returns how many blocks."""
     adapter = adapter_for(family)
-    missing = sorted(adapter.processor_kinds - BAND_PROCESSORS.keys())
+    own = adapter.own_stale_processors()
+    missing = sorted(adapter.processor_kinds - BAND_PROCESSORS.keys() - own.keys())
     if missing:
         raise NotImplementedError(f"no patch-parallel K/V processor for family {family!r} "
                                   f"({', '.join(missing)} attention)")
     for block in blocks:
         for kind, attn in adapter.attention_sites(block):
-            attn.set_processor(BAND_PROCESSORS[kind](exchange, state))
+            attn.set_processor(BAND_PROCESSORS[kind](exchange, state) if kind in BAND_PROCESSORS
+                               else band_of(own[kind](state), exchange))
     return len(blocks)
+
+
+def band_of(stale: Any, exchange: BandExchange) -> Any:
+    """A family's own stale-K/V processor (Wan, Qwen-Image) made patch-parallel: its
+    :class:`~runtime.attention.stale_kv.KVBuffer` swapped for a :class:`BandKV` on the same token
+    axis, as the shared kinds' band processors subclass theirs."""
+    stale.kv = BandKV(exchange, seq_dim=stale.kv.seq_dim)
+    return stale

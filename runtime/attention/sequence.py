@@ -5,7 +5,8 @@ queries of a rank's band of image tokens meet the keys and values of the whole i
 a processor does around that is the same for all of them and is family-specific: project
 Q/K/V (SD3's text through ``add_*_proj``; Flux's norms and rotary; HunyuanDiT's rotary), then
 after the attention the output projections. So each attention kind has one processor here
-(``self``: PixArt, DiT, HunyuanDiT; ``joint``: SD3; ``flux``: Flux's double and single blocks)
+(``self``: PixArt, DiT, HunyuanDiT; ``joint``: SD3; ``flux``: Flux's double and single blocks;
+a family's own kinds in its adapter's ``own_sequence_processors``: Wan, Qwen-Image)
 and each takes a :class:`SequenceAttention` *core*:
 
 * :class:`LocalAttention`: plain attention over what the rank holds (the innermost core of
@@ -167,7 +168,8 @@ def install_sequence(family: str, blocks: list[Any], make_core: CoreFactory, sta
     """Give every self/joint attention module of ``blocks`` a sequence-parallel processor with
     its own core from ``make_core``; returns how many blocks."""
     adapter = adapter_for(family)
+    processors = {**SEQUENCE_PROCESSORS, **adapter.own_sequence_processors()}
     for block in blocks:
         for kind, attn in adapter.attention_sites(block):
-            attn.set_processor(SEQUENCE_PROCESSORS[kind](make_core(), state))
+            attn.set_processor(processors[kind](make_core(), state))
     return len(blocks)

@@ -7,7 +7,9 @@ the ranks of the plan's sequence-parallel axes and need the same four things fro
 * where this rank sits: :attr:`degree` (the product of the members' degrees) and :attr:`index`
   (row-major over the members, outermost first, as the mesh orders them: under USP
   ``ring · u + ulysses``, so a Ulysses group's bands are adjacent and, gathered, form its ring
-  member's band) and :meth:`rows`, its sub-band of a row range;
+  member's band), :meth:`rows`, its sub-band of a row range, and :meth:`tokens`, its equal
+  share of a token range (PipeFusion × SP: a patch is split by tokens, as xDiT splits it, so
+  a 1-row patch still splits; where the rows divide, the two are the same band);
 * the attention: :meth:`install` gives every self/joint attention layer a processor of
   :mod:`runtime.attention.sequence` whose core the members build, the mesh-outermost member
   innermost (USP: Ulysses' all-to-alls around Ring's hops), each layer with its own stale
@@ -39,10 +41,10 @@ from runtime.dist_context import DistContext
 from runtime.measure import record_pass
 
 
-def sub_band(r0: int, r1: int, degree: int, index: int) -> tuple[int, int]:
-    """Rows of part ``index`` of ``degree`` equal parts of rows [r0, r1)."""
+def sub_band(r0: int, r1: int, degree: int, index: int, unit: str = "token rows") -> tuple[int, int]:
+    """Part ``index`` of ``degree`` equal parts of [r0, r1) (rows, or tokens: ``unit`` names them)."""
     if (r1 - r0) % degree:
-        raise ValueError(f"{r1 - r0} token rows do not split into {degree} equal sequence-parallel bands")
+        raise ValueError(f"{r1 - r0} {unit} do not split into {degree} equal sequence-parallel bands")
     size = (r1 - r0) // degree
     return r0 + index * size, r0 + (index + 1) * size
 
@@ -112,6 +114,14 @@ class SequenceGroup:
     def rows(self, r0: int, r1: int) -> tuple[int, int]:
         """This rank's sub-band of rows [r0, r1)."""
         return sub_band(r0, r1, self.degree, self.index)
+
+    def band_tokens(self, rows: int, cols: int) -> tuple[int, int]:
+        """This rank's equal share of the image's tokens (the band loop's band)."""
+        return self.tokens(0, rows * cols)
+
+    def tokens(self, s0: int, s1: int) -> tuple[int, int]:
+        """This rank's equal share of image tokens [s0, s1)."""
+        return sub_band(s0, s1, self.degree, self.index, "tokens")
 
     def core(self, state: KVState, stale: StaleLayout | None = None) -> SequenceAttention:
         """One layer's core (``stale``: with its own PipeFusion buffer), the outermost member innermost."""

@@ -17,7 +17,7 @@ Adapters are stateless: the model, its token grid and the K/V state travel in th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping, Protocol
 
 import torch
@@ -62,6 +62,9 @@ class TensorPlan:
 
     splits: list[TensorSplit]
     attentions: list[Any]
+    norms: list[tuple[Any, str]] = field(default_factory=list)
+    """``(parent, name)`` of each RMS norm over a column-split width (Wan's ``norm_q`` / ``norm_k``
+    span all heads): sharded to the rank's columns, the sum of squares all-reduced over the group."""
 
 
 _GATED = ("GEGLU", "SwiGLU")
@@ -202,6 +205,13 @@ class FamilyAdapter(ABC):
         """Stale-K/V processors of the processor kinds only this family has (Wan's RMS-across-heads
         self-attention, Qwen-Image's [text; image] attention with complex rotary), by kind; each
         takes the :class:`~runtime.attention.kv_state.KVState` as the shared ones do."""
+        return {}
+
+    def own_sequence_processors(self) -> Mapping[str, type]:
+        """Sequence-parallel processors (Ulysses, Ring, USP and their PipeFusion hybrids) of the
+        processor kinds only this family has, by kind; each takes a
+        :class:`~runtime.attention.sequence.SequenceAttention` core and the
+        :class:`~runtime.attention.kv_state.KVState`, as :mod:`runtime.attention.sequence`'s do."""
         return {}
 
     def drop_block(self, block: Any, index: int, *, last_stage: bool) -> None:

@@ -22,6 +22,32 @@ from runtime.families.base import FamilyAdapter, ProcessorKind, StagedView, Step
 from runtime.families.flux import pack_flux, unpack_flux
 
 
+def qwen_qkv(attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
+             image_rotary_emb: Any) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """The image's and the text's Q/K/V as (B, N, heads, d), RMS-normed per head and rotated as
+    ``QwenDoubleStreamAttnProcessor2_0`` does. The stale and sequence-parallel processors differ only after this."""
+    from diffusers.models.transformers.transformer_qwenimage import apply_rotary_emb_qwen
+
+    d = attn.inner_dim // attn.heads
+    q, k, v = (proj(hidden_states).unflatten(-1, (-1, d)) for proj in (attn.to_q, attn.to_k, attn.to_v))
+    tq, tk, tv = (proj(encoder_hidden_states).unflatten(-1, (-1, d))
+                  for proj in (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))
+    q, k, tq, tk = attn.norm_q(q), attn.norm_k(k), attn.norm_added_q(tq), attn.norm_added_k(tk)
+    if image_rotary_emb is not None:
+        img, txt = image_rotary_emb
+        q, k = apply_rotary_emb_qwen(q, img, use_real=False), apply_rotary_emb_qwen(k, img, use_real=False)
+        tq, tk = apply_rotary_emb_qwen(tq, txt, use_real=False), apply_rotary_emb_qwen(tk, txt, use_real=False)
+    return (q, k, v), (tq, tk, tv)
+
+
+def qwen_output(attn: Any, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output projections of the image's and the text's attention outputs (B, N, heads·d)."""
+    image = attn.to_out[0](image.contiguous())
+    if len(attn.to_out) > 1:
+        image = attn.to_out[1](image)
+    return image, attn.to_add_out(text.contiguous())
+
+
 class StaleQwenAttnProcessor:
     """``QwenDoubleStreamAttnProcessor2_0`` without a mask, the image K/V (after rotary) from the buffer."""
 
@@ -34,28 +60,36 @@ class StaleQwenAttnProcessor:
                  encoder_hidden_states_mask: Any = None, attention_mask: Any = None,
                  image_rotary_emb: Any = None, **_: Any) -> tuple[torch.Tensor, torch.Tensor]:
         from diffusers.models.attention_dispatch import dispatch_attention_fn
-        from diffusers.models.transformers.transformer_qwenimage import apply_rotary_emb_qwen
 
         if encoder_hidden_states_mask is not None:
             raise NotImplementedError("the stale K/V Qwen-Image processor runs without a prompt mask")
-        d = attn.inner_dim // attn.heads
-        q, k, v = (proj(hidden_states).unflatten(-1, (-1, d)) for proj in (attn.to_q, attn.to_k, attn.to_v))
-        tq, tk, tv = (proj(encoder_hidden_states).unflatten(-1, (-1, d))
-                      for proj in (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))
-        q, k, tq, tk = attn.norm_q(q), attn.norm_k(k), attn.norm_added_q(tq), attn.norm_added_k(tk)
-        if image_rotary_emb is not None:
-            img, txt = image_rotary_emb
-            q, k = apply_rotary_emb_qwen(q, img, use_real=False), apply_rotary_emb_qwen(k, img, use_real=False)
-            tq, tk = apply_rotary_emb_qwen(tq, txt, use_real=False), apply_rotary_emb_qwen(tk, txt, use_real=False)
+        (q, k, v), (tq, tk, tv) = qwen_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
         k, v = self.kv.update(k, v)
         out = dispatch_attention_fn(torch.cat([tq, q], 1), torch.cat([tk, k], 1), torch.cat([tv, v], 1),
                                     attn_mask=None, dropout_p=0.0, is_causal=False)
         out = out.flatten(2, 3).to(q.dtype)
         n = encoder_hidden_states.shape[1]
-        image = attn.to_out[0](out[:, n:].contiguous())
-        if len(attn.to_out) > 1:
-            image = attn.to_out[1](image)
-        return image, attn.to_add_out(out[:, :n].contiguous())
+        return qwen_output(attn, out[:, n:], out[:, :n])
+
+
+class SequenceQwenAttnProcessor:
+    """``QwenDoubleStreamAttnProcessor2_0`` without a mask around a sequence-parallel core
+    (Ulysses, Ring, USP; with PipeFusion, the core holds the stale buffer): the text, replicated on
+    every rank, goes to the core beside this rank's image tokens, in Qwen's [text; image] order."""
+
+    def __init__(self, core: Any, state: KVState) -> None:
+        self.core = core
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                 encoder_hidden_states_mask: Any = None, attention_mask: Any = None,
+                 image_rotary_emb: Any = None, **_: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if encoder_hidden_states_mask is not None:
+            raise NotImplementedError("the sequence-parallel Qwen-Image processor runs without a prompt mask")
+        image, text = qwen_qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
+        heads = [x.transpose(1, 2) for x in image]
+        out, text_out = self.core.attend(*heads, tuple(x.transpose(1, 2) for x in text), True)
+        merge = [x.transpose(1, 2).flatten(2, 3).to(heads[0].dtype) for x in (out, text_out)]
+        return qwen_output(attn, *merge)
 
 
 class QwenImageAdapter(FamilyAdapter):
@@ -68,6 +102,9 @@ class QwenImageAdapter(FamilyAdapter):
 
     def own_stale_processors(self) -> Mapping[str, type]:
         return {"qwen_image": StaleQwenAttnProcessor}
+
+    def own_sequence_processors(self) -> Mapping[str, type]:
+        return {"qwen_image": SequenceQwenAttnProcessor}
 
     def timestep(self, t: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:
         return t.reshape(()).expand(batch).to(dtype) / 1000

@@ -7,8 +7,9 @@ latent drawn as ``randn(1, C, F·H, W)`` is the one ``WanPipeline`` draws as
 ``randn(1, C, F, H, W)``. A band of token rows is whole latent rows of one or several
 frames (the temporal patch is 1 and a token row never straddles two frames), so the
 ``1×2×2`` Conv3d patch embedding of a band alone is exact; its 3-D rotary positions are
-rows of the full table. ``attn1`` gets a stale-K/V processor of Wan's own kind (queries and
-keys RMS-normed across heads before the head split, rotary on interleaved pairs);
+rows of the full table. ``attn1`` gets a stale-K/V processor (PipeFusion; DistriFusion swaps
+its buffer) or a sequence-parallel one (Ulysses, Ring, USP) of Wan's own kind (queries and
+keys RMS-normed across heads before the head split, per token; rotary on interleaved pairs);
 ``attn2`` (text) keeps diffusers' processor. The timestep goes through
 ``condition_embedder`` once per step (its ``6h`` projection modulates every block).
 """
@@ -22,9 +23,8 @@ import torch
 from profiles.catalog.models import ModelPreset
 from runtime.attention.kv_state import KVState
 from runtime.conditioning import Branch
-from runtime.errors import UnrunnablePlan
 from runtime.families.base import (FamilyAdapter, ProcessorKind, StagedView, StepContext, TensorPlan, batch_of,
-                                   unpatchify)
+                                   default_tensor_plan, unpatchify)
 
 
 def video_view(preset: ModelPreset, latent: torch.Tensor) -> torch.Tensor:
@@ -44,6 +44,19 @@ def wan_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return out.type_as(x)
 
 
+def wan_qkv(attn: Any, hidden_states: torch.Tensor,
+            rotary_emb: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Wan's self-attention Q/K/V as (B, N, heads, d): queries and keys RMS-normed across all
+    heads of each token (per token, so a band or a token share normalises on its own), then
+    rotary on the tokens' own positions. The stale and sequence-parallel processors differ only after this."""
+    q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+    q, k = attn.norm_q(q), attn.norm_k(k)
+    q, k, v = (x.unflatten(2, (attn.heads, -1)) for x in (q, k, v))
+    if rotary_emb is not None:
+        q, k = wan_rotary(q, *rotary_emb), wan_rotary(k, *rotary_emb)
+    return q, k, v
+
+
 class StaleWanSelfAttnProcessor:
     """``WanAttnProcessor`` for self-attention with the whole clip's K/V in a buffer (after rotary)."""
 
@@ -56,14 +69,26 @@ class StaleWanSelfAttnProcessor:
                  attention_mask: Any = None, rotary_emb: Any = None, **_: Any) -> torch.Tensor:
         from diffusers.models.attention_dispatch import dispatch_attention_fn
 
-        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        q, k = attn.norm_q(q), attn.norm_k(k)
-        q, k, v = (x.unflatten(2, (attn.heads, -1)) for x in (q, k, v))
-        if rotary_emb is not None:
-            q, k = wan_rotary(q, *rotary_emb), wan_rotary(k, *rotary_emb)
+        q, k, v = wan_qkv(attn, hidden_states, rotary_emb)
         k, v = self.kv.update(k, v)
         out = dispatch_attention_fn(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False)
         out = out.flatten(2, 3).type_as(q)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+class SequenceWanSelfAttnProcessor:
+    """``WanAttnProcessor`` for self-attention around a sequence-parallel core
+    (:mod:`runtime.attention.sequence`: Ulysses, Ring, USP; with PipeFusion, the core holds the
+    stale buffer): this rank's tokens' Q/K/V in, their attention output over the whole clip out."""
+
+    def __init__(self, core: Any, state: KVState) -> None:
+        self.core = core
+
+    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any = None,
+                 attention_mask: Any = None, rotary_emb: Any = None, **_: Any) -> torch.Tensor:
+        q, k, v = wan_qkv(attn, hidden_states, rotary_emb)
+        out, _ = self.core.attend(*(x.transpose(1, 2) for x in (q, k, v)), None, False)
+        out = out.transpose(1, 2).flatten(2, 3).type_as(q)
         return attn.to_out[1](attn.to_out[0](out))
 
 
@@ -80,11 +105,18 @@ class WanAdapter(FamilyAdapter):
     def own_stale_processors(self) -> Mapping[str, type]:
         return {"wan": StaleWanSelfAttnProcessor}
 
+    def own_sequence_processors(self) -> Mapping[str, type]:
+        return {"wan": SequenceWanSelfAttnProcessor}
+
     def tensor_plan(self, block: Any) -> TensorPlan:
-        """Refused: ``norm_q`` / ``norm_k`` are RMS norms across all heads (one mean of squares over
-        the full width), so a rank holding 1/t of the heads cannot normalise its queries alone."""
-        raise UnrunnablePlan("tensor parallel on Wan: its RMS norm across heads needs the full width "
-                             "(an all-reduce inside the norm, not written)", field="degrees.tensor")
+        """The default split, plus ``norm_q`` / ``norm_k`` (and I2V's ``norm_added_k``) of both
+        attentions: RMS norms across all heads (one mean of squares over the full width), so a
+        rank holding 1/t of the heads normalises with the group's all-reduced sum of squares."""
+        plan = default_tensor_plan(block)
+        for attn in (block.attn1, block.attn2):
+            plan.norms += [(attn, n) for n in ("norm_q", "norm_k", "norm_added_k")
+                           if isinstance(getattr(attn, n, None), torch.nn.RMSNorm)]
+        return plan
 
     def transformer_kwargs(self, preset: ModelPreset, latent: torch.Tensor, t: torch.Tensor,
                            branch: Branch) -> dict[str, Any]:

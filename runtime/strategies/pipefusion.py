@@ -99,21 +99,27 @@ class StageLoop:
             shapes = [(1, c, (u.r1 - u.r0) * self.p, w) for u in self.units if returns_latent(u, share.steps)]
             self.returned = RecvStream(place.dist, place.pipeline[-1], shapes, dtype, place.dist.return_group)
 
-    def _rows(self, u: Unit) -> tuple[int, int]:
-        """The token rows of the unit this rank runs: the whole patch, or its sub-band of it
-        when the stage is split across sequence-parallel ranks (xDiT's PipeFusion × SP)."""
-        return (u.r0, u.r1) if self.sp is None else self.sp.rows(u.r0, u.r1)
+    def _tokens(self, u: Unit) -> tuple[int, int]:
+        """The image tokens of the unit this rank runs: the whole patch, or its equal share of it
+        when the stage is split across sequence-parallel ranks (xDiT's PipeFusion × SP splits a
+        patch by tokens, so a 1-row patch splits too: half a row each on 2 ranks)."""
+        s0, s1 = self.staged.tokens(u.r0, u.r1)
+        return (s0, s1) if self.sp is None else self.sp.tokens(s0, s1)
+
+    def _whole_rows(self, u: Unit) -> bool:
+        """Whether this rank's share of the unit is whole token rows (then its output layer runs
+        on the share and the group joins predictions; else the group joins hidden states first)."""
+        return self.staged.whole_rows(*self._tokens(u))
 
     def _extra_shape(self, u: Unit) -> tuple[int, ...] | None:
         """What travels with a patch besides its hidden states (text stream, long skips)."""
-        r0, r1 = self._rows(u)
-        return self.staged.carried_shape(self.batch, self.text_tokens, self.lo, (r1 - r0) * self.s.model.cols)
+        s0, s1 = self._tokens(u)
+        return self.staged.carried_shape(self.batch, self.text_tokens, self.lo, s1 - s0)
 
     def _message_numel(self, u: Unit) -> int:
         extra = self._extra_shape(u)
-        r0, r1 = self._rows(u)
-        return (self.batch * (r1 - r0) * self.s.model.cols * self.hidden_dim
-                + (math.prod(extra) if extra else 0))
+        s0, s1 = self._tokens(u)
+        return self.batch * (s1 - s0) * self.hidden_dim + (math.prod(extra) if extra else 0)
 
     def run(self) -> torch.Tensor | None:
         s = self.s
@@ -129,7 +135,7 @@ class StageLoop:
             if noise is None:  # not the last stage: the patch went on to the next one
                 continue
             noise = s.inputs.guidance(noise, s.recording.rec, step=u.step, patch=u.patch, stage=s.share.stage)
-            if self.sp is not None:  # guidance is elementwise: guide the sub-band, then join the patch
+            if self.sp is not None and self._whole_rows(u):  # guidance is elementwise: guide the sub-band, then join
                 with s.recording.rec.span("gather prediction", "collective", step=u.step, patch=u.patch,
                                           stage=s.share.stage, bytes=noise.numel() * noise.element_size()):
                     noise = self.sp.gather(noise)
@@ -153,26 +159,26 @@ class StageLoop:
     def _forward(self, u: Unit, t: torch.Tensor, ctx: StepContext | None) -> torch.Tensor | None:
         """This stage's blocks on the unit; the noise prediction on the last stage, else None."""
         s, staged, stage, pipeline = self.s, self.staged, self.s.share.stage, self.s.place.pipeline
-        rec, cols = s.recording.rec, s.model.cols
+        rec = s.recording.rec
         tags = dict(step=u.step, patch=u.patch, stage=stage)
-        r0, r1 = self._rows(u)
+        s0, s1 = self._tokens(u)
         if self.first:
             with rec.span("embed", "embed", **tags):
                 inp = self.sampler.model_input(self.latent, u.step, t)
-                hidden = staged.embed(inp.expand(self.batch, -1, -1, -1), r0, r1)
+                hidden = staged.embed_tokens(inp.expand(self.batch, -1, -1, -1), s0, s1)
                 extra = staged.initial_extra(ctx)
         else:
             with rec.span("recv", "recv", peer=pipeline[stage - 1], **tags):
-                hidden, extra = _split(self.inbound.next(), self.batch, (r1 - r0) * cols, self.hidden_dim,
+                hidden, extra = _split(self.inbound.next(), self.batch, s1 - s0, self.hidden_dim,
                                        self._extra_shape(u))
         span = dict(tags, layers=f"{self.lo}-{self.hi - 1}", layer=self.lo, warmup=u.full)
         if self.sp is None:
             with rec.span("blocks", "compute", **span):
-                hidden, extra = staged.run_blocks(self.lo, self.hi, hidden, extra, ctx, r0, r1, u.full)
+                hidden, extra = staged.run_blocks_tokens(self.lo, self.hi, hidden, extra, ctx, s0, s1, u.full)
         else:  # compute spans between the sequence-parallel transfers
             self.sp.clear()
             start = time.perf_counter()
-            hidden, extra = staged.run_blocks(self.lo, self.hi, hidden, extra, ctx, r0, r1, u.full)
+            hidden, extra = staged.run_blocks_tokens(self.lo, self.hi, hidden, extra, ctx, s0, s1, u.full)
             if rec.cuda:
                 torch.cuda.current_stream().synchronize()
             self.sp.record(rec, start, time.perf_counter(), **span)
@@ -181,8 +187,13 @@ class StageLoop:
             with rec.span("send", "send", peer=pipeline[stage + 1], bytes=msg.numel() * msg.element_size(), **tags):
                 s.place.dist.isend(msg, pipeline[stage + 1], s.place.dist.forward_group)
             return None
+        if not staged.whole_rows(s0, s1):  # the output layer unpatchifies whole rows: join the patch first
+            assert self.sp is not None
+            with rec.span("gather hidden", "collective", bytes=hidden.numel() * hidden.element_size(), **tags):
+                hidden = self.sp.gather(hidden, dim=1)
+            s0, s1 = staged.tokens(u.r0, u.r1)
         with rec.span("final", "final", **tags):
-            return staged.final(hidden, ctx, r0, r1)
+            return staged.final(hidden, ctx, *staged.enclosing_rows(s0, s1))
 
     def _step_scheduler(self, u: Unit, t: torch.Tensor, noise: torch.Tensor) -> None:
         """Last stage: the scheduler step of the unit's rows, then the rows back to stage 0."""

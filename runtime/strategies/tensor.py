@@ -7,7 +7,8 @@ the partial outputs of a row split are summed by an all-reduce (two per block; o
 Flux single block, whose ``proj_out`` reads attention and MLP together). Which Linears
 split how is family knowledge: :meth:`runtime.families.base.FamilyAdapter.tensor_plan`.
 Embeddings, norms, AdaLN modulations, HunyuanDiT's skip Linears and the output layer stay
-whole on every rank, so every rank computes the same latent and the loop is the serial one
+whole on every rank (except RMS norms across all heads, Wan's ``norm_q`` / ``norm_k``: each
+rank normalises its heads with the group's all-reduced sum of squares, :class:`ShardedRMSNorm`), so every rank computes the same latent and the loop is the serial one
 (diffusers' own forward, on the sharded model).
 
 The sharding is written by hand (slices of each ``nn.Linear``, copied so the full weight is
@@ -86,6 +87,33 @@ class RowParallelLinear(torch.nn.Module):
         return out if self.bias is None else out + self.bias
 
 
+class ShardedRMSNorm(torch.nn.Module):
+    """``torch.nn.RMSNorm`` over a width split across the group (Wan's norms across heads): this
+    rank's columns ``x`` are scaled by ``rsqrt(Σ_all x² / width + eps)``, the sum of squares
+    all-reduced (one (B, N, 1) tensor per norm), times this rank's slice of the weight."""
+
+    def __init__(self, weight: torch.Tensor | None, eps: float | None, width: int, reduce: AllReduce) -> None:
+        super().__init__()
+        self.weight = None if weight is None else torch.nn.Parameter(weight, requires_grad=False)
+        self.eps, self.width, self.reduce = eps, width, reduce
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        eps = self.eps if self.eps is not None else torch.finfo(x.dtype).eps
+        squares = self.reduce(acc.pow(2).sum(-1, keepdim=True))
+        out = (acc * torch.rsqrt(squares / self.width + eps)).to(x.dtype)
+        return out if self.weight is None else out * self.weight
+
+
+def split_norm(parent: Any, name: str, degree: int, index: int, reduce: AllReduce) -> None:
+    """Replace the RMS norm ``parent.name`` over a column-split width by rank ``index``'s :class:`ShardedRMSNorm`."""
+    norm = _get(parent, name)
+    width = norm.normalized_shape[-1]
+    keep = _indices(width, (1,), degree, index)
+    weight = None if norm.weight is None else norm.weight.detach().index_select(0, keep.to(norm.weight.device)).clone()
+    _set(parent, name, ShardedRMSNorm(weight, norm.eps, width, reduce))
+
+
 def _indices(size: int, groups: tuple[int, ...], degree: int, index: int) -> torch.Tensor:
     """Rank ``index``'s positions along a dimension of ``size`` packed in proportional ``groups``."""
     unit, rem = divmod(size, sum(groups))
@@ -142,12 +170,13 @@ def shard_model(transformer: torch.nn.Module, family: str, degree: int, index: i
                 raise UnrunnablePlan(f"degrees.tensor: {attn.heads} heads do not split into {degree} shards")
         for split in plan.splits:
             split_linear(split, degree, index, reduce)
+        for parent, name in plan.norms:
+            split_norm(parent, name, degree, index, reduce)
         for attn in plan.attentions:
             attn.heads //= degree
-            if hasattr(attn, "inner_dim"):
-                attn.inner_dim //= degree
-            if hasattr(attn, "inner_kv_dim"):
-                attn.inner_kv_dim //= degree
+            for width in ("inner_dim", "inner_kv_dim", "kv_inner_dim"):
+                if hasattr(attn, width):
+                    setattr(attn, width, getattr(attn, width) // degree)
 
 
 def run_tensor(s: StageSetup, reduce: AllReduce, index: int) -> torch.Tensor | None:

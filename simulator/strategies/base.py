@@ -275,25 +275,28 @@ def band_limits(axis: str, short: str, degree: int, facts: PlanFacts, *, pipelin
 
 def sequence_limits(axis: str, short: str, facts: PlanFacts) -> str | None:
     """The limits of pfrun's sequence-parallel hook (Ulysses, Ring, both: USP): every rank of
-    their product ``u·r`` holds an equal band of whole token rows, of the image and, inside
-    PipeFusion stages, of every patch (xDiT splits a patch by tokens; pfrun's staged model cuts
-    rows). DistriFusion and tensor parallel combine with them in no valid plan."""
+    their product ``u·r`` holds an equal share of the tokens of the image and, inside PipeFusion
+    stages, of every patch (as xDiT splits them: a 1-row patch splits across ranks too). The
+    plan rules check the smallest patch only (:func:`simulator.degree_rules.sequence_violations`);
+    the image and a patch one row larger are checked here. DistriFusion and tensor parallel
+    combine with them in no valid plan."""
     from simulator.strategies import STRATEGIES  # the registry imports this module
 
     sp = 1
     for s in STRATEGIES:
         if s.splits_sequence and s.axis:
             sp *= facts.degrees.get(s.axis, 1)
-    if facts.rows % sp:
-        return (f"degrees.{axis}: the {facts.rows} token rows do not split into {sp} equal bands "
-                f"(pfrun's {short} needs equal bands)")
     if not facts.pipelined:
+        if facts.rows * facts.cols % sp:
+            return (f"degrees.{axis}: the {facts.rows * facts.cols} image tokens do not split into {sp} equal "
+                    f"bands (pfrun's {short} needs equal bands)")
         return None
     base, extra = divmod(facts.rows, max(facts.patches, 1))
-    uneven = [n for n in {base, base + 1 if extra else base} if n % sp]
+    uneven = sorted(n for n in {facts.rows, base, base + 1 if extra else base} if n * facts.cols % sp)
     if uneven:
-        return (f"patches: the {uneven[0]}-row PipeFusion patches do not split into the {sp} ranks of "
-                f"degrees.{axis} (pfrun's {short} inside PipeFusion splits each patch into whole token rows)")
+        return (f"patches: the {uneven[0] * facts.cols} tokens of a {uneven[0]}-row PipeFusion patch do not "
+                f"split into the {sp} ranks of degrees.{axis} (pfrun's {short} inside PipeFusion gives each "
+                "rank an equal share of a patch's tokens)")
     return None
 
 

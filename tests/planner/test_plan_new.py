@@ -25,15 +25,17 @@ def test_plan_new_writes_a_plan_that_validate_and_simulate_accept(pfplan, tmp_pa
 
 def test_plan_new_says_when_pfrun_cannot_run_the_plan(pfplan, tmp_path):
     out = tmp_path / "plan.json"
-    result = pfplan("plan", "new", "--model", "pixart-alpha", "--topology", "pcie8", "--resolution", "1024",
-                    "--parallel", "pipefusion=2,ulysses=2,patches=64", "-o", out)
+    # 1040 px: a 65×65 token grid; M = 2 gives patches of 33 and 32 rows: the rules check the smaller
+    # (2080 tokens), pfrun also needs the larger's 2145 tokens to split over the 2 Ulysses ranks
+    result = pfplan("plan", "new", "--model", "pixart-alpha", "--topology", "pcie8", "--resolution", "1040",
+                    "--parallel", "pipefusion=2,ulysses=2,patches=2", "-o", out)
     assert result.code == 0, result.err
     from profiles.catalog.models import load_model
     from simulator.runnable import unrunnable_reason
 
     plan = ParallelPlan.model_validate_json(out.read_text())
     reason = unrunnable_reason(plan, load_model("pixart-alpha"))
-    assert reason is not None  # 1-row patches do not split into 2 Ulysses ranks
+    assert reason is not None and "2145 tokens" in reason
     assert plan.notes == ["written by hand with pfplan plan new", f"pfrun cannot run it yet: {reason}"]
     assert reason in result.out
 

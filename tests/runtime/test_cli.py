@@ -21,10 +21,10 @@ def test_serial_run_writes_the_image_and_reports_latency(tmp_path, pfrun):
 
 def test_unrunnable_plan_is_one_line_and_exit_2(tmp_path, pfrun):
     plan_file = write_plan(tmp_path / "plan.json", plan("pixart-tiny", degrees={"ulysses": 2, "pipefusion": 2},
-                                                        patches=8, warmup_steps=1))
+                                                        patches=2, warmup_steps=1, px=144))
     res = pfrun("--plan", plan_file)
     assert res.code == 2
-    assert res.err.count("\n") == 1 and "1-row PipeFusion patches do not split into the 2 ranks" in res.err
+    assert res.err.count("\n") == 1 and "45 tokens of a 5-row PipeFusion patch do not split into the 2 ranks" in res.err
 
 
 def test_invalid_plan_is_one_line_and_exit_2(tmp_path, pfrun):

@@ -72,9 +72,9 @@ def test_online_softmax_merge_equals_plain_attention(blocks):
 
 
 @pytest.mark.parametrize("name, fields, needle", [
-    ("pixart-tiny", {"degrees": {"ring": 2, "pipefusion": 2}, "patches": 8, "warmup_steps": 1},
-     "1-row PipeFusion patches"),
-    ("dit-tiny", {"degrees": {"ring": 2}, "px": 144}, "9 token rows"),
+    ("pixart-tiny", {"degrees": {"ring": 2, "pipefusion": 2}, "patches": 2, "warmup_steps": 1, "px": 144},
+     "45 tokens of a 5-row PipeFusion patch"),
+    ("dit-tiny", {"degrees": {"ring": 2}, "px": 144}, "81 image tokens"),
 ])
 def test_what_ring_does_not_run_is_refused_with_one_line(name, fields, needle):
     """Issue 11 made joint attention, USP and PipeFusion × Ring run; what is left is named."""

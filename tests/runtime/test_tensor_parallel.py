@@ -19,7 +19,7 @@ from simulator.runnable import unrunnable_reason
 
 from .helpers import max_diff, plan, run
 
-FAMILIES = ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny"]
+FAMILIES = ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny", "wan-tiny", "qwen-image-tiny"]
 
 
 class _EmulatedReduce:
@@ -65,11 +65,13 @@ def _split_params(preset, whole) -> int:
     adapter = adapter_for(preset.family)
     total = 0
     for block in adapter.blocks(whole):
-        for s in adapter.tensor_plan(block).splits:
+        plan = adapter.tensor_plan(block)
+        for s in plan.splits:
             linear = s.parent[int(s.name)] if s.name.isdigit() else getattr(s.parent, s.name)
             total += linear.weight.numel()
             if s.kind == "column" and linear.bias is not None:
                 total += linear.bias.numel()  # a row split keeps its whole bias
+        total += sum(getattr(parent, name).weight.numel() for parent, name in plan.norms)  # Wan's norms across heads
     return total
 
 

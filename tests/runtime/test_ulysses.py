@@ -43,21 +43,25 @@ def test_trace_has_two_all_to_alls_per_layer_and_no_overlapping_spans():
 
 
 @pytest.mark.parametrize("name, fields, needle", [
-    ("pixart-tiny", {"degrees": {"ulysses": 2, "pipefusion": 2}, "patches": 8, "warmup_steps": 1},
-     "1-row PipeFusion patches do not split into the 2 ranks"),
-    ("sd3-tiny", {"degrees": {"ulysses": 2, "ring": 2}, "px": 144}, "9 token rows do not split into 4 equal bands"),
+    # 144 px: a 9×9 token grid; M = 2 gives patches of 4 and 5 rows: the rules check the smaller (36 tokens)
+    ("pixart-tiny", {"degrees": {"ulysses": 2, "pipefusion": 2}, "patches": 2, "warmup_steps": 1, "px": 144},
+     "45 tokens of a 5-row PipeFusion patch do not split into the 2 ranks"),
+    ("sd3-tiny", {"degrees": {"ulysses": 2, "ring": 2}, "px": 144}, "81 image tokens do not split into 4 equal bands"),
 ])
 def test_what_ulysses_does_not_run_is_refused_with_the_reason(name, fields, needle):
-    """Issue 11 made joint attention and PipeFusion × Ulysses run; what is left is named."""
+    """Issue 11 made joint attention, PipeFusion × Ulysses and token shares run; what is left is named:
+    token counts that do not divide (the plan rules refuse the second already; the first passes them)."""
     reason = unrunnable_reason(plan(name, **fields), load_model(name))
     assert reason and needle in reason and reason.startswith(("degrees.", "patches")) and "\n" not in reason
 
 
-def test_unequal_bands_are_refused():
-    # 144 px: 9×9 token rows for the patch-2 tiny presets, which 2 ranks cannot split equally
+def test_unequal_bands_are_refused_and_bands_need_not_be_whole_rows():
+    # 144 px: 9×9 = 81 tokens for the patch-2 tiny presets, which 2 ranks cannot split equally
     reason = unrunnable_reason(plan("dit-tiny", px=144, degrees={"ulysses": 2}), load_model("dit-tiny"))
-    assert reason and "9 token rows" in reason
+    assert reason and "81 image tokens" in reason
     assert unrunnable_reason(plan("dit-tiny", degrees={"ulysses": 2}), load_model("dit-tiny")) is None
+    # 96 px: 6×6 = 36 tokens over 4 ranks: 9 tokens each, bands that end mid-row
+    assert unrunnable_reason(plan("dit-tiny", px=96, degrees={"ulysses": 2, "ring": 2}), load_model("dit-tiny")) is None
 
 
 class _EmulatedGroup:

@@ -131,14 +131,28 @@ def test_wan_pipefusion_patches_may_cut_through_a_frame(serial):
 
 @pytest.mark.parametrize("preset,axis", [("wan-tiny", "ulysses"), ("wan-tiny", "ring"), ("wan-tiny", "distrifusion"),
                                          ("wan-tiny", "tensor"), ("qwen-image-tiny", "ulysses"),
-                                         ("qwen-image-tiny", "ring"), ("qwen-image-tiny", "distrifusion"),
-                                         ("hunyuan-video-tiny", "ulysses"), ("hunyuan-video-tiny", "distrifusion"),
-                                         ("flux2-tiny", "ring"), ("flux2-tiny", "tensor")])
-def test_axes_the_new_adapters_do_not_execute_are_refused_before_any_rank_starts(preset: str, axis: str) -> None:
+                                         ("qwen-image-tiny", "ring"), ("qwen-image-tiny", "distrifusion")])
+def test_axes_the_new_adapters_gained_are_no_longer_refused(preset: str, axis: str) -> None:
+    """Issue 11 (round 4) gave Wan and Qwen-Image their sequence-parallel and patch-parallel
+    processors and Wan its sharded RMS norms, and removed their ``runtime_lacks`` entries: the
+    search's runnable check and pfrun both read them, so both now accept these axes (that they
+    run and match serial is tests/runtime/test_every_shape_runs.py)."""
+    from profiles.catalog.models import load_model
+    from simulator.plan import plan_from_spec
+    from simulator.runnable import unrunnable_reason
+
+    model = load_model(preset)
+    assert not getattr(model.arch.spec, "runtime_lacks", {})
+    assert unrunnable_reason(plan_from_spec(preset, f"{axis}=2", height_px=128, width_px=128, steps=2), model) is None
+
+
+@pytest.mark.parametrize("preset,axis", [("hunyuan-video-tiny", "ulysses"), ("hunyuan-video-tiny", "ring"),
+                                         ("hunyuan-video-tiny", "distrifusion"), ("flux2-tiny", "ulysses"),
+                                         ("flux2-tiny", "distrifusion"), ("flux2-tiny", "tensor")])
+def test_axes_hunyuan_video_and_flux2_lack_are_refused_before_any_rank_starts(preset: str, axis: str) -> None:
     """The family spec's ``runtime_lacks`` against each strategy's ``runtime_needs`` is what the
     search's runnable check and pfrun both read, so the search never writes a plan whose
     processors the family's adapter lacks."""
-    from profiles.catalog.models import load_model
     from simulator.plan import plan_from_spec
     from simulator.runnable import unrunnable_reason
 
