@@ -7,7 +7,9 @@ bytes of live activations during ``vae.decode`` in bf16 (:class:`LiveBytes`: eve
 aten op creates, freed when the last tensor holding it dies), untiled and with
 ``vae.enable_tiling()``, next to what :class:`profiles.costs.components.VideoVae` predicts.
 The figures in ``profiles/costs/components.py`` (``WAN_VAE``, ``HUNYUAN_VIDEO_VAE``) come from
-this script's 480×832×81 (FLOPs) and 1280×720 (memory) rows. Run: ``python -m benchmarks.video_vae``.
+this script's 832×480×81 (FLOPs) and 1280×720 (memory) rows, the tiled clip copies from its
+1280×720×81 row; ``tests/profiles/test_video_vae.py`` checks them at other sizes. Run:
+``python -m benchmarks.video_vae`` (about 7 minutes on a 2-core CPU; the table is in docs/video.md).
 
 The live-bytes count is what ``torch.cuda.max_memory_allocated`` would add for the decode's
 tensors; it leaves out convolution workspaces and the caching allocator's slack (the memory
