@@ -32,6 +32,7 @@ from simulator.strategies import STRATEGIES
 
 FAMILIES = {"pixart": "pixart-tiny", "sd3": "sd3-tiny", "flux": "flux-tiny", "dit": "dit-tiny",
             "hunyuan": "hunyuan-tiny", "wan": "wan-tiny", "qwen_image": "qwen-image-tiny"}
+FAMILIES.update({"hunyuan_video": "hunyuan-video-tiny", "flux2": "flux2-tiny"})  # issue 17's adapters
 PX = 128
 DOC = Path(__file__).resolve().parents[1] / "docs" / "runtime.md"
 BEGIN, END = "<!-- runtime_exactness:begin -->", "<!-- runtime_exactness:end -->"

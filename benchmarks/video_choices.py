@@ -22,8 +22,7 @@ TOPOLOGIES = ("pcie8", "h100-nvlink8", "l40-2node")
 
 
 def choice(topology: str) -> list[str]:
-    cluster, model, cost = load_job(topology, MODEL, None)
-    model = model.with_frames(FRAMES)
+    cluster, model, cost = load_job(topology, MODEL, None, FRAMES)
     result = search(model, cluster, cost, height_px=HEIGHT, width_px=WIDTH, steps=STEPS,
                     settings=SearchSettings(simulate_top=10), topology_name=topology)
     ranked = [c for c in result.ranked if c.simulated]

@@ -95,8 +95,7 @@ def register(app: typer.Typer) -> None:
         if kind != "trace" and rate is None:
             raise InputError("expected --rate (or a request-trace file as --arrivals)", field="--rate")
         table = load_prices(prices)
-        cluster, preset, cost_model = load_job(topology, model, profile)
-        preset = preset.with_frames(frames)
+        cluster, preset, cost_model = load_job(topology, model, profile, frames)
         clip_s = preset.clip_seconds()
         res = resolution_of(preset, resolution)
         steps = steps if steps is not None else preset.default_steps

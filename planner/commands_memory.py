@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
         text_encoders: str = typer.Option("gpu", help="gpu (resident), freed (deleted after encoding) or cpu "
                                                       "(encoded elsewhere; what pfrun does)."),
         text_encoder_dtype: Optional[str] = typer.Option(None, help="fp32, fp16, bf16 or fp8 (default: the pipeline's)."),
-        vae_decode: str = typer.Option("full", help="full, tiled (vae.enable_tiling) or none (latent output)."),
+        vae_decode: str = typer.Option("full", help="full, tiled (vae.enable_tiling), parallel (rows split across the plan's ranks) or none (latent output)."),
         cuda_context_mib: float = typer.Option(500.0, min=0, help="CUDA context per process, MiB (0 on CPU)."),
         fragmentation: float = typer.Option(0.05, min=0, max=1, help="Allocator slack, fraction of the peak."),
         dtype_bytes: int = typer.Option(2, min=1, max=8, help="Bytes per transformer value (2: fp16/bf16)."),
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Peak memory per component and device of one plan; says whether it fits."""
         choices = {"--text-encoders": (text_encoders, ("gpu", "freed", "cpu")),
-                   "--vae-decode": (vae_decode, ("full", "tiled", "none")),
+                   "--vae-decode": (vae_decode, ("full", "tiled", "parallel", "none")),
                    "--text-encoder-dtype": (text_encoder_dtype, (None, "fp32", "fp16", "bf16", "fp8"))}
         for flag, (value, allowed) in choices.items():
             if value not in allowed:
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
             parallel = ""
         plan = build_plan(plan_file=plan_file, parallel=parallel, model=model, resolution=resolution,
                           height=height, width=width, steps=None, topology=topology)
-        preset = load_model(plan.model)
+        preset = load_model(plan.model).with_frames(plan.frames)
         options = MemoryOptions(text_encoders=text_encoders, text_encoder_dtype=text_encoder_dtype,  # type: ignore[arg-type]
                                 vae_decode=vae_decode, cuda_context_bytes=int(cuda_context_mib * MIB),  # type: ignore[arg-type]
                                 fragmentation=fragmentation)

@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
             raise InputError(exc.message, file=exc.file or str(plan_file), field=exc.field or "model") from None
         cluster = plan_cluster(plan, file=str(plan_file), override=topology)
         validate(plan, model, cluster, file=str(plan_file))
+        model = model.with_frames(plan.frames)  # valid: validate checked the plan's frames
         reason = unrunnable_reason(plan, model)
         if json_out:
             print_json({"valid": True, "world_size": plan.world_size, "degrees": plan.degrees.label(),

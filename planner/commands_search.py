@@ -111,8 +111,7 @@ def register(app: typer.Typer) -> None:
         if objective not in ("latency", "throughput"):
             raise InputError(f"expected latency or throughput, got {objective!r}", field="--objective")
         guard_outputs({"-o": output, "--results": results}, {"--topology": topology, "--model": model, "--profile": profile})
-        cluster, preset, cost_model = load_job(topology, model, profile)
-        preset = preset.with_frames(frames)
+        cluster, preset, cost_model = load_job(topology, model, profile, frames)
         sweep = parse_resolutions(resolutions) if resolutions else None
         if sweep is not None and resolution is not None:
             raise InputError("give --resolution or --resolutions, not both", field="--resolutions")
@@ -134,6 +133,8 @@ def register(app: typer.Typer) -> None:
             provenance = Provenance(command=command, topology=topology, topology_sha256=sha256_of(cluster.file),
                                     profile=profile, profile_sha256=sha256_of(profile))
             plan = finished_plan(report, provenance=provenance, allow_unrunnable=allow_unrunnable)
+            if preset.is_video:  # the clip length the plan was searched for travels with it (pfrun reads it)
+                plan = plan.model_copy(update={"frames": preset.default_frames})
             written = chosen_candidate(report, allow_unrunnable=allow_unrunnable)
             report = report.model_copy(update={"chosen_rank": written.rank, "topology_source": topology,
                                                "profile": profile})

@@ -26,9 +26,11 @@ def sha256_of(path: str | Path | None) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def load_job(topology: str, model_name: str, profile: Optional[str]) -> tuple[ClusterGraph, ModelPreset, CostModel]:
+def load_job(topology: str, model_name: str, profile: Optional[str],
+             frames: Optional[int] = None) -> tuple[ClusterGraph, ModelPreset, CostModel]:
+    """The cluster, the model (generating ``frames``: a video's decode is priced for that clip) and its cost model."""
     cluster = load_cluster(topology)
-    model = load_model(model_name)
+    model = load_model(model_name).with_frames(frames)
     kinds = sorted(set(cluster.device_gpu.values()))
     if len(kinds) > 1:
         raise PlannerError(f"mixed device kinds ({', '.join(kinds)}) are not planned yet", field="--topology")

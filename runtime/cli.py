@@ -63,7 +63,9 @@ def run(
     resolution_binning: Optional[bool] = typer.Option(None, "--resolution-binning/--no-resolution-binning", help="Map the size to the pipeline's resolution bins as PixArt and HunyuanDiT do; default: on with --model-path (the pipeline's default), off for a preset's random weights."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="A diffusers scheduler class to use instead of the folder's (built from its config)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generator of image 0 (image k uses seed + k): the latent, then the step noise."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the image here (PNG, atomically); image k > 0 as NAME-k.png."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the image here (PNG, atomically); image k > 0 as NAME-k.png. A video model writes its clip: NAME.mp4 (needs imageio-ffmpeg) or NAME.gif."),
+    frames_dir: Optional[Path] = typer.Option(None, "--frames-dir", help="A video model's frames as PNGs in this existing folder: frame_0000.png … (clip k > 0: clip-k_frame_0000.png …)."),
+    vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Decode with the VAE's tiling (lower peak memory for large images and long clips)."),
     latents_out: Optional[Path] = typer.Option(None, "--latents", help="Write the final latents (torch.save of {image: (1, C, H, W) float32})."),
     trace: Optional[Path] = typer.Option(None, "--trace", help="Write the measured trace (Chrome trace JSON)."),
     reference: bool = typer.Option(False, "--reference", help="Also run serially and report max abs diff and PSNR."),
@@ -87,7 +89,7 @@ def run(
     if model_path is not None:
         if not model_path.is_dir():
             raise InputError("not a directory", file=str(model_path), field="--model-path")
-        preset = folder_preset(model_path)
+        preset = folder_preset(model_path).with_frames(plan.frames)
     else:
         preset = plan_model(plan, file=str(plan_file))
     if steps is not None:
@@ -121,6 +123,7 @@ def run(
         else max(num_images, plan.degrees.data)
     outputs = {f"--out (image {k})" if k else "--out": image_path(out, k) for k in range(images)} \
         if out is not None else {}
+    outputs.update(video_outputs(preset, model_path, out, frames_dir, images))
     if trace is not None:
         outputs["--trace"] = trace
     if latents_out is not None:
@@ -130,7 +133,7 @@ def run(
     options = dict(model_path=str(model_path) if model_path else None, seed=seed, prompts=prompts, dtype=dtype,
                    prompt_embeds=embeds_files, timeout_s=timeout, threads=threads, device=device,
                    guidance_scale=guidance_scale, num_images=num_images, images=images, output_size=output_size,
-                   scheduler=scheduler,
+                   scheduler=scheduler, vae_tiling=vae_tiling,
                    progress=progress and os.environ.get("PYTEST_CURRENT_TEST") is None)
     with tempfile.TemporaryDirectory(prefix="pfrun-") as scratch:
         from runtime.text_encoding import encode_prompt, encoding_pipeline, has_text_encoders, save_conditioning
@@ -151,6 +154,7 @@ def run(
     files: list[tuple[Path, bytes]] = []
     if out is not None:
         files += [(image_path(out, k), png) for k, png in sorted(result.pngs.items())]
+    files += video_files(preset, result.videos, out, frames_dir)
     written = [str(path) for path, _ in files]
     if latents_out is not None:
         files.append((latents_out, latents_bytes(result.latents)))
@@ -197,6 +201,49 @@ def read_prompt_file(path: Path | None) -> tuple[str, ...]:
     if not prompts:
         raise InputError("no prompts (one per line expected)", file=str(path), field="--prompt-file")
     return prompts
+
+
+def clip_frame_paths(frames_dir: Path, clip: int, count: int) -> list[Path]:
+    """Clip 0's frames ``frame_0000.png`` …, clip k's ``clip-k_frame_0000.png`` …, all in ``frames_dir``."""
+    from runtime.video_output import frame_paths
+
+    return frame_paths(frames_dir, count, "frame" if clip == 0 else f"clip-{clip}_frame")
+
+
+def video_outputs(preset: Any, model_path: Path | None, out: Path | None, frames_dir: Path | None,
+                  clips: int) -> dict[str, Path]:
+    """The frame files a video run writes (for the output guard); refusals before any rank starts."""
+    from runtime.video_output import check_video_path
+
+    if not preset.is_video:
+        if frames_dir is not None:
+            raise InputError(f"{preset.name} is an image model: it has no frames to write", field="--frames-dir")
+        return {}
+    if out is None and frames_dir is None:
+        return {}
+    if out is not None:
+        check_video_path(out)
+    if model_path is None or not (model_path / "vae").is_dir():
+        raise InputError(f"{preset.name} has no VAE to decode its clip with: pass --model-path with a vae/ "
+                         "folder (e.g. AutoencoderKLWan)", field="--out" if out is not None else "--frames-dir")
+    if frames_dir is not None and frames_dir.exists() and not frames_dir.is_dir():
+        raise InputError("is a file; give a folder", file=str(frames_dir), field="--frames-dir")
+    return {f"--frames-dir (clip {k}, frame {i})": path for k in range(clips) if frames_dir is not None
+            for i, path in enumerate(clip_frame_paths(frames_dir, k, preset.default_frames))}
+
+
+def video_files(preset: Any, videos: dict[int, Any], out: Path | None,
+                frames_dir: Path | None) -> list[tuple[Path, bytes]]:
+    """The encoded clip(s) at ``--out`` and their PNG frames under ``--frames-dir``."""
+    from runtime.video_output import encode_video, frame_pngs
+
+    files: list[tuple[Path, bytes]] = []
+    for k, frames in sorted(videos.items()):
+        if out is not None:
+            files.append((image_path(out, k), encode_video(frames, out.suffix, fps=preset.fps or 16.0)))
+        if frames_dir is not None:
+            files += list(zip(clip_frame_paths(frames_dir, k, len(frames)), frame_pngs(frames)))
+    return files
 
 
 def folder_preset(model_path: Path) -> Any:

@@ -56,13 +56,25 @@ def make_scheduler(preset: ModelPreset, model_path: Path | None = None, name: st
     return cls(**preset.scheduler_config)
 
 
+def vae_class(model_path: Path) -> Any:
+    """The folder VAE's diffusers class (its config's ``_class_name``: ``AutoencoderKLWan`` for Wan's 3-D VAE)."""
+    import diffusers
+
+    config = diffusers.AutoencoderKL.load_config(str(model_path / "vae"), local_files_only=True)
+    cls = getattr(diffusers, str(config.get("_class_name", "AutoencoderKL")), None)
+    if cls is None:
+        raise InputError(f"unknown diffusers VAE class {config.get('_class_name')!r}",
+                         file=str(model_path / "vae" / "config.json"), field="_class_name")
+    return cls
+
+
 def load_vae(preset: ModelPreset, *, model_path: Path | None, seed: int, device: str, dtype: Any) -> Any | None:
-    """The folder's VAE, or a random-weight AutoencoderKL from ``preset.vae_config``."""
+    """The folder's VAE (of the class its config names), or a random-weight AutoencoderKL from ``preset.vae_config``."""
     import diffusers
     import torch
 
     if model_path is not None and (model_path / "vae").is_dir():
-        vae = diffusers.AutoencoderKL.from_pretrained(str(model_path / "vae"), local_files_only=True)
+        vae = vae_class(model_path).from_pretrained(str(model_path / "vae"), local_files_only=True)
     elif preset.vae_config is not None:
         torch.manual_seed(seed + 1)
         vae = diffusers.AutoencoderKL(**preset.vae_config)

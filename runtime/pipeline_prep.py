@@ -68,19 +68,23 @@ def meta_vae(preset: ModelPreset, model_path: Path | None) -> Any | None:
     import diffusers
     import torch
 
+    cls = diffusers.AutoencoderKL
     if model_path is not None and (model_path / "vae" / "config.json").is_file():
-        config = diffusers.AutoencoderKL.load_config(str(model_path / "vae"), local_files_only=True)
+        from runtime.model_loading import vae_class
+
+        cls = vae_class(model_path)  # Wan's and HunyuanVideo's 3-D VAEs
+        config = cls.load_config(str(model_path / "vae"), local_files_only=True)
     elif preset.vae_config is not None:
         config = preset.vae_config
     else:
         return None
     with torch.device("meta"):
-        return diffusers.AutoencoderKL.from_config(config)
+        return cls.from_config(config)
 
 
 class StandInPipeline:
-    """The preparation of a family whose adapter names no diffusers pipeline (Wan, Qwen-Image for
-    now): a seeded Gaussian latent of the preset's latent grid (video frames stacked along the
+    """The preparation of a family whose adapter names no diffusers pipeline (Wan, Qwen-Image,
+    HunyuanVideo for now): a seeded Gaussian latent of the preset's latent grid (video frames stacked along the
     rows) drawn from the run's generator and scaled by ``init_noise_sigma``, the scheduler's own
     timesteps, and the toolkit's default guidance. Runs are exact against their own serial run,
     not against a diffusers pipeline's ``__call__``."""
@@ -91,6 +95,9 @@ class StandInPipeline:
                  vae: Any = None) -> None:
         self.preset, self.transformer, self.scheduler, self.vae = preset, transformer, scheduler, vae
         self.vae_scale_factor = preset.vae_scale_factor
+        guidance = getattr(preset.arch.spec, "guidance", None)
+        if guidance is not None and guidance.embedded and guidance.default_scale is not None:
+            self.default_guidance_scale = guidance.default_scale  # the pipeline's embedded default (HunyuanVideo 6.0)
 
     def set_progress_bar_config(self, **_: Any) -> None:
         """Nothing to configure: the stand-in has no progress bar."""

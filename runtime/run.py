@@ -29,6 +29,8 @@ class RunResult:
     step_times_s: list[float]
     latents: dict[int, Any] = field(default_factory=dict)
     pngs: dict[int, bytes] = field(default_factory=dict)
+    videos: dict[int, Any] = field(default_factory=dict)
+    """Decoded clips of a video model, (F, H, W, 3) uint8 arrays (encoded by the CLI)."""
     events: list[list[dict[str, Any]]] = field(default_factory=list)
     cpu_s_per_rank: list[float] = field(default_factory=list)
     """CPU seconds each rank's process used from the start barrier to its end (all its threads)."""
@@ -70,6 +72,8 @@ def execute(job: Job, *, in_process: bool = False) -> RunResult:
             out.latents[image] = torch.from_numpy(made["latent"])
             if made["png"] is not None:
                 out.pngs[image] = made["png"]
+            if made.get("video") is not None:
+                out.videos[image] = made["video"]
             if image == 0:
                 ends = made["step_end_s"]
                 out.step_times_s = [b - a for a, b in zip([0.0] + ends[:-1], ends)]

@@ -32,6 +32,7 @@ from runtime.staged_model import StagedModel
 from runtime.strategies import for_plan
 from runtime.strategies.cfg import Unguided
 from runtime.strategies.base import ModelView, RankInputs, RankPlace, Recording, StageSetup
+from runtime.video_output import decode_video
 from simulator.plan import ParallelPlan
 
 WEIGHT_SEED = 0
@@ -70,7 +71,8 @@ class Job:
     """A progress bar over the steps on rank 0 (stderr)."""
     scheduler: str | None = None
     """A diffusers scheduler class replacing the folder's or preset's (built from its config)."""
-    """A progress bar over the steps on rank 0 (stderr)."""
+    vae_tiling: bool = False
+    """Decode with the VAE's tiling (``vae.enable_tiling()``): lower peak memory for large images and clips."""
 
     # Parsed once per process: cached_property stores into the instance's __dict__ directly, which
     # a frozen dataclass allows; pickling sends only the fields, so every process parses its own.
@@ -80,7 +82,8 @@ class Job:
 
     @cached_property
     def preset(self) -> ModelPreset:
-        return ModelPreset.model_validate_json(self.preset_json)
+        """The preset generating the plan's ``frames`` (a video's latent grid depends on them)."""
+        return ModelPreset.model_validate_json(self.preset_json).with_frames(self.plan.frames)
 
     def __getstate__(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -150,11 +153,15 @@ def run_rank(job: Job, dist: DistContext) -> dict[str, Any]:
             final = loop.run(setup)
             if final is None or not guidance.writes_output:
                 continue
-            png = None
+            png = video = None
             if job.decode and parts.vae is not None:
                 with rec.span("vae decode", "vae"):
-                    png = decode_png(pipe, final, job.output_size)
-            outputs[image] = {"latent": final.float().cpu().numpy(), "png": png,
+                    if preset.is_video:  # (F, H, W, 3) uint8 frames; the launcher encodes the clip
+                        video = decode_video(parts.vae, final.to(parts.vae.dtype), preset.latent_frames(),
+                                             tiled=job.vae_tiling).numpy()
+                    else:
+                        png = decode_png(pipe, final, job.output_size)
+            outputs[image] = {"latent": final.float().cpu().numpy(), "png": png, "video": video,
                               "step_end_s": list(recording.step_end_s)}
             recording.step_end_s.clear()
     if bar is not None:

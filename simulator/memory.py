@@ -41,7 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from profiles.costs.components import Pipeline, pipeline_components, vae_from_config, weight_bytes
+from profiles.costs.components import Pipeline, VideoVae, pipeline_components, vae_from_config, weight_bytes
 from profiles.costs.cost_model import LayerShape
 from profiles.catalog.gpus import get_gpu
 from profiles.catalog.models import ModelPreset
@@ -57,7 +57,7 @@ GIB = 1024 ** 3
 MIB = 1024 ** 2
 
 TextEncoderPlace = Literal["gpu", "freed", "cpu"]
-VaeDecode = Literal["full", "tiled", "none"]
+VaeDecode = Literal["full", "tiled", "parallel", "none"]
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,10 @@ class MemoryOptions:
     the plan is in 2-byte floats, fp32 otherwise. ``fp8``: a quantised T5 (xDiT's
     ``--use_fp8_t5_encoder``, optimum-quanto qfloat8). In fp16 T5 keeps its ``wo`` in fp32."""
     vae_decode: VaeDecode = "full"
-    """``full``: one decode of the whole image; ``tiled``: diffusers' ``vae.enable_tiling()``,
-    one tile live at a time; ``none``: the latent is the output (``output_type="latent"``)."""
+    """``full``: one decode of the whole image (or clip); ``tiled``: diffusers' ``vae.enable_tiling()``,
+    one tile live at a time; ``parallel``: every rank decodes a band of rows (xDiT's patch-parallel
+    VAE), the decoded image or clip gathered whole; ``none``: the latent is the output
+    (``output_type="latent"``). Video VAEs: :class:`profiles.costs.components.VideoVae`."""
     vae_tile_px: int = 512
     """Tile side of a tiled decode (diffusers' ``tile_sample_min_size``; 512 for the SD VAE)."""
     cuda_context_bytes: int = 500 * MIB
@@ -197,9 +199,19 @@ def component_terms(plan: ParallelPlan, model: ModelPreset, *, dtype_bytes: int,
             work = max(work, enc.working_bytes(prompts, tokens, dtype_bytes))
     vae_spec = vae_from_config(model.vae_config) if model.vae_config is not None else pipe.vae
     vae = decode = 0
-    if vae_spec is not None:
+    shards = plan.world_size if options.vae_decode == "parallel" else 1
+    if isinstance(vae_spec, VideoVae):  # a 3-D decoder: frames, measured working set
         vae = vae_spec.params * dtype_bytes
-        if options.vae_decode == "full":
+        if options.vae_decode != "none":
+            decode = vae_spec.decode_working_bytes(plan.height_px, plan.width_px, dtype_bytes, model.default_frames,
+                                                   tiled=options.vae_decode == "tiled", shards=shards)
+    elif vae_spec is not None:
+        vae = vae_spec.params * dtype_bytes
+        if options.vae_decode == "parallel":  # a band of rows (+ a latent row's halo each side), the image whole
+            rows = min(plan.height_px, -(-plan.height_px // shards) + 16)
+            decode = vae_spec.decode_working_bytes(rows, plan.width_px, dtype_bytes) \
+                + vae_spec.out_channels * plan.height_px * plan.width_px * dtype_bytes
+        elif options.vae_decode == "full":
             decode = vae_spec.decode_working_bytes(plan.height_px, plan.width_px, dtype_bytes)
         elif options.vae_decode == "tiled":
             side_h, side_w = min(options.vae_tile_px, plan.height_px), min(options.vae_tile_px, plan.width_px)

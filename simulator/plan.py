@@ -113,6 +113,8 @@ class ParallelPlan(FormatModel):
     height_px: int = Field(gt=0)
     width_px: int = Field(gt=0)
     steps: int = Field(gt=0, description="Diffusion steps T.")
+    frames: int | None = Field(None, gt=0, description="Video frames of one generation (1 + a multiple of the VAE's "
+                               "temporal factor); None: the model's default (1 for images).")
     degrees: Degrees = Field(default_factory=Degrees)
     patches: int = Field(1, ge=1, description="PipeFusion patches M (row bands of the latent).")
     warmup_steps: int = Field(0, ge=0, description="Synchronous full-image warm-up steps W.")
@@ -171,10 +173,16 @@ def patch_rows(rows: int, patches: int) -> list[int]:
     return even_split(rows, patches)
 
 
+def plan_preset(plan: ParallelPlan, model: ModelPreset) -> ModelPreset:
+    """``model`` generating the plan's ``frames`` (unchanged when the plan names none); an
+    :class:`InputError` on ``frames`` when the model cannot make that many."""
+    return model.with_frames(plan.frames)
+
+
 def plan_facts(plan: ParallelPlan, model: ModelPreset) -> PlanFacts:
     """What the strategies' rules read of ``plan`` (rows and cols 0 when the resolution is invalid)."""
     try:
-        rows, cols = model.token_grid(plan.height_px, plan.width_px)
+        rows, cols = plan_preset(plan, model).token_grid(plan.height_px, plan.width_px)
     except InputError:
         rows = cols = 0
     return PlanFacts(plan.degrees.as_dict(), plan.patches, plan.warmup_steps, plan.steps, rows, cols,
@@ -187,6 +195,10 @@ def violations(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph | N
     out: list[str] = []
     d = plan.degrees
     degrees = d.as_dict()
+    try:
+        model = plan_preset(plan, model)
+    except InputError as exc:
+        out.append(f"frames: {exc.message}")
     try:
         rows, cols = model.token_grid(plan.height_px, plan.width_px)
     except InputError as exc:

@@ -53,13 +53,18 @@ def load_plan(path: Path | str) -> ParallelPlan:
 
 
 def plan_model(plan: ParallelPlan, *, file: str | None = None) -> ModelPreset:
-    """The plan's model preset; a bad name or file is reported against the plan's ``model`` field."""
+    """The plan's model preset, generating the plan's ``frames``; a bad name or file is reported against
+    the plan's ``model`` field, a frame count the model cannot make against ``frames``."""
     from profiles.catalog.models import load_model
 
     try:
-        return load_model(plan.model)
+        preset = load_model(plan.model)
     except PfplanError as exc:
         raise InputError(exc.message, file=exc.file or file, field=exc.field or "model") from None
+    try:
+        return preset.with_frames(plan.frames)
+    except InputError as exc:
+        raise InputError(exc.message, file=file, field="frames") from None
 
 
 def paths_relative_to(plan: ParallelPlan, plan_file: Path | str | None) -> ParallelPlan:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from profiles.costs.components import Vae, pipeline_components, vae_from_config
+from profiles.costs.components import Vae, VideoVae, pipeline_components, vae_from_config
 from profiles.costs.cost_model import EMBED, FINAL, LayerShape
 from profiles.costs.flops import (is_joint, layer_activation_bytes, layer_flops, layer_weight_bytes,
                            text_only_flops)
@@ -103,6 +103,9 @@ class AnalyticCostModel:
         if vae is None:
             return None
         eff = self.efficiency
+        if isinstance(vae, VideoVae):  # a 3-D decoder over the clip: its convs at the large-matmul efficiency
+            flops = vae.decode_flops(height_px, width_px, self.model.default_frames)
+            return eff.scale * flops / (self.gpu.peak_tflops * 1e12 * eff.max_efficiency)
         compute = vae.decode_flops(height_px, width_px) / (self.gpu.peak_tflops * 1e12 * eff.max_efficiency)
         memory = vae.decode_bytes(height_px, width_px, self.dtype_bytes) / (self.gpu.memory_bandwidth_gb_s * 1e9)
         return eff.scale * max(compute, memory)
@@ -120,7 +123,7 @@ class AnalyticCostModel:
             total += max(self._compute_s(flops, prompts * tokens), weights)
         return self.efficiency.scale * total
 
-    def _vae(self) -> Vae | None:
+    def _vae(self) -> Vae | VideoVae | None:
         if self.model.vae_config is not None:
             return vae_from_config(self.model.vae_config)
         return pipeline_components(self.model.spec, self.model.arch.latent_channels, tiny=self.model.tiny).vae

@@ -274,6 +274,62 @@ class Vae:
         return 2.0 * macs
 
 
+@dataclass(frozen=True)
+class VideoVae:
+    """A causal 3-D video VAE's decoder (``AutoencoderKLWan``, ``AutoencoderKLHunyuanVideo``), from measurements.
+
+    Unlike :class:`Vae`, whose counts follow from the 2-D decoder's layers, these figures were
+    measured on the diffusers class with its default (published) config on torch's meta device
+    — no weights, no compute — by ``python -m benchmarks.video_vae`` (``tests/profiles/test_video_vae.py``
+    re-measures them at another size): the parameter count, the decode FLOPs per output
+    pixel-frame (``torch.utils.flop_counter.FlopCounterMode``) and the decoder's peak live
+    activations (every storage the decode's aten ops create, freed when its last tensor dies)
+    per output pixel of one frame. Both decoders work through the clip a few latent frames at
+    a time (Wan: one latent frame per call with a causal feature cache; HunyuanVideo: temporal
+    tiles of 16 frames), so the working set grows with the frame *area*, not the clip length;
+    the decoded clip itself (3 values per pixel-frame) is kept whole. Tiled decode
+    (``vae.enable_tiling()``: 256-px tiles at a 192-px stride, blended) keeps every decoded tile
+    of the whole clip until it blends them, so its peak grows with the clip: a tile's working
+    set plus the clip, or, for long clips, a few clip-sized buffers (whichever is larger).
+    """
+
+    name: str
+    diffusers_class: str
+    params: int
+    latent_channels: int
+    decode_flops_per_pixel_frame: float
+    work_values_per_pixel: float
+    """Peak live decoder values per output pixel of one frame (untiled), beyond the decoded clip."""
+    tiled_clip_copies: float
+    """Tiled, long clips: the peak in decoded-clip sizes (every decoded tile with its overlaps, the
+    blended rows, the concatenated clip): the measured peak over the clip's bytes at 1280×720×81."""
+    temporal_factor: int = 4
+    spatial_factor: int = 8
+    tile_px: int = 256
+    tile_stride_px: int = 192
+    out_channels: int = 3
+    source: str = ""
+
+    def decode_flops(self, height_px: int, width_px: int, frames: int = 1) -> float:
+        """FLOPs of decoding a clip of ``frames`` frames."""
+        return self.decode_flops_per_pixel_frame * height_px * width_px * frames
+
+    def clip_bytes(self, height_px: int, width_px: int, frames: int, dtype_bytes: int) -> int:
+        return self.out_channels * frames * height_px * width_px * dtype_bytes
+
+    def decode_working_bytes(self, height_px: int, width_px: int, dtype_bytes: int, frames: int = 1, *,
+                             tiled: bool = False, shards: int = 1) -> int:
+        """Peak decode activations on one device: the decoder's working set (one tile's when ``tiled``;
+        ``1/shards`` of the frame's rows under a row-parallel decode, plus a tile-high halo each
+        side) and the decoded clip (blended tiles when ``tiled``)."""
+        clip = self.clip_bytes(height_px, width_px, frames, dtype_bytes)
+        if tiled and (height_px > self.tile_px or width_px > self.tile_px):  # else diffusers decodes untiled
+            tile = self.work_values_per_pixel * self.tile_px * self.tile_px * dtype_bytes
+            return int(max(tile + clip, self.tiled_clip_copies * clip))
+        rows = height_px if shards <= 1 else min(height_px, -(-height_px // shards) + 2 * self.spatial_factor)
+        return int(self.work_values_per_pixel * rows * width_px * dtype_bytes + clip)
+
+
 # --- the standard components (config.json of each, as published on the Hugging Face hub) ---
 
 T5_V1_1_XXL = T5Encoder("t5-v1_1-xxl", vocab_size=32128, d_model=4096, d_kv=64, num_heads=64, d_ff=10240,
@@ -311,6 +367,20 @@ its token embeddings are): FluxPipeline loads ``CLIPTextModel``, StableDiffusion
 VAES: dict[int, Vae] = {4: SD_VAE, 16: SD3_FLUX_VAE}
 """Latent channels → the standard VAE of that latent space."""
 
+WAN_VAE = VideoVae("Wan 2.1 VAE", "AutoencoderKLWan", params=126_892_531, latent_channels=16,
+                   decode_flops_per_pixel_frame=8.51e6, work_values_per_pixel=5064, tiled_clip_copies=4.667,
+                   source="diffusers 0.42 AutoencoderKLWan() on the meta device (python -m benchmarks.video_vae): "
+                          "FLOPs at 832x480x81 (8.70e6 at 64x64x9: the first frame weighs more), peak live bf16 "
+                          "bytes 10 128 per pixel at 832x480 and 1280x720; tiled: 1.947 GiB at 1280x720x81")
+HUNYUAN_VIDEO_VAE = VideoVae("HunyuanVideo VAE", "AutoencoderKLHunyuanVideo", params=246_478_803,
+                             latent_channels=16, decode_flops_per_pixel_frame=2.44e7, work_values_per_pixel=19617,
+                             tiled_clip_copies=7.11,
+                             source="diffusers 0.42 AutoencoderKLHunyuanVideo() on the meta device (python -m "
+                                    "benchmarks.video_vae): FLOPs at 832x480x81, peak live bf16 bytes per pixel at "
+                                    "1280x720x33 (framewise decoding, its default); tiled: 2.967 GiB at 1280x720x81")
+VIDEO_VAES: dict[str, VideoVae] = {v.diffusers_class: v for v in (WAN_VAE, HUNYUAN_VIDEO_VAE)}
+"""A family spec's VAE class (``Vae.diffusers_class``) → its measured 3-D decoder."""
+
 
 @dataclass(frozen=True)
 class Pipeline:
@@ -318,7 +388,7 @@ class Pipeline:
 
     text_encoders: tuple[tuple[str, TextEncoder, int], ...]
     """``(kind, component, tokens it reads per prompt)`` in the order the pipeline encodes."""
-    vae: Vae | None = SD_VAE
+    vae: Vae | VideoVae | None = SD_VAE
     dtype: str = "fp16"
     """The dtype the family's pipeline is usually run in (its spec's ``usual_dtype``)."""
     unknown: tuple[str, ...] = ()
@@ -339,7 +409,8 @@ def pipeline_components(spec, latent_channels: int, *, tiny: bool = False) -> Pi
         else:
             encoders.append((enc.kind, pair[0] if enc.pooled_only else pair[1], enc.max_tokens))
     channels = spec.vae.latent_channels or latent_channels
-    return Pipeline(tuple(encoders), VAES.get(channels), getattr(spec, "usual_dtype", "fp16"), tuple(unknown))
+    vae = VIDEO_VAES.get(getattr(spec.vae, "diffusers_class", "")) or VAES.get(channels)
+    return Pipeline(tuple(encoders), vae, getattr(spec, "usual_dtype", "fp16"), tuple(unknown))
 
 
 def vae_from_config(config: dict) -> Vae:

@@ -92,4 +92,10 @@ SPEC = FamilySpec(
     output_values_per_token=output_values_per_token,
     size_keys=("num_single_layers", "joint_attention_dim", "timestep_guidance_channels"),
     ratio_keys=("mlp_ratio",),
+    runtime_lacks={
+        "sequence_attention": "runtime/families/flux2.py has no sequence-parallel processor for its attention yet",
+        "patch_kv_attention": "runtime/families/flux2.py has no patch-parallel K/V processor yet",
+        "head_sharding": "its single blocks fuse Q/K/V with the MLP input (to_qkv_mlp_proj); the packed split "
+                         "is not written",
+    },
 )

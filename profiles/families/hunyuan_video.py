@@ -81,11 +81,17 @@ SPEC = FamilySpec(
                            "HunyuanVideoTransformer3DModel pooled_projection_dim=768"),
     ),
     vae=Vae(8, 16, source="HunyuanVideoPipeline.__init__ vae_scale_factor_spatial=8, temporal=4; "
-                          "HunyuanVideoTransformer3DModel in_channels=16"),
+                          "HunyuanVideoTransformer3DModel in_channels=16", decode_flops_per_pixel_frame=2.44e7,
+            diffusers_class="AutoencoderKLHunyuanVideo"),
     # true_cfg_scale=1.0: no negative pass; guidance_scale=6.0 is embedded (guidance_embeds).
     guidance=Guidance(False, 6.0, embedded=True,
                       source="HunyuanVideoPipeline.__call__ true_cfg_scale=1.0, guidance_scale=6.0 (embedded)"),
     preset_defaults=preset_defaults,
     size_keys=("num_single_layers", "num_refiner_layers", "patch_size_t", "text_embed_dim", "pooled_projection_dim"),
     ratio_keys=("mlp_ratio",),
+    runtime_lacks={
+        "sequence_attention": "runtime/families/hunyuan_video.py has no sequence-parallel processor for its "
+                              "[video; text] attention yet",
+        "patch_kv_attention": "runtime/families/hunyuan_video.py has no patch-parallel K/V processor yet",
+    },
 )

@@ -92,6 +92,9 @@ class Vae:
     source: str = ""
     decode_flops_per_pixel_frame: float | None = None
     """Matmul/conv FLOPs of the VAE decoder per output pixel of each frame (None: not counted)."""
+    diffusers_class: str = "AutoencoderKL"
+    """The pipeline's VAE class (``AutoencoderKLWan``, ``AutoencoderKLHunyuanVideo``: 3-D video decoders,
+    priced by :data:`profiles.costs.components.VIDEO_VAES`)."""
 
 
 @dataclass(frozen=True)

@@ -77,9 +77,11 @@ SPEC = FamilySpec(
     # vae_scale_factor_spatial = 2 ** len(vae.temperal_downsample) = 8, temporal 4 (without a VAE);
     # latents have the transformer's in_channels (16, AutoencoderKLWan z_dim=16).
     # decode FLOPs: torch's FlopCounterMode over AutoencoderKLWan() (default = Wan 2.1 VAE) decoding on
-    # the meta device, 8.70e6 per output pixel-frame at 9 frames (tests/runtime/test_video_output.py counts it).
+    # the meta device, 8.70e6 per output pixel-frame at 9 frames (tests/runtime/test_video_output.py counts it);
+    # its memory and its time on the timeline: profiles/costs/components.py WAN_VAE.
     vae=Vae(8, 16, source="WanPipeline.__init__ vae_scale_factor_spatial=8, vae_scale_factor_temporal=4; "
-                          "WanTransformer3DModel in_channels=16", decode_flops_per_pixel_frame=8.70e6),
+                          "WanTransformer3DModel in_channels=16", decode_flops_per_pixel_frame=8.70e6,
+            diffusers_class="AutoencoderKLWan"),
     guidance=Guidance(True, 5.0, source="WanPipeline.__call__ guidance_scale=5.0 (CFG when > 1); "
                                         "Wan 2.2 A14B: guidance_scale_2 for the low-noise expert"),
     preset_defaults=preset_defaults,

@@ -27,13 +27,13 @@ from profiles.catalog.models import ModelPreset
 from runtime.conditioning import Branch, Conditioning
 from runtime.errors import UnrunnablePlan
 
-ProcessorKind = Literal["self", "joint", "flux", "wan", "qwen_image"]
+ProcessorKind = Literal["self", "joint", "flux", "wan", "qwen_image", "hunyuan_video", "flux2_single"]
 """Which attention processor a module takes (not the spec's ``attention``, which says how text
 conditions the image: PixArt's is "cross", its processor kind "self").
 ``self``: image self-attention (``attn1`` of PixArt, DiT, HunyuanDiT; rotary optional);
 ``joint``: SD3's [image; text] attention with the text projected by ``add_*_proj``;
 ``flux``: Flux's attention (double blocks: text as added K/V; single blocks: one [text; image] sequence);
-``wan``, ``qwen_image``: kinds one family has, its adapter's :meth:`FamilyAdapter.own_stale_processors` serve them."""
+``wan``, ``qwen_image``, ``hunyuan_video``, ``flux2_single``: kinds one family has, its adapter's :meth:`FamilyAdapter.own_stale_processors` serve them."""
 
 
 @dataclass(frozen=True)

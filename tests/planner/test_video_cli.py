@@ -14,7 +14,23 @@ def test_frames_change_the_tokens_the_search_plans_for(pfplan):
     assert wan.with_frames(9).image_tokens(128) == 3 * wan.image_tokens(128) // 2  # 3 latent frames, not 2
     shown = pfplan("search", "--topology", "pcie8", "--model", "wan-tiny", "--frames", "9", "--top", "2", "--json")
     assert shown.code == 0, shown.err
-    assert "--frames 9" in json.loads(shown.out)["plan"]["provenance"]["command"]
+    written = json.loads(shown.out)["plan"]
+    assert "--frames 9" in written["provenance"]["command"] and written["frames"] == 9
+
+
+def test_a_plan_s_frames_are_checked_against_its_model():
+    from simulator.plan import ParallelPlan, violations
+
+    wan = load_model("wan-tiny")
+    clip = ParallelPlan(model="wan-tiny", height_px=128, width_px=128, steps=2, frames=9, patches=24,
+                        degrees={"pipefusion": 2}, warmup_steps=1)
+    assert violations(clip, wan) == []  # 3 latent frames × 8 rows = 24 token rows: 24 patches fit
+    assert any(v.startswith("patches:") for v in violations(clip.model_copy(update={"frames": 5}), wan))
+    wrong = violations(clip.model_copy(update={"frames": 8}), wan)
+    assert wrong[0] == "frames: wan-tiny: 8 frames: expected 1 + a multiple of 4 (the VAE's temporal factor), e.g. 5"
+    image = violations(ParallelPlan(model="pixart-tiny", height_px=128, width_px=128, steps=2, frames=5),
+                       load_model("pixart-tiny"))
+    assert image == ["frames: pixart-tiny is an image model: frames must be 1, got 5"]
 
 
 @pytest.mark.parametrize("model, frames, message", [

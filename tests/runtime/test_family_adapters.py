@@ -16,7 +16,7 @@ from runtime.model_loading import load_model_parts
 from runtime.staged_model import StagedModel
 from runtime.attention.stale_kv import STALE_PROCESSORS, KVState, install_stale_kv
 
-NO_ADAPTER_YET = {"flux2", "hunyuan_video"}
+NO_ADAPTER_YET: set[str] = set()
 """Catalog families the planner prices but pfrun does not run yet (issue 17: profiles, parameter
 counts and a plain diffusers forward of their tiny presets in tests/runtime/test_video_families.py)."""
 TINY_OF_FAMILY = {p.family: p.name for p in sorted(all_presets(), key=lambda p: p.name)
@@ -47,8 +47,8 @@ def test_the_registry_refuses_duplicates_and_names_the_families_on_a_miss():
     reg.register(adapter_for("pixart"))
     with pytest.raises(ValueError, match="'pixart' is registered twice"):
         reg.register(type(adapter_for("pixart"))())
-    with pytest.raises(UnknownFamily, match=r"no runtime adapter for family 'flux2'; families: dit, flux, hunyuan"):
-        adapter_for("flux2")
+    with pytest.raises(UnknownFamily, match=r"no runtime adapter for family 'flux3'; families: dit, flux, flux2, hunyuan"):
+        adapter_for("flux3")
     with pytest.raises(TypeError):  # an adapter missing its staged calls cannot be built
         type("Half", (FamilyAdapter,), {"name": "half"})()
 

@@ -1,65 +1,83 @@
-"""Issue 17's families: each tiny preset runs a diffusers forward; Wan and Qwen-Image run under pfrun.
+"""Issue 17's families under pfrun: Wan, Qwen-Image, HunyuanVideo and FLUX.2.
 
-Wan's video latent is (B, C, F·H, W) in the runtime (latent frames stacked along the rows,
+Video latents are (B, C, F·H, W) in the runtime (latent frames stacked along the rows,
 the catalog's token rows); PipeFusion with warm-up = steps must give the serial latent
 exactly (same operations in the same order), with a patch count that leaves an uneven last
-patch and cuts across a frame boundary. HunyuanVideo and FLUX.2 have no runtime adapter yet:
-their tiny presets run diffusers' own forward here, so the architecture the catalog counts
-is one diffusers builds and runs.
+patch and cuts across a frame boundary. HunyuanVideo and FLUX.2 are also held against their
+diffusers pipeline's own ``__call__`` (``output_type="latent"``, prompt embeddings given, so
+no text encoder is needed): same transformer weights, scheduler, seed, steps and guidance
+give the bit-identical latent, serial and PipeFusion.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
 from profiles.catalog.models import load_model
 from runtime.model_build import build_transformer, count_parameters
+from runtime.model_loading import make_scheduler
 from simulator.plan import patch_rows
 
 from .helpers import max_diff, plan, run
 
 T = 4
+NEW = ("wan-tiny", "qwen-image-tiny", "hunyuan-video-tiny", "flux2-tiny")
 
 
-def _forward_inputs(name: str) -> tuple[torch.nn.Module, dict, tuple[int, ...]]:
-    """A tiny model, its forward's keyword arguments for a 128 px input, and the output shape."""
+def _pipeline_latent(name: str, embeds: dict[str, torch.Tensor], steps: int, seed: int) -> torch.Tensor:
+    """The family's diffusers pipeline, built around the preset's seeded transformer and scheduler, run from
+    prompt embeddings; its latent in pfrun's layout (HunyuanVideo: frames stacked; FLUX.2: unpacked)."""
+    import diffusers
+
+    from runtime.families.flux import unpack_flux
+
     preset = load_model(name)
-    model = build_transformer(preset)
-    gen = torch.Generator().manual_seed(0)
-    text = torch.randn(1, preset.text_tokens, preset.text_embed_dim, generator=gen)
-    t = torch.tensor([500.0])
-    c = preset.arch.latent_channels
-    rows = cols = 128 // preset.vae_scale_factor
-    frames = preset.latent_frames()
-    if preset.family == "hunyuan_video":
-        latent = torch.randn(1, c, frames, rows, cols, generator=gen)
-        kw = dict(hidden_states=latent, timestep=t, encoder_hidden_states=text,
-                  encoder_attention_mask=torch.ones(1, preset.text_tokens, dtype=torch.bool),
-                  pooled_projections=torch.randn(1, preset.pooled_embed_dim, generator=gen),
-                  guidance=torch.tensor([6000.0]), return_dict=False)
-        return model, kw, (1, c, frames, rows, cols)
-    if preset.family == "flux2":
-        tokens = (rows // 2) * (cols // 2)
-        ids = torch.cartesian_prod(torch.arange(1), torch.arange(rows // 2), torch.arange(cols // 2), torch.arange(1))
-        kw = dict(hidden_states=torch.randn(1, tokens, 4 * c, generator=gen), encoder_hidden_states=text,
-                  timestep=t / 1000, img_ids=ids, txt_ids=torch.zeros(preset.text_tokens, 4, dtype=torch.long),
-                  guidance=torch.tensor([4.0]), return_dict=False)
-        return model, kw, (1, tokens, 4 * c)
-    raise AssertionError(name)
+    parts = dict(scheduler=make_scheduler(preset), vae=None, text_encoder=None, tokenizer=None,
+                 transformer=build_transformer(preset, seed=0))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.inference_mode():
+        if preset.family == "hunyuan_video":
+            pipe = diffusers.HunyuanVideoPipeline(**parts, text_encoder_2=None, tokenizer_2=None)
+            pipe.set_progress_bar_config(disable=True)
+            out = pipe(prompt_embeds=embeds["prompt_embeds"], pooled_prompt_embeds=embeds["pooled_embeds"],
+                       prompt_attention_mask=embeds["prompt_mask"], height=128, width=128,
+                       num_frames=preset.default_frames, num_inference_steps=steps, generator=gen,
+                       output_type="latent").frames
+            b, c, f, h, w = out.shape
+            return out.reshape(b, c, f * h, w)
+        pipe = diffusers.Flux2Pipeline(**parts)
+        pipe.set_progress_bar_config(disable=True)
+        out = pipe(prompt_embeds=embeds["prompt_embeds"], height=128, width=128, num_inference_steps=steps,
+                   generator=gen, output_type="latent").images
+        return unpack_flux(out, 8, 8)
 
 
 @pytest.mark.parametrize("name", ["hunyuan-video-tiny", "flux2-tiny"])
-def test_tiny_presets_without_an_adapter_run_the_diffusers_forward(name):
-    model, kw, shape = _forward_inputs(name)
-    assert count_parameters(model) == load_model(name).params
-    with torch.inference_mode():
-        out = model(**kw)[0]
-    assert tuple(out.shape) == shape and out.isfinite().all() and out.std() > 0
+def test_pfrun_gives_the_diffusers_pipelines_latent(name: str, tmp_path: Path) -> None:
+    preset = load_model(name)
+    assert count_parameters(build_transformer(preset, meta=True)) == preset.params
+    gen = torch.Generator().manual_seed(3)
+    embeds = {"prompt_embeds": torch.randn(1, preset.text_tokens, preset.text_embed_dim, generator=gen)}
+    if preset.family == "hunyuan_video":  # a padded prompt: the last two tokens masked out
+        embeds["pooled_embeds"] = torch.randn(1, preset.pooled_embed_dim, generator=gen)
+        embeds["prompt_mask"] = torch.tensor([[1] * (preset.text_tokens - 2) + [0, 0]])
+    torch.save({"cond": embeds}, tmp_path / "embeds.pt")
+    steps, seed = 3, 7
+    ref = _pipeline_latent(name, embeds, steps, seed)
+    files = (str(tmp_path / "embeds.pt"),)
+    serial = run(plan(name, steps=steps), seed=seed, prompt_embeds=files)
+    assert float((serial.latents[0] - ref).abs().max()) == 0
+    piped = run(plan(name, steps=steps, degrees={"pipefusion": 2}, patches=3, warmup_steps=steps), seed=seed,
+                prompt_embeds=files)
+    assert float((piped.latents[0] - ref).abs().max()) == 0
 
 
 def test_sd35_large_layout_runs_at_tiny_size():
-    """SD3.5-large is the sd3 family with QK RMS norm: the sd3 tiny preset with that norm runs and counts."""
+    """SD3.5-large is the sd3 family with QK RMS norm: the sd3 tiny preset with that norm counts, runs diffusers'
+    forward, and runs under pfrun (serial and PipeFusion, exact at W = T)."""
     tiny = load_model("sd3-tiny")
     preset = tiny.model_copy(update={"config": {**tiny.config, "qk_norm": "rms_norm"}})
     assert load_model("sd3.5-large").config["qk_norm"] == "rms_norm"
@@ -71,11 +89,17 @@ def test_sd35_large_layout_runs_at_tiny_size():
                     pooled_projections=torch.randn(1, preset.pooled_embed_dim), timestep=torch.tensor([500.0]),
                     return_dict=False)[0]
     assert out.shape == (1, 16, 16, 16) and out.isfinite().all()
+    from runtime.run import execute, job_for
+
+    serial = execute(job_for(plan("sd3-tiny", steps=2), preset, decode=False, timeout_s=60))
+    piped = execute(job_for(plan("sd3-tiny", steps=2, degrees={"pipefusion": 2}, patches=3, warmup_steps=2), preset,
+                            decode=False, timeout_s=60))
+    assert float((piped.latents[0] - serial.latents[0]).abs().max()) == 0  # pfrun runs it as SD3's runtime does
 
 
 @pytest.fixture(scope="module")
 def serial():
-    return {name: run(plan(name, steps=T)) for name in ("wan-tiny", "qwen-image-tiny")}
+    return {name: run(plan(name, steps=T)) for name in NEW}
 
 
 def test_the_wan_latent_stacks_latent_frames_along_the_rows(serial):
@@ -86,7 +110,7 @@ def test_the_wan_latent_stacks_latent_frames_along_the_rows(serial):
     assert serial["wan-tiny"].latents[0].isfinite().all()
 
 
-@pytest.mark.parametrize("name", ["wan-tiny", "qwen-image-tiny"])
+@pytest.mark.parametrize("name", NEW)
 def test_pipefusion_with_full_warmup_and_an_uneven_last_patch_reproduces_serial(name, serial):
     rows = load_model(name).token_grid(128, 128)[0]
     assert len(set(patch_rows(rows, 3))) > 1  # 3 patches over 16 or 8 token rows: uneven
@@ -122,9 +146,46 @@ def test_axes_the_new_adapters_gained_are_no_longer_refused(preset: str, axis: s
     assert unrunnable_reason(plan_from_spec(preset, f"{axis}=2", height_px=128, width_px=128, steps=2), model) is None
 
 
+@pytest.mark.parametrize("preset,axis", [("hunyuan-video-tiny", "ulysses"), ("hunyuan-video-tiny", "ring"),
+                                         ("hunyuan-video-tiny", "distrifusion"), ("flux2-tiny", "ulysses"),
+                                         ("flux2-tiny", "distrifusion"), ("flux2-tiny", "tensor")])
+def test_axes_hunyuan_video_and_flux2_lack_are_refused_before_any_rank_starts(preset: str, axis: str) -> None:
+    """The family spec's ``runtime_lacks`` against each strategy's ``runtime_needs`` is what the
+    search's runnable check and pfrun both read, so the search never writes a plan whose
+    processors the family's adapter lacks."""
+    from simulator.plan import plan_from_spec
+    from simulator.runnable import unrunnable_reason
+
+    reason = unrunnable_reason(plan_from_spec(preset, f"{axis}=2", height_px=128, width_px=128, steps=2),
+                               load_model(preset))
+    assert reason is not None and reason.startswith(f"degrees.{axis}:") and "not executed" in reason
+
+
 def test_every_capability_a_strategy_needs_is_one_a_family_can_lack() -> None:
     from profiles.families.spec import RUNTIME_CAPABILITIES
     from simulator.strategies import STRATEGIES
 
     needs = {s.runtime_needs for s in STRATEGIES if s.runtime_needs}
     assert needs == RUNTIME_CAPABILITIES
+
+
+@pytest.mark.parametrize("name", ["hunyuan-video-tiny", "flux2-tiny"])
+def test_stale_pipefusion_and_data_parallel_on_the_new_adapters(name, serial):
+    """W=1: later patches read one-step-old K/V (visible, bounded); data=2: replica 0 is the serial clip, replica 1
+    another seed's."""
+    stale = max_diff(run(plan(name, steps=T, degrees={"pipefusion": 2}, patches=3, warmup_steps=1)), serial[name])
+    assert 0 < stale < 0.1
+    data = run(plan(name, steps=T, degrees={"data": 2}), images=2)
+    assert max_diff(data, serial[name]) == 0 and float((data.latents[1] - data.latents[0]).abs().max()) > 0
+
+
+def test_hunyuan_video_tensor_parallel_is_within_rounding_of_serial(serial):
+    result = run(plan("hunyuan-video-tiny", steps=T, degrees={"tensor": 2}))
+    scale = float(serial["hunyuan-video-tiny"].latents[0].abs().max())
+    assert max_diff(result, serial["hunyuan-video-tiny"]) <= 2e-5 * scale
+
+
+def test_pfrun_generates_the_plans_frames():
+    """A plan's ``frames`` sets the clip length pfrun generates: 9 frames are 3 latent frames of 16 rows."""
+    result = run(plan("wan-tiny", steps=1, frames=9))
+    assert tuple(result.latents[0].shape) == (1, 4, 3 * 16, 16)
