@@ -6,7 +6,7 @@ measurement; the fidelity issue (#13) uses these rows. Whatever the error is, th
 written: nothing here is fitted. Each row is the user's own flow, run through the CLIs:
 
     pfplan plan new --model M --topology T --parallel SPEC --resolution 128 --steps 4 --profile P -o plan.json
-    pfplan simulate --plan plan.json --profile P --trace sim.json
+    pfplan simulate --plan plan.json --profile P --links cpu2-links --trace sim.json
     pfrun --plan plan.json --trace meas.json
     pfplan validate sim.json meas.json --json
 
@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "runtime.md"
 BEGIN, END = "<!-- runtime_validation:begin -->", "<!-- runtime_validation:end -->"
 PX, STEPS = 128, 4
+LINKS = "cpu2-links"
+"""The measured links of this box (`pfplan profile links ... --collectives --in-loop`): the same the
+fidelity suite uses; cpu4's figures are copied from cpu2 (its topology file says so)."""
 
 ROWS: tuple[tuple[str, str, str, str], ...] = (
     # (preset, --parallel spec, topology, profile)
@@ -81,7 +84,7 @@ def row(preset: str, spec: str, topology: str, profile: str, work: Path) -> str:
     plan, sim, meas = work / "plan.json", work / "sim.json", work / "meas.json"
     cli("planner", "plan", "new", "--model", preset, "--topology", topology, "--parallel", spec,
         "--resolution", str(PX), "--steps", str(STEPS), "--profile", profile, "-o", str(plan))
-    cli("planner", "simulate", "--plan", str(plan), "--profile", profile, "--trace", str(sim))
+    cli("planner", "simulate", "--plan", str(plan), "--profile", profile, "--links", LINKS, "--trace", str(sim))
     cli("runtime", "--plan", str(plan), "--trace", str(meas))
     c = json.loads(cli("planner", "validate", str(sim), str(meas), "--json"))
     lat = c["latency"]
