@@ -8,7 +8,7 @@ degree 2 (PipeFusion with 2 patches), and the composed shapes of :data:`HYBRIDS`
 real launcher (gloo), and reports the max abs difference of the latent from the serial run
 (replica 0 for data parallel). Stale strategies show W = T (must be 0 or float noise) and,
 with W = 1, the difference and the PSNR of the decoded image (of the latent, marked "latent",
-for a tiny preset without a VAE: wan-tiny; peak = the serial latent's max − min, so the figure
+for a tiny preset without a VAE: wan-tiny, hunyuan-video-tiny, flux2-tiny; peak = the serial latent's max − min, so the figure
 is not comparable with the image PSNRs). Cells pfrun refuses say why
 (``simulator.runnable.unrunnable_reason``); cells the plan rules refuse say that.
 
@@ -30,7 +30,7 @@ from simulator.plan import ParallelPlan, violations
 from simulator.runnable import unrunnable_reason
 from simulator.strategies import STRATEGIES
 
-FAMILIES = {"pixart": "pixart-tiny", "sd3": "sd3-tiny", "flux": "flux-tiny", "dit": "dit-tiny",
+FAMILIES = {"pixart": "pixart-tiny", "sd3": "sd3-tiny", "sd3.5": "sd3.5-tiny", "flux": "flux-tiny", "dit": "dit-tiny",
             "hunyuan": "hunyuan-tiny", "wan": "wan-tiny", "qwen_image": "qwen-image-tiny"}
 FAMILIES.update({"hunyuan_video": "hunyuan-video-tiny", "flux2": "flux2-tiny"})  # issue 17's adapters
 PX = 128
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         f"the composed rows), tiny presets at {PX} px, {args.steps} steps; PipeFusion with 2 patches (M=8: 1-row "
         "patches, each split by tokens across the stage's 2 sequence-parallel ranks; 2-row for wan-tiny, whose 2 latent "
         "frames stack 16 rows); stale strategies at W = T and at W = 1 (with "
-        "the decoded image's PSNR against serial; wan-tiny has no VAE: its PSNR is the latent's, peak = the serial "
+        "the decoded image's PSNR against serial; wan-tiny, hunyuan-video-tiny and flux2-tiny have no VAE: their PSNR is the latent's, peak = the serial "
         "latent's max − min). Written by "
         f"`python -m benchmarks.runtime_exactness --steps {args.steps}` (part of `make bench`).",
         "",

@@ -10,7 +10,7 @@ from profiles.catalog.models import all_presets, load_model, shipped_names
 REAL = ["pixart-alpha", "sd3-medium", "flux-dev", "dit-xl-2", "hunyuan-dit",
         "wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.2-t2v-a14b", "hunyuan-video", "qwen-image", "sd3.5-large",
         "flux2-dev"]
-TINY = ["pixart-tiny", "sd3-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny",
+TINY = ["pixart-tiny", "sd3-tiny", "sd3.5-tiny", "flux-tiny", "dit-tiny", "hunyuan-tiny",
         "wan-tiny", "hunyuan-video-tiny", "qwen-image-tiny", "flux2-tiny"]
 
 
