@@ -18,7 +18,7 @@ def test_models_lists_the_shipped_presets(pfplan):
     result = pfplan("models", "--json")
     assert result.code == 0
     names = [m["name"] for m in json.loads(result.out)]
-    assert len(names) == 21 and "flux-dev" in names and "hunyuan-tiny" in names and "wan2.1-t2v-14b" in names
+    assert len(names) == 22 and "flux-dev" in names and "hunyuan-tiny" in names and "wan2.1-t2v-14b" in names
     table = pfplan("models")
     assert table.code == 0 and "pixart-alpha" in table.out
 
