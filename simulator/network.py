@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from collections import deque
 import heapq
 import operator
-from typing import Generator
+from typing import Callable, Generator
 
 import simpy
 
@@ -193,6 +193,9 @@ class Network:
         self.traffic = TrafficLog()
         self._links: dict[LinkId, Link] = {}
         self._order: dict[tuple[LinkId, ...], tuple[Link, ...]] = {}
+        self.owner: object = None
+        """Who starts the next transfers (set by the engine just before it starts them): kept with
+        each round in flight so that :meth:`FairShareNetwork.state` can say whose it is."""
 
     def _held_links(self, links: tuple[LinkId, ...]) -> tuple[Link, ...]:
         """The route's links as resources, in the one global acquisition order (sorted ids)."""
@@ -262,23 +265,25 @@ class _Chain:
     """Rounds run back to back (a collective): the next starts the moment the last transfer of
     the one before ends, in the network's own bookkeeping; ``done`` fires after the last."""
 
-    __slots__ = ("rounds", "index", "nbytes", "messages", "done")
+    __slots__ = ("rounds", "index", "nbytes", "messages", "done", "owner")
 
-    def __init__(self, rounds: list[list[tuple[str, str]]], nbytes: int, messages: int) -> None:
+    def __init__(self, rounds: list[list[tuple[str, str]]], nbytes: int, messages: int, owner: object = None) -> None:
         self.rounds, self.index, self.nbytes, self.messages = rounds, 0, nbytes, messages
         self.done: simpy.Event | None = None
+        self.owner = owner
 
 
 class _Join:
     """The transfers of one round still in flight; when the last ends, ``chain``'s next round
     starts (or ``done`` fires, for a lone round)."""
 
-    __slots__ = ("left", "done", "chain")
+    __slots__ = ("left", "done", "chain", "owner")
 
-    def __init__(self, left: int, done: simpy.Event | None, chain: _Chain | None) -> None:
+    def __init__(self, left: int, done: simpy.Event | None, chain: _Chain | None, owner: object = None) -> None:
         self.left = left
         self.done = done
         self.chain = chain
+        self.owner = owner
 
 
 class _Flow:
@@ -326,13 +331,14 @@ class _AloneRound:
     """A round running in closed form: no flows of its own until another transfer needs one of
     its links (then :meth:`FairShareNetwork._materialise` turns it into flows as they stand)."""
 
-    __slots__ = ("t0", "alone", "started", "links", "done", "chain", "version")
+    __slots__ = ("t0", "alone", "started", "links", "done", "chain", "version", "owner")
 
     def __init__(self, t0: float, alone: _Alone, started: tuple, links: tuple, done: simpy.Event | None,
-                 chain: _Chain | None) -> None:
+                 chain: _Chain | None, owner: object = None) -> None:
         self.t0, self.alone, self.started, self.links = t0, alone, started, links
         self.done, self.chain = done, chain
         self.version = 1
+        self.owner = owner
 
 
 _SHARE = operator.attrgetter("share")
@@ -519,7 +525,7 @@ class FairShareNetwork(Network):
             return  # its last flows end now: its heap entry ends the round
         alone.version = -1
         live = [i for i in range(len(alone.started)) if t0 + prices.finish[i] > now]
-        join = _Join(len(live), alone.done, alone.chain)
+        join = _Join(len(live), alone.done, alone.chain, alone.owner)
         for i in live:
             state = prices.states[i][0]
             for candidate in prices.states[i]:
@@ -551,7 +557,7 @@ class FairShareNetwork(Network):
         each round's event before starting the next, without a simpy event per round."""
         if nbytes <= 0 and messages <= 0:
             return None
-        chain = _Chain(rounds, nbytes, messages)
+        chain = _Chain(rounds, nbytes, messages, self.owner)
         if not self._next_round(chain):
             return None
         chain.done = self.env.event()
@@ -590,7 +596,7 @@ class FairShareNetwork(Network):
         for link in links_used:
             if link.alone is not None:
                 self._materialise(link.alone, now)
-        join = _Join(len(started), done, chain)
+        join = _Join(len(started), done, chain, chain.owner if chain is not None else self.owner)
         touched: dict[_Flow, None] = {}
         for link in links_used:
             touched.update(link.flows)
@@ -619,7 +625,8 @@ class FairShareNetwork(Network):
         add = self.traffic.add
         for route, _, _, _ in started:
             add(route, int(nbytes))
-        alone = _AloneRound(now, prices, started, links_used, done, chain)
+        alone = _AloneRound(now, prices, started, links_used, done, chain,
+                            chain.owner if chain is not None else self.owner)
         for link in links_used:
             link.alone = alone
         self._order += 1
@@ -627,11 +634,48 @@ class FairShareNetwork(Network):
         self._arm()
         return True
 
+    def state(self, now: float, relative: "Callable[[object], object]") -> list[tuple]:
+        """Every round in flight, in a canonical order, with times relative to ``now`` and owners
+        mapped by ``relative`` (:mod:`simulator.periodic` compares these between two step starts).
+
+        Each entry: ``(owner, chain position, kind, …)``; a closed-form round gives its start and
+        its memoised prices, a round of flows each flow's links, bytes and latency left, rate and
+        last update. Superseded heap entries and timers are left out: they do nothing when they fire.
+        """
+        ids = self._link_ids()
+        rounds: dict[int, list] = {}
+        for _, _, item, version in self._heap:
+            if version != item.version:
+                continue
+            if type(item) is _AloneRound:
+                chain = item.chain
+                rounds[id(item)] = [relative(item.owner), _chain_state(chain), "alone", item.t0 - now, id(item.alone)]
+                continue
+            join = item.join
+            entry = rounds.get(id(join))
+            if entry is None:
+                entry = rounds[id(join)] = [relative(join.owner), _chain_state(join.chain), "flows", join.left, []]
+            entry[4].append((tuple(ids[id(link)] for link in item.links), item.remaining, item.latency_left,
+                             item.rate, item.updated - now, item.speed))
+        out = []
+        for entry in rounds.values():
+            if entry[2] == "flows":
+                entry[4] = tuple(sorted(entry[4]))
+            out.append(tuple(entry))
+        return sorted(out, key=repr)
+
+    def _link_ids(self) -> dict[int, LinkId]:
+        return {id(state): link for link, state in self._fair_links.items()}
+
     def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
         """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""
         done = self.start_round([(src, dst)], nbytes, messages)
         if done is not None:
             yield done
+
+
+def _chain_state(chain: _Chain | None) -> tuple | None:
+    return None if chain is None else (chain.index, len(chain.rounds), chain.nbytes, chain.messages)
 
 
 NETWORK_MODELS = {"fair": FairShareNetwork, "fifo": Network}

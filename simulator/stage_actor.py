@@ -39,6 +39,12 @@ class StageRunner(Protocol):
     work: Workload
     model: ModelPreset
 
+    unit_count: int
+    position: dict[str, int]
+    where: dict[str, tuple]
+
+    def unit(self, index: int) -> Unit: ...
+    def step_began(self, step: int, index: int) -> None: ...
     def event(self, key: tuple) -> simpy.Event: ...
     def record_wait(self, actor: Actor, start: float, end: float, sent_at: float, **tags: Any) -> None: ...
     def pass_cost(self, stage: int, item: int | None, *, warmup: bool, first: bool = False) -> PassCost: ...
@@ -87,8 +93,17 @@ def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
     """The simpy process of one stage group."""
     env, work = sim.env, sim.work
     last = work.stages - 1
-    for index, unit in enumerate(work.schedule):
+    label = actor.label
+    watched = actor is work.actors[0]
+    index = -1
+    while index + 1 < sim.unit_count:  # read each time: the run may be cut short (simulator.periodic)
+        index += 1
+        unit = sim.unit(index)
         step, item = unit.step, unit.patch
+        sim.position[label] = index
+        sim.where[label] = ("deps", env.now)
+        if watched and item in (None, 0):
+            sim.step_began(step, index)
         tags = {"step": step, "patch": item, "stage": actor.stage}
         deps = dependencies(sim, actor, step, item)
         if deps:
