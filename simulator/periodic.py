@@ -109,7 +109,7 @@ class StepWatch:
             return None
         warm_end = max(sim.warmup_end_s.values(), default=0.0)
         actors = []
-        lowest = step
+        lowest = lowest_first = step
         for actor in work.actors:
             label = actor.label
             position = sim.position.get(label)
@@ -119,6 +119,8 @@ class StepWatch:
             if unit.step < warm or (actor.stage == 0 and unit.step < warm + 1):
                 return None  # still in the warm-up's (or the first step's) own costs and inputs
             lowest = min(lowest, unit.step)
+            if actor.stage == 0:
+                lowest_first = min(lowest_first, unit.step)
             where = sim.where.get(label, ())
             since = [x for x in where if type(x) is float]
             if any(t < warm_end for t in since):
@@ -128,8 +130,8 @@ class StepWatch:
                                                                           else ())))
         events = []
         for key, ev in sim._events.items():
-            if key[-2] < lowest - 1:
-                continue
+            if key[-2] < (lowest_first - 1 if key[0] == "ret" else lowest):
+                continue  # every stage group is past its consumer (stage 0 reads a return a step later)
             fired = ev.triggered
             events.append((key[:-2] + (key[-2] - step, key[-1]), fired, ev.processed,
                            ev.value - now if fired else None, 0 if ev.processed else len(ev.callbacks)))
