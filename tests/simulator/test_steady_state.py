@@ -71,7 +71,7 @@ def test_a_trace_is_never_cut_short():
     plan = ParallelPlan(model="pixart-alpha", height_px=512, width_px=512, steps=12,
                         degrees={"pipefusion": 4}, patches=4, warmup_steps=1)
     traced = simulate(plan, m, c, cost, record_trace=True)
-    assert {e.step for e in traced.events} == set(range(12))
+    assert {e.step for e in traced.events} - {None} == set(range(12))
     assert_same(traced, simulate(plan, m, c, cost, extrapolate=False))
     assert traced.latency_s == pytest.approx(simulate(plan, m, c, cost).latency_s, rel=1e-9)
 
