@@ -221,6 +221,7 @@ class Simulation(Pricing):
         self._own: dict[str, simpy.Process] = {}
         self._inflight: dict[int, tuple[tuple, simpy.Event]] = {}
         """Sends started without a process, not yet arrived: id(done) → (owner, done)."""
+        self._pairs: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self.watch: StepWatch | None = None
         if watch and not self.record and isinstance(self.net, FairShareNetwork) and not self.net.curves:
             self.watch = StepWatch(self, give_up=give_up)
@@ -275,6 +276,10 @@ class Simulation(Pricing):
     def record_wait(self, actor: Actor, start: float, end: float, sent_at: float, **tags: Any) -> None:
         """Split a wait for input into bubble (the data was not sent yet) and exposed communication."""
         split = min(max(sent_at, start), end)
+        if not self.record:
+            self._tally(actor, start, split, "bubble", tags.get("step"))
+            self._tally(actor, split, end, "exposed_communication", tags.get("step"))
+            return
         self.note(actor, start, split, "bubble", "wait", **dict(tags))
         self.note(actor, split, end, "exposed_communication", "recv", **dict(tags))
 
@@ -287,6 +292,36 @@ class Simulation(Pricing):
         self.where[actor.label] = (name, start)
         yield self.env.timeout(seconds)
         self.note(actor, start, self.env.now, cat, name, **tags)
+
+    def computes(self, actor: Actor, step: int, parts: tuple[tuple[float, str, str], ...]) -> Generator:
+        """``(seconds, cat, name)`` back to back under one timer (not while recording: a trace keeps
+        :meth:`compute`'s events). Each part is accounted as :meth:`compute` would; its bounds are
+        summed from the start, so they may differ from the chained timers' in the last bit."""
+        scale = self.compute_scale
+        seconds = [(s * (self.vae_scale if cat == "vae" else scale), cat) for s, cat, _ in parts if s > 0]
+        if not seconds:
+            return
+        start = self.env.now
+        self.where[actor.label] = ("computes", tuple(name for s, _, name in parts if s > 0), start)
+        total = 0.0
+        for s, _ in seconds:
+            total += s
+        yield self.env.timeout(total)
+        t = start
+        for s, cat in seconds:
+            self._tally(actor, t, t + s, cat, step)
+            t += s
+
+    def _tally(self, actor: Actor, start: float, end: float, cat: str, step: int | None) -> None:
+        """:meth:`note` without an event (not recording)."""
+        if end > start:
+            totals = self.totals[actor.label]
+            totals[cat] = totals.get(cat, 0.0) + end - start
+            if step is None or step >= self.work.warmup_steps:
+                clipped = max(start, self.warmup_end_s.get((actor.data, actor.cfg), 0.0))
+                if end > clipped:
+                    after = self.after_warmup[actor.label]
+                    after[cat] = after.get(cat, 0.0) + end - clipped
 
     def collective(self, actor: Actor, spec: CollectiveSpec, owner: tuple = ()) -> Generator:
         algorithm = collectives.ALGORITHMS[spec.kind].run
@@ -369,7 +404,7 @@ class Simulation(Pricing):
         start_round = getattr(self.net, "start_round", None)
         if start_round is None or self.record:
             return False
-        moves = [(a, b) for a, b in zip(actor.devices, peer.devices) if a != b]
+        moves = self._moves(actor, peer)
         owner = ("send", actor.label, key, began_s)
         self.net.owner = owner
         done = start_round(moves, int(nbytes_per_rank)) if moves else None
@@ -381,6 +416,14 @@ class Simulation(Pricing):
         done.callbacks.append(lambda ev: self._arrived(actor, key, began_s, ev))
         self._sends.append(done)
         return True
+
+    def _moves(self, actor: Actor, peer: Actor) -> list[tuple[str, str]]:
+        """Same-position rank pairs of two stage groups on different devices (built once per pair)."""
+        pair = (actor.label, peer.label)
+        moves = self._pairs.get(pair)
+        if moves is None:
+            moves = self._pairs[pair] = [(a, b) for a, b in zip(actor.devices, peer.devices) if a != b]
+        return moves
 
     def _arrived(self, actor: Actor, key: tuple, start: float, done: simpy.Event | None = None) -> None:
         if done is not None:
@@ -402,8 +445,16 @@ class Simulation(Pricing):
         if held > 0:
             self.where[actor.label] = ("held", key, began)
             self.net.owner = (actor.label, "held")
-            yield from collectives.exchange(self.net, list(zip(actor.devices, peer.devices)), held, messages=0)
-            self.note(actor, began, self.env.now, "exposed_communication", f"{name} (not overlapped)", **tags)
+            start_round = getattr(self.net, "start_round", None)
+            if start_round is not None and not self.record:  # what collectives.exchange does, without its generators
+                moves = self._moves(actor, peer)
+                done = start_round(moves, held, 0) if moves else None
+                if done is not None:
+                    yield done
+                self._tally(actor, began, self.env.now, "exposed_communication", tags.get("step"))
+            else:
+                yield from collectives.exchange(self.net, list(zip(actor.devices, peer.devices)), held, messages=0)
+                self.note(actor, began, self.env.now, "exposed_communication", f"{name} (not overlapped)", **tags)
         if not self._send_now(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held,
                               **tags):
             self.spawn(self.send(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held,
