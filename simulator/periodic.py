@@ -29,11 +29,36 @@ while recording a trace.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # the engine imports this module
-    from simulator.engine import Simulation
+import simpy
+
+from simulator.network import FairShareNetwork
+from simulator.schedule import Unit
+from simulator.workload import Workload
+
+
+class Simulation(Protocol):
+    """What the watch reads of a running simulation (:class:`simulator.engine.Simulation`; the engine
+    imports this module, so it is named by its shape)."""
+
+    env: simpy.Environment
+    work: Workload
+    net: FairShareNetwork
+    position: dict[str, int]
+    where: dict[str, tuple]
+    totals: dict[str, dict[str, float]]
+    after_warmup: dict[str, dict[str, float]]
+    warmup_end_s: dict[tuple[int, int], float]
+    finished_s: float
+    _events: dict[tuple, simpy.Event]
+    _bg: dict[str, list[simpy.Process]]
+    _own: dict[str, simpy.Process]
+    _inflight: dict[int, tuple[tuple, simpy.Event]]
+
+    def unit(self, index: int) -> Unit: ...
+    def stop_after(self, steps: int) -> None: ...
 
 REL_TOL = 1e-10
 """Two snapshot floats are equal within this relative difference (times: relative to the clock)."""
@@ -59,14 +84,12 @@ class Snapshot:
 class StepWatch:
     """Takes a snapshot at each step start of one simulation and stops it once two agree."""
 
-    sim: "Simulation"
+    sim: Simulation
     give_up: bool = False
     """Raise :class:`NotSettled` when no steady state is found in time (the run is too long to finish)."""
     previous: Snapshot | None = None
     found: tuple[Snapshot, Snapshot] | None = None
     stopped_at_steps: int = 0
-    units_per_step: int = 1
-    first_unit: dict[int, int] = field(default_factory=dict)
 
     def step_began(self, step: int, index: int) -> None:
         sim = self.sim
@@ -80,7 +103,6 @@ class StepWatch:
             if self.give_up:
                 raise NotSettled(step)
             return
-        self.first_unit[step] = index
         snap = self._snapshot(step, index)
         if snap is None:
             self.previous = None
@@ -178,7 +200,7 @@ def same(a: Any, b: Any, now: float) -> bool:
     return a == b
 
 
-def extend(sim: "Simulation", watch: StepWatch, steps: int) -> None:
+def extend(sim: Simulation, watch: StepWatch, steps: int) -> None:
     """Add ``steps − m`` periods to ``sim`` (stopped at ``m`` steps) in place: its clock, every
     stage group's totals and the traffic tables grow by what one period added."""
     prev, snap = watch.found  # type: ignore[misc]
