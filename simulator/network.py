@@ -97,6 +97,16 @@ class TrafficLog:
         self._transfers = 0
         self._pending: dict[int, list] = {}
         """id(route) → [route, bytes, transfers] not yet in the tables."""
+        self._rounds: dict[int, list] = {}
+        """id(routes of a round) → [routes, bytes per route, rounds] not yet in ``_pending``."""
+
+    def _add_sum(self, route: Route, total_bytes: int, count: int) -> None:
+        entry = self._pending.get(id(route))
+        if entry is None:
+            self._pending[id(route)] = [route, total_bytes, count]
+        else:
+            entry[1] += total_bytes
+            entry[2] += count
 
     def add(self, route: Route, nbytes: int, count: int = 1) -> None:
         """``count`` transfers of ``nbytes`` each over ``route``."""
@@ -107,7 +117,21 @@ class TrafficLog:
             entry[1] += nbytes * count
             entry[2] += count
 
+    def add_round(self, routes: tuple[Route, ...], nbytes: int) -> None:
+        """One transfer of ``nbytes`` over each of ``routes`` (a round; the tuple is kept per round
+        shape, so identity is enough), summed per tuple until read."""
+        entry = self._rounds.get(id(routes))
+        if entry is None:
+            self._rounds[id(routes)] = [routes, nbytes, 1]
+        else:
+            entry[1] += nbytes
+            entry[2] += 1
+
     def _flush(self) -> None:
+        rounds, self._rounds = self._rounds, {}
+        for routes, nbytes, count in rounds.values():
+            for route in routes:
+                self._add_sum(route, nbytes, count)
         pending, self._pending = self._pending, {}
         for route, nbytes, count in pending.values():
             self._transfers += count
@@ -587,11 +611,15 @@ class FairShareNetwork(Network):
             used: dict[_FairLink, None] = {}
             for _, links, _, _ in started:
                 used.update(dict.fromkeys(links))
-            prepared = self._rounds[key] = (tuple(started), tuple(used))
-        started, links_used = prepared
+            prepared = self._rounds[key] = (tuple(started), tuple(used), tuple(r for r, _, _, _ in started))
+        started, links_used, routes = prepared
         if not started:
             return False
-        if all(not link.flows and link.alone is None for link in links_used):
+        for link in links_used:
+            if link.flows or link.alone is not None:
+                break
+        else:
+            self.traffic.add_round(routes, int(nbytes))
             return self._start_alone(key, started, links_used, nbytes, messages, done, chain, now)
         for link in links_used:
             if link.alone is not None:
@@ -622,9 +650,6 @@ class FairShareNetwork(Network):
         prices = self._alone_memo.get(memo)
         if prices is None:
             prices = self._alone_memo[memo] = self._alone_prices(started, links_used, nbytes, messages)
-        add = self.traffic.add
-        for route, _, _, _ in started:
-            add(route, int(nbytes))
         alone = _AloneRound(now, prices, started, links_used, done, chain,
                             chain.owner if chain is not None else self.owner)
         for link in links_used:
