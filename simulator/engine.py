@@ -363,19 +363,29 @@ class Simulation(Pricing):
             background.append(env.process(self.collective(actor, spec, (label, "bg", len(background)))))
         self.where[label] = ("pass-end", start)
         yield env.timeout(max(compute_s - elapsed, 0.0))
-        self.note(actor, start, env.now, "compute", "blocks", **dict(tags))
+        record, step = self.record, tags.get("step")
+        if record:
+            self.note(actor, start, env.now, "compute", "blocks", **dict(tags))
+        else:
+            self._tally(actor, start, env.now, "compute", step)
         if background:
             waited = env.now
             self.where[label] = ("pass-bg", waited)
             yield env.all_of(background)
-            self.note(actor, waited, env.now, "exposed_communication", "overlapped-collective", **dict(tags))
+            if record:
+                self.note(actor, waited, env.now, "exposed_communication", "overlapped-collective", **dict(tags))
+            else:
+                self._tally(actor, waited, env.now, "exposed_communication", step)
         for i, spec in enumerate(cost.specs):
             if not spec.overlapped:
                 began = env.now
                 self.where[label] = ("pass-blk", i, began)
                 yield from self.collective(actor, spec, (label, "blk", i))
-                self.note(actor, began, env.now, "exposed_communication", f"{spec.kind}:{spec.axis}",
-                          **dict(tags), bytes=int(spec.bytes_per_rank))
+                if record:
+                    self.note(actor, began, env.now, "exposed_communication", f"{spec.kind}:{spec.axis}",
+                              **dict(tags), bytes=int(spec.bytes_per_rank))
+                else:
+                    self._tally(actor, began, env.now, "exposed_communication", step)
 
     def send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str, *,
              began_s: float | None = None, held_bytes: int = 0, **tags: Any) -> Generator:
