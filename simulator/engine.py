@@ -31,7 +31,7 @@ from simulator.network import NETWORK_MODELS, FairShareNetwork, LinkFit
 from simulator.periodic import NotSettled, StepWatch, extend
 from simulator.plan import ParallelPlan, validate
 from simulator.result import PassCost, SimEvent, SimulationResult
-from simulator.schedule import Unit, row_bounds
+from simulator.schedule import Unit, row_bounds, unit_at, unit_count
 from simulator.stage_actor import cfg_key, stage_actor
 from simulator.strategies import STRATEGIES
 from simulator.strategies.base import CollectiveSpec, PassWork, Strategy, split_by_overlap
@@ -208,8 +208,7 @@ class Simulation(Pricing):
         """Sends the generation must wait for: processes, or round events of the fair-share network."""
         self.finished_s = 0.0
         work = self.work
-        self._rows = [t // work.cols for t in work.patch_tokens]
-        self._bounds = row_bounds(self._rows)
+        self._bounds = row_bounds([t // work.cols for t in work.patch_tokens])
         self._per_step = 1 if work.patches == 1 else work.patches
         self.unit_count = self._units_for(work.steps)
         """Units every stage runs (:meth:`stop_after` may shorten it)."""
@@ -228,19 +227,11 @@ class Simulation(Pricing):
 
     # -- the schedule, lazily (a million steps of patches is not built as a list) ---------------------
     def _units_for(self, steps: int) -> int:
-        warm = min(self.work.warmup_steps, steps)
-        return warm + (steps - warm) * self._per_step
+        return unit_count(steps, self.work.warmup_steps, self._per_step)
 
     def unit(self, index: int) -> Unit:
-        """The ``index``-th unit of every stage's schedule (as :func:`simulator.schedule.units` lists them)."""
-        warm = self.work.warmup_steps
-        if index < warm:
-            return Unit(index, None, 0, sum(self._rows))
-        step, patch = divmod(index - warm, self._per_step)
-        if self._per_step == 1:
-            return Unit(warm + step, None, 0, sum(self._rows))
-        r0, r1 = self._bounds[patch]
-        return Unit(warm + step, patch, r0, r1)
+        """The ``index``-th unit of every stage's schedule (:func:`simulator.schedule.unit_at`)."""
+        return unit_at(index, self.work.warmup_steps, self._bounds)
 
     def stop_after(self, steps: int) -> None:
         """Run only the first ``steps`` steps (the steady state was found; :func:`simulator.periodic.extend`)."""

@@ -84,3 +84,14 @@ def test_the_fifo_network_is_simulated_whole():
     from simulator.engine import SimSettings
 
     assert Simulation(plan, m, c, cost, SimSettings(network_model="fifo"), watch=True).watch is None
+
+
+@pytest.mark.parametrize("steps, warmup, rows", [(3, 1, [2, 2]), (5, 0, [3, 3, 2]), (4, 4, [1, 1]), (6, 2, [8]),
+                                                 (2, 5, [2, 2])])
+def test_the_lazy_schedule_is_the_listed_one(steps, warmup, rows):
+    from simulator.schedule import row_bounds, unit_at, unit_count, units
+
+    listed = units(steps, warmup, rows)
+    warm = min(warmup, steps)
+    assert unit_count(steps, warm, len(rows)) == len(listed)
+    assert [unit_at(i, warm, row_bounds(rows)) for i in range(len(listed))] == listed
