@@ -408,15 +408,21 @@ class Simulation(Pricing):
         moves = self._moves(actor, peer)
         owner = ("send", actor.label, key, began_s)
         self.net.owner = owner
-        done = start_round(moves, int(nbytes_per_rank)) if moves else None
+        done = start_round(moves, int(nbytes_per_rank), done=self.event(key), value=began_s) if moves else None
         if done is None:
             self._arrived(actor, key, began_s)
             return True
         if self.watch is not None:
             self._inflight[id(done)] = (owner, done)
-        done.callbacks.append(lambda ev: self._arrived(actor, key, began_s, ev))
+        done.callbacks.insert(0, lambda ev: self._landed(actor, key, ev))  # before the receiver resumes
         self._sends.append(done)
         return True
+
+    def _landed(self, actor: Actor, key: tuple, done: simpy.Event) -> None:
+        """A send the network fired on its own input event has arrived: its bookkeeping."""
+        self._inflight.pop(id(done), None)
+        if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
+            self.warmup_end_s[(actor.data, actor.cfg)] = self.env.now
 
     def _moves(self, actor: Actor, peer: Actor) -> list[tuple[str, str]]:
         """Same-position rank pairs of two stage groups on different devices (built once per pair)."""
@@ -426,9 +432,7 @@ class Simulation(Pricing):
             moves = self._pairs[pair] = [(a, b) for a, b in zip(actor.devices, peer.devices) if a != b]
         return moves
 
-    def _arrived(self, actor: Actor, key: tuple, start: float, done: simpy.Event | None = None) -> None:
-        if done is not None:
-            self._inflight.pop(id(done), None)
+    def _arrived(self, actor: Actor, key: tuple, start: float) -> None:
         self.event(key).succeed(start)
         if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
             self.warmup_end_s[(actor.data, actor.cfg)] = self.env.now

@@ -400,6 +400,8 @@ class FairShareNetwork(Network):
         """(round, bytes, messages) → its closed form alone on its links."""
         self._rounds: dict[tuple, tuple] = {}
         """Moves of a round → its routes' states and the links they use, built once per simulation."""
+        self._values: dict[int, object] = {}
+        """id(done) → the value it fires with (:meth:`start_round`)."""
 
     def _route_state(self, route: Route) -> tuple[tuple[_FairLink, ...], float, float]:
         """(links, measured / data-sheet speed, latency per message) of ``route``, built once."""
@@ -495,7 +497,7 @@ class FairShareNetwork(Network):
 
     def _round_ended(self, done: simpy.Event | None, chain: _Chain | None) -> None:
         if chain is None:
-            done.succeed()
+            done.succeed(self._values.pop(id(done), None) if self._values else None)
         elif not self._next_round(chain):
             chain.done.succeed()
 
@@ -566,13 +568,22 @@ class FairShareNetwork(Network):
         for link in alone.links:
             link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
 
-    def start_round(self, moves: list[tuple[str, str]], nbytes: int, messages: int = 1) -> simpy.Event | None:
+    def start_round(self, moves: list[tuple[str, str]], nbytes: int, messages: int = 1, *,
+                    done: simpy.Event | None = None, value: object = None) -> simpy.Event | None:
         """Start one transfer of ``nbytes`` per ``(src, dst)`` now; the event fires when all have
-        ended (None: nothing to move). The flows already on their links are re-timed once."""
+        ended (None: nothing to move). The flows already on their links are re-timed once.
+
+        ``done``: the event to fire (a new one by default), with ``value``: a send fires the
+        receiver's input event itself, one simpy event fewer per send."""
         if nbytes <= 0 and messages <= 0:
             return None
-        done = self.env.event()
-        return done if self._start(moves, nbytes, messages, done, None) else None
+        done = self.env.event() if done is None else done
+        if value is not None:
+            self._values[id(done)] = value
+        if self._start(moves, nbytes, messages, done, None):
+            return done
+        self._values.pop(id(done), None)
+        return None
 
     def start_rounds(self, rounds: list[list[tuple[str, str]]], nbytes: int,
                      messages: int = 1) -> simpy.Event | None:
