@@ -74,16 +74,26 @@ def call_timing(curve: CollectiveCurve) -> CollectiveTiming:
     against 1.5 ms a call in a run). Above the largest in-loop size the back-to-back curve
     continues, shifted by the in-loop difference at that size. Without in-loop points: the
     back-to-back points plus the single in-loop extra."""
-    back = CollectiveTiming(curve.op, curve.group_size, tuple((p.bytes, p.seconds) for p in curve.points),
-                            curve.bandwidth_gb_s)
+    back = tuple((p.bytes, p.seconds) for p in curve.points)
     if not curve.in_loop_points:
-        return CollectiveTiming(back.op, back.group_size, back.points, back.bandwidth_gb_s,
-                                curve.in_loop_extra_us * 1e-6)
+        return CollectiveTiming(curve.op, curve.group_size, back, curve.bandwidth_gb_s, curve.in_loop_extra_us * 1e-6)
     looped = [(p.bytes, p.seconds) for p in curve.in_loop_points]
     top_bytes, top_s = max(looped)
-    shift = top_s - back.time_s(top_bytes)
-    above = [(b, max(t + shift, top_s)) for b, t in back.points if b > top_bytes]
+    shift = top_s - _interpolated(back, top_bytes)
+    above = [(b, max(t + shift, top_s)) for b, t in back if b > top_bytes]
     return CollectiveTiming(curve.op, curve.group_size, tuple(sorted(looped + above)), curve.bandwidth_gb_s)
+
+
+def _interpolated(points: tuple[tuple[int, float], ...], nbytes: int) -> float:
+    """The measured back-to-back time at ``nbytes``, linear between the raw points (no hull: the
+    in-loop difference is taken against what was measured at that size)."""
+    pts = sorted(points)
+    if nbytes <= pts[0][0]:
+        return pts[0][1]
+    for (b0, t0), (b1, t1) in zip(pts, pts[1:]):
+        if nbytes <= b1:
+            return t0 + (nbytes - b0) / (b1 - b0) * (t1 - t0)
+    return pts[-1][1]
 
 
 def result_json(plan: ParallelPlan, result: SimulationResult) -> dict:

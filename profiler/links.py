@@ -257,7 +257,7 @@ def _at_reference_size(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _points(rows: list[dict[str, Any]]) -> list[LinkPoint]:
-    return [LinkPoint(bytes=r["bytes"], seconds=max(r["seconds"], 0.0), repeats=r["repeats"])
+    return [LinkPoint(bytes=r["bytes"], seconds=max(r["seconds"], 0.0), repeats=r.get("repeats", 1))
             for r in sorted(rows, key=lambda r: r["bytes"])]
 
 

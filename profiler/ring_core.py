@@ -1,10 +1,10 @@
 """Ring attention's attention core as the runtime runs it, against the SDPA call the layer table times.
 
 The layer table prices a block whose attention is one ``scaled_dot_product_attention`` over
-all keys. pfrun's Ring (:mod:`runtime.attention.ring`) runs, per attention layer, one
+all keys. pfrun's Ring (``runtime/attention/ring.py``) runs, per attention layer, one
 ``partial_attention`` per K/V block (explicit scores, log-sum-exp, exp, a second matmul) and
 an online-softmax ``merge`` between them: on CPU several times the fused SDPA call for the
-same FLOPs (ring=2 was predicted 25 % fast on 2026-12-02 with the merges priced as
+same FLOPs (a two-rank Ring plan was predicted 25 % fast on 2026-12-02 with the merges priced as
 elementwise kernels). This times the runtime's own two functions and SDPA on one rank's share
 (queries ``S/r``, key blocks ``S/r``, the preset's heads and head dim) so the simulator can
 charge the difference (:meth:`profiles.costs.profiled.ProfiledCostModel.ring_attention_excess_s`).
@@ -26,7 +26,10 @@ def time_ring_core(preset: ModelPreset, *, resolution_px: int, degrees: tuple[in
     import torch
     import torch.nn.functional as F
 
-    from runtime.attention.ring import accumulation_dtype, merge, partial_attention
+    from runtime.attention import ring as runtime_ring
+
+    accumulation_dtype, merge, partial_attention = (runtime_ring.accumulation_dtype, runtime_ring.merge,
+                                                    runtime_ring.partial_attention)
 
     tokens = preset.image_tokens(resolution_px)
     heads, head_dim = preset.arch.heads, preset.arch.head_dim

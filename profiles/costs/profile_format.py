@@ -175,7 +175,7 @@ class RingAttentionTiming(FormatModel):
     """Ring attention's attention core against one SDPA call, per attention layer, as the runtime runs it.
 
     The layer table prices a block with torch's SDPA over all keys; pfrun's Ring
-    (:mod:`runtime.attention.ring`) instead calls ``partial_attention`` once per K/V block (a
+    (``runtime/attention/ring.py``) instead calls ``partial_attention`` once per K/V block (a
     matmul, log-sum-exp, exp, matmul) and ``merge`` between them. ``excess_s`` = ``degree`` ×
     partial + (``degree`` − 1) × merge − SDPA over the whole keys, timed on the same shapes
     (heads and head dim of the preset; queries and keys of one rank's share).
