@@ -15,7 +15,9 @@ on one device) at its real dimensions with seeded random weights. For each resol
 Each block is then called on its captured arguments: warm-up calls, then repeats, median
 and spread (on CUDA with synchronisation). Embed and final come from the same forwards'
 hook timestamps. The VAE decode, the scheduler step and the whole-forward overhead are
-timed too (:mod:`profiler.runtime_costs`). The result is a :class:`~profiles.costs.profile_format.Profile`.
+timed too (:mod:`profiler.runtime_costs`), Ring's attention core against SDPA
+(:mod:`profiler.ring_core`), and, for tiny presets, the once-per-run costs from the runtime's
+own launches (:mod:`profiler.runtime_launch`). The result is a :class:`~profiles.costs.profile_format.Profile`.
 """
 
 from __future__ import annotations
@@ -233,6 +235,19 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
                                             summarise, device=device, dtype=dtype)
         if full is not None:
             overhead = full.overheads(layers, settings.batches, timer.samples, scheduler)
+    launch, ring = [], []
+    if settings.extras:
+        from profiler.ring_core import time_ring_core
+
+        with torch.inference_mode():
+            ring = time_ring_core(preset, resolution_px=base_res, degrees=tuple(settings.shards),
+                                  batches=tuple(settings.batches), samples=timer.samples, device=device, dtype=dtype,
+                                  seed=settings.seed)
+        if preset.tiny:  # real presets need their weights, which a profile run does not load
+            from profiler.runtime_launch import time_runtime_launches
+
+            launch = [time_runtime_launches(preset, resolution_px=base_res, steps=max(preset.default_steps, 2),
+                                            launches=3, device=device)]
     corun = []
     if settings.corun_ranks >= 2:
         from profiler.corun import time_corun
@@ -243,7 +258,7 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
     return Profile(model=preset.name, model_family=preset.family, device=catalog_name, device_name=device_name,
                    software=software_stack(device, settings.dtype, settings.threads),
                    text_tokens=preset.text_tokens, layers=layers, vae_decode=vae, scheduler_step=scheduler,
-                   pass_overhead=overhead, corun=corun,
+                   pass_overhead=overhead, corun=corun, runtime_launch=launch, ring_attention=ring,
                    provenance=ProfileProvenance(kind="measured", command=command, host=platform.node(),
                                                 notes=[f"warmup {settings.warmup}, repeats {settings.repeats}, "
                                                        f"samples of at least {settings.min_sample_s * 1e3:g} ms",

@@ -164,14 +164,16 @@ def _measure(rank: int, world: int, device: Any, *, settings: LinkSettings, plan
 
 
 IN_LOOP_BYTES = 64 * KB
-"""Bytes per rank of the in-loop calls: the size of a tiny preset's activations (pixart-tiny: 256 tokens × 32 × 2 × 4 B)."""
+"""The size whose in-loop time also gives ``in_loop_extra_us``: a tiny preset's activations (pixart-tiny: 256 tokens × 32 × 2 × 4 B)."""
+IN_LOOP_SIZES = (4 * KB, IN_LOOP_BYTES, 1024 * KB)
+"""Bytes per rank of the in-loop calls: around a tiny preset's messages (text, patch and image activations)."""
 IN_LOOP_CALLS = 40
 IN_LOOP_KERNELS = 15
 """(linear, GELU, layer norm) triples between two calls: ≈ 1 ms on this VM, a tiny preset's block."""
 
 
 def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, Any]]:
-    """Per op over all ranks: seconds per call of ``IN_LOOP_CALLS`` calls, each after a slice of
+    """Per op and size over all ranks: seconds per call of ``IN_LOOP_CALLS`` calls, each after a slice of
     compute on every rank (small kernels, as a tiny model's blocks run), less the same compute loop
     without the calls; the runtime's collectives sit between blocks like this, not back to back.
     The calls are the runtime's own (:class:`runtime.dist_context.DistContext` on its mesh group,
@@ -192,9 +194,9 @@ def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, An
         for _ in range(IN_LOOP_KERNELS):
             y = torch.nn.functional.layer_norm(torch.nn.functional.gelu(torch.nn.functional.linear(y, w)), (32,))
 
-    elems = max(world, (IN_LOOP_BYTES // 4) // world * world)
     out = []
-    for op in (*OPS, "p2p"):
+    for op, size in ((op, size) for op in (*OPS, "p2p") for size in IN_LOOP_SIZES):
+        elems = max(world, (size // 4) // world * world)
         src = torch.ones(elems).contiguous()
 
         def call() -> None:
@@ -249,6 +251,16 @@ def measure_links(cluster: ClusterGraph, settings: LinkSettings) -> dict[str, An
                      device_kind=settings.device, timeout_s=settings.timeout_s, prefix="pfplan-links-")
 
 
+def _at_reference_size(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The in-loop row nearest :data:`IN_LOOP_BYTES` (the size ``in_loop_extra_us`` is taken at)."""
+    return min(rows, key=lambda r: abs(r["bytes"] - IN_LOOP_BYTES)) if rows else None
+
+
+def _points(rows: list[dict[str, Any]]) -> list[LinkPoint]:
+    return [LinkPoint(bytes=r["bytes"], seconds=max(r["seconds"], 0.0), repeats=r["repeats"])
+            for r in sorted(rows, key=lambda r: r["bytes"])]
+
+
 def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, Any], *, command: str) -> Profile:
     """Fit the raw timings into a links-only :class:`Profile`."""
     import torch
@@ -266,10 +278,11 @@ def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, 
         latency, bandwidth = fit_latency_bandwidth([(p.bytes, p.seconds) for p in points])
         fit = LinkFit(route_class=cls, pairs=sorted({r["pair"] for r in rows}), latency_us=latency,
                       bandwidth_gb_s=bandwidth, points=points)
-        looped = next((r for r in raw.get("in_loop", []) if r["op"] == "p2p"), None)
+        rows_looped = [r for r in raw.get("in_loop", []) if r["op"] == "p2p"]
+        looped = _at_reference_size(rows_looped)
         if looped is not None and "0->1" in fit.pairs:  # measured between ranks 0 and 1
             extra = max(looped["seconds"] - latency * 1e-6 - looped["bytes"] / (bandwidth * 1e9), 0.0)
-            fit = fit.model_copy(update={"in_loop_extra_us": extra * 1e6})
+            fit = fit.model_copy(update={"in_loop_extra_us": extra * 1e6, "in_loop_points": _points(rows_looped)})
         links.append(fit)
     curves = []
     keys = sorted({(r["op"], r["group_size"]) for r in raw["collectives"]})
@@ -278,7 +291,10 @@ def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, 
         points = [LinkPoint(bytes=r["bytes"], seconds=r["seconds"], repeats=r["repeats"]) for r in rows]
         latency, bandwidth = fit_latency_bandwidth([(p.bytes, p.seconds) for p in points])
         curve = CollectiveCurve(op=op, group_size=g, latency_us=latency, bandwidth_gb_s=bandwidth, points=points)
-        looped = next((r for r in raw.get("in_loop", []) if r["op"] == op and r["group_size"] == g), None)
+        rows_looped = [r for r in raw.get("in_loop", []) if r["op"] == op and r["group_size"] == g]
+        looped = _at_reference_size(rows_looped)
+        if rows_looped:
+            curve = curve.model_copy(update={"in_loop_points": _points(rows_looped)})
         if looped is not None:  # beyond what the back-to-back points already charge at that size
             from simulator.network import CollectiveTiming
 

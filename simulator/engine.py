@@ -27,9 +27,11 @@ from profiles.topology.graph import ClusterGraph
 from simulator import collectives
 from simulator.errors import SimulatorError
 from simulator.limits import MAX_DIRECT_PASSES
-from simulator.network import NETWORK_MODELS, LinkFit
+from simulator.network import NETWORK_MODELS, FairShareNetwork, LinkFit
+from simulator.periodic import NotSettled, StepWatch, extend
 from simulator.plan import ParallelPlan, validate
 from simulator.result import PassCost, SimEvent, SimulationResult
+from simulator.schedule import Unit, row_bounds, unit_at, unit_count
 from simulator.stage_actor import cfg_key, stage_actor
 from simulator.strategies import STRATEGIES
 from simulator.strategies.base import CollectiveSpec, PassWork, Strategy, split_by_overlap
@@ -184,7 +186,8 @@ class Simulation(Pricing):
     """One run: the environment, the network, the actors' records. Not reusable across runs."""
 
     def __init__(self, plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
-                 settings: SimSettings = SimSettings(), *, cache: PriceCache | None = None) -> None:
+                 settings: SimSettings = SimSettings(), *, cache: PriceCache | None = None,
+                 watch: bool = False, give_up: bool = False) -> None:
         super().__init__(plan, model, cluster, cost_model, settings, cache=cache)
         self.env = simpy.Environment()
         if settings.network_model not in NETWORK_MODELS:
@@ -204,6 +207,39 @@ class Simulation(Pricing):
         self._sends: list[simpy.Event] = []
         """Sends the generation must wait for: processes, or round events of the fair-share network."""
         self.finished_s = 0.0
+        work = self.work
+        self._bounds = row_bounds([t // work.cols for t in work.patch_tokens])
+        self._per_step = 1 if work.patches == 1 else work.patches
+        self.unit_count = self._units_for(work.steps)
+        """Units every stage runs (:meth:`stop_after` may shorten it)."""
+        self.position: dict[str, int] = {}
+        """Actor label → index of the unit it is on."""
+        self.where: dict[str, tuple] = {}
+        """Actor label → what it waits in now and since when (:mod:`simulator.periodic` reads it)."""
+        self._bg: dict[str, list[simpy.Process]] = {}
+        self._own: dict[str, simpy.Process] = {}
+        self._inflight: dict[int, tuple[tuple, simpy.Event]] = {}
+        """Sends started without a process, not yet arrived: id(done) → (owner, done)."""
+        self._pairs: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self.watch: StepWatch | None = None
+        if watch and not self.record and isinstance(self.net, FairShareNetwork) and not self.net.curves:
+            self.watch = StepWatch(self, give_up=give_up)
+
+    # -- the schedule, lazily (a million steps of patches is not built as a list) ---------------------
+    def _units_for(self, steps: int) -> int:
+        return unit_count(steps, self.work.warmup_steps, self._per_step)
+
+    def unit(self, index: int) -> Unit:
+        """The ``index``-th unit of every stage's schedule (:func:`simulator.schedule.unit_at`)."""
+        return unit_at(index, self.work.warmup_steps, self._bounds)
+
+    def stop_after(self, steps: int) -> None:
+        """Run only the first ``steps`` steps (the steady state was found; :func:`simulator.periodic.extend`)."""
+        self.unit_count = self._units_for(steps)
+
+    def step_began(self, step: int, index: int) -> None:
+        if self.watch is not None:
+            self.watch.step_began(step, index)
 
     # -- bookkeeping ----------------------------------------------------------------------
     def event(self, key: tuple) -> simpy.Event:
@@ -231,6 +267,10 @@ class Simulation(Pricing):
     def record_wait(self, actor: Actor, start: float, end: float, sent_at: float, **tags: Any) -> None:
         """Split a wait for input into bubble (the data was not sent yet) and exposed communication."""
         split = min(max(sent_at, start), end)
+        if not self.record:
+            self._tally(actor, start, split, "bubble", tags.get("step"))
+            self._tally(actor, split, end, "exposed_communication", tags.get("step"))
+            return
         self.note(actor, start, split, "bubble", "wait", **dict(tags))
         self.note(actor, split, end, "exposed_communication", "recv", **dict(tags))
 
@@ -240,20 +280,57 @@ class Simulation(Pricing):
             return
         seconds *= self.vae_scale if cat == "vae" else self.compute_scale
         start = self.env.now
+        self.where[actor.label] = (name, start)
         yield self.env.timeout(seconds)
         self.note(actor, start, self.env.now, cat, name, **tags)
 
-    def collective(self, actor: Actor, spec: CollectiveSpec) -> Generator:
+    def computes(self, actor: Actor, step: int, parts: tuple[tuple[float, str, str], ...]) -> Generator:
+        """``(seconds, cat, name)`` back to back under one timer (not while recording: a trace keeps
+        :meth:`compute`'s events). Each part is accounted as :meth:`compute` would; its bounds are
+        summed from the start, so they may differ from the chained timers' in the last bit."""
+        scale = self.compute_scale
+        seconds = [(s * (self.vae_scale if cat == "vae" else scale), cat) for s, cat, _ in parts if s > 0]
+        if not seconds:
+            return
+        start = self.env.now
+        self.where[actor.label] = ("computes", tuple(name for s, _, name in parts if s > 0), start)
+        total = 0.0
+        for s, _ in seconds:
+            total += s
+        yield self.env.timeout(total)
+        t = start
+        for s, cat in seconds:
+            self._tally(actor, t, t + s, cat, step)
+            t += s
+
+    def _tally(self, actor: Actor, start: float, end: float, cat: str, step: int | None) -> None:
+        """:meth:`note` without an event (not recording)."""
+        if end > start:
+            totals = self.totals[actor.label]
+            totals[cat] = totals.get(cat, 0.0) + end - start
+            if step is None or step >= self.work.warmup_steps:
+                clipped = max(start, self.warmup_end_s.get((actor.data, actor.cfg), 0.0))
+                if end > clipped:
+                    after = self.after_warmup[actor.label]
+                    after[cat] = after.get(cat, 0.0) + end - clipped
+
+    def collective(self, actor: Actor, spec: CollectiveSpec, owner: tuple = ()) -> Generator:
         algorithm = collectives.ALGORITHMS[spec.kind].run
         key = (actor.label, spec.axis)
         groups = self._groups.get(key)
         if groups is None:
             groups = self._groups[key] = [g for g in self.work.inner_groups(actor, spec.axis) if len(g) > 1]
         if len(groups) == 1:
+            self.net.owner = owner
             yield from algorithm(self.net, groups[0], spec.bytes_per_rank, spec.messages)
         elif groups:
-            yield self.env.all_of([self.env.process(algorithm(self.net, g, spec.bytes_per_rank, spec.messages))
-                                   for g in groups])
+            yield self.env.all_of([self.env.process(self._owned(owner + (i,), algorithm(
+                self.net, g, spec.bytes_per_rank, spec.messages))) for i, g in enumerate(groups)])
+
+    def _owned(self, owner: tuple, process: Generator) -> Generator:
+        """``process``, naming ``owner`` to the network for the transfers it starts."""
+        self.net.owner = owner
+        yield from process
 
     def stage_pass(self, actor: Actor, cost: PassCost, **tags: Any) -> Generator:
         """Compute the pass; overlapped collectives start ``(1−f)·C`` in and hide behind the rest.
@@ -263,27 +340,43 @@ class Simulation(Pricing):
         """
         env = self.env
         start = env.now
+        label = actor.label
         background: list[simpy.Process] = []
+        self._bg[label] = background
         elapsed = 0.0
         compute_s = cost.compute_s * self.compute_scale
         for spec in sorted((s for s in cost.specs if s.overlapped), key=lambda s: -s.overlap_fraction):
             begin = (1.0 - spec.overlap_fraction) * compute_s
             if begin > elapsed:
+                self.where[label] = ("pass", len(background), start)
                 yield env.timeout(begin - elapsed)
                 elapsed = begin
-            background.append(env.process(self.collective(actor, spec)))
+            background.append(env.process(self.collective(actor, spec, (label, "bg", len(background)))))
+        self.where[label] = ("pass-end", start)
         yield env.timeout(max(compute_s - elapsed, 0.0))
-        self.note(actor, start, env.now, "compute", "blocks", **dict(tags))
+        record, step = self.record, tags.get("step")
+        if record:
+            self.note(actor, start, env.now, "compute", "blocks", **dict(tags))
+        else:
+            self._tally(actor, start, env.now, "compute", step)
         if background:
             waited = env.now
+            self.where[label] = ("pass-bg", waited)
             yield env.all_of(background)
-            self.note(actor, waited, env.now, "exposed_communication", "overlapped-collective", **dict(tags))
-        for spec in cost.specs:
+            if record:
+                self.note(actor, waited, env.now, "exposed_communication", "overlapped-collective", **dict(tags))
+            else:
+                self._tally(actor, waited, env.now, "exposed_communication", step)
+        for i, spec in enumerate(cost.specs):
             if not spec.overlapped:
                 began = env.now
-                yield from self.collective(actor, spec)
-                self.note(actor, began, env.now, "exposed_communication", f"{spec.kind}:{spec.axis}",
-                          **dict(tags), bytes=int(spec.bytes_per_rank))
+                self.where[label] = ("pass-blk", i, began)
+                yield from self.collective(actor, spec, (label, "blk", i))
+                if record:
+                    self.note(actor, began, env.now, "exposed_communication", f"{spec.kind}:{spec.axis}",
+                              **dict(tags), bytes=int(spec.bytes_per_rank))
+                else:
+                    self._tally(actor, began, env.now, "exposed_communication", step)
 
     def send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str, *,
              began_s: float | None = None, held_bytes: int = 0, **tags: Any) -> Generator:
@@ -312,14 +405,32 @@ class Simulation(Pricing):
         start_round = getattr(self.net, "start_round", None)
         if start_round is None or self.record:
             return False
-        moves = [(a, b) for a, b in zip(actor.devices, peer.devices) if a != b]
-        done = start_round(moves, int(nbytes_per_rank)) if moves else None
+        moves = self._moves(actor, peer)
+        owner = ("send", actor.label, key, began_s)
+        self.net.owner = owner
+        done = start_round(moves, int(nbytes_per_rank), done=self.event(key), value=began_s) if moves else None
         if done is None:
             self._arrived(actor, key, began_s)
             return True
-        done.callbacks.append(lambda _ev: self._arrived(actor, key, began_s))
+        if self.watch is not None:
+            self._inflight[id(done)] = (owner, done)
+        done.callbacks.insert(0, lambda ev: self._landed(actor, key, ev))  # before the receiver resumes
         self._sends.append(done)
         return True
+
+    def _landed(self, actor: Actor, key: tuple, done: simpy.Event) -> None:
+        """A send the network fired on its own input event has arrived: its bookkeeping."""
+        self._inflight.pop(id(done), None)
+        if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
+            self.warmup_end_s[(actor.data, actor.cfg)] = self.env.now
+
+    def _moves(self, actor: Actor, peer: Actor) -> list[tuple[str, str]]:
+        """Same-position rank pairs of two stage groups on different devices (built once per pair)."""
+        pair = (actor.label, peer.label)
+        moves = self._pairs.get(pair)
+        if moves is None:
+            moves = self._pairs[pair] = [(a, b) for a, b in zip(actor.devices, peer.devices) if a != b]
+        return moves
 
     def _arrived(self, actor: Actor, key: tuple, start: float) -> None:
         self.event(key).succeed(start)
@@ -337,8 +448,18 @@ class Simulation(Pricing):
         held = int(nbytes_per_rank * (1.0 - self.cluster.topology.communication.overlap_efficiency))
         began = self.env.now
         if held > 0:
-            yield from collectives.exchange(self.net, list(zip(actor.devices, peer.devices)), held, messages=0)
-            self.note(actor, began, self.env.now, "exposed_communication", f"{name} (not overlapped)", **tags)
+            self.where[actor.label] = ("held", key, began)
+            self.net.owner = (actor.label, "held")
+            start_round = getattr(self.net, "start_round", None)
+            if start_round is not None and not self.record:  # what collectives.exchange does, without its generators
+                moves = self._moves(actor, peer)
+                done = start_round(moves, held, 0) if moves else None
+                if done is not None:
+                    yield done
+                self._tally(actor, began, self.env.now, "exposed_communication", tags.get("step"))
+            else:
+                yield from collectives.exchange(self.net, list(zip(actor.devices, peer.devices)), held, messages=0)
+                self.note(actor, began, self.env.now, "exposed_communication", f"{name} (not overlapped)", **tags)
         if not self._send_now(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held,
                               **tags):
             self.spawn(self.send(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held,
@@ -349,7 +470,10 @@ class Simulation(Pricing):
         step, item = tags["step"], tags["patch"]
         peer = self.work.actor(actor.data, 1 - actor.cfg, actor.stage)
         began = self.env.now
-        own = self.env.process(collectives.exchange(self.net, list(zip(actor.devices, peer.devices)), nbytes))
+        own = self.env.process(self._owned((actor.label, "cfg"), collectives.exchange(
+            self.net, list(zip(actor.devices, peer.devices)), nbytes)))
+        self._own[actor.label] = own
+        self.where[actor.label] = ("cfg", began)
         mine = self.event(cfg_key(actor, step, item))
         own.callbacks.append(lambda _ev: mine.succeed(self.env.now))
         yield self.env.all_of([own, self.event(cfg_key(peer, step, item))])
@@ -371,6 +495,8 @@ class Simulation(Pricing):
                 break
             env.run(until=env.all_of(pending))
         self.finished_s = env.now
+        if self.watch is not None and self.watch.found is not None:
+            extend(self, self.watch, self.work.steps)
         return build_result(self)
 
 
@@ -393,27 +519,39 @@ def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost
     (links as capacity-1 resources, transfers queue); see :mod:`simulator.network`.
     ``link_fits``: measured latency and bandwidth per route class, used in place of the
     topology's figures for routes of those classes.
-    ``extrapolate``: simulate until the per-step pattern repeats and extrapolate the rest
-    (:func:`extrapolated`); None: when the run is longer than :data:`LONG_RUN_STEPS` steps and
-    no trace is asked for. A run that does not settle is simulated whole, or refused when that
-    is more than :data:`simulator.limits.MAX_DIRECT_PASSES` stage passes.
+    ``extrapolate``: stop the run once its whole state at a step start repeats the previous
+    step start's and add the remaining steps in closed form (:mod:`simulator.periodic`; a long
+    run that does not settle so falls back to :func:`extrapolated`); False: simulate every
+    step; None (the default): True unless a trace is asked for (a trace needs every event). A
+    run that does not settle is simulated whole, or refused when that is more than
+    :data:`simulator.limits.MAX_DIRECT_PASSES` stage passes.
     Raises :class:`~simulator.errors.PlanError` listing every rule the plan breaks.
     """
     validate(plan, model, cluster)
     settings = SimSettings(record=record_trace, bandwidth_scale=bandwidth_scale, dtype_bytes=dtype_bytes,
                            network_model=network_model, link_fits=link_fits)
     if extrapolate is None:
-        extrapolate = plan.steps > LONG_RUN_STEPS and not record_trace
-    if extrapolate and not record_trace:
-        result = extrapolated(plan, model, cluster, cost_model, settings)
-        if result is not None:
-            return result
+        extrapolate = not record_trace
     d = plan.degrees
     groups = d.data * d.cfg * d.pipeline_stages
     rows, _ = model.token_grid(plan.height_px, plan.width_px)
     patches = min(plan.patches_in_effect, rows)
     warm = min(plan.warmup_steps, plan.steps)
     passes = (warm + (plan.steps - warm) * patches) * groups
+    long_run = plan.steps > LONG_RUN_STEPS or passes > MAX_DIRECT_PASSES
+    if extrapolate and not record_trace:
+        sim = Simulation(plan, model, cluster, cost_model, settings, watch=True, give_up=long_run)
+        if sim.watch is not None:
+            try:
+                result = sim.run()
+                if not long_run or _holds_further(sim, plan, model, cluster, cost_model, settings):
+                    return result
+            except NotSettled:
+                pass
+        if long_run:
+            result = extrapolated(plan, model, cluster, cost_model, settings)
+            if result is not None:
+                return result
     if passes > MAX_DIRECT_PASSES:
         raise SimulatorError(f"steps: {plan.steps:,} steps of {patches} patches on "
                              f"{groups} stage groups is {passes:,} stage passes, more than the "
@@ -421,6 +559,22 @@ def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost
                              f"repeating per-step pattern within {SETTLE_STEPS[-1]} steps to extrapolate",
                              field="steps")
     return Simulation(plan, model, cluster, cost_model, settings).run()
+
+
+def _holds_further(sim: Simulation, plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,
+                   cost_model: CostModel, settings: SimSettings) -> bool:
+    """For a long run stopped at its steady state: the same extension to :data:`CHECK_STEPS` steps
+    beyond the stop equals the whole simulation of as many steps (a float tie that flips every few
+    dozen steps, seen on replicas sharing a link, would not show in the two snapshots)."""
+    if sim.watch is None or sim.watch.found is None:
+        return True
+    steps = sim.watch.stopped_at_steps + CHECK_STEPS
+    cache = PriceCache()
+    short = Simulation(plan.model_copy(update={"steps": steps}), model, cluster, cost_model, settings, cache=cache,
+                       watch=True)
+    short.run()
+    whole = _run_steps(plan, steps, model, cluster, cost_model, settings, cache)
+    return _same(_observables(short), _observables(whole))
 
 
 def _observables(sim: Simulation) -> list[float]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from collections import deque
 import heapq
 import operator
-from typing import Generator
+from typing import Callable, Generator
 
 import simpy
 
@@ -97,6 +97,16 @@ class TrafficLog:
         self._transfers = 0
         self._pending: dict[int, list] = {}
         """id(route) → [route, bytes, transfers] not yet in the tables."""
+        self._rounds: dict[int, list] = {}
+        """id(routes of a round) → [routes, bytes per route, rounds] not yet in ``_pending``."""
+
+    def _add_sum(self, route: Route, total_bytes: int, count: int) -> None:
+        entry = self._pending.get(id(route))
+        if entry is None:
+            self._pending[id(route)] = [route, total_bytes, count]
+        else:
+            entry[1] += total_bytes
+            entry[2] += count
 
     def add(self, route: Route, nbytes: int, count: int = 1) -> None:
         """``count`` transfers of ``nbytes`` each over ``route``."""
@@ -107,7 +117,21 @@ class TrafficLog:
             entry[1] += nbytes * count
             entry[2] += count
 
+    def add_round(self, routes: tuple[Route, ...], nbytes: int) -> None:
+        """One transfer of ``nbytes`` over each of ``routes`` (a round; the tuple is kept per round
+        shape, so identity is enough), summed per tuple until read."""
+        entry = self._rounds.get(id(routes))
+        if entry is None:
+            self._rounds[id(routes)] = [routes, nbytes, 1]
+        else:
+            entry[1] += nbytes
+            entry[2] += 1
+
     def _flush(self) -> None:
+        rounds, self._rounds = self._rounds, {}
+        for routes, nbytes, count in rounds.values():
+            for route in routes:
+                self._add_sum(route, nbytes, count)
         pending, self._pending = self._pending, {}
         for route, nbytes, count in pending.values():
             self._transfers += count
@@ -193,6 +217,9 @@ class Network:
         self.traffic = TrafficLog()
         self._links: dict[LinkId, Link] = {}
         self._order: dict[tuple[LinkId, ...], tuple[Link, ...]] = {}
+        self.owner: object = None
+        """Who starts the next transfers (set by the engine just before it starts them): kept with
+        each round in flight so that :meth:`FairShareNetwork.state` can say whose it is."""
 
     def _held_links(self, links: tuple[LinkId, ...]) -> tuple[Link, ...]:
         """The route's links as resources, in the one global acquisition order (sorted ids)."""
@@ -262,23 +289,25 @@ class _Chain:
     """Rounds run back to back (a collective): the next starts the moment the last transfer of
     the one before ends, in the network's own bookkeeping; ``done`` fires after the last."""
 
-    __slots__ = ("rounds", "index", "nbytes", "messages", "done")
+    __slots__ = ("rounds", "index", "nbytes", "messages", "done", "owner")
 
-    def __init__(self, rounds: list[list[tuple[str, str]]], nbytes: int, messages: int) -> None:
+    def __init__(self, rounds: list[list[tuple[str, str]]], nbytes: int, messages: int, owner: object = None) -> None:
         self.rounds, self.index, self.nbytes, self.messages = rounds, 0, nbytes, messages
         self.done: simpy.Event | None = None
+        self.owner = owner
 
 
 class _Join:
     """The transfers of one round still in flight; when the last ends, ``chain``'s next round
     starts (or ``done`` fires, for a lone round)."""
 
-    __slots__ = ("left", "done", "chain")
+    __slots__ = ("left", "done", "chain", "owner")
 
-    def __init__(self, left: int, done: simpy.Event | None, chain: _Chain | None) -> None:
+    def __init__(self, left: int, done: simpy.Event | None, chain: _Chain | None, owner: object = None) -> None:
         self.left = left
         self.done = done
         self.chain = chain
+        self.owner = owner
 
 
 class _Flow:
@@ -326,13 +355,14 @@ class _AloneRound:
     """A round running in closed form: no flows of its own until another transfer needs one of
     its links (then :meth:`FairShareNetwork._materialise` turns it into flows as they stand)."""
 
-    __slots__ = ("t0", "alone", "started", "links", "done", "chain", "version")
+    __slots__ = ("t0", "alone", "started", "links", "done", "chain", "version", "owner")
 
     def __init__(self, t0: float, alone: _Alone, started: tuple, links: tuple, done: simpy.Event | None,
-                 chain: _Chain | None) -> None:
+                 chain: _Chain | None, owner: object = None) -> None:
         self.t0, self.alone, self.started, self.links = t0, alone, started, links
         self.done, self.chain = done, chain
         self.version = 1
+        self.owner = owner
 
 
 _SHARE = operator.attrgetter("share")
@@ -370,6 +400,8 @@ class FairShareNetwork(Network):
         """(round, bytes, messages) → its closed form alone on its links."""
         self._rounds: dict[tuple, tuple] = {}
         """Moves of a round → its routes' states and the links they use, built once per simulation."""
+        self._values: dict[int, object] = {}
+        """id(done) → the value it fires with (:meth:`start_round`)."""
 
     def _route_state(self, route: Route) -> tuple[tuple[_FairLink, ...], float, float]:
         """(links, measured / data-sheet speed, latency per message) of ``route``, built once."""
@@ -465,7 +497,7 @@ class FairShareNetwork(Network):
 
     def _round_ended(self, done: simpy.Event | None, chain: _Chain | None) -> None:
         if chain is None:
-            done.succeed()
+            done.succeed(self._values.pop(id(done), None) if self._values else None)
         elif not self._next_round(chain):
             chain.done.succeed()
 
@@ -519,7 +551,7 @@ class FairShareNetwork(Network):
             return  # its last flows end now: its heap entry ends the round
         alone.version = -1
         live = [i for i in range(len(alone.started)) if t0 + prices.finish[i] > now]
-        join = _Join(len(live), alone.done, alone.chain)
+        join = _Join(len(live), alone.done, alone.chain, alone.owner)
         for i in live:
             state = prices.states[i][0]
             for candidate in prices.states[i]:
@@ -536,13 +568,22 @@ class FairShareNetwork(Network):
         for link in alone.links:
             link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
 
-    def start_round(self, moves: list[tuple[str, str]], nbytes: int, messages: int = 1) -> simpy.Event | None:
+    def start_round(self, moves: list[tuple[str, str]], nbytes: int, messages: int = 1, *,
+                    done: simpy.Event | None = None, value: object = None) -> simpy.Event | None:
         """Start one transfer of ``nbytes`` per ``(src, dst)`` now; the event fires when all have
-        ended (None: nothing to move). The flows already on their links are re-timed once."""
+        ended (None: nothing to move). The flows already on their links are re-timed once.
+
+        ``done``: the event to fire (a new one by default), with ``value``: a send fires the
+        receiver's input event itself, one simpy event fewer per send."""
         if nbytes <= 0 and messages <= 0:
             return None
-        done = self.env.event()
-        return done if self._start(moves, nbytes, messages, done, None) else None
+        done = self.env.event() if done is None else done
+        if value is not None:
+            self._values[id(done)] = value
+        if self._start(moves, nbytes, messages, done, None):
+            return done
+        self._values.pop(id(done), None)
+        return None
 
     def start_rounds(self, rounds: list[list[tuple[str, str]]], nbytes: int,
                      messages: int = 1) -> simpy.Event | None:
@@ -551,7 +592,7 @@ class FairShareNetwork(Network):
         each round's event before starting the next, without a simpy event per round."""
         if nbytes <= 0 and messages <= 0:
             return None
-        chain = _Chain(rounds, nbytes, messages)
+        chain = _Chain(rounds, nbytes, messages, self.owner)
         if not self._next_round(chain):
             return None
         chain.done = self.env.event()
@@ -581,16 +622,20 @@ class FairShareNetwork(Network):
             used: dict[_FairLink, None] = {}
             for _, links, _, _ in started:
                 used.update(dict.fromkeys(links))
-            prepared = self._rounds[key] = (tuple(started), tuple(used))
-        started, links_used = prepared
+            prepared = self._rounds[key] = (tuple(started), tuple(used), tuple(r for r, _, _, _ in started))
+        started, links_used, routes = prepared
         if not started:
             return False
-        if all(not link.flows and link.alone is None for link in links_used):
+        for link in links_used:
+            if link.flows or link.alone is not None:
+                break
+        else:
+            self.traffic.add_round(routes, int(nbytes))
             return self._start_alone(key, started, links_used, nbytes, messages, done, chain, now)
         for link in links_used:
             if link.alone is not None:
                 self._materialise(link.alone, now)
-        join = _Join(len(started), done, chain)
+        join = _Join(len(started), done, chain, chain.owner if chain is not None else self.owner)
         touched: dict[_Flow, None] = {}
         for link in links_used:
             touched.update(link.flows)
@@ -616,10 +661,8 @@ class FairShareNetwork(Network):
         prices = self._alone_memo.get(memo)
         if prices is None:
             prices = self._alone_memo[memo] = self._alone_prices(started, links_used, nbytes, messages)
-        add = self.traffic.add
-        for route, _, _, _ in started:
-            add(route, int(nbytes))
-        alone = _AloneRound(now, prices, started, links_used, done, chain)
+        alone = _AloneRound(now, prices, started, links_used, done, chain,
+                            chain.owner if chain is not None else self.owner)
         for link in links_used:
             link.alone = alone
         self._order += 1
@@ -627,11 +670,48 @@ class FairShareNetwork(Network):
         self._arm()
         return True
 
+    def state(self, now: float, relative: "Callable[[object], object]") -> list[tuple]:
+        """Every round in flight, in a canonical order, with times relative to ``now`` and owners
+        mapped by ``relative`` (:mod:`simulator.periodic` compares these between two step starts).
+
+        Each entry: ``(owner, chain position, kind, …)``; a closed-form round gives its start and
+        its memoised prices, a round of flows each flow's links, bytes and latency left, rate and
+        last update. Superseded heap entries and timers are left out: they do nothing when they fire.
+        """
+        ids = self._link_ids()
+        rounds: dict[int, list] = {}
+        for _, _, item, version in self._heap:
+            if version != item.version:
+                continue
+            if type(item) is _AloneRound:
+                chain = item.chain
+                rounds[id(item)] = [relative(item.owner), _chain_state(chain), "alone", item.t0 - now, id(item.alone)]
+                continue
+            join = item.join
+            entry = rounds.get(id(join))
+            if entry is None:
+                entry = rounds[id(join)] = [relative(join.owner), _chain_state(join.chain), "flows", join.left, []]
+            entry[4].append((tuple(ids[id(link)] for link in item.links), item.remaining, item.latency_left,
+                             item.rate, item.updated - now, item.speed))
+        out = []
+        for entry in rounds.values():
+            if entry[2] == "flows":
+                entry[4] = tuple(sorted(entry[4]))
+            out.append(tuple(entry))
+        return sorted(out, key=repr)
+
+    def _link_ids(self) -> dict[int, LinkId]:
+        return {id(state): link for link, state in self._fair_links.items()}
+
     def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
         """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""
         done = self.start_round([(src, dst)], nbytes, messages)
         if done is not None:
             yield done
+
+
+def _chain_state(chain: _Chain | None) -> tuple | None:
+    return None if chain is None else (chain.index, len(chain.rounds), chain.nbytes, chain.messages)
 
 
 NETWORK_MODELS = {"fair": FairShareNetwork, "fifo": Network}

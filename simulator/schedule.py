@@ -63,6 +63,26 @@ def units(steps: int, warmup: int, patch_rows: list[int]) -> list[Unit]:
     return out
 
 
+def unit_count(steps: int, warmup: int, patches: int) -> int:
+    """``len(units(steps, warmup, rows))`` for ``patches`` patches, without building the list."""
+    warm = min(warmup, steps)
+    return warm + (steps - warm) * max(patches, 1)
+
+
+def unit_at(index: int, warmup: int, bounds: list[tuple[int, int]]) -> Unit:
+    """``units(...)[index]`` for patches on the token rows ``bounds`` (:func:`row_bounds`), in
+    constant time: a simulation of a million steps never builds the list. ``(4, 1, [(0, 2), (2, 4)])``
+    → step 2, patch 1."""
+    rows = bounds[-1][1]
+    if index < warmup:
+        return Unit(index, None, 0, rows)
+    if len(bounds) == 1:
+        return Unit(index, None, 0, rows)
+    step, patch = divmod(index - warmup, len(bounds))
+    r0, r1 = bounds[patch]
+    return Unit(warmup + step, patch, r0, r1)
+
+
 def latent_source(unit: Unit, warmup: int, patches: int) -> tuple[int, int | None] | None:
     """The (step, patch) whose returned latent stage 0 needs before ``unit``; None at step 0.
 

@@ -39,10 +39,18 @@ class StageRunner(Protocol):
     work: Workload
     model: ModelPreset
 
+    unit_count: int
+    position: dict[str, int]
+    where: dict[str, tuple]
+
+    def unit(self, index: int) -> Unit: ...
+    def step_began(self, step: int, index: int) -> None: ...
     def event(self, key: tuple) -> simpy.Event: ...
     def record_wait(self, actor: Actor, start: float, end: float, sent_at: float, **tags: Any) -> None: ...
     def pass_cost(self, stage: int, item: int | None, *, warmup: bool, first: bool = False) -> PassCost: ...
     def compute(self, actor: Actor, seconds: float, cat: str, name: str, **tags: Any) -> Generator: ...
+    def computes(self, actor: Actor, step: int, parts: tuple[tuple[float, str, str], ...]) -> Generator: ...
+    record: bool
     def first_pass_s(self) -> float: ...
     def vae_s(self) -> float: ...
     def stage_pass(self, actor: Actor, cost: PassCost, **tags: Any) -> Generator: ...
@@ -87,8 +95,17 @@ def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
     """The simpy process of one stage group."""
     env, work = sim.env, sim.work
     last = work.stages - 1
-    for index, unit in enumerate(work.schedule):
+    label = actor.label
+    watched = actor is work.actors[0]
+    index = -1
+    while index + 1 < sim.unit_count:  # read each time: the run may be cut short (simulator.periodic)
+        index += 1
+        unit = sim.unit(index)
         step, item = unit.step, unit.patch
+        sim.position[label] = index
+        sim.where[label] = ("deps", env.now)
+        if watched and item in (None, 0):
+            sim.step_began(step, index)
         tags = {"step": step, "patch": item, "stage": actor.stage}
         deps = dependencies(sim, actor, step, item)
         if deps:
@@ -97,12 +114,19 @@ def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
             sent_at = max(e.value for e in deps)
             sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
         cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps, first=step == 0)
-        if index == 0:
-            yield from sim.compute(actor, sim.first_pass_s(), "overhead", "first pass", **tags)
-        if actor.stage == 0:
-            yield from sim.compute(actor, cost.embed_s, "embed", "embed", **tags)
-        yield from sim.stage_pass(actor, cost, **tags)
-        yield from sim.compute(actor, cost.overhead_s, "overhead", "pass overhead", **tags)
+        if not sim.record and not cost.specs:  # nothing between them can interact: one timer
+            yield from sim.computes(actor, step, (
+                (sim.first_pass_s() if index == 0 else 0.0, "overhead", "first pass"),
+                (cost.embed_s if actor.stage == 0 else 0.0, "embed", "embed"),
+                (cost.compute_s, "compute", "blocks"),
+                (cost.overhead_s, "overhead", "pass overhead")))
+        else:
+            if index == 0:
+                yield from sim.compute(actor, sim.first_pass_s(), "overhead", "first pass", **tags)
+            if actor.stage == 0:
+                yield from sim.compute(actor, cost.embed_s, "embed", "embed", **tags)
+            yield from sim.stage_pass(actor, cost, **tags)
+            yield from sim.compute(actor, cost.overhead_s, "overhead", "pass overhead", **tags)
         tokens = cost.local_query_tokens
         activation = tokens * work.hidden * work.batch * work.dtype_bytes
         for (src, dst), count in work.skip_layers.items():
@@ -115,10 +139,16 @@ def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
             yield from sim.post_send(actor, peer, activation, input_key(actor, actor.stage + 1, step, item),
                                     "activations", **tags)
             continue
-        yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
         if work.degrees["cfg"] > 1:
+            yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
             yield from sim.cfg_exchange(actor, prediction_bytes(sim.model, tokens, work.dtype_bytes), **tags)
-        yield from sim.compute(actor, cost.scheduler_s, "scheduler", "scheduler", **tags)
+            yield from sim.compute(actor, cost.scheduler_s, "scheduler", "scheduler", **tags)
+        elif sim.record:
+            yield from sim.compute(actor, cost.final_s, "final", "final", **tags)
+            yield from sim.compute(actor, cost.scheduler_s, "scheduler", "scheduler", **tags)
+        else:
+            yield from sim.computes(actor, step, ((cost.final_s, "final", "final"),
+                                                  (cost.scheduler_s, "scheduler", "scheduler")))
         latent = latent_bytes(sim.model, tokens, work.dtype_bytes)
         peer = work.actor(actor.data, actor.cfg, 0)
         yield from sim.post_send(actor, peer, latent, return_key(actor, step, item), "latent", **tags)

@@ -96,6 +96,13 @@ class AnalyticCostModel:
         eff = self.efficiency
         return eff.scale * max(nbytes / (self.gpu.memory_bandwidth_gb_s * 1e9), kernels * eff.elementwise_launch_us * 1e-6)
 
+    def ring_attention_excess_s(self, degree: int, batch: int, query_tokens: int, kv_tokens: int,
+                                hidden: int) -> float | None:
+        """``degree − 1`` more attention launches and merges of the fp32 partial output and
+        log-sum-exp (each merge reads and writes it twice: ``4·b·q·hidden`` fp32 values, in 6
+        elementwise kernels, as ring-flash-attention's ``_update_out_and_lse`` in eager mode)."""
+        return ring_merge_estimate_s(self.elementwise_time_s, hidden, degree, batch, query_tokens)
+
     def vae_decode_time_s(self, height_px: int, width_px: int) -> float | None:
         """The decoder's 3×3 convs at the large-matmul efficiency, or its activation traffic, whichever
         is longer (the full-resolution levels dominate both)."""
@@ -156,3 +163,16 @@ class AnalyticCostModel:
         eff = self.efficiency
         rate = self.gpu.peak_tflops * 1e12 * eff.max_efficiency * tokens / (tokens + eff.half_efficiency_tokens)
         return flops / rate if rate > 0 else 0.0
+
+
+RING_MERGE_KERNELS = 6
+"""Elementwise kernels of one online-softmax merge (exp, sub, mul, add on the partial output and its log-sum-exp)."""
+
+
+def ring_merge_estimate_s(elementwise_s, hidden: int, degree: int, batch: int, query_tokens: int) -> float | None:
+    """Ring's extra per attention layer priced as elementwise kernels: ``degree − 1`` merges of
+    ``4·b·q·hidden`` fp32 values plus one extra attention launch each."""
+    if degree < 2:
+        return 0.0
+    hops = degree - 1
+    return elementwise_s(hops * 4 * batch * query_tokens * hidden * 4, hops * (RING_MERGE_KERNELS + 1))

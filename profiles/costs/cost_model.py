@@ -64,6 +64,9 @@ OPTIONAL_METHODS = {
     "vae_decode_time_s": "(height_px, width_px) → the VAE decode of one image in a one-image run",
     "elementwise_time_s": "(nbytes, kernels) → ``kernels`` elementwise kernels moving ``nbytes`` in all "
                           "(Ring's online-softmax merges)",
+    "ring_attention_excess_s": "(degree, batch, query_tokens, kv_tokens, hidden) → per attention layer, what Ring's "
+                               "per-block partial attentions and merges cost beyond one attention call over all "
+                               "keys (one rank's ``query_tokens``; ``hidden``: the width its heads span)",
     "text_encode_time_s": "(prompts) → the pipeline's text encoders over that many prompts (not yet on the timeline)",
 }
 """Methods a cost model may add beyond :class:`CostModel`; each returns seconds, or None when

@@ -75,6 +75,9 @@ class LinkFit(FormatModel):
     in_loop_extra_us: float = Field(
         0.0, ge=0, description="Extra µs per one-way message when it follows compute on both ranks, beyond the "
         "fit: `pfplan profile links --in-loop`; 0: not measured.")
+    in_loop_points: list[LinkPoint] = Field(
+        default_factory=list, description="One-way seconds per message when each follows compute on both ranks, "
+        "per size (`pfplan profile links --in-loop`); [] when not measured.")
 
 
 class CollectiveCurve(FormatModel):
@@ -92,6 +95,10 @@ class CollectiveCurve(FormatModel):
         0.0, ge=0, description="Extra µs per call when each call follows compute on every rank (the ranks arrive "
         "unsynchronised and the backend's threads must wake), beyond the back-to-back points: "
         "`pfplan profile links --in-loop`; 0: not measured.")
+    in_loop_points: list[LinkPoint] = Field(
+        default_factory=list, description="Seconds per call when each call follows compute on every rank, per "
+        "size (`pfplan profile links --in-loop`): what the runtime's calls between blocks cost; where measured, "
+        "the simulator uses these in place of the back-to-back points. [] when not measured.")
 
 
 class VaeTiming(FormatModel):
@@ -136,6 +143,54 @@ class PassOverhead(FormatModel):
     step_s: float | None = Field(None, ge=0, description="max(0, median over repeats of (runtime step − forward "
                                  "timed right after it − scheduler step)): what the runtime's loop adds around each "
                                  "forward, seconds.")
+    repeats: int = Field(ge=1)
+
+
+class RuntimeLaunch(FormatModel):
+    """What the runtime itself pays, from fresh one-rank serial launches of pfrun's own worker.
+
+    The layer table and the whole-forward timings run inside the profiler's process; the
+    costs paid once per run (the first forward's and the first VAE decode's set-up) depend on
+    what that process did before, which the profiler cannot match. So they are taken from
+    the runtime's own spans: ``launches`` fresh serial runs (``runtime.run.execute``) of the
+    preset at this resolution and step count, medians over launches.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    height_px: int = Field(gt=0)
+    width_px: int = Field(gt=0)
+    steps: int = Field(ge=2)
+    batch: int = Field(ge=1, description="2 when the serial loop runs CFG's two branches in one batch.")
+    step_s: float = Field(ge=0, description="Median forward span of steps 2..T, seconds.")
+    first_step_extra_s: float = Field(ge=0, description="max(0, median over launches of (the first forward span "
+                                      "− that launch's median later one)), seconds: the cold set-up a run pays.")
+    vae_decode_s: float | None = Field(None, ge=0, description="Median over launches of the run's one VAE decode "
+                                       "span, seconds; None when the preset has no VAE.")
+    latency_s: float = Field(gt=0, description="Median latency_s of the launches, seconds.")
+    launches: int = Field(ge=1)
+
+
+class RingAttentionTiming(FormatModel):
+    """Ring attention's attention core against one SDPA call, per attention layer, as the runtime runs it.
+
+    The layer table prices a block with torch's SDPA over all keys; pfrun's Ring
+    (:mod:`runtime.attention.ring`) instead calls ``partial_attention`` once per K/V block (a
+    matmul, log-sum-exp, exp, matmul) and ``merge`` between them. ``excess_s`` = ``degree`` ×
+    partial + (``degree`` − 1) × merge − SDPA over the whole keys, timed on the same shapes
+    (heads and head dim of the preset; queries and keys of one rank's share).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    degree: int = Field(ge=2)
+    batch: int = Field(ge=1)
+    query_tokens: int = Field(gt=0, description="One rank's queries (image tokens ÷ degree).")
+    kv_tokens: int = Field(gt=0, description="The whole image's keys.")
+    partial_s: float = Field(ge=0)
+    merge_s: float = Field(ge=0)
+    sdpa_s: float = Field(ge=0)
+    excess_s: float = Field(description="degree·partial + (degree−1)·merge − sdpa, seconds (may be < 0).")
     repeats: int = Field(ge=1)
 
 
@@ -232,6 +287,10 @@ class Profile(FormatModel):
         default_factory=list, description="Whole-forward overhead beyond the timed layers, per batch; optional.")
     corun: list[CoRunTiming] = Field(
         default_factory=list, description="Forward slowdown when several ranks share this host; optional.")
+    runtime_launch: list[RuntimeLaunch] = Field(
+        default_factory=list, description="Once-per-run costs from the runtime's own serial launches; optional.")
+    ring_attention: list[RingAttentionTiming] = Field(
+        default_factory=list, description="Ring attention's core against one SDPA call, per degree and batch; optional.")
     links: list[LinkFit] = Field(default_factory=list)
     collectives: list[CollectiveCurve] = Field(default_factory=list)
     provenance: ProfileProvenance

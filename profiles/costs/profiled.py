@@ -35,7 +35,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from profiles.costs.analytic import AnalyticCostModel
+from profiles.costs.analytic import AnalyticCostModel, ring_merge_estimate_s
 from profiles.costs.cost_model import EMBED, FINAL, LayerShape
 from profiles.errors import InputError
 from profiles.costs.flops import is_joint
@@ -220,6 +220,23 @@ class ProfiledCostModel:
         rate = kernels_per_step * 3 * tokens * arch.patch_size ** 2 * arch.latent_channels * 4 / seconds
         return max(kernels * floor, nbytes / rate)
 
+    def ring_attention_excess_s(self, degree: int, batch: int, query_tokens: int, kv_tokens: int,
+                                hidden: int) -> float | None:
+        """The measured excess of Ring's core over SDPA (:mod:`profiler.ring_core`) at the nearest
+        measured degree and batch, in proportion to the attention's FLOPs (``q × kv``) from there,
+        and never below minus the SDPA call it replaces; without ring timings, the merges priced as
+        elementwise kernels from the scheduler step (None when the profile has neither)."""
+        entries = self.profile.ring_attention
+        if degree < 2:
+            return 0.0
+        if entries:
+            near = min(entries, key=lambda e: (abs(e.degree - degree), abs(e.batch - batch), e.degree, e.batch))
+            scale = (batch * query_tokens * kv_tokens) / (near.batch * near.query_tokens * near.kv_tokens)
+            return max(near.excess_s, -near.sdpa_s) * scale
+        if self.elementwise_time_s(1.0, 1) is None:
+            return None
+        return ring_merge_estimate_s(self.elementwise_time_s, hidden, degree, batch, query_tokens)
+
     def concurrent_slowdown(self, ranks: int) -> float | None:
         """How much slower compute runs when ``ranks`` processes of one host compute at once: the
         measured factor at the nearest measured rank count at or below ``ranks`` (the smallest
@@ -231,19 +248,30 @@ class ProfiledCostModel:
         return max((below or entries[:1])[-1].slowdown, 1.0)
 
     def first_pass_overhead_s(self, batch: int) -> float | None:
-        """The cold first forward's extra time (measured once per profile, at one batch)."""
+        """The cold first forward's extra time: from the runtime's own launches where the profile
+        has them (what a fresh pfrun rank pays), else the profiler's cold forward."""
+        if self.profile.runtime_launch:
+            return max(e.first_step_extra_s for e in self.profile.runtime_launch)
         entries = self.profile.pass_overhead
         return max(e.first_pass_s for e in entries) if entries else None
 
     def vae_decode_time_s(self, height_px: int, width_px: int) -> float | None:
-        """The measured decode at this resolution (cold first call where recorded: a one-image run
-        pays it); other sizes proportional to the pixels from the nearest measured one."""
+        """The measured decode at this resolution, other sizes proportional to the pixels from the
+        nearest measured one. Which call: the decode a fresh pfrun rank runs, from the runtime's
+        own launches where the profile has them (their decode over the warm median at that size is
+        the factor for every size); else the profiler's cold first call, else its warm median."""
         entries = self.profile.vae_decode
         if not entries:
             return None
         pixels = height_px * width_px
         near = min(entries, key=lambda e: (abs(math.log(e.height_px * e.width_px / pixels)), e.height_px))
-        seconds = near.first_s if near.first_s is not None else near.median_s
+        launched = [(e, v) for e in self.profile.runtime_launch if (v := e.vae_decode_s) is not None]
+        if launched:
+            run, decode = launched[0]
+            warm = next((v.median_s for v in entries if (v.height_px, v.width_px) == (run.height_px, run.width_px)), None)
+            seconds = near.median_s * (decode / warm) if warm else decode
+        else:
+            seconds = near.first_s if near.first_s is not None else near.median_s
         return seconds * pixels / (near.height_px * near.width_px)
 
     def _fallback(self, shape: LayerShape, why: str) -> float:

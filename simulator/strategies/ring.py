@@ -51,19 +51,15 @@ class Ring(SequenceShard):
         return [CollectiveSpec(self.name, "ring_pass", per_layer * work.layers, work.layers, overlapped=True,
                                overlap_fraction=hideable), *output_gather(self.name, work, degree)]
 
-    MERGE_KERNELS = 6
-    """Elementwise kernels of one online-softmax merge (exp, sub, mul, add on the partial output and
-    its log-sum-exp), as ring-flash-attention's ``_update_out_and_lse`` runs them in eager mode."""
-
     def extra_compute_s(self, work: PassWork, degree: int, local_query_tokens: int, price: Callable[..., float]) -> float:
-        """Per layer, ``r−1`` more partial-attention calls than one full call (their launch) and
-        ``r−1`` merges of the fp32 partial output and log-sum-exp of this rank's queries: each
-        merge reads and writes the output twice (``4·b·q·h`` fp32 values)."""
+        """Per attention layer, what ``r`` partial-attention calls and ``r−1`` online-softmax merges
+        of this rank's queries cost beyond the one attention call the layer table priced: measured
+        with the runtime's own functions where the profile timed them (``pfplan profile compute
+        --extras``), else priced as the merges' elementwise kernels (the cost model says which)."""
         if degree < 2:
             return 0.0
-        hops = degree - 1
-        merge_bytes = 4 * work.batch * local_query_tokens * work.hidden * 4
-        per_layer = price("elementwise_time_s", hops * merge_bytes, hops * (self.MERGE_KERNELS + 1))
+        per_layer = price("ring_attention_excess_s", degree, work.batch, local_query_tokens, work.kv_tokens,
+                          work.hidden)
         return work.layers * per_layer
 
     def traffic_bytes(self, degree: int, ctx: TrafficContext) -> float:

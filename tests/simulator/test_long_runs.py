@@ -43,10 +43,32 @@ def test_a_million_steps_take_under_a_second_and_follow_the_extrapolation():
     start = time.process_time()
     result = simulate(plan, model, cluster, cost)
     assert time.process_time() - start < 1.0
-    # the same run, 60 and 61 steps long: a million steps add (10^6 − 60) of that step
-    p60, p61 = (simulate(plan.model_copy(update={"steps": n}), model, cluster, cost, extrapolate=False).latency_s
+    # the same run, 60 and 61 steps long, simulated whole: a million steps add (10^6 − 60) of that step
+    r60, r61 = (simulate(plan.model_copy(update={"steps": n}), model, cluster, cost, extrapolate=False)
                 for n in (60, 61))
-    assert result.latency_s == pytest.approx(p60 + (10 ** 6 - 60) * (p61 - p60), rel=1e-9)
+    more = 10 ** 6 - 60
+    assert result.latency_s == pytest.approx(r60.latency_s + more * (r61.latency_s - r60.latency_s), rel=1e-9)
+    assert result.traffic.transfers == r60.traffic.transfers + more * (r61.traffic.transfers - r60.traffic.transfers)
+    for route_class, nbytes in r61.prediction.bytes_by_route_class.items():
+        before = r60.prediction.bytes_by_route_class[route_class]
+        assert result.prediction.bytes_by_route_class[route_class] == before + more * (nbytes - before)
+    for key, value in r61.prediction.breakdown_s.items():
+        before = r60.prediction.breakdown_s[key]
+        assert result.prediction.breakdown_s[key] == pytest.approx(before + more * (value - before), rel=1e-9,
+                                                                   abs=1e-9 * result.latency_s), key
+
+
+@pytest.mark.parametrize("spec", ["cfg=2,pipefusion=2,patches=4,warmup=1", "data=2,pipefusion=4,patches=8,warmup=2"])
+def test_a_million_steps_of_coupled_replicas_take_under_a_second(spec):
+    """CFG groups exchange predictions and data replicas share links: the whole state still repeats."""
+    plan, model, cluster, cost = _setup("pixart-alpha", 512, "pcie8", spec, 10 ** 6)
+    start = time.process_time()
+    result = simulate(plan, model, cluster, cost)
+    assert time.process_time() - start < 1.0
+    r40, r41 = (simulate(plan.model_copy(update={"steps": n}), model, cluster, cost, extrapolate=False)
+                for n in (40, 41))
+    assert result.latency_s == pytest.approx(r40.latency_s + (10 ** 6 - 40) * (r41.latency_s - r40.latency_s),
+                                             rel=1e-9)
 
 
 def test_more_steps_than_the_limit_are_refused_in_one_line():

@@ -1,0 +1,97 @@
+"""A run stopped at its steady state (simulator.periodic) equals the whole simulation, on random plans."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from profiles.catalog.models import load_model
+from profiles.costs.selection import cost_model_for
+from profiles.topology.graph import load_cluster
+from simulator.engine import Simulation, simulate
+from simulator.plan import Degrees, ParallelPlan, violations
+from tests.simulator.test_properties import MODELS, PROPERTY, TOPOLOGIES, cluster, model, run
+
+
+def assert_same(short, whole):
+    assert short.latency_s == pytest.approx(whole.latency_s, rel=1e-9)
+    for key, value in whole.prediction.breakdown_s.items():  # parts of the latency, to 1e-9 of it (bubble is a difference)
+        assert short.prediction.breakdown_s[key] == pytest.approx(value, rel=1e-9, abs=1e-9 * whole.latency_s), key
+    assert short.prediction.bytes_by_route_class == whole.prediction.bytes_by_route_class
+    assert short.traffic.transfers == whole.traffic.transfers
+    assert short.traffic.by_link == whole.traffic.by_link
+    assert short.utilisation == pytest.approx(whole.utilisation, rel=1e-9)
+
+
+@st.composite
+def long_scenarios(draw):
+    topo = draw(st.sampled_from(TOPOLOGIES))
+    name = draw(st.sampled_from(MODELS))
+    steps = draw(st.integers(4, 24))
+    degrees = {"data": draw(st.sampled_from([1, 2])), "cfg": draw(st.sampled_from([1, 2])),
+               "pipefusion": draw(st.sampled_from([1, 2, 4, 8])), "ulysses": draw(st.sampled_from([1, 2])),
+               "ring": draw(st.sampled_from([1, 2]))}
+    if draw(st.booleans()):
+        degrees = {"data": degrees["data"], "cfg": degrees["cfg"],
+                   draw(st.sampled_from(["distrifusion", "tensor"])): draw(st.sampled_from([2, 4]))}
+    plan = ParallelPlan(model=name, height_px=512, width_px=draw(st.sampled_from([512, 1024])), steps=steps,
+                        degrees=Degrees(**degrees), patches=draw(st.sampled_from([1, 2, 4, 8, 16])),
+                        warmup_steps=draw(st.integers(0, 3)))
+    assume(not violations(plan, model(name), cluster(topo)))
+    if draw(st.booleans()):  # a random placement: other contention patterns
+        devices = draw(st.permutations(cluster(topo).devices))[:plan.world_size]
+        plan = plan.model_copy(update={"placement": list(devices)})
+    return plan, topo
+
+
+@PROPERTY
+@given(long_scenarios())
+def test_a_run_stopped_at_its_steady_state_equals_the_whole_simulation(scenario):
+    plan, topo = scenario
+    assert_same(run(plan, topo), run(plan, topo, extrapolate=False))
+
+
+def test_a_search_sized_run_stops_early_and_equals_the_whole_simulation():
+    """pixart-alpha 1024 px, 20 steps, pipefusion=8 M=8 on pcie8 settles after step 2: 4 steps are simulated."""
+    m, c = load_model("pixart-alpha"), load_cluster("pcie8")
+    cost = cost_model_for(m, c.gpu_of(c.devices[0]))
+    plan = ParallelPlan(model="pixart-alpha", height_px=1024, width_px=1024, steps=20,
+                        degrees={"pipefusion": 8}, patches=8, warmup_steps=1)
+    sim = Simulation(plan, m, c, cost, watch=True)
+    short = sim.run()
+    assert sim.watch is not None and sim.watch.stopped_at_steps == 4
+    assert sim.unit_count == 1 + 3 * 8
+    assert_same(short, simulate(plan, m, c, cost, extrapolate=False))
+
+
+def test_a_trace_is_never_cut_short():
+    m, c = load_model("pixart-alpha"), load_cluster("pcie8")
+    cost = cost_model_for(m, c.gpu_of(c.devices[0]))
+    plan = ParallelPlan(model="pixart-alpha", height_px=512, width_px=512, steps=12,
+                        degrees={"pipefusion": 4}, patches=4, warmup_steps=1)
+    traced = simulate(plan, m, c, cost, record_trace=True)
+    assert {e.step for e in traced.events} - {None} == set(range(12))
+    assert_same(traced, simulate(plan, m, c, cost, extrapolate=False))
+    assert traced.latency_s == pytest.approx(simulate(plan, m, c, cost).latency_s, rel=1e-9)
+
+
+def test_the_fifo_network_is_simulated_whole():
+    m, c = load_model("pixart-alpha"), load_cluster("pcie8")
+    cost = cost_model_for(m, c.gpu_of(c.devices[0]))
+    plan = ParallelPlan(model="pixart-alpha", height_px=512, width_px=512, steps=10,
+                        degrees={"pipefusion": 4}, patches=4, warmup_steps=1)
+    from simulator.engine import SimSettings
+
+    assert Simulation(plan, m, c, cost, SimSettings(network_model="fifo"), watch=True).watch is None
+
+
+@pytest.mark.parametrize("steps, warmup, rows", [(3, 1, [2, 2]), (5, 0, [3, 3, 2]), (4, 4, [1, 1]), (6, 2, [8]),
+                                                 (2, 5, [2, 2])])
+def test_the_lazy_schedule_is_the_listed_one(steps, warmup, rows):
+    from simulator.schedule import row_bounds, unit_at, unit_count, units
+
+    listed = units(steps, warmup, rows)
+    warm = min(warmup, steps)
+    assert unit_count(steps, warm, len(rows)) == len(listed)
+    assert [unit_at(i, warm, row_bounds(rows)) for i in range(len(listed))] == listed
