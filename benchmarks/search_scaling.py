@@ -4,10 +4,13 @@ Searches flux-dev at 4096 px (28 steps) and pixart-alpha at 2048 px (20 steps) o
 l40-2node with 1, 2, 4, … nodes (8, 16, … 1,024 L40s), in this one process, each search
 with fresh price caches, and times one ``simulate`` of pixart-alpha 1024 px,
 ``pipefusion=8, patches=8`` on pcie8 (simulation time beside the whole process's time,
-imports included, measured in a fresh process). The run is bounded: once a model's searches
-have used ``--budget-s`` seconds the larger sizes are skipped and listed as such.
+imports included, measured in a fresh process). The run is bounded: a size is skipped (and
+listed as such) when the last size's search time, grown by the last doubling's ratio, would
+overrun what is left of ``--budget-s`` for that model. Each row splits the search's CPU
+time at its first "simulating" progress report: pricing every shape (enumeration, bounds,
+placement, memory, estimates) against the event simulation of the best ones.
 
-    python benchmarks/search_scaling.py [--max-gpus 1024] [--budget-s 150] [--stdout]
+    python benchmarks/search_scaling.py [--max-gpus 1024] [--budget-s 900] [--stdout]
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ def copies(nodes: int):
     return ClusterGraph(topology.model_copy(update={"name": f"l40-{nodes}node", "nodes": [node]}))
 
 
-def time_search(model_name: str, px: int, steps: int, gpus: int) -> tuple[float, float, float, dict, str]:
-    """(graph build s, search wall s, search CPU s of this process, counts, winner) for one size."""
+def time_search(model_name: str, px: int, steps: int, gpus: int) -> tuple[float, float, float, float, dict, str]:
+    """(graph build s, search wall s, search CPU s, of which pricing before simulation, counts, winner)."""
     from planner.search import search
     from profiles.catalog.models import load_model
     from profiles.costs.selection import cost_model_for
@@ -72,10 +75,17 @@ def time_search(model_name: str, px: int, steps: int, gpus: int) -> tuple[float,
     model = load_model(model_name)
     cost = cost_model_for(model, cluster.gpu_of(cluster.devices[0]))
     start, cpu = time.perf_counter(), time.process_time()
-    result = search(model, cluster, cost, height_px=px, width_px=px, steps=steps)
-    took, cpu = time.perf_counter() - start, time.process_time() - cpu
+    simulating_from: list[float] = []
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase == "simulating" and not simulating_from:
+            simulating_from.append(time.process_time())
+    result = search(model, cluster, cost, height_px=px, width_px=px, steps=steps, progress=progress)
+    took, end = time.perf_counter() - start, time.process_time()
+    pricing = (simulating_from[0] if simulating_from else end) - cpu
     best = result.best
-    return built, took, cpu, result.counts, f"{best.plan.degrees.label()} M={best.plan.patches} {best.latency_s:.3g} s"
+    return built, took, end - cpu, pricing, result.counts, \
+        f"{best.plan.degrees.label()} M={best.plan.patches} {best.latency_s:.3g} s"
 
 
 def time_simulate() -> tuple[float, float, float, float, float]:
@@ -99,7 +109,8 @@ def load() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-gpus", type=int, default=1024)
-    parser.add_argument("--budget-s", type=float, default=150.0, help="search seconds per model before larger sizes are skipped")
+    parser.add_argument("--budget-s", type=float, default=900.0,
+                        help="search seconds per model; a size projected to overrun what is left is skipped")
     parser.add_argument("--stdout", action="store_true")
     args = parser.parse_args()
     sizes = [n for n in (8, 16, 32, 64, 128, 256, 512, 1024) if n <= args.max_gpus]
@@ -109,28 +120,36 @@ def main() -> int:
              f"{platform.python_version()}, {started}; {load()} at the start (other sessions share the cores, "
              "so times are wall-clock under that load). Copies of l40-2node (8 L40s per node, InfiniBand "
              "between nodes), one process, analytic L40 cost model, default settings (10 shapes simulated, the "
-             f"best 4 under every placement). Targets: 64 GPUs ≤ {TARGETS[64]:g} s, 512 GPUs ≤ {TARGETS[512]:g} s, "
+             f"best 4 under every placement), a budget of {args.budget_s:g} s of search per model. "
+             f"Targets: 64 GPUs ≤ {TARGETS[64]:g} s, 512 GPUs ≤ {TARGETS[512]:g} s, "
              "growth no worse than linear from 64 GPUs.", "",
              "The CPU column is this process's CPU time (`time.process_time`): on a shared box it is the "
              "better guide to what the search costs; the targets are judged on wall time. The load column is "
              "the 1-minute load average after each search.", "",
-             "| model px steps | GPUs | graph build s | search wall s | search CPU s | load | shapes | "
-             "pruned by bound | estimated | winner |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model px steps | GPUs | graph build s | search wall s | search CPU s | of which pricing | "
+             "of which simulating | load | shapes | pruned by bound | estimated | winner |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     growth: dict[str, dict[int, float]] = {}
     for model_name, px, steps in CASES:
         spent = 0.0
+        label = f"{model_name} {px} {steps}"
         for gpus in sizes:
-            label = f"{model_name} {px} {steps}"
-            if spent > args.budget_s:
-                lines.append(f"| {label} | {gpus} | - | skipped (budget of {args.budget_s:g} s spent) | | | | | | |")
-                continue
-            built, took, cpu, counts, winner = time_search(model_name, px, steps, gpus)
+            times = growth.get(label, {})
+            if times:
+                done = sorted(times)
+                ratio = times[done[-1]] / times[done[-2]] if len(done) > 1 and times[done[-2]] > 0 else 2.0
+                projected = times[done[-1]] * max(ratio, 1.0)
+                if spent + projected > args.budget_s:
+                    lines.append(f"| {label} | {gpus} | - | skipped (projected {projected:.0f} s; {spent:.0f} s of the "
+                                 f"{args.budget_s:g} s budget spent) | | | | | | | | |")
+                    print(lines[-1], flush=True)
+                    continue
+            built, took, cpu, pricing, counts, winner = time_search(model_name, px, steps, gpus)
             spent += took
             growth.setdefault(label, {})[gpus] = took
             estimated = counts["shapes"] - counts.get("pruned_by_bound", 0)
-            lines.append(f"| {label} | {gpus} | {built:.3f} | {took:.1f} | {cpu:.1f} | {os.getloadavg()[0]:.1f} | "
-                         f"{counts['shapes']:,} | "
+            lines.append(f"| {label} | {gpus} | {built:.3f} | {took:.1f} | {cpu:.1f} | {pricing:.1f} | "
+                         f"{cpu - pricing:.1f} | {os.getloadavg()[0]:.1f} | {counts['shapes']:,} | "
                          f"{counts.get('pruned_by_bound', 0):,} | {estimated:,} | {winner} |")
             print(lines[-1], flush=True)
     lines += ["", "Targets:", ""]

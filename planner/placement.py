@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from profiles.catalog.models import ModelPreset
 from profiles.topology.graph import ROUTE_CLASSES, ClusterGraph
 from simulator.plan import DegreesBase, ParallelPlan
-from simulator.rank_groups import AXES, coords
+from simulator.rank_groups import AXES
 from simulator.strategies import STRATEGIES
 from simulator.strategies.base import TrafficContext
 
@@ -84,12 +84,17 @@ def axis_traffic_bytes(degrees: DegreesBase, model: ModelPreset, height_px: int,
 
 def _place(degrees: DegreesBase, devices: list[str], nesting: tuple[str, ...]) -> tuple[str, ...]:
     sizes = degrees.as_dict()
+    # coords(rank)[a] = (rank // stride[a]) % size[a]: rank order is row-major over AXES
+    strides, stride = {}, 1
+    for axis in reversed(AXES):
+        strides[axis] = stride
+        stride *= sizes.get(axis, 1)
+    digits = [(strides[axis], sizes[axis]) for axis in nesting]
     out = []
     for rank in range(degrees.world_size()):
-        c = coords(rank, sizes)
         index = 0
-        for axis in nesting:
-            index = index * sizes[axis] + c[axis]
+        for st, size in digits:
+            index = index * size + (rank // st) % size
         out.append(devices[index])
     return tuple(out)
 

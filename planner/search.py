@@ -130,7 +130,20 @@ def memory_check(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,
     from simulator.memory import memory_per_device
 
     per_device = memory_per_device(plan, model, cluster, dtype_bytes=dtype_bytes)
-    worst = max(per_device, key=lambda d: per_device[d].total / get_gpu(cluster.device_gpu[d]).memory_bytes)
+    # ranks of one stage share one breakdown and devices of one kind one capacity: each priced once
+    totals: dict[int, int] = {}
+    capacities: dict[str, int] = {}
+
+    def fullness(device: str) -> float:
+        m = per_device[device]
+        total = totals.get(id(m))
+        if total is None:
+            total = totals[id(m)] = m.total
+        kind = cluster.device_gpu[device]
+        if kind not in capacities:
+            capacities[kind] = get_gpu(kind).memory_bytes
+        return total / capacities[kind]
+    worst = max(per_device, key=fullness)
     return int(per_device[worst].total), get_gpu(cluster.device_gpu[worst]).memory_bytes, worst
 
 

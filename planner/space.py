@@ -50,14 +50,24 @@ def divisors(n: int) -> list[int]:
 
 def degree_options(n: int, model: ModelPreset, rows: int, *, strategies: Registry = STRATEGIES,
                    degrees_type: type[DegreesBase] = Degrees,
-                   fixed: dict[str, int] | None = None) -> Iterator[DegreesBase]:
+                   fixed: dict[str, int] | None = None,
+                   rule_cache: dict[tuple[str, int], bool] | None = None) -> Iterator[DegreesBase]:
     """Every ``Degrees`` whose product is ``n`` that passes the rules on degrees alone.
 
     Example: n=4 for a CFG model yields data4, cfg2×pipefusion2, pipefusion4, data2×ulysses2, …
-    ``fixed``: axes held at one degree (``{"data": 1}``: one replica's shapes).
+    ``fixed``: axes held at one degree (``{"data": 1}``: one replica's shapes). ``rule_cache``:
+    whether each (axis, degree) breaks its axis' own rules, shared between calls for the same
+    model, latent and strategies (those rules read nothing else).
     """
     axes = strategies.axes()
     fixed = fixed or {}
+    broken = rule_cache if rule_cache is not None else {}
+
+    def breaks(axis: str, value: int) -> bool:
+        key = (axis, value)
+        if key not in broken:
+            broken[key] = bool(axis_violations(axis, value, model, rows, strategies=strategies))
+        return broken[key]
 
     def extend(index: int, remaining: int, chosen: dict[str, int]) -> Iterator[dict[str, int]]:
         if index == len(axes):
@@ -69,7 +79,7 @@ def degree_options(n: int, model: ModelPreset, rows: int, *, strategies: Registr
         for value in values:
             if remaining % value:
                 continue
-            if axis_violations(axis, value, model, rows, strategies=strategies):
+            if breaks(axis, value):
                 continue
             chosen[axis] = value
             yield from extend(index + 1, remaining // value, chosen)
@@ -102,8 +112,9 @@ def plan_shapes(model: ModelPreset, options: SpaceOptions, *, topology: str | No
     rows, _ = model.token_grid(options.height_px, options.width_px)
     fixed = None if replicas else {"data": 1}
     first = options.min_devices if replicas else 1
+    rule_cache: dict[tuple[str, int], bool] = {}
     for n in range(first, options.max_devices + 1):
-        for degrees in degree_options(n, model, rows, fixed=fixed):
+        for degrees in degree_options(n, model, rows, fixed=fixed, rule_cache=rule_cache):
             for patches in patch_options(degrees, rows):
                 plan = ParallelPlan(model=model.name, height_px=options.height_px, width_px=options.width_px,
                                     steps=options.steps, degrees=degrees, patches=patches,

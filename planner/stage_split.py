@@ -80,23 +80,28 @@ def balanced_split(costs: StageCosts, stages: int) -> list[int]:
     for c in blocks:
         prefix.append(prefix[-1] + c)
 
-    def cost(i: int, j: int, first: bool, last: bool) -> float:
-        return prefix[j] - prefix[i] + (costs.first_extra_s if first else 0.0) + (costs.last_extra_s if last else 0.0)
-
     inf = float("inf")
     # best[k][j]: smallest max-stage cost putting blocks 0..j-1 into stages 0..k-1 (k < stages: not last).
     best = [[inf] * (n + 1) for _ in range(stages + 1)]
     cut = [[0] * (n + 1) for _ in range(stages + 1)]
     best[0][0] = 0.0
     for k in range(1, stages + 1):
-        last = k == stages
+        prev, row, cuts = best[k - 1], best[k], cut[k]
+        first_extra = costs.first_extra_s if k == 1 else 0.0
+        last_extra = costs.last_extra_s if k == stages else 0.0
         for j in range(k, n - (stages - k) + 1):
+            top = prefix[j]
             for i in range(k - 1, j):
-                if best[k - 1][i] == inf:
-                    continue
-                value = max(best[k - 1][i], cost(i, j, k == 1, last))
-                if value < best[k][j] - 1e-15:
-                    best[k][j], cut[k][j] = value, i
+                before = prev[i]
+                if before - 1e-12 >= row[j]:
+                    # best[k-1][i] grows with i (costs are not negative; the 1e-15 tie rule moves it
+                    # by far less than 1e-12): no later cut can beat the best found.
+                    break
+                value = top - prefix[i] + first_extra + last_extra
+                if before > value:
+                    value = before
+                if value < row[j] - 1e-15:
+                    row[j], cuts[j] = value, i
     split, j = [], n
     for k in range(stages, 0, -1):
         i = cut[k][j]

@@ -36,21 +36,39 @@ from simulator.strategies.cfg import batch_per_pass, latent_bytes, prediction_by
 from simulator.workload import Actor, Workload
 
 
-def _collective_s(sim: Pricing, net: Network, groups: list[list[str]], spec: CollectiveSpec) -> float:
-    """The collective alone at its worst route's speed: rounds × the slowest chunk transfer."""
-    algorithm = ALGORITHMS[spec.kind]
-    worst = 0.0
+Figures = tuple[tuple[float, float], ...]
+"""The distinct (latency s, bytes/s) of the routes between a group's members."""
+
+
+def _group_figures(sim: Pricing, net: Network, groups: list[list[str]], fits_key: tuple) -> list[tuple[int, Figures]]:
+    """(size, route figures) of each distinct kind of group among ``groups``.
+
+    ``fits_key``: the network's link fits and bandwidth scale, as a key. A group's figures are
+    looked up once per search and placement class (:meth:`ClusterGraph.placement_class`: groups
+    on identical hosts at the same local positions see routes with the same figures), not once
+    per plan, spec and group; groups with equal figures are priced once.
+    """
+    out: dict[tuple[int, Figures], None] = {}
     for group in groups:
         n = len(group)
         if n < 2:
             continue
-        chunk = algorithm.chunk_bytes(spec.bytes_per_rank, n)
-        key = (tuple(group), tuple(sorted(net.link_fits.items())), net.bandwidth_scale)
+        key = (sim.cluster.placement_class(group), fits_key)
         figures = sim.route_figures.get(key)
-        if figures is None:  # a group's routes are looked up once per search, not once per plan and spec
+        if figures is None:
             routes = {sim.cluster.route(a, b) for a in group for b in group if a != b}
             figures = sim.route_figures[key] = tuple(sorted(
                 {(net.latency_s(r), net.route_bytes_per_s(r)) if r.links else (0.0, 0.0) for r in routes}))
+        out[(n, figures)] = None
+    return list(out)
+
+
+def _collective_s(groups: list[tuple[int, Figures]], spec: CollectiveSpec) -> float:
+    """The collective alone at its worst route's speed: rounds × the slowest chunk transfer."""
+    algorithm = ALGORITHMS[spec.kind]
+    worst = 0.0
+    for n, figures in groups:
+        chunk = algorithm.chunk_bytes(spec.bytes_per_rank, n)
         per_round = max(spec.messages * latency + chunk / speed if speed else 0.0 for latency, speed in figures)
         worst = max(worst, algorithm.rounds(n) * per_round)
     return worst
@@ -66,9 +84,10 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
     sim = Pricing(plan, model, cluster, cost_model, SimSettings(dtype_bytes=dtype_bytes, link_fits=link_fits),
                   cache=cache)
     net = Network(None, cluster, link_fits=link_fits)  # type: ignore[arg-type]  # pricing only: no simpy env
+    fits_key = (tuple(sorted(net.link_fits.items())), net.bandwidth_scale)
     work = sim.work
     first = work.actor(0, 0, 0)
-    groups: dict[tuple[int, str], list[list[str]]] = {}
+    groups: dict[tuple[int, str], list[tuple[int, Figures]]] = {}
     collective_s: dict[tuple[int, CollectiveSpec], float] = {}
     times: dict[tuple, float] = {}
 
@@ -78,8 +97,9 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
         if t is None:
             inner = groups.get((stage, spec.axis))
             if inner is None:
-                inner = groups[(stage, spec.axis)] = work.inner_groups(actor, spec.axis)
-            t = collective_s[key] = _collective_s(sim, net, inner, spec)
+                inner = groups[(stage, spec.axis)] = _group_figures(sim, net, work.inner_groups(actor, spec.axis),
+                                                                    fits_key)
+            t = collective_s[key] = _collective_s(inner, spec)
         return t
 
     def stage_time(stage: int, item: int | None, warmup: bool, first_step: bool = False) -> float:
@@ -162,6 +182,7 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
     image = rows * cols
     batch = batch_per_pass(degrees, model)
     kinds = model.arch.block_kinds()
+    distinct = tuple(dict.fromkeys(kinds))
 
     sharding = tuple((s.axis, n) for s, n in strategies)
     passes = cache.bounds
@@ -174,6 +195,11 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
         if t is None:
             t = cache.layers[shape] = float(cost_model.layer_time_s(shape))
         return t
+
+    def blocks_s(q: int) -> float:
+        """Every block once over ``q`` query tokens, summed in block order (each kind sharded and priced once)."""
+        by_kind = {kind: layer_s(kind, q, image) for kind in distinct}
+        return sum(by_kind[kind] for kind in kinds)
 
     def optional_s(method: str, *args: object) -> float:
         key = (method, *args)
@@ -190,7 +216,7 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
         key = (sharding, q, image, batch)
         t = passes.get(key)
         if t is None:
-            t = passes[key] = (sum(layer_s(kind, q, image) for kind in kinds) + layer_s(EMBED, q, q)
+            t = passes[key] = (blocks_s(q) + layer_s(EMBED, q, q)
                                + layer_s(FINAL, q, q) + optional_s("scheduler_step_time_s", q))
         return t
 

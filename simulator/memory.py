@@ -48,7 +48,7 @@ from profiles.catalog.models import ModelPreset
 from profiles.topology.graph import ClusterGraph
 from simulator.degree_rules import sequence_shards
 from simulator.plan import ParallelPlan, patch_rows
-from simulator.rank_groups import coords
+from simulator.rank_groups import AXES
 from simulator.strategies import STRATEGIES
 from simulator.strategies.base import MemoryContext, ceil_div
 from simulator.strategies.cfg import batch_per_pass
@@ -224,10 +224,35 @@ def component_terms(plan: ParallelPlan, model: ModelPreset, *, dtype_bytes: int,
 
 def memory_per_rank(plan: ParallelPlan, model: ModelPreset, *, dtype_bytes: int = 2,
                     options: MemoryOptions | None = None) -> list[MemoryBreakdown]:
-    """Peak bytes per rank, in rank order (no topology needed: a rank's bytes do not depend on its device)."""
+    """Peak bytes per rank, in rank order (no topology needed: a rank's bytes do not depend on its device).
+
+    A rank's bytes depend only on its pipeline stage (every other axis shards all ranks alike),
+    so each stage is priced once (:func:`memory_per_stage`) however many ranks share it.
+    """
+    degrees = plan.degrees.as_dict()
+    per_stage = memory_per_stage(plan, model, dtype_bytes=dtype_bytes, options=options)
+    return [per_stage[stage] for stage in stage_of_ranks(degrees)]
+
+
+def stage_of_ranks(degrees: dict[str, int]) -> list[int]:
+    """The pipeline stage of every rank, in rank order (:func:`simulator.rank_groups.coords`'s row-major
+    numbering: the stage changes every ``inner`` ranks, where ``inner`` is the product of the later axes)."""
+    pipeline = STRATEGIES.pipeline.axis
+    stages = degrees.get(pipeline, 1)
+    inner = 1
+    for axis in AXES[AXES.index(pipeline) + 1:]:
+        inner *= degrees.get(axis, 1)
+    world = stages * inner
+    for axis in AXES[:AXES.index(pipeline)]:
+        world *= degrees.get(axis, 1)
+    return [(rank // inner) % stages for rank in range(world)]
+
+
+def memory_per_stage(plan: ParallelPlan, model: ModelPreset, *, dtype_bytes: int = 2,
+                     options: MemoryOptions | None = None) -> list[MemoryBreakdown]:
+    """Peak bytes of a rank of each pipeline stage, stage 0 first."""
     options = options or MemoryOptions()
-    d = plan.degrees
-    degrees = d.as_dict()
+    degrees = plan.degrees.as_dict()
     arch = model.arch
     h, f = arch.hidden_size, arch.ffn_inner
     b = batch_per_pass(degrees, model)
@@ -243,11 +268,9 @@ def memory_per_rank(plan: ParallelPlan, model: ModelPreset, *, dtype_bytes: int 
     q, t = local.query_tokens, local.tensor_shard
     layer_params = arch.layer_params()
     stages = plan.stage_layers(model)
-    pipeline = STRATEGIES.pipeline.axis
     rest = component_terms(plan, model, dtype_bytes=dtype_bytes, options=options)
     out: list[MemoryBreakdown] = []
-    for rank in range(d.world_size()):
-        stage = coords(rank, degrees)[pipeline]  # type: ignore[index]
+    for stage in range(len(stages)):
         layers = stages[stage]
         params = sum(layer_params[i] for i in layers)
         if stage == 0:

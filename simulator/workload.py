@@ -15,7 +15,7 @@ from itertools import product
 from profiles.catalog.models import ModelPreset
 from profiles.topology.graph import ClusterGraph
 from simulator.plan import ParallelPlan, patch_rows
-from simulator.rank_groups import coords, rank_of
+from simulator.rank_groups import AXES, rank_of
 from simulator.schedule import Unit, units
 from simulator.strategies import STRATEGIES
 from simulator.strategies.cfg import batch_per_pass
@@ -87,9 +87,14 @@ class Workload:
     def inner_groups(self, actor: Actor, axis: str) -> list[list[str]]:
         """Device lists of the groups along ``axis`` inside ``actor``'s stage group."""
         out: dict[tuple, list[str]] = {}
+        # coords(rank)[a] = (rank // stride[a]) % size[a] (row-major over AXES), without a dict per rank
+        strides, stride = {}, 1
+        for a in reversed(AXES):
+            strides[a] = stride
+            stride *= self.degrees.get(a, 1)
+        others = [(strides[a], self.degrees.get(a, 1)) for a in INNER_AXES if a != axis]
         for rank, device in zip(actor.ranks, actor.devices):
-            c = coords(rank, self.degrees)
-            key = tuple(c[a] for a in INNER_AXES if a != axis)
+            key = tuple((rank // st) % size for st, size in others)
             out.setdefault(key, []).append(device)
         return list(out.values())
 

@@ -79,3 +79,39 @@ def test_no_pipeline_no_split():
     model = load_model("pixart-alpha")
     plan = ParallelPlan(model="pixart-alpha", height_px=1024, width_px=1024, steps=20, degrees=Degrees(ulysses=2))
     assert choose_split(plan, model, cost_model_for(model, "l40")) is None
+
+
+def full_scan_split(costs: StageCosts, stages: int) -> list[int]:
+    """The dynamic programme scanning every cut (what ``balanced_split`` did before it stopped early)."""
+    blocks, n, inf = costs.blocks_s, len(costs.blocks_s), float("inf")
+    prefix = [0.0]
+    for c in blocks:
+        prefix.append(prefix[-1] + c)
+    best = [[inf] * (n + 1) for _ in range(stages + 1)]
+    cut = [[0] * (n + 1) for _ in range(stages + 1)]
+    best[0][0] = 0.0
+    for k in range(1, stages + 1):
+        for j in range(k, n - (stages - k) + 1):
+            for i in range(k - 1, j):
+                if best[k - 1][i] == inf:
+                    continue
+                cost = prefix[j] - prefix[i] + (costs.first_extra_s if k == 1 else 0.0) \
+                    + (costs.last_extra_s if k == stages else 0.0)
+                value = max(best[k - 1][i], cost)
+                if value < best[k][j] - 1e-15:
+                    best[k][j], cut[k][j] = value, i
+    split, j = [], n
+    for k in range(stages, 0, -1):
+        split.append(j - cut[k][j])
+        j = cut[k][j]
+    return split[::-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 1.0, 2.0, 1e-3, 3.7e-3]) | st.floats(0, 1), min_size=1, max_size=40),
+       st.floats(0, 2), st.floats(0, 2), st.data())
+def test_stopping_early_gives_the_full_scans_split(blocks, first, last, data):
+    """The early stop (no later cut can beat the best found) picks the very split, ties included."""
+    costs = StageCosts(tuple(blocks), first, last)
+    stages = data.draw(st.integers(1, len(blocks)))
+    assert balanced_split(costs, stages) == full_scan_split(costs, stages)
