@@ -257,21 +257,20 @@ class ProfiledCostModel:
 
     def vae_decode_time_s(self, height_px: int, width_px: int) -> float | None:
         """The measured decode at this resolution, other sizes proportional to the pixels from the
-        nearest measured one. Which call: the decode a fresh pfrun rank runs, from the runtime's
-        own launches where the profile has them (their decode over the warm median at that size is
-        the factor for every size); else the profiler's cold first call, else its warm median."""
+        nearest measured one. Which figure: where the runtime's own launches decoded faster than
+        the profiler's cold first call (a fresh pfrun rank does not pay that set-up: its
+        transformer ran first), the warm median of the profiler's repeats; else the cold first call
+        (what a one-image run pays), else the median. The launches only decide between the two:
+        three decodes are too few to price on a shared host (one per launch; on 2026-12-02 they
+        read 72 ms while that hour's runs paid 95-114 ms and the warm median was 104 ms)."""
         entries = self.profile.vae_decode
         if not entries:
             return None
         pixels = height_px * width_px
         near = min(entries, key=lambda e: (abs(math.log(e.height_px * e.width_px / pixels)), e.height_px))
-        launched = [(e, v) for e in self.profile.runtime_launch if (v := e.vae_decode_s) is not None]
-        if launched:
-            run, decode = launched[0]
-            warm = next((v.median_s for v in entries if (v.height_px, v.width_px) == (run.height_px, run.width_px)), None)
-            seconds = near.median_s * (decode / warm) if warm else decode
-        else:
-            seconds = near.first_s if near.first_s is not None else near.median_s
+        warm_in_runs = any(e.vae_decode_s is not None and near.first_s is not None and e.vae_decode_s < near.first_s
+                           for e in self.profile.runtime_launch)
+        seconds = near.first_s if near.first_s is not None and not warm_in_runs else near.median_s
         return seconds * pixels / (near.height_px * near.width_px)
 
     def _fallback(self, shape: LayerShape, why: str) -> float:
