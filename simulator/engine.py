@@ -251,14 +251,7 @@ class Simulation(Pricing):
     def note(self, actor: Actor, start: float, end: float, cat: str, name: str, **tags: Any) -> None:
         """Account ``[start, end)`` to ``cat`` on ``actor`` (and keep the event when recording)."""
         step = tags.pop("step", None)
-        if end > start:
-            totals = self.totals[actor.label]
-            totals[cat] = totals.get(cat, 0.0) + end - start
-            if step is None or step >= self.work.warmup_steps:
-                clipped = max(start, self.warmup_end_s.get((actor.data, actor.cfg), 0.0))
-                if end > clipped:
-                    after = self.after_warmup[actor.label]
-                    after[cat] = after.get(cat, 0.0) + end - clipped
+        self._tally(actor, start, end, cat, step)
         if self.record and end > start:
             patch, stage = tags.pop("patch", None), tags.pop("stage", None)
             self.events.append(SimEvent(start, end, actor.label, cat, name, step, patch, stage, actor.ranks,
@@ -304,7 +297,7 @@ class Simulation(Pricing):
             t += s
 
     def _tally(self, actor: Actor, start: float, end: float, cat: str, step: int | None) -> None:
-        """:meth:`note` without an event (not recording)."""
+        """Add ``[start, end)`` to ``cat`` in the actor's totals (and after its warm-up, the part past it)."""
         if end > start:
             totals = self.totals[actor.label]
             totals[cat] = totals.get(cat, 0.0) + end - start
