@@ -47,12 +47,11 @@ def time_ring_core(preset: ModelPreset, *, resolution_px: int, degrees: tuple[in
             q, k_block, v_block, k_all, v_all = draw(share), draw(share), draw(share), draw(tokens), draw(tokens)
             qa, ka, va = q.to(acc), k_block.to(acc), v_block.to(acc)
             o1, l1 = partial_attention(qa, ka, va)
-            o2, l2 = partial_attention(qa, ka, va)
-            partial = statistics.median(samples(lambda: partial_attention(qa, ka, va)))
-            merged = statistics.median(samples(lambda: merge(o1, l1, o2, l2)))
-            sdpa = statistics.median(samples(lambda: F.scaled_dot_product_attention(q, k_all, v_all)))
-            reps = len(samples(lambda: None))
+            runs = [samples(lambda: partial_attention(qa, ka, va)), samples(lambda: merge(o1, l1, o1, l1)),
+                    samples(lambda: F.scaled_dot_product_attention(q, k_all, v_all))]
+            partial, merged, sdpa = (statistics.median(r) for r in runs)
             out.append(RingAttentionTiming(degree=degree, batch=batch, query_tokens=share, kv_tokens=tokens,
                                            partial_s=partial, merge_s=merged, sdpa_s=sdpa,
-                                           excess_s=degree * partial + (degree - 1) * merged - sdpa, repeats=reps))
+                                           excess_s=degree * partial + (degree - 1) * merged - sdpa,
+                                           repeats=min(len(r) for r in runs)))
     return out

@@ -72,7 +72,7 @@ class PriceCache:
     bounds: dict[tuple, float] = field(default_factory=dict)
     """Every block of the model once over a query size, per sharding (the search's compute bound)."""
     route_figures: dict[tuple, tuple[tuple[float, float], ...]] = field(default_factory=dict)
-    """(device group, link fits) → the distinct (latency s, bytes/s) of the routes between its members."""
+    """(placement class of a device group, link fits) → the distinct (latency s, bytes/s) of the routes between its members."""
 
 
 class Pricing:

@@ -93,6 +93,15 @@ def test_compute_cli_writes_a_profile_with_its_command(pfplan, tmp_path) -> None
     assert {(256, 256, 1, 1), (64, 256, 1, 1), (256, 256, 2, 1), (256, 256, 1, 2)} <= set(block)
     for t in block.values():
         assert 0 < t.min_s <= t.p10_s <= t.median_s <= t.p90_s <= t.max_s and t.repeats == 3
+    # --extras (the default): Ring's core per shard degree and batch, and the runtime's own serial launches
+    ring = {(r.degree, r.batch): r for r in profile.ring_attention}
+    assert {(2, 1), (4, 1)} <= set(ring)
+    for r in ring.values():
+        assert r.query_tokens * r.degree == r.kv_tokens == 256 and r.repeats == 3
+        assert r.excess_s == pytest.approx(r.degree * r.partial_s + (r.degree - 1) * r.merge_s - r.sdpa_s)
+    [launch] = profile.runtime_launch
+    assert (launch.height_px, launch.steps, launch.launches, launch.batch) == (256, 4, 3, 2)
+    assert launch.step_s > 0 and launch.first_step_extra_s >= 0 and launch.vae_decode_s > 0
 
 
 def _bigger_tiny_preset(tmp_path):

@@ -45,6 +45,12 @@ def long_scenarios(draw):
     return plan, topo
 
 
+def pixart_on_pcie8():
+    """pixart-alpha, pcie8 and its GPU's shipped cost model."""
+    m, c = load_model("pixart-alpha"), load_cluster("pcie8")
+    return m, c, cost_model_for(m, c.gpu_of(c.devices[0]))
+
+
 @PROPERTY
 @given(long_scenarios())
 def test_a_run_stopped_at_its_steady_state_equals_the_whole_simulation(scenario):
@@ -54,8 +60,7 @@ def test_a_run_stopped_at_its_steady_state_equals_the_whole_simulation(scenario)
 
 def test_a_search_sized_run_stops_early_and_equals_the_whole_simulation():
     """pixart-alpha 1024 px, 20 steps, pipefusion=8 M=8 on pcie8 settles after step 2: 4 steps are simulated."""
-    m, c = load_model("pixart-alpha"), load_cluster("pcie8")
-    cost = cost_model_for(m, c.gpu_of(c.devices[0]))
+    m, c, cost = pixart_on_pcie8()
     plan = ParallelPlan(model="pixart-alpha", height_px=1024, width_px=1024, steps=20,
                         degrees={"pipefusion": 8}, patches=8, warmup_steps=1)
     sim = Simulation(plan, m, c, cost, watch=True)
@@ -66,8 +71,7 @@ def test_a_search_sized_run_stops_early_and_equals_the_whole_simulation():
 
 
 def test_a_trace_is_never_cut_short():
-    m, c = load_model("pixart-alpha"), load_cluster("pcie8")
-    cost = cost_model_for(m, c.gpu_of(c.devices[0]))
+    m, c, cost = pixart_on_pcie8()
     plan = ParallelPlan(model="pixart-alpha", height_px=512, width_px=512, steps=12,
                         degrees={"pipefusion": 4}, patches=4, warmup_steps=1)
     traced = simulate(plan, m, c, cost, record_trace=True)
@@ -77,8 +81,7 @@ def test_a_trace_is_never_cut_short():
 
 
 def test_the_fifo_network_is_simulated_whole():
-    m, c = load_model("pixart-alpha"), load_cluster("pcie8")
-    cost = cost_model_for(m, c.gpu_of(c.devices[0]))
+    m, c, cost = pixart_on_pcie8()
     plan = ParallelPlan(model="pixart-alpha", height_px=512, width_px=512, steps=10,
                         degrees={"pipefusion": 4}, patches=4, warmup_steps=1)
     from simulator.engine import SimSettings
