@@ -18,7 +18,7 @@ from planner import commands_capacity
 from profiles.cli_support import print_json
 from planner.job import load_job, resolution_of, run_search, sha256_of
 from planner.search import SearchSettings
-from planner.search_format import CandidateRecord, SearchReport, SweepReport, search_report
+from planner.search_format import CandidateRecord, SearchReport, SweepReport, latency_text, search_report
 from planner.search_table import print_search_table
 from planner.tables import text_console
 from profiles.errors import InputError
@@ -48,7 +48,9 @@ def print_table(report: SearchReport, top: int) -> None:
     print_search_table(report, top)
     c = report.counts
     text_console().print(f"{c.get('shapes', 0)} plan shapes: {c.get('does_not_fit', 0)} do not fit, "
-                      f"{c.get('not_runnable', 0)} not runnable (skipped), {c.get('simulated', 0)} simulated; "
+                      f"{c.get('not_runnable', 0)} not runnable (skipped), {c.get('simulated', 0)} simulated"
+                      + (f" ({c['stopped']} stopped early: slower than the top plans, latency a lower bound)"
+                         if c.get("stopped") else "") + "; "
                       f"serial on one device: "
                       + (f"{report.baseline_latency_s:.3g} s" if report.baseline_latency_s else "does not fit"),
                       markup=False)
@@ -72,10 +74,10 @@ def finished_plan(report: SearchReport, *, provenance: Provenance, allow_unrunna
         runnable = next((r for r in report.candidates if r.runnable_reason is None), None)
         if runnable is not None:
             notes.append(f"best runnable plan: #{runnable.rank} {runnable.label} (M={runnable.plan.patches}), "
-                         f"{runnable.latency_s:.3g} s; rerun without --allow-unrunnable to write it")
+                         f"{latency_text(runnable, ' s')}; rerun without --allow-unrunnable to write it")
     elif chosen is not best:
         notes.append(f"faster but not runnable by pfrun yet: #{best.rank} {best.label} (M={best.plan.patches}), "
-                     f"{best.latency_s:.3g} s ({best.runnable_reason}); --allow-unrunnable writes it")
+                     f"{latency_text(best, ' s')} ({best.runnable_reason}); --allow-unrunnable writes it")
     return chosen.plan.model_copy(update={"provenance": provenance, "notes": notes})
 
 
@@ -156,7 +158,7 @@ def register(app: typer.Typer) -> None:
             if target is not None:
                 written = report.chosen
                 console.print(f"wrote {target} (#{written.rank} {plan.degrees.label()}, predicted "
-                              f"{written.latency_s:.3g} s)", markup=False)
+                              f"{latency_text(written, ' s')})", markup=False)
             for note in plan.notes[1:]:
                 console.print(f"note: {note}", markup=False)
         console.print(cluster.topology.communication.describe(brief=True), markup=False)

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import plotly.graph_objects as go
 
-from planner.search_format import CandidateRecord, SearchReport, why_text
+from planner.search_format import CandidateRecord, SearchReport, how_priced, latency_text, why_text
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
            "#7f7f7f", "#393b79", "#637939", "#843c39", "#7b4173"]
@@ -66,7 +66,7 @@ def pareto_figure(report: SearchReport, title: str | None = None, families_shown
                                                           symbol=["circle" if r.simulated else "circle-open"
                                                                   for r in recs]),
             text=[f"#{r.rank} {r.label} M={r.plan.patches} W={r.plan.warmup_steps} "
-                  f"({'simulated' if r.simulated else 'estimate'})" for r in recs],
+                  f"({how_priced(r)})" for r in recs],
             hovertemplate="%{text}<br>%{x} GPUs, %{y:.3g} s<extra></extra>"))
     if rest:
         recs = [r for f in rest for r in families[f].values()]
@@ -121,7 +121,7 @@ def top_table(report: SearchReport, limit: int = 15) -> go.Figure:
     columns = {
         "#": [r.rank for r in rows], "plan": [r.label for r in rows], "GPUs": [r.devices for r in rows],
         "M": [r.plan.patches for r in rows], "W": [r.plan.warmup_steps for r in rows],
-        "latency s": [f"{r.latency_s:.3g}" + ("" if r.simulated else " est") for r in rows],
+        "latency s": [latency_text(r) for r in rows],
         "speed-up": [f"{r.speedup_over_one_gpu:.2f}" if r.speedup_over_one_gpu else "-" for r in rows],
         f"peak {unit}": [f"{r.peak_memory_bytes / scale:.3g}" for r in rows],
         "runnable": ["yes" if r.runnable_reason is None else "no" for r in rows],

@@ -10,8 +10,9 @@ At cluster scale the same answer costs less (``SearchSettings.exhaustive`` turns
 
 - one replica's shapes are enumerated and multiplied into every data degree, and a plan
   is built only when it is priced (:func:`planner.space.replica_shapes`);
-- shapes are priced in the order of their compute-only lower bound
-  (:func:`simulator.estimate.compute_bound_s`); once ``simulate_top`` shapes fit with
+- shapes are priced in the order of their lower bound (compute and the collectives a pass
+  cannot overlap, at the cluster's fastest routes: :func:`simulator.estimate.compute_bound_s`);
+  once ``simulate_top`` shapes fit with
   estimates better than the next bound, no later shape can enter the simulated set, so the
   rest are counted as ``pruned_by_bound`` and skipped. The simulated set, and so the
   ranking's head, is the exhaustive search's; only the estimated-only tail is shorter;
@@ -21,6 +22,10 @@ At cluster scale the same answer costs less (``SearchSettings.exhaustive`` turns
   only the first replica);
 - stage splits are memoised per patch shape, and the placement's device window is found
   without comparing every pair of devices (:mod:`planner.placement`).
+- a simulation stops once its clock passes what it would have to beat to change the answer
+  (:mod:`planner.stopping`): a placement alternative the best placement so far, a shape the
+  K-th best finished latency (``SearchSettings.exact_top``). The best K, the plan written and
+  every finished number are the full runs'; a stopped shape is ranked by its lower bound.
 
 Never returned: a plan that breaks a rule or does not fit in device memory (checked by the
 memory model before ranking and again by the simulation). The objective is the latency
@@ -65,14 +70,25 @@ class Candidate:
     runnable_reason: str | None
     prediction: Prediction | None = None
     lost_because: str = ""
+    stopped_at_s: float | None = None
+    """Set when its simulation was stopped at this simulated time because it could no longer enter
+    the exactly ranked top K (:mod:`planner.stopping`): its latency is at least this; ``prediction`` is None."""
 
     @property
     def simulated(self) -> bool:
+        """Simulated to the end (a stopped run is not: it has a lower bound only)."""
         return self.prediction is not None
 
     @property
+    def stopped(self) -> bool:
+        return self.stopped_at_s is not None
+
+    @property
     def latency_s(self) -> float:
-        return self.prediction.latency_s if self.prediction else self.estimate_s
+        """The simulated latency; for a stopped run its lower bound; else the fast estimate."""
+        if self.prediction:
+            return self.prediction.latency_s
+        return self.stopped_at_s if self.stopped_at_s is not None else self.estimate_s
 
     @property
     def throughput_images_per_s(self) -> float:
@@ -121,7 +137,11 @@ class SearchSettings:
     best_per_device_count: bool = False
     """Also simulate the best-estimated shape of every device count (capacity planning, reports)."""
     exhaustive: bool = False
-    """Estimate every shape (no bound pruning, no memoised estimates): the reference the fast path must match."""
+    """Estimate every shape (no bound pruning, no memoised estimates) and simulate every chosen run to its
+    end: the reference the fast path must match."""
+    exact_top: int | None = 5
+    """K: the best K shapes are ranked exactly; a later shape's simulation stops once its clock passes
+    the K-th best finished latency (reported as a lower bound, :mod:`planner.stopping`). None: never."""
 
 
 def memory_check(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,
@@ -160,19 +180,37 @@ def prepare(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,
 
 
 def simulate_prediction(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,
-                        cost_model: CostModel, dtype_bytes: int) -> tuple[Prediction | None, str | None]:
-    """The simulator's prediction, or why the simulated run does not fit."""
+                        cost_model: CostModel, dtype_bytes: int, *,
+                        stop_after_s: float | None = None) -> tuple[Prediction | None, str | None]:
+    """The simulator's prediction, or why the simulated run does not fit.
+
+    ``stop_after_s``: raises :class:`~simulator.deadline.SlowerThan` once the run's clock passes it,
+    unless the plan does not fit (memory does not depend on the run: that answer is the full run's).
+    """
+    from simulator.deadline import SlowerThan
     from simulator.engine import simulate
 
-    result = simulate(plan, model, cluster, cost_model, dtype_bytes=dtype_bytes)
+    try:
+        result = simulate(plan, model, cluster, cost_model, dtype_bytes=dtype_bytes, stop_after_s=stop_after_s)
+    except SlowerThan:
+        from simulator.memory import capacity_bytes, memory_per_device, oom_messages
+
+        memory = memory_per_device(plan, model, cluster, dtype_bytes=dtype_bytes)
+        if not oom_messages(memory, cluster):
+            raise
+        return None, _oom_reason({d: m.total for d, m in memory.items()},
+                                 {d: capacity_bytes(cluster, d) for d in memory})
     if not result.fits:
-        worst = max(result.prediction.peak_memory_bytes, key=result.prediction.peak_memory_bytes.get,
-                    default=None)
-        if worst is None:
-            return None, "does not fit (simulated run ran out of memory)"
-        return None, does_not_fit(result.prediction.peak_memory_bytes[worst],
-                                  result.prediction.memory_capacity_bytes.get(worst, 0), worst)
+        return None, _oom_reason(result.prediction.peak_memory_bytes, result.prediction.memory_capacity_bytes)
     return result.prediction, None
+
+
+def _oom_reason(peaks: dict[str, int], capacities: dict[str, int]) -> str:
+    """The rejection of a simulated run that does not fit, naming its fullest device."""
+    worst = max(peaks, key=peaks.get, default=None)  # type: ignore[arg-type]
+    if worst is None:
+        return "does not fit (simulated run ran out of memory)"
+    return does_not_fit(peaks[worst], capacities.get(worst, 0), worst)
 
 
 def baseline_latency(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
@@ -282,7 +320,7 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
            width_px: int, steps: int, settings: SearchSettings = SearchSettings(),
            progress: Progress | None = None, topology_name: str | None = None) -> SearchResult:
     """Rank the plans for ``model`` on ``cluster``; raise :class:`PlannerError` if none fits."""
-    from simulator.estimate import compute_bound_s
+    from simulator.estimate import compute_bound_s, route_floor
     from planner.space import replica_shapes, with_replicas
 
     from simulator.limits import size_violations
@@ -304,7 +342,10 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
                  for i, shape in enumerate(plan_shapes(model, options, topology=topology_name))]
     else:
         bases = list(plan_shapes(model, options, topology=topology_name, replicas=False))
-        bounds = [compute_bound_s(b, model, cost_model, dtype_bytes=dtype_bytes, cache=pricer.cache) for b in bases]
+        floor = route_floor(cluster)  # the bound adds the collectives a pass cannot overlap, at these figures
+        overlap = cluster.topology.communication.overlap_efficiency
+        bounds = [compute_bound_s(b, model, cost_model, dtype_bytes=dtype_bytes, cache=pricer.cache, routes=floor,
+                                  overlap_efficiency=overlap) for b in bases]
         images = [b.degrees.images_per_generation() for b in bases]
         queue = []
         for order, base, data in replica_shapes(bases, options):
@@ -352,24 +393,7 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
                 sizes.add(c.plan.world_size)
                 chosen.append((c, shape))
     baseline = baseline_latency(model, cluster, cost_model, options, dtype_bytes)
-    simulated: list[Candidate] = []
-    for index, (candidate, shape) in enumerate(chosen):
-        report("simulating", index, len(chosen))
-        variants = pricer.prepare(shape)
-        if index >= settings.placement_top:
-            variants = variants[:1]
-        best: Candidate | None = None
-        for plan, placement in variants:
-            prediction, why = simulate_prediction(plan, model, cluster, cost_model, dtype_bytes)
-            if prediction is None:
-                rejected.append(Rejected(plan, f"{why} (simulated, {placement.name} placement)"))
-                continue
-            trial = replace(candidate, plan=plan.model_copy(update={"prediction": prediction}),
-                            placement_name=placement.name, prediction=prediction)
-            if best is None or trial.objective_key(settings.objective) < best.objective_key(settings.objective):
-                best = trial
-        if best is not None:
-            simulated.append(best)
+    simulated = _simulate_chosen(chosen, pricer, settings, rejected, counts, report)
     report("simulating", len(chosen), len(chosen))
     counts["simulated"] = len(chosen)
     if not simulated:
@@ -380,6 +404,56 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
     ranked = simulated + rest
     explain_losses(ranked, settings.objective)
     return SearchResult(ranked, rejected, baseline, counts)
+
+
+def _simulate_chosen(chosen: list[tuple[Candidate, ParallelPlan]], pricer: _Pricer, settings: SearchSettings,
+                     rejected: list[Rejected], counts: dict[str, int], report: Progress) -> list[Candidate]:
+    """Simulate each chosen shape (best estimate first) under its placement alternatives; keep the fastest.
+
+    A placement's run stops once its clock passes the best placement's latency so far (it cannot
+    replace it: a tie keeps the first), and a shape's once it passes :class:`StopLimits`' limit:
+    such a shape is kept with that lower bound only (``stopped_at_s``). ``exhaustive``: no stops.
+    """
+    from planner.stopping import StopLimits
+    from simulator.deadline import SlowerThan
+
+    model, cluster, cost_model, dtype_bytes = pricer.model, pricer.cluster, pricer.cost_model, pricer.dtype_bytes
+    limits = StopLimits(settings.objective, None if settings.exhaustive else settings.exact_top,
+                        settings.best_per_device_count)
+    counts.update(stopped=0, runs_stopped=0)
+    simulated: list[Candidate] = []
+    for index, (candidate, shape) in enumerate(chosen):
+        report("simulating", index, len(chosen))
+        variants = pricer.prepare(shape)
+        if index >= settings.placement_top:
+            variants = variants[:1]
+        shape_limit = limits.limit_s(candidate)
+        best: Candidate | None = None
+        stopped: Candidate | None = None
+        for plan, placement in variants:
+            limit = best.latency_s if best is not None else shape_limit
+            try:
+                prediction, why = simulate_prediction(plan, model, cluster, cost_model, dtype_bytes,
+                                                      stop_after_s=None if settings.exhaustive else limit)
+            except SlowerThan as stop:
+                counts["runs_stopped"] += 1
+                if best is None and stopped is None:
+                    stopped = replace(candidate, plan=plan, placement_name=placement.name, stopped_at_s=stop.bound_s)
+                continue
+            if prediction is None:
+                rejected.append(Rejected(plan, f"{why} (simulated, {placement.name} placement)"))
+                continue
+            trial = replace(candidate, plan=plan.model_copy(update={"prediction": prediction}),
+                            placement_name=placement.name, prediction=prediction)
+            if best is None or trial.objective_key(settings.objective) < best.objective_key(settings.objective):
+                best = trial
+        if best is not None:
+            simulated.append(best)
+            limits.add(best)
+        elif stopped is not None:
+            simulated.append(stopped)
+            counts["stopped"] += 1
+    return simulated
 
 
 def impossible(model: ModelPreset, cluster: ClusterGraph, height_px: int, rejected: list[Rejected],
@@ -413,9 +487,11 @@ def loss_reason(cand: Candidate, best: Candidate, objective: Objective) -> str:
     else:
         ratio = best.throughput_images_per_s / cand.throughput_images_per_s if cand.throughput_images_per_s else 0
         head = f"{ratio:.2f}× less throughput"
-    if abs(ratio - 1) < 1e-3:
+    if abs(ratio - 1) < 1e-3 and not cand.stopped:
         return f"same {objective} with {cand.plan.world_size} GPUs (best uses {best.plan.world_size})" \
             if cand.plan.world_size > best.plan.world_size else f"ties the best on {objective}"
+    if cand.stopped:
+        return f"at least {head} (simulation stopped at {cand.stopped_at_s:.3g} s: it cannot enter the top plans)"
     if not cand.simulated:
         return f"{head} by the fast estimate (not simulated)"
     detail = breakdown_difference(cand, best)

@@ -27,8 +27,11 @@ class CandidateRecord(FormatModel):
     label: str = Field(description="Degrees label, e.g. cfg2×pipefusion4.")
     devices: int = Field(ge=1)
     placement_name: str = Field(description="Which placement alternative won for this shape.")
-    latency_s: float = Field(ge=0, description="Simulated latency when simulated, else the fast estimate.")
-    simulated: bool
+    latency_s: float = Field(ge=0, description="Simulated latency when simulated; a lower bound when ``stopped``; "
+                             "else the fast estimate.")
+    simulated: bool = Field(description="Simulated to the end.")
+    stopped: bool = Field(False, description="Its simulation stopped once its clock passed latency_s, since it could "
+                          "no longer enter the exactly ranked top plans: the latency is at least latency_s.")
     estimate_s: float = Field(ge=0, description="The fast analytic estimate used for pruning.")
     throughput_images_per_s: float = Field(ge=0)
     speedup_over_one_gpu: float | None = None
@@ -102,11 +105,22 @@ def why_text(rec: CandidateRecord, report: SearchReport) -> str:
     return rec.lost_because
 
 
+def latency_text(rec: CandidateRecord, unit: str = "") -> str:
+    """The latency as tables show it: "41.4", "≥ 52.1" (stopped: a lower bound) or "60.2 est" (``unit`` after the number)."""
+    if rec.stopped:
+        return f"≥ {rec.latency_s:.3g}{unit}"
+    return f"{rec.latency_s:.3g}{unit}" + ("" if rec.simulated else " est")
+
+
+def how_priced(rec: CandidateRecord) -> str:
+    return "simulated" if rec.simulated else "stopped: latency at least this" if rec.stopped else "estimate"
+
+
 def candidate_record(rank: int, cand: "Candidate", baseline_latency_s: float | None) -> CandidateRecord:
     prediction = cand.prediction
     return CandidateRecord(
         rank=rank, label=cand.plan.degrees.label(), devices=cand.plan.world_size,
-        placement_name=cand.placement_name, latency_s=cand.latency_s, simulated=cand.simulated,
+        placement_name=cand.placement_name, latency_s=cand.latency_s, simulated=cand.simulated, stopped=cand.stopped,
         estimate_s=cand.estimate_s, throughput_images_per_s=cand.throughput_images_per_s,
         speedup_over_one_gpu=(baseline_latency_s / cand.latency_s
                               if baseline_latency_s and cand.latency_s > 0 else None),

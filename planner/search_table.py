@@ -8,7 +8,7 @@ latency and the reason it lost stay. Numbers are never split across lines.
 
 from __future__ import annotations
 
-from planner.search_format import SearchReport, why_text
+from planner.search_format import SearchReport, latency_text, why_text
 from planner.tables import Column, print_rows
 
 GB = 1e9
@@ -33,7 +33,7 @@ def table_rows(report: SearchReport, top: int) -> list[list[str]]:
     rows = []
     for rec in report.candidates[:top]:
         rows.append([str(rec.rank), rec.label, str(rec.devices), str(rec.plan.patches), str(rec.plan.warmup_steps),
-                     rec.placement_name, f"{rec.latency_s:.3g}" + ("" if rec.simulated else " est"),
+                     rec.placement_name, latency_text(rec),
                      f"{rec.speedup_over_one_gpu:.2f}×" if rec.speedup_over_one_gpu else "-",
                      f"{rec.throughput_images_per_s:.3g}", f"{gb(rec.peak_memory_bytes)}/{gb(rec.capacity_bytes)}",
                      traffic_text(rec.traffic_bytes_by_route_class), "yes" if rec.runnable_reason is None else "no",

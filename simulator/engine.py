@@ -25,6 +25,7 @@ from profiles.costs.flops import attention_flops, layer_flops
 from profiles.catalog.models import ModelPreset
 from profiles.topology.graph import ClusterGraph
 from simulator import collectives
+from simulator.deadline import arm
 from simulator.errors import SimulatorError
 from simulator.limits import MAX_DIRECT_PASSES
 from simulator.network import NETWORK_MODELS, FairShareNetwork, LinkFit
@@ -184,6 +185,9 @@ class Pricing:
 
 class Simulation(Pricing):
     """One run: the environment, the network, the actors' records. Not reusable across runs."""
+
+    stop_after_s: float | None = None
+    """Raise :class:`~simulator.deadline.SlowerThan` when the clock reaches this unfinished (:func:`simulate`)."""
 
     def __init__(self, plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
                  settings: SimSettings = SimSettings(), *, cache: PriceCache | None = None,
@@ -481,8 +485,11 @@ class Simulation(Pricing):
         """Run until every actor and every send has finished (not until the event queue is empty:
         the fair-share network leaves superseded completion timers behind)."""
         env = self.env
+        deadline = arm(env, self.stop_after_s)
         env.run(until=env.all_of([env.process(stage_actor(self, actor)) for actor in self.work.actors]))
         while True:
+            if deadline is not None:
+                deadline.check()  # raises SlowerThan once the clock reached stop_after_s unfinished
             pending = [p for p in self._sends if not p.processed]
             if not pending:
                 break
@@ -505,7 +512,7 @@ transfers, broken by float rounding, can shift a timeline once every few dozen s
 def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *,
              record_trace: bool = False, bandwidth_scale: float = 1.0, dtype_bytes: int = 2,
              network_model: str = "fair", link_fits: dict[str, LinkFit] | None = None,
-             extrapolate: bool | None = None) -> SimulationResult:
+             extrapolate: bool | None = None, stop_after_s: float | None = None) -> SimulationResult:
     """Simulate one generation of ``plan``; ``record_trace`` also keeps every event and builds a Trace.
 
     ``network_model``: ``"fair"`` (links shared equally by concurrent transfers) or ``"fifo"``
@@ -518,6 +525,10 @@ def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost
     step; None (the default): True unless a trace is asked for (a trace needs every event). A
     run that does not settle is simulated whole, or refused when that is more than
     :data:`simulator.limits.MAX_DIRECT_PASSES` stage passes.
+    ``stop_after_s``: raise :class:`~simulator.deadline.SlowerThan` once the simulated clock
+    reaches it before the run ends (the latency is then at least that; a search's runs that
+    cannot win); only the first run and the whole-run fallback carry it, not a long run's
+    extrapolation from short runs or its checks.
     Raises :class:`~simulator.errors.PlanError` listing every rule the plan breaks.
     """
     validate(plan, model, cluster)
@@ -534,6 +545,7 @@ def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost
     long_run = plan.steps > LONG_RUN_STEPS or passes > MAX_DIRECT_PASSES
     if extrapolate and not record_trace:
         sim = Simulation(plan, model, cluster, cost_model, settings, watch=True, give_up=long_run)
+        sim.stop_after_s = stop_after_s
         if sim.watch is not None:
             try:
                 result = sim.run()
@@ -551,7 +563,9 @@ def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost
                              f"{MAX_DIRECT_PASSES:,} one simulation runs, and the run did not settle into a "
                              f"repeating per-step pattern within {SETTLE_STEPS[-1]} steps to extrapolate",
                              field="steps")
-    return Simulation(plan, model, cluster, cost_model, settings).run()
+    sim = Simulation(plan, model, cluster, cost_model, settings)
+    sim.stop_after_s = stop_after_s
+    return sim.run()
 
 
 def _holds_further(sim: Simulation, plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,

@@ -20,6 +20,7 @@ of a search; passes over equal token counts are priced once per plan.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from profiles.costs.cost_model import CostModel
@@ -31,7 +32,7 @@ from simulator.network import LinkFit, Network
 from profiles.costs.cost_model import EMBED, FINAL, LayerShape
 from simulator.plan import ParallelPlan, patch_rows
 from simulator.strategies import STRATEGIES
-from simulator.strategies.base import CollectiveSpec
+from simulator.strategies.base import CollectiveSpec, PassWork, split_by_overlap
 from simulator.strategies.cfg import batch_per_pass, latent_bytes, prediction_bytes
 from simulator.workload import Actor, Workload
 
@@ -160,8 +161,60 @@ def _loop_s(work: Workload, stage_time: Callable[..., float]) -> float:
     return total + rest * max(work.patches * slowest, round_trip) + (round_trip - slowest)
 
 
+@dataclass(frozen=True)
+class RouteFloor:
+    """The fastest figures any route of a cluster has, for bounds that hold under every placement.
+
+    ``(latency s, bytes/s)`` pairs are the lowest latency and the highest speed over the routes
+    (not necessarily of one route), so ``messages · latency + bytes / speed`` is at most what any
+    route takes. A group larger than every host must cross hosts, so its slowest route is at
+    least ``cross_host``'s figures.
+    """
+
+    any_route: tuple[float, float]
+    cross_host: tuple[float, float] | None
+    """None on a one-host cluster."""
+    host_devices: int
+    """Devices on the largest host."""
+
+    def figures(self, group_size: int) -> tuple[float, float]:
+        if group_size > self.host_devices and self.cross_host is not None:
+            return self.cross_host
+        return self.any_route
+
+
+def route_floor(cluster: ClusterGraph, link_fits: dict[str, LinkFit] | None = None) -> RouteFloor:
+    """:class:`RouteFloor` of ``cluster``: the routes among the devices of each node entry's first two
+    hosts are every route there is (hosts of one entry are identical; :meth:`ClusterGraph.route`)."""
+    net = Network(None, cluster, link_fits=link_fits)  # type: ignore[arg-type]  # pricing only: no simpy env
+    hosts: dict[int, list[str]] = {}
+    for host, entry in cluster.host_node.items():
+        if len(hosts.setdefault(entry, [])) < 2:
+            hosts[entry].append(host)
+    shown = {h for reps in hosts.values() for h in reps}
+    devices = [d for d in cluster.devices if cluster.device_host[d] in shown]
+    same: list[tuple[float, float]] = []
+    cross: list[tuple[float, float]] = []
+    for a in devices:
+        for b in devices:
+            route = cluster.route(a, b)
+            if a != b and route.links:
+                (same if cluster.device_host[a] == cluster.device_host[b] else cross).append(
+                    (net.latency_s(route), net.route_bytes_per_s(route)))
+    every = same + cross
+
+    def floor(figures: list[tuple[float, float]]) -> tuple[float, float]:
+        return min(f[0] for f in figures), max(f[1] for f in figures)
+    per_host: dict[str, int] = {}
+    for d in cluster.devices:
+        per_host[cluster.device_host[d]] = per_host.get(cluster.device_host[d], 0) + 1
+    return RouteFloor(floor(every) if every else (0.0, float("inf")), floor(cross) if cross else None,
+                      max(per_host.values(), default=1))
+
+
 def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostModel, *, dtype_bytes: int = 2,
-                    cache: PriceCache | None = None) -> float:
+                    cache: PriceCache | None = None, routes: RouteFloor | None = None,
+                    overlap_efficiency: float = 1.0) -> float:
     """A lower bound of :func:`estimate_latency_s` from compute alone, whatever the split and placement.
 
     The estimate's every pass costs at least its compute, embeddings, final layer and
@@ -174,6 +227,13 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
     together) and ``S_m`` are the patches: the slowest of ``N`` stages is at least their
     mean, one patch's round trip at least ``1/M`` of the step. The search skips a shape whose
     bound is already slower than the plans it keeps (:func:`planner.search.search`).
+
+    ``routes`` (with the topology's ``overlap_efficiency``): ``P(q)`` also counts the collectives
+    a pass cannot overlap (Ulysses' all-to-alls, tensor all-reduces, the gathers of the output,
+    the share of overlapped ones the box cannot hide), each alone at the cluster's fastest route
+    figures. Their bytes and calls are proportional to a stage's blocks, so over the stages they
+    sum to the whole model's, whatever the split; the estimate prices each at its group's
+    slowest route, and the simulation adds contention, so the bound stays below both.
     """
     cache = cache if cache is not None else PriceCache()
     degrees = plan.degrees.as_dict()
@@ -186,6 +246,7 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
 
     sharding = tuple((s.axis, n) for s, n in strategies)
     passes = cache.bounds
+    hidden, layers = model.arch.hidden_size, len(kinds)
 
     def layer_s(kind: str, q: int, k: int) -> float:
         shape = LayerShape(kind, q, k, batch)
@@ -212,12 +273,31 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
             value = cache.optional[key] = float(answer or 0.0)
         return value
 
-    def pass_s(q: int) -> float:
-        key = (sharding, q, image, batch)
+    def blocking_s(q: int, warmup: bool) -> float:
+        """The pass's collectives that cannot overlap, over every block, at the fastest route figures."""
+        assert routes is not None
+        local = LayerShape(kinds[0], q, image, batch)
+        for strategy, degree in strategies:
+            local = strategy.shard(local, degree)
+        work = PassWork(q, image, batch, layers, hidden, dtype_bytes, warmup, prediction_bytes(model, q, dtype_bytes),
+                        0.0, False)
+        total = 0.0
+        for strategy, degree in strategies:
+            for spec in strategy.collectives(work, degree, local.query_tokens):
+                for part in split_by_overlap(spec, overlap_efficiency):
+                    if not part.overlapped:
+                        total += _collective_s([(degree, (routes.figures(degree),))], part)
+        return total
+
+    def pass_s(q: int, warmup: bool = False) -> float:
+        key = (sharding, q, image, batch) if routes is None else (sharding, q, image, batch, warmup, routes,
+                                                                  overlap_efficiency)
         t = passes.get(key)
         if t is None:
-            t = passes[key] = (blocks_s(q) + layer_s(EMBED, q, q)
-                               + layer_s(FINAL, q, q) + optional_s("scheduler_step_time_s", q))
+            t = (blocks_s(q) + layer_s(EMBED, q, q) + layer_s(FINAL, q, q) + optional_s("scheduler_step_time_s", q))
+            if routes is not None:
+                t += blocking_s(q, warmup)
+            passes[key] = t
         return t
 
     stages = plan.degrees.pipeline_stages
@@ -225,7 +305,7 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
     warm = min(plan.warmup_steps, plan.steps)
     rest = plan.steps - warm
     total = optional_s("first_pass_overhead_s", batch) + optional_s("vae_decode_time_s", plan.height_px, plan.width_px)
-    total += warm * pass_s(image)
+    total += warm * pass_s(image, True)
     if rest > 0:
         if len(patches) == 1:
             total += rest * pass_s(image)

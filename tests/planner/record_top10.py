@@ -5,7 +5,9 @@
 main at 17f39c7, before strategies and families became plug-ins (then named
 ``top10-before-plugins.json``), and re-recorded on branch r3-c for issue 13, whose costs
 (whole-deployment memory, VAE and scheduler, communication priors, Ring merges, measured
-collectives) change predictions on purpose. Re-record only when a change means to.
+collectives) change predictions on purpose. Re-record only when a change means to. Since round 6
+a shape below the exactly ranked top K may be stopped early (``"stopped": true``, its latency a
+lower bound); the recording holds every row's full simulation.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def top10(topology: str, model_name: str, px: int, steps: int) -> list[dict]:
     result = search(model, cluster, cost, height_px=px, width_px=px, steps=steps, settings=SearchSettings())
     return [{"label": c.plan.degrees.label(), "patches": c.plan.patches, "warmup": c.plan.warmup_steps,
              "stage_split": c.plan.stage_split, "placement": c.plan.placement,
-             "latency_s": c.latency_s, "simulated": c.simulated} for c in result.ranked[:10]]
+             "latency_s": c.latency_s, "simulated": c.simulated, **({"stopped": True} if c.stopped else {})}
+            for c in result.ranked[:10]]
 
 
 def record() -> dict:
