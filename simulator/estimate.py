@@ -310,5 +310,8 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
         if len(patches) == 1:
             total += rest * pass_s(image)
         else:
-            total += rest * sum(pass_s(q) for q in patches) * max(1.0 / stages, 1.0 / len(patches))
+            sizes: dict[int, int] = {}  # patches come in at most two sizes: each priced once, times its count
+            for q in patches:
+                sizes[q] = sizes.get(q, 0) + 1
+            total += rest * sum(pass_s(q) * n for q, n in sizes.items()) * max(1.0 / stages, 1.0 / len(patches))
     return total
