@@ -129,3 +129,16 @@ def test_a_stopped_candidate_is_shown_as_a_lower_bound_everywhere():
     assert [r.stopped for r in report.candidates] == [False, True, False]
     fastest = fastest_per_device_count(SearchResult(ranked, [], 4.0))
     assert fastest[4].plan.degrees.label() == "ulysses4"  # capacity never sizes a stopped plan
+
+
+def test_the_report_marks_a_stopped_candidate():
+    from planner.report_figures import pareto_figure, top_table
+
+    ranked = [_cand(Degrees(pipefusion=8), 1.0), _cand(Degrees(pipefusion=4), 1.5, stopped=True)]
+    explain_losses(ranked, "latency")
+    report = search_report(SearchResult(ranked, [], 4.0), model="pixart-alpha", height_px=1024, width_px=1024,
+                           steps=20, topology="pcie8", objective="latency", cost_model="analytic:l40")
+    cells = top_table(report).data[0].cells.values
+    assert "≥ 1.5" in [str(v) for column in cells for v in column]
+    hover = [t for trace in pareto_figure(report).data for t in (trace.text or ())]
+    assert any("stopped: latency at least this" in t for t in hover)
