@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._doc_sections import replace_section  # noqa: E402
 from benchmarks.validation_suite import LINKS, MODEL, PROFILE, make_plan, predicted_breakdown  # noqa: E402
 
-PLANS = ("", "data=2", "cfg=2", "ulysses=2", "tensor=2", "pipefusion=2,patches=2,warmup=1")
+PLANS = ("", "data=2", "cfg=2", "ulysses=2", "tensor=2", "pipefusion=2,patches=2,warmup=1", "ring=2",
+         "distrifusion=2,warmup=1")
 PAGE = ROOT / "docs" / "fidelity.md"
 BEGIN, END = "<!-- where_time_goes:begin -->", "<!-- where_time_goes:end -->"
 GROUPS = {"compute": "forward", "embed": "forward", "final": "forward", "scheduler": "scheduler", "vae": "vae",
@@ -125,11 +126,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--stdout", action="store_true")
+    parser.add_argument("--only", default="", help="plans separated by ';' (default: every plan "
+                        "of PLANS; 'serial' for the serial plan); implies --stdout")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     start = time.monotonic()
     rows = []
-    for spec in PLANS:
+    chosen = [("" if s == "serial" else s) for s in args.only.split(";") if s] if args.only else list(PLANS)
+    args.stdout = args.stdout or bool(args.only)
+    for spec in chosen:
         got = measure(spec, args.repeats)
         rows.append((spec, got, predicted_breakdown(make_plan(spec))))
         print(f"{spec or 'serial'}: {got['latency'] * 1e3:.0f} ms ({time.monotonic() - start:.0f} s)", file=sys.stderr)

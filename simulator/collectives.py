@@ -97,6 +97,28 @@ def exchange(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, mess
     yield from _round(net, pairs, nbytes, messages)
 
 
+def cfg_swap(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: int = 1) -> Generator:
+    """CFG's prediction swap between the two branches' ranks, pair by pair.
+
+    The runtime swaps them with an all-gather over each pair (``DistContext.exchange_cfg``), so
+    where the links profile measured that all-gather for a pair's group the swap is timed by it:
+    it carries the call's set-up and the ranks' synchronisation, which one round of sends leaves
+    out (gloo on cpu2: 3.7 ms a call in the runs against about 1 ms priced as a send, 2026-12-02).
+    Without a measured curve: one round of simultaneous point-to-point sends."""
+    curves = [net.collective_curve("all_gather", pair) for pair in pairs]
+    if not pairs or any(c is None for c in curves):
+        yield from _round(net, pairs, nbytes, messages)
+        return
+    calls = [net.env.process(net.timed_collective(c, pair, nbytes, messages)) for c, pair in zip(curves, pairs)]
+    yield net.env.all_of(calls)
+
+
+def cfg_swap_s(net: Network, pair: tuple[str, str], nbytes: float) -> float | None:
+    """The measured all-gather time of one CFG swap over ``pair`` (None: not measured; price the sends)."""
+    curve = net.collective_curve("all_gather", pair)
+    return None if curve is None else curve.time_s(nbytes, net.bandwidth_scale) + curve.extra_s
+
+
 @dataclass(frozen=True)
 class Algorithm:
     """A collective's simpy algorithm and its closed form: ``rounds(n)`` rounds of ``chunk_bytes(b, n)``

@@ -5,7 +5,9 @@
 main at 17f39c7, before strategies and families became plug-ins (then named
 ``top10-before-plugins.json``), and re-recorded on branch r3-c for issue 13, whose costs
 (whole-deployment memory, VAE and scheduler, communication priors, Ring merges, measured
-collectives) change predictions on purpose. Re-record only when a change means to.
+collectives) change predictions on purpose; re-recorded in round 6 when tensor parallel got the
+runtime's own all-reduce count per block kind (flux-dev: ``tensor8`` enters the top 10, the
+other rows unchanged). Re-record only when a change means to.
 """
 
 from __future__ import annotations
