@@ -7,7 +7,8 @@ Run from the repository root (timing: normal priority, nothing else running)::
 
 Each plan of :data:`PLANS` (pixart-tiny 256 px, 4 steps on ``cpu2``, as the validation
 suite) runs ``--repeats`` times in a row (after one untimed run that builds nothing in
-this process: every run is a fresh launch, as pfrun's), with the trace the runtime records
+this process: every run is a fresh launch in new rank processes, the serial plan's one rank
+too, as pfrun's), with the trace the runtime records
 on every rank. ``latency_s`` is the time from the start barrier to the last rank's end; on
 each rank it is split into its spans: the transformer forward (``compute``: the whole
 forward for the serial loop, one band of blocks elsewhere; ``embed`` and ``final`` where
@@ -50,10 +51,10 @@ def measure(spec: str, repeats: int) -> dict:
     from runtime.run import execute, job_for
 
     job = job_for(make_plan(spec), load_model(MODEL))
-    execute(job)  # a first launch warms the file cache; its numbers are dropped
+    execute(job, fresh_process=True)  # a first launch warms the file cache; its numbers are dropped
     runs = []
     for _ in range(repeats):
-        res = execute(job)
+        res = execute(job, fresh_process=True)  # serial too: a new rank process, as a pfrun command's
         ranks = []
         for events in res.events:
             groups: dict[str, float] = defaultdict(float)
