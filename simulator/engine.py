@@ -210,6 +210,7 @@ class Simulation(Pricing):
         work = self.work
         self._bounds = row_bounds([t // work.cols for t in work.patch_tokens])
         self._per_step = 1 if work.patches == 1 else work.patches
+        self._units: dict[int, Unit] = {}
         self.unit_count = self._units_for(work.steps)
         """Units every stage runs (:meth:`stop_after` may shorten it)."""
         self.position: dict[str, int] = {}
@@ -220,7 +221,11 @@ class Simulation(Pricing):
         self._own: dict[str, simpy.Process] = {}
         self._inflight: dict[int, tuple[tuple, simpy.Event]] = {}
         """Sends started without a process, not yet arrived: id(done) → (owner, done)."""
-        self._pairs: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self._pairs: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        self._held_share = 1.0 - cluster.topology.communication.overlap_efficiency
+        """Share of a send's bytes that holds the sender (:meth:`post_send`), looked up once."""
+        self._start_round = None if self.record else getattr(self.net, "start_round", None)
+        """The network's one-event round (the fair-share network's), or None: sends run as processes."""
         self.watch: StepWatch | None = None
         if watch and not self.record and isinstance(self.net, FairShareNetwork) and not self.net.curves:
             self.watch = StepWatch(self, give_up=give_up)
@@ -230,8 +235,12 @@ class Simulation(Pricing):
         return unit_count(steps, self.work.warmup_steps, self._per_step)
 
     def unit(self, index: int) -> Unit:
-        """The ``index``-th unit of every stage's schedule (:func:`simulator.schedule.unit_at`)."""
-        return unit_at(index, self.work.warmup_steps, self._bounds)
+        """The ``index``-th unit of every stage's schedule (:func:`simulator.schedule.unit_at`), built
+        once for all stage groups (each asks for every index)."""
+        unit = self._units.get(index)
+        if unit is None:
+            unit = self._units[index] = unit_at(index, self.work.warmup_steps, self._bounds)
+        return unit
 
     def stop_after(self, steps: int) -> None:
         """Run only the first ``steps`` steps (the steady state was found; :func:`simulator.periodic.extend`)."""
@@ -395,8 +404,8 @@ class Simulation(Pricing):
                   began_s: float, held_bytes: int, **tags: Any) -> bool:
         """:meth:`send` without a process of its own, on a network that starts a round as one event
         (the fair-share one); False when it cannot (the caller spawns :meth:`send`)."""
-        start_round = getattr(self.net, "start_round", None)
-        if start_round is None or self.record:
+        start_round = self._start_round
+        if start_round is None:
             return False
         moves = self._moves(actor, peer)
         owner = ("send", actor.label, key, began_s)
@@ -417,12 +426,13 @@ class Simulation(Pricing):
         if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
             self.warmup_end_s[(actor.data, actor.cfg)] = self.env.now
 
-    def _moves(self, actor: Actor, peer: Actor) -> list[tuple[str, str]]:
-        """Same-position rank pairs of two stage groups on different devices (built once per pair)."""
+    def _moves(self, actor: Actor, peer: Actor) -> tuple[tuple[str, str], ...]:
+        """Same-position rank pairs of two stage groups on different devices (built once per pair; a
+        tuple, so the network keys its round on it without copying)."""
         pair = (actor.label, peer.label)
         moves = self._pairs.get(pair)
         if moves is None:
-            moves = self._pairs[pair] = [(a, b) for a, b in zip(actor.devices, peer.devices) if a != b]
+            moves = self._pairs[pair] = tuple((a, b) for a, b in zip(actor.devices, peer.devices) if a != b)
         return moves
 
     def _arrived(self, actor: Actor, key: tuple, start: float) -> None:
@@ -438,13 +448,13 @@ class Simulation(Pricing):
         ``overlap_efficiency``), ``1 − e`` of the bytes move before the sender computes again;
         the rest travels in the background and fires ``key`` on arrival.
         """
-        held = int(nbytes_per_rank * (1.0 - self.cluster.topology.communication.overlap_efficiency))
+        held = int(nbytes_per_rank * self._held_share)
         began = self.env.now
         if held > 0:
             self.where[actor.label] = ("held", key, began)
             self.net.owner = (actor.label, "held")
-            start_round = getattr(self.net, "start_round", None)
-            if start_round is not None and not self.record:  # what collectives.exchange does, without its generators
+            start_round = self._start_round
+            if start_round is not None:  # what collectives.exchange does, without its generators
                 moves = self._moves(actor, peer)
                 done = start_round(moves, held, 0) if moves else None
                 if done is not None:

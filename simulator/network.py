@@ -396,10 +396,9 @@ class FairShareNetwork(Network):
         self._wake_s = float("inf")
         """When the pending simpy timer fires (inf: none pending)."""
         self._waking = False
-        self._alone_memo: dict[tuple, _Alone] = {}
-        """(round, bytes, messages) → its closed form alone on its links."""
         self._rounds: dict[tuple, tuple] = {}
-        """Moves of a round → its routes' states and the links they use, built once per simulation."""
+        """Moves of a round → its routes' states, the links they use, its routes and its closed forms
+        alone on its links by (bytes, messages), built once per simulation."""
         self._values: dict[int, object] = {}
         """id(done) → the value it fires with (:meth:`start_round`)."""
 
@@ -611,7 +610,7 @@ class FairShareNetwork(Network):
                chain: _Chain | None) -> bool:
         """Start one round's flows now (False: none has a route to cross)."""
         now = self.env.now
-        key = tuple(moves)
+        key = moves if type(moves) is tuple else tuple(moves)
         prepared = self._rounds.get(key)
         if prepared is None:
             started = []
@@ -622,8 +621,8 @@ class FairShareNetwork(Network):
             used: dict[_FairLink, None] = {}
             for _, links, _, _ in started:
                 used.update(dict.fromkeys(links))
-            prepared = self._rounds[key] = (tuple(started), tuple(used), tuple(r for r, _, _, _ in started))
-        started, links_used, routes = prepared
+            prepared = self._rounds[key] = (tuple(started), tuple(used), tuple(r for r, _, _, _ in started), {})
+        started, links_used, routes, alone_memo = prepared
         if not started:
             return False
         for link in links_used:
@@ -631,7 +630,7 @@ class FairShareNetwork(Network):
                 break
         else:
             self.traffic.add_round(routes, int(nbytes))
-            return self._start_alone(key, started, links_used, nbytes, messages, done, chain, now)
+            return self._start_alone(alone_memo, started, links_used, nbytes, messages, done, chain, now)
         for link in links_used:
             if link.alone is not None:
                 self._materialise(link.alone, now)
@@ -654,13 +653,12 @@ class FairShareNetwork(Network):
         self._arm()
         return True
 
-    def _start_alone(self, key: tuple, started: tuple, links_used: tuple, nbytes: int, messages: int,
-                     done: simpy.Event | None, chain: _Chain | None, now: float) -> bool:
-        """A round on idle links: priced in closed form (memoised), one heap entry for its end."""
-        memo = (key, nbytes, messages)
-        prices = self._alone_memo.get(memo)
+    def _start_alone(self, memo: dict[tuple[int, int], _Alone], started: tuple, links_used: tuple, nbytes: int,
+                     messages: int, done: simpy.Event | None, chain: _Chain | None, now: float) -> bool:
+        """A round on idle links: priced in closed form (memoised per round in ``memo``), one heap entry for its end."""
+        prices = memo.get((nbytes, messages))
         if prices is None:
-            prices = self._alone_memo[memo] = self._alone_prices(started, links_used, nbytes, messages)
+            prices = memo[(nbytes, messages)] = self._alone_prices(started, links_used, nbytes, messages)
         alone = _AloneRound(now, prices, started, links_used, done, chain,
                             chain.owner if chain is not None else self.owner)
         for link in links_used:

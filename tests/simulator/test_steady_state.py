@@ -10,7 +10,7 @@ from profiles.catalog.models import load_model
 from profiles.costs.selection import cost_model_for
 from profiles.topology.graph import load_cluster
 from simulator.engine import Simulation, simulate
-from simulator.plan import Degrees, ParallelPlan, violations
+from simulator.plan import Degrees, ParallelPlan, parse_parallel_spec, violations
 from tests.simulator.test_properties import MODELS, PROPERTY, TOPOLOGIES, cluster, model, run
 
 
@@ -45,6 +45,24 @@ def long_scenarios(draw):
     return plan, topo
 
 
+@st.composite
+def deep_scenarios(draw):
+    """Deep PipeFusion pipelines with as many patches as stages (S = M >= 8), the shapes a large search
+    simulates: their downstream stages take the longest to settle, if they settle at all."""
+    topo = draw(st.sampled_from(("pcie8", "a100-nvlink8", "l40-2node")))
+    name = draw(st.sampled_from(MODELS))
+    stages = draw(st.sampled_from([8, 16]))
+    plan = ParallelPlan(model=name, height_px=512, width_px=draw(st.sampled_from([512, 1024])),
+                        steps=draw(st.integers(6, 14)),
+                        degrees=Degrees(pipefusion=stages, ulysses=draw(st.sampled_from([1, 2]))),
+                        patches=stages, warmup_steps=draw(st.integers(1, 2)))
+    assume(not violations(plan, model(name), cluster(topo)))
+    if draw(st.booleans()):
+        devices = draw(st.permutations(cluster(topo).devices))[:plan.world_size]
+        plan = plan.model_copy(update={"placement": list(devices)})
+    return plan, topo
+
+
 def pixart_on_pcie8():
     """pixart-alpha, pcie8 and its GPU's shipped cost model."""
     m, c = load_model("pixart-alpha"), load_cluster("pcie8")
@@ -56,6 +74,27 @@ def pixart_on_pcie8():
 def test_a_run_stopped_at_its_steady_state_equals_the_whole_simulation(scenario):
     plan, topo = scenario
     assert_same(run(plan, topo), run(plan, topo, extrapolate=False))
+
+
+@PROPERTY
+@given(deep_scenarios())
+def test_a_deep_pipeline_stopped_at_its_steady_state_equals_the_whole_simulation(scenario):
+    plan, topo = scenario
+    assert_same(run(plan, topo), run(plan, topo, extrapolate=False))
+
+
+@pytest.mark.parametrize("px, spec, settles_by", [(512, "pipefusion=16,patches=16,warmup=2", 5),
+                                                   (1024, "pipefusion=8,ulysses=2,patches=8,warmup=1", 9)])
+def test_a_deep_pipeline_on_two_nodes_is_cut_and_equals_the_whole_simulation(px, spec, settles_by):
+    """pixart-alpha on l40-2node with S = M (16, and 8 stages of two Ulysses ranks): the cut fires, at the
+    step the diagnosis found (docs/simulator.md), and the result is the whole run's."""
+    m, c = load_model("pixart-alpha"), load_cluster("l40-2node")
+    cost = cost_model_for(m, c.gpu_of(c.devices[0]))
+    plan = ParallelPlan(model="pixart-alpha", height_px=px, width_px=px, steps=20, **parse_parallel_spec(spec))
+    sim = Simulation(plan, m, c, cost, watch=True)
+    short = sim.run()
+    assert sim.watch is not None and sim.watch.found is not None and sim.watch.stopped_at_steps == settles_by
+    assert_same(short, simulate(plan, m, c, cost, extrapolate=False))
 
 
 def test_a_search_sized_run_stops_early_and_equals_the_whole_simulation():
