@@ -217,6 +217,8 @@ class Network:
         self.traffic = TrafficLog()
         self._links: dict[LinkId, Link] = {}
         self._order: dict[tuple[LinkId, ...], tuple[Link, ...]] = {}
+        self.round_plans: dict[tuple, list[tuple[tuple[str, str], ...]]] = {}
+        """(collective, devices, …) → its rounds' moves, built once (:mod:`simulator.collectives`)."""
         self.owner: object = None
         """Who starts the next transfers (set by the engine just before it starts them): kept with
         each round in flight so that :meth:`FairShareNetwork.state` can say whose it is."""
