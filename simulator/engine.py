@@ -211,6 +211,8 @@ class Simulation(Pricing):
         self._bounds = row_bounds([t // work.cols for t in work.patch_tokens])
         self._per_step = 1 if work.patches == 1 else work.patches
         self._units: dict[int, Unit] = {}
+        self._overlapped: dict[int, tuple[CollectiveSpec, ...]] = {}
+        """id(pass cost) → its overlapped collectives, latest-starting last (:meth:`stage_pass`)."""
         self.unit_count = self._units_for(work.steps)
         """Units every stage runs (:meth:`stop_after` may shorten it)."""
         self.position: dict[str, int] = {}
@@ -311,7 +313,8 @@ class Simulation(Pricing):
             totals = self.totals[actor.label]
             totals[cat] = totals.get(cat, 0.0) + end - start
             if step is None or step >= self.work.warmup_steps:
-                clipped = max(start, self.warmup_end_s.get((actor.data, actor.cfg), 0.0))
+                warm_end = self.warmup_end_s.get((actor.data, actor.cfg), 0.0)
+                clipped = warm_end if warm_end > start else start  # max(start, warm_end), without the call
                 if end > clipped:
                     after = self.after_warmup[actor.label]
                     after[cat] = after.get(cat, 0.0) + end - clipped
@@ -347,7 +350,11 @@ class Simulation(Pricing):
         self._bg[label] = background
         elapsed = 0.0
         compute_s = cost.compute_s * self.compute_scale
-        for spec in sorted((s for s in cost.specs if s.overlapped), key=lambda s: -s.overlap_fraction):
+        overlapped = self._overlapped.get(id(cost))
+        if overlapped is None:  # the costs live in self._costs for the whole run: their ids are stable
+            overlapped = self._overlapped[id(cost)] = tuple(
+                sorted((s for s in cost.specs if s.overlapped), key=lambda s: -s.overlap_fraction))
+        for spec in overlapped:
             begin = (1.0 - spec.overlap_fraction) * compute_s
             if begin > elapsed:
                 self.where[label] = ("pass", len(background), start)
