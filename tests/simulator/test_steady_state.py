@@ -87,7 +87,7 @@ def test_a_deep_pipeline_stopped_at_its_steady_state_equals_the_whole_simulation
                                                    (1024, "pipefusion=8,ulysses=2,patches=8,warmup=1", 9)])
 def test_a_deep_pipeline_on_two_nodes_is_cut_and_equals_the_whole_simulation(px, spec, settles_by):
     """pixart-alpha on l40-2node with S = M (16, and 8 stages of two Ulysses ranks): the cut fires, at the
-    step the diagnosis found (docs/simulator.md), and the result is the whole run's."""
+    step the diagnosis found (simulator/periodic.py), and the result is the whole run's."""
     m, c = load_model("pixart-alpha"), load_cluster("l40-2node")
     cost = cost_model_for(m, c.gpu_of(c.devices[0]))
     plan = ParallelPlan(model="pixart-alpha", height_px=px, width_px=px, steps=20, **parse_parallel_spec(spec))
@@ -137,3 +137,33 @@ def test_the_lazy_schedule_is_the_listed_one(steps, warmup, rows):
     warm = min(warmup, steps)
     assert unit_count(steps, warm, len(rows)) == len(listed)
     assert [unit_at(i, warm, row_bounds(rows)) for i in range(len(listed))] == listed
+
+
+def test_a_run_that_does_not_settle_says_where_its_step_starts_differ():
+    """pixart-alpha 1024 px pipefusion=16 M=16 on l40-2node: a stage group's slack shrinks every step
+    (a genuine transient, simulator/periodic.py), so it is never cut; difference() names that group."""
+    from simulator.periodic import Snapshot, StepWatch, difference
+
+    m, c = load_model("pixart-alpha"), load_cluster("l40-2node")
+    cost = cost_model_for(m, c.gpu_of(c.devices[0]))
+    plan = ParallelPlan(model="pixart-alpha", height_px=1024, width_px=1024, steps=8,
+                        degrees={"pipefusion": 16}, patches=16, warmup_steps=1)
+    sim = Simulation(plan, m, c, cost, watch=True)
+    snaps: list[Snapshot] = []
+    watch = StepWatch(sim)
+
+    class Recorder:
+        found = None
+
+        def step_began(self, step: int, index: int) -> None:
+            snap = watch._snapshot(step, index)
+            if snap is not None:
+                snaps.append(snap)
+
+    sim.watch = Recorder()  # type: ignore[assignment]
+    sim.run()
+    assert [s.step for s in snaps] == [2, 3, 4, 5, 6, 7]
+    said = [difference(a, b) for a, b in zip(snaps, snaps[1:])]
+    assert all(s is not None for s in said)
+    assert said[1].startswith("actors[3] (d0c0s3)[2][2]: ")  # its wait began 2.1e-4 s later in the step
+    assert difference(snaps[-1], snaps[-1]) is None
