@@ -170,15 +170,21 @@ class Pricing:
         return cost
 
     def _attention_share(self, stage: int, q: int, k: int, b: int) -> float:
-        """Attention-over-image-K/V FLOPs / all FLOPs of the stage's blocks, per rank (any cost model)."""
+        """Attention-over-image-K/V FLOPs / all FLOPs of the stage's blocks, per rank (any cost model).
+        A stage repeats a few block kinds: each kind's FLOPs are counted once, summed in block order."""
         arch, text = self.model.arch, self.model.text_tokens
         attention = total = 0.0
+        flops: dict[str, tuple[float, float]] = {}
         for kind in self.work.stage_kinds[stage]:
-            shape = LayerShape(kind, q, k, b)
-            for strategy, degree in self.strategies:
-                shape = strategy.shard(shape, degree)
-            attention += attention_flops(arch, shape, text_tokens=text)
-            total += layer_flops(arch, shape, text_tokens=text)
+            counted = flops.get(kind)
+            if counted is None:
+                shape = LayerShape(kind, q, k, b)
+                for strategy, degree in self.strategies:
+                    shape = strategy.shard(shape, degree)
+                counted = flops[kind] = (attention_flops(arch, shape, text_tokens=text),
+                                         layer_flops(arch, shape, text_tokens=text))
+            attention += counted[0]
+            total += counted[1]
         return min(attention / total, 1.0) if total > 0 else 0.0
 
 
@@ -407,8 +413,7 @@ class Simulation(Pricing):
         if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
             self.warmup_end_s[(actor.data, actor.cfg)] = self.env.now
 
-    def _send_now(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str, *,
-                  began_s: float, held_bytes: int, **tags: Any) -> bool:
+    def _send_now(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, *, began_s: float) -> bool:
         """:meth:`send` without a process of its own, on a network that starts a round as one event
         (the fair-share one); False when it cannot (the caller spawns :meth:`send`)."""
         start_round = self._start_round
@@ -470,8 +475,7 @@ class Simulation(Pricing):
             else:
                 yield from collectives.exchange(self.net, list(zip(actor.devices, peer.devices)), held, messages=0)
                 self.note(actor, began, self.env.now, "exposed_communication", f"{name} (not overlapped)", **tags)
-        if not self._send_now(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held,
-                              **tags):
+        if not self._send_now(actor, peer, nbytes_per_rank - held, key, began_s=began):
             self.spawn(self.send(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held,
                                  **tags))
 
