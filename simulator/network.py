@@ -505,6 +505,12 @@ class FairShareNetwork(Network):
     def _alone_prices(self, started: tuple, links_used: tuple, nbytes: int, messages: int) -> _Alone:
         """The round alone on its links: the network's own re-timing, without the network."""
         n = len(started)
+        if n == 1 and len(links_used) == len(started[0][1]):  # one transfer (a stage send): no re-timing
+            _, links, speed, latency = started[0]
+            rate1 = speed * min(link.bytes_per_s / 1 for link in links)
+            lat1 = messages * latency
+            end = 0.0 + (lat1 + float(nbytes) / rate1)  # the loop below's arithmetic for one flow
+            return _Alone(end, [end], [[(0.0, float(nbytes), lat1, rate1)]])
         count = dict.fromkeys(links_used, 0)
         users: dict[_FairLink, list[int]] = {link: [] for link in links_used}
         for i, (_, links, _, _) in enumerate(started):
