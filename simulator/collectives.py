@@ -34,11 +34,22 @@ def _round(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messag
         yield net.env.all_of([net.env.process(net.transfer(src, dst, int(nbytes), messages)) for src, dst in moves])
 
 
-def _rounds(net: Network, rounds: Sequence[Sequence[tuple[str, str]]], nbytes: float, messages: int) -> Generator:
-    """``rounds`` one after the other (the next starts when every transfer of the last has ended)."""
+def _planned(net: Network, key: tuple, build: Callable[[], list[list[tuple[str, str]]]]) -> list[tuple[tuple[str, str], ...]]:
+    """The rounds ``build`` gives, without same-device moves, built once per network for ``key``
+    (a collective over one group runs once per pass: its rounds are the same every time)."""
+    rounds = net.round_plans.get(key)
+    if rounds is None:
+        rounds = net.round_plans[key] = [tuple((src, dst) for src, dst in pairs if src != dst) for pairs in build()]
+    return rounds
+
+
+def _rounds(net: Network, rounds: Sequence[Sequence[tuple[str, str]]], nbytes: float, messages: int, *,
+            planned: bool = False) -> Generator:
+    """``rounds`` one after the other (the next starts when every transfer of the last has ended);
+    ``planned``: they come from :func:`_planned` (same-device moves already left out)."""
     start_rounds = getattr(net, "start_rounds", None)
     if start_rounds is not None:  # the fair-share network chains them without an event per round
-        moves = [[(src, dst) for src, dst in pairs if src != dst] for pairs in rounds]
+        moves = rounds if planned else [[(src, dst) for src, dst in pairs if src != dst] for pairs in rounds]
         if (done := start_rounds(moves, int(nbytes), messages)) is not None:
             yield done
         return
@@ -52,8 +63,9 @@ def ring_rounds(net: Network, devices: Sequence[str], chunk_bytes: float, rounds
     n = len(devices)
     if n < 2:
         return
-    pairs = [(devices[i], devices[(i + 1) % n]) for i in range(n)]
-    yield from _rounds(net, [pairs] * rounds, chunk_bytes, messages)
+    plan = _planned(net, ("ring", tuple(devices), rounds),
+                    lambda: [[(devices[i], devices[(i + 1) % n]) for i in range(n)]] * rounds)
+    yield from _rounds(net, plan, chunk_bytes, messages, planned=True)
 
 
 def all_reduce(net: Network, devices: Sequence[str], nbytes: float, messages: int = 1) -> Generator:
@@ -88,8 +100,9 @@ def all_to_all(net: Network, devices: Sequence[str], bytes_per_rank: float, mess
         yield from net.timed_collective(curve, devices, bytes_per_rank, messages)
         return
     n = len(devices)
-    rounds = [[(devices[i], devices[(i + k) % n]) for i in range(n)] for k in range(1, n)]
-    yield from _rounds(net, rounds, bytes_per_rank / n, messages)
+    rounds = _planned(net, ("all_to_all", tuple(devices)),
+                      lambda: [[(devices[i], devices[(i + k) % n]) for i in range(n)] for k in range(1, n)])
+    yield from _rounds(net, rounds, bytes_per_rank / n, messages, planned=True)
 
 
 def exchange(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: int = 1) -> Generator:
