@@ -7,7 +7,8 @@ Run from the repository root (timing: normal priority, nothing else running)::
 
 Each plan of :data:`PLANS` (pixart-tiny 256 px, 4 steps on ``cpu2``, as the validation
 suite) runs ``--repeats`` times in a row (after one untimed run that builds nothing in
-this process: every run is a fresh launch, as pfrun's), with the trace the runtime records
+this process: every run is a fresh launch in new rank processes, the serial plan's one rank
+too, as pfrun's), with the trace the runtime records
 on every rank. ``latency_s`` is the time from the start barrier to the last rank's end; on
 each rank it is split into its spans: the transformer forward (``compute``: the whole
 forward for the serial loop, one band of blocks elsewhere; ``embed`` and ``final`` where
@@ -35,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._doc_sections import replace_section  # noqa: E402
 from benchmarks.validation_suite import LINKS, MODEL, PROFILE, make_plan, predicted_breakdown  # noqa: E402
 
-PLANS = ("", "data=2", "cfg=2", "ulysses=2", "tensor=2", "pipefusion=2,patches=2,warmup=1")
+PLANS = ("", "data=2", "cfg=2", "ulysses=2", "tensor=2", "pipefusion=2,patches=2,warmup=1", "ring=2",
+         "distrifusion=2,warmup=1")
 PAGE = ROOT / "docs" / "fidelity.md"
 BEGIN, END = "<!-- where_time_goes:begin -->", "<!-- where_time_goes:end -->"
 GROUPS = {"compute": "forward", "embed": "forward", "final": "forward", "scheduler": "scheduler", "vae": "vae",
@@ -49,10 +51,10 @@ def measure(spec: str, repeats: int) -> dict:
     from runtime.run import execute, job_for
 
     job = job_for(make_plan(spec), load_model(MODEL))
-    execute(job)  # a first launch warms the file cache; its numbers are dropped
+    execute(job, fresh_process=True)  # a first launch warms the file cache; its numbers are dropped
     runs = []
     for _ in range(repeats):
-        res = execute(job)
+        res = execute(job, fresh_process=True)  # serial too: a new rank process, as a pfrun command's
         ranks = []
         for events in res.events:
             groups: dict[str, float] = defaultdict(float)
@@ -125,11 +127,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--stdout", action="store_true")
+    parser.add_argument("--only", default="", help="plans separated by ';' (default: every plan "
+                        "of PLANS; 'serial' for the serial plan); implies --stdout")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     start = time.monotonic()
     rows = []
-    for spec in PLANS:
+    chosen = [("" if s == "serial" else s) for s in args.only.split(";") if s] if args.only else list(PLANS)
+    args.stdout = args.stdout or bool(args.only)
+    for spec in chosen:
         got = measure(spec, args.repeats)
         rows.append((spec, got, predicted_breakdown(make_plan(spec))))
         print(f"{spec or 'serial'}: {got['latency'] * 1e3:.0f} ms ({time.monotonic() - start:.0f} s)", file=sys.stderr)

@@ -34,6 +34,9 @@ from profiles.catalog.models import ModelPreset
 from profiles.costs.profile_format import Profile, ProfileProvenance, SoftwareStack, Timing
 from profiles.costs.workloads import ComputeSettings, patch_splits, workloads
 
+LAUNCHES = 5
+"""Fresh serial runtime launches per profile (``runtime_launch``): each pays a process start and
+a model build (2-3 s for the tiny presets), and the decode is priced from their median."""
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 GPU_NAME_HINTS = ((("H200",), "h200"), (("H100",), "h100-sxm"), (("A100", "PCIE"), "a100-pcie"),
                   (("A100",), "a100-sxm"), (("L40S",), "l40s"), (("L40",), "l40"), (("L20",), "l20"),
@@ -247,7 +250,7 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
             from profiler.runtime_launch import time_runtime_launches
 
             launch = [time_runtime_launches(preset, resolution_px=base_res, steps=max(preset.default_steps, 2),
-                                            launches=3, device=device)]
+                                            launches=LAUNCHES, device=device)]
     corun = []
     if settings.corun_ranks >= 2:
         from profiler.corun import time_corun

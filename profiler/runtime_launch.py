@@ -6,8 +6,11 @@ before (building the pipeline, the conditioning, the scheduler), which the profi
 process cannot copy. Timed there, the first forward came out 6-11 ms colder and the first
 decode 20-30 % slower than in pfrun's own spans, where the first step's forward took no longer
 than the next ones (pixart-tiny, 2026-12-02). So these two figures come from fresh one-rank
-serial launches of the runtime (:func:`runtime.run.execute`, each rank a new process, as
-pfrun launches it), read from the spans the runtime records.
+serial launches of the runtime (:func:`runtime.run.execute` with ``fresh_process``: each launch
+a new rank process, as a ``pfrun`` command's own), read from the spans the runtime records.
+Until 2026-12-02 a one-rank launch ran in the profiler's own process (the runtime's default
+for one rank), after the profiler's timings had warmed it: its decode then read 64 ms where a
+fresh rank's took 92-141 ms, and the first forward looked no colder than the next.
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ def time_runtime_launches(preset: ModelPreset, *, resolution_px: int, steps: int
     plan = ParallelPlan(model=preset.name, height_px=resolution_px, width_px=resolution_px, steps=steps,
                         degrees={}, patches=1, warmup_steps=steps)
     job = job_for(plan, preset, device=device)
-    execute(job)
+    execute(job, fresh_process=True)
     firsts, later, decodes, latencies = [], [], [], []
     for _ in range(launches):
-        result = execute(job)
+        result = execute(job, fresh_process=True)
         events = sorted(result.events[0], key=lambda e: e["ts"])
         forwards = [e["dur"] / 1e6 for e in events if e.get("cat") == "compute"]
         if len(forwards) < 2:
@@ -44,4 +47,5 @@ def time_runtime_launches(preset: ModelPreset, *, resolution_px: int, steps: int
                          batch=2 if preset.uses_cfg else 1, step_s=statistics.median(later),
                          first_step_extra_s=max(statistics.median(firsts), 0.0),
                          vae_decode_s=statistics.median(decodes) if decodes else None,
-                         latency_s=statistics.median(latencies), launches=launches)
+                         latency_s=statistics.median(latencies), launches=launches,
+                         fresh_process=True)

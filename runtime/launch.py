@@ -133,13 +133,20 @@ def _child(job: Any, rank: int, world_size: int, init_method: str, results: Any)
     # returning lets multiprocessing flush the queue before the process exits
 
 
-def launch(job: Any, world_size: int, *, in_process: bool = False) -> list[dict[str, Any]]:
-    """Run ``job`` on ``world_size`` ranks; every rank's payload (rank order) or RuntimeFailure."""
+def launch(job: Any, world_size: int, *, in_process: bool = False, fresh_process: bool = False
+           ) -> list[dict[str, Any]]:
+    """Run ``job`` on ``world_size`` ranks; every rank's payload (rank order) or RuntimeFailure.
+
+    ``fresh_process``: a one-rank job also runs in a new rank process, as a ``pfrun`` command's
+    own process would be: what a profiler or benchmark times then includes the first forward and
+    first decode of a process that has run nothing before (run in the calling process after
+    earlier runs, the VAE decode of pixart-tiny took 88-103 ms against 92-101 ms fresh, and the
+    fresh latency was ~10 % longer; 2026-12-02)."""
     if in_process and world_size == 1:
         return [_run_in_process(job)]
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         return _join_torchrun(job)
-    if world_size == 1:
+    if world_size == 1 and not fresh_process:
         return [_run_in_process(job)]
     return _launch_local(job, world_size)
 

@@ -54,14 +54,15 @@ def job_for(plan: ParallelPlan, preset: ModelPreset, **options: Any) -> Job:
     return Job(plan_json=plan.model_dump_json(), preset_json=preset.model_dump_json(), **options)
 
 
-def execute(job: Job, *, in_process: bool = False) -> RunResult:
+def execute(job: Job, *, in_process: bool = False, fresh_process: bool = False) -> RunResult:
     """Launch every rank of ``job`` (or join torchrun); rank 0 of torchrun and the launcher get the result.
 
     ``in_process``: a one-rank job runs in this process even under torchrun (the serial reference).
+    ``fresh_process``: a one-rank job runs in a new rank process, as ``pfrun``'s own (timing).
     """
     import torch
 
-    payloads = launch(job, job.plan.world_size, in_process=in_process)
+    payloads = launch(job, job.plan.world_size, in_process=in_process, fresh_process=fresh_process)
     if not payloads:
         return RunResult(latency_s=math.nan, step_times_s=[])
     out = RunResult(latency_s=max(p["end_s"] for p in payloads), step_times_s=[],

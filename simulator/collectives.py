@@ -34,11 +34,22 @@ def _round(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messag
         yield net.env.all_of([net.env.process(net.transfer(src, dst, int(nbytes), messages)) for src, dst in moves])
 
 
-def _rounds(net: Network, rounds: Sequence[Sequence[tuple[str, str]]], nbytes: float, messages: int) -> Generator:
-    """``rounds`` one after the other (the next starts when every transfer of the last has ended)."""
+def _planned(net: Network, key: tuple, build: Callable[[], list[list[tuple[str, str]]]]) -> list[tuple[tuple[str, str], ...]]:
+    """The rounds ``build`` gives, without same-device moves, built once per network for ``key``
+    (a collective over one group runs once per pass: its rounds are the same every time)."""
+    rounds = net.round_plans.get(key)
+    if rounds is None:
+        rounds = net.round_plans[key] = [tuple((src, dst) for src, dst in pairs if src != dst) for pairs in build()]
+    return rounds
+
+
+def _rounds(net: Network, rounds: Sequence[Sequence[tuple[str, str]]], nbytes: float, messages: int, *,
+            planned: bool = False) -> Generator:
+    """``rounds`` one after the other (the next starts when every transfer of the last has ended);
+    ``planned``: they come from :func:`_planned` (same-device moves already left out)."""
     start_rounds = getattr(net, "start_rounds", None)
     if start_rounds is not None:  # the fair-share network chains them without an event per round
-        moves = [[(src, dst) for src, dst in pairs if src != dst] for pairs in rounds]
+        moves = rounds if planned else [[(src, dst) for src, dst in pairs if src != dst] for pairs in rounds]
         if (done := start_rounds(moves, int(nbytes), messages)) is not None:
             yield done
         return
@@ -52,8 +63,9 @@ def ring_rounds(net: Network, devices: Sequence[str], chunk_bytes: float, rounds
     n = len(devices)
     if n < 2:
         return
-    pairs = [(devices[i], devices[(i + 1) % n]) for i in range(n)]
-    yield from _rounds(net, [pairs] * rounds, chunk_bytes, messages)
+    plan = _planned(net, ("ring", tuple(devices), rounds),
+                    lambda: [[(devices[i], devices[(i + 1) % n]) for i in range(n)]] * rounds)
+    yield from _rounds(net, plan, chunk_bytes, messages, planned=True)
 
 
 def all_reduce(net: Network, devices: Sequence[str], nbytes: float, messages: int = 1) -> Generator:
@@ -88,13 +100,36 @@ def all_to_all(net: Network, devices: Sequence[str], bytes_per_rank: float, mess
         yield from net.timed_collective(curve, devices, bytes_per_rank, messages)
         return
     n = len(devices)
-    rounds = [[(devices[i], devices[(i + k) % n]) for i in range(n)] for k in range(1, n)]
-    yield from _rounds(net, rounds, bytes_per_rank / n, messages)
+    rounds = _planned(net, ("all_to_all", tuple(devices)),
+                      lambda: [[(devices[i], devices[(i + k) % n]) for i in range(n)] for k in range(1, n)])
+    yield from _rounds(net, rounds, bytes_per_rank / n, messages, planned=True)
 
 
 def exchange(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: int = 1) -> Generator:
     """One round of simultaneous point-to-point sends (CFG's prediction swap, stage-to-stage sends)."""
     yield from _round(net, pairs, nbytes, messages)
+
+
+def cfg_swap(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: int = 1) -> Generator:
+    """CFG's prediction swap between the two branches' ranks, pair by pair.
+
+    The runtime swaps them with an all-gather over each pair (``DistContext.exchange_cfg``), so
+    where the links profile measured that all-gather for a pair's group the swap is timed by it:
+    it carries the call's set-up and the ranks' synchronisation, which one round of sends leaves
+    out (gloo on cpu2: 3.7 ms a call in the runs against about 1 ms priced as a send, 2026-12-02).
+    Without a measured curve: one round of simultaneous point-to-point sends."""
+    curves = [net.collective_curve("all_gather", pair) for pair in pairs]
+    if not pairs or any(c is None for c in curves):
+        yield from _round(net, pairs, nbytes, messages)
+        return
+    calls = [net.env.process(net.timed_collective(c, pair, nbytes, messages)) for c, pair in zip(curves, pairs)]
+    yield net.env.all_of(calls)
+
+
+def cfg_swap_s(net: Network, pair: tuple[str, str], nbytes: float) -> float | None:
+    """The measured all-gather time of one CFG swap over ``pair`` (None: not measured; price the sends)."""
+    curve = net.collective_curve("all_gather", pair)
+    return None if curve is None else curve.time_s(nbytes, net.bandwidth_scale) + curve.extra_s
 
 
 @dataclass(frozen=True)

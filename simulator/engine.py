@@ -157,7 +157,7 @@ class Pricing:
         pw = PassWork(q, k, b, len(work.stage_kinds[stage]), work.hidden, work.dtype_bytes, warmup,
                       prediction_bytes(self.model, q, work.dtype_bytes) if stage == work.stages - 1 else 0,
                       self._attention_share(stage, q, k, b),
-                      first)
+                      first, self._tensor_all_reduces(stage), self.model.text_tokens)
         overlap = self.cluster.topology.communication.overlap_efficiency
         specs = tuple(part for strategy, degree in self.strategies
                       for spec in strategy.collectives(pw, degree, local.query_tokens)
@@ -170,16 +170,35 @@ class Pricing:
             compute, embed, final, local.query_tokens, specs, scheduler, overhead)
         return cost
 
+    def _tensor_all_reduces(self, stage: int) -> tuple[int, int, int, int] | None:
+        """The stage's blocks' tensor-parallel all-reduces by kind of call (None: a kind without a count)."""
+        spec = self.model.arch.spec
+        if spec is None:
+            return None
+        total = [0, 0, 0, 0]
+        for kind in self.work.stage_kinds[stage]:
+            found = spec.find_block(kind)
+            if found is None:
+                return None
+            total = [a + b for a, b in zip(total, found.tensor_all_reduces)]
+        return (total[0], total[1], total[2], total[3])
+
     def _attention_share(self, stage: int, q: int, k: int, b: int) -> float:
-        """Attention-over-image-K/V FLOPs / all FLOPs of the stage's blocks, per rank (any cost model)."""
+        """Attention-over-image-K/V FLOPs / all FLOPs of the stage's blocks, per rank (any cost model).
+        A stage repeats a few block kinds: each kind's FLOPs are counted once, summed in block order."""
         arch, text = self.model.arch, self.model.text_tokens
         attention = total = 0.0
+        flops: dict[str, tuple[float, float]] = {}
         for kind in self.work.stage_kinds[stage]:
-            shape = LayerShape(kind, q, k, b)
-            for strategy, degree in self.strategies:
-                shape = strategy.shard(shape, degree)
-            attention += attention_flops(arch, shape, text_tokens=text)
-            total += layer_flops(arch, shape, text_tokens=text)
+            counted = flops.get(kind)
+            if counted is None:
+                shape = LayerShape(kind, q, k, b)
+                for strategy, degree in self.strategies:
+                    shape = strategy.shard(shape, degree)
+                counted = flops[kind] = (attention_flops(arch, shape, text_tokens=text),
+                                         layer_flops(arch, shape, text_tokens=text))
+            attention += counted[0]
+            total += counted[1]
         return min(attention / total, 1.0) if total > 0 else 0.0
 
 
@@ -214,6 +233,9 @@ class Simulation(Pricing):
         work = self.work
         self._bounds = row_bounds([t // work.cols for t in work.patch_tokens])
         self._per_step = 1 if work.patches == 1 else work.patches
+        self._units: dict[int, Unit] = {}
+        self._overlapped: dict[int, tuple[CollectiveSpec, ...]] = {}
+        """id(pass cost) → its overlapped collectives, latest-starting last (:meth:`stage_pass`)."""
         self.unit_count = self._units_for(work.steps)
         """Units every stage runs (:meth:`stop_after` may shorten it)."""
         self.position: dict[str, int] = {}
@@ -224,7 +246,11 @@ class Simulation(Pricing):
         self._own: dict[str, simpy.Process] = {}
         self._inflight: dict[int, tuple[tuple, simpy.Event]] = {}
         """Sends started without a process, not yet arrived: id(done) → (owner, done)."""
-        self._pairs: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self._pairs: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        self._held_share = 1.0 - cluster.topology.communication.overlap_efficiency
+        """Share of a send's bytes that holds the sender (:meth:`post_send`), looked up once."""
+        self._start_round = None if self.record else getattr(self.net, "start_round", None)
+        """The network's one-event round (the fair-share network's), or None: sends run as processes."""
         self.watch: StepWatch | None = None
         if watch and not self.record and isinstance(self.net, FairShareNetwork) and not self.net.curves:
             self.watch = StepWatch(self, give_up=give_up)
@@ -234,8 +260,12 @@ class Simulation(Pricing):
         return unit_count(steps, self.work.warmup_steps, self._per_step)
 
     def unit(self, index: int) -> Unit:
-        """The ``index``-th unit of every stage's schedule (:func:`simulator.schedule.unit_at`)."""
-        return unit_at(index, self.work.warmup_steps, self._bounds)
+        """The ``index``-th unit of every stage's schedule (:func:`simulator.schedule.unit_at`), built
+        once for all stage groups (each asks for every index)."""
+        unit = self._units.get(index)
+        if unit is None:
+            unit = self._units[index] = unit_at(index, self.work.warmup_steps, self._bounds)
+        return unit
 
     def stop_after(self, steps: int) -> None:
         """Run only the first ``steps`` steps (the steady state was found; :func:`simulator.periodic.extend`)."""
@@ -306,7 +336,8 @@ class Simulation(Pricing):
             totals = self.totals[actor.label]
             totals[cat] = totals.get(cat, 0.0) + end - start
             if step is None or step >= self.work.warmup_steps:
-                clipped = max(start, self.warmup_end_s.get((actor.data, actor.cfg), 0.0))
+                warm_end = self.warmup_end_s.get((actor.data, actor.cfg), 0.0)
+                clipped = warm_end if warm_end > start else start  # max(start, warm_end), without the call
                 if end > clipped:
                     after = self.after_warmup[actor.label]
                     after[cat] = after.get(cat, 0.0) + end - clipped
@@ -342,7 +373,11 @@ class Simulation(Pricing):
         self._bg[label] = background
         elapsed = 0.0
         compute_s = cost.compute_s * self.compute_scale
-        for spec in sorted((s for s in cost.specs if s.overlapped), key=lambda s: -s.overlap_fraction):
+        overlapped = self._overlapped.get(id(cost))
+        if overlapped is None:  # the costs live in self._costs for the whole run: their ids are stable
+            overlapped = self._overlapped[id(cost)] = tuple(
+                sorted((s for s in cost.specs if s.overlapped), key=lambda s: -s.overlap_fraction))
+        for spec in overlapped:
             begin = (1.0 - spec.overlap_fraction) * compute_s
             if begin > elapsed:
                 self.where[label] = ("pass", len(background), start)
@@ -395,12 +430,11 @@ class Simulation(Pricing):
         if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
             self.warmup_end_s[(actor.data, actor.cfg)] = self.env.now
 
-    def _send_now(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str, *,
-                  began_s: float, held_bytes: int, **tags: Any) -> bool:
+    def _send_now(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, *, began_s: float) -> bool:
         """:meth:`send` without a process of its own, on a network that starts a round as one event
         (the fair-share one); False when it cannot (the caller spawns :meth:`send`)."""
-        start_round = getattr(self.net, "start_round", None)
-        if start_round is None or self.record:
+        start_round = self._start_round
+        if start_round is None:
             return False
         moves = self._moves(actor, peer)
         owner = ("send", actor.label, key, began_s)
@@ -421,12 +455,13 @@ class Simulation(Pricing):
         if key[0] == "ret" and key[3] == self.work.warmup_steps - 1:
             self.warmup_end_s[(actor.data, actor.cfg)] = self.env.now
 
-    def _moves(self, actor: Actor, peer: Actor) -> list[tuple[str, str]]:
-        """Same-position rank pairs of two stage groups on different devices (built once per pair)."""
+    def _moves(self, actor: Actor, peer: Actor) -> tuple[tuple[str, str], ...]:
+        """Same-position rank pairs of two stage groups on different devices (built once per pair; a
+        tuple, so the network keys its round on it without copying)."""
         pair = (actor.label, peer.label)
         moves = self._pairs.get(pair)
         if moves is None:
-            moves = self._pairs[pair] = [(a, b) for a, b in zip(actor.devices, peer.devices) if a != b]
+            moves = self._pairs[pair] = tuple((a, b) for a, b in zip(actor.devices, peer.devices) if a != b)
         return moves
 
     def _arrived(self, actor: Actor, key: tuple, start: float) -> None:
@@ -442,13 +477,13 @@ class Simulation(Pricing):
         ``overlap_efficiency``), ``1 − e`` of the bytes move before the sender computes again;
         the rest travels in the background and fires ``key`` on arrival.
         """
-        held = int(nbytes_per_rank * (1.0 - self.cluster.topology.communication.overlap_efficiency))
+        held = int(nbytes_per_rank * self._held_share)
         began = self.env.now
         if held > 0:
             self.where[actor.label] = ("held", key, began)
             self.net.owner = (actor.label, "held")
-            start_round = getattr(self.net, "start_round", None)
-            if start_round is not None and not self.record:  # what collectives.exchange does, without its generators
+            start_round = self._start_round
+            if start_round is not None:  # what collectives.exchange does, without its generators
                 moves = self._moves(actor, peer)
                 done = start_round(moves, held, 0) if moves else None
                 if done is not None:
@@ -457,8 +492,7 @@ class Simulation(Pricing):
             else:
                 yield from collectives.exchange(self.net, list(zip(actor.devices, peer.devices)), held, messages=0)
                 self.note(actor, began, self.env.now, "exposed_communication", f"{name} (not overlapped)", **tags)
-        if not self._send_now(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held,
-                              **tags):
+        if not self._send_now(actor, peer, nbytes_per_rank - held, key, began_s=began):
             self.spawn(self.send(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held,
                                  **tags))
 
@@ -467,7 +501,7 @@ class Simulation(Pricing):
         step, item = tags["step"], tags["patch"]
         peer = self.work.actor(actor.data, 1 - actor.cfg, actor.stage)
         began = self.env.now
-        own = self.env.process(self._owned((actor.label, "cfg"), collectives.exchange(
+        own = self.env.process(self._owned((actor.label, "cfg"), collectives.cfg_swap(
             self.net, list(zip(actor.devices, peer.devices)), nbytes)))
         self._own[actor.label] = own
         self.where[actor.label] = ("cfg", began)

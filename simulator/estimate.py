@@ -26,7 +26,7 @@ from typing import Callable
 from profiles.costs.cost_model import CostModel
 from profiles.catalog.models import ModelPreset
 from profiles.topology.graph import ClusterGraph
-from simulator.collectives import ALGORITHMS
+from simulator.collectives import ALGORITHMS, cfg_swap_s
 from simulator.engine import PriceCache, Pricing, SimSettings
 from simulator.network import LinkFit, Network
 from profiles.costs.cost_model import EMBED, FINAL, LayerShape
@@ -134,7 +134,8 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
             if work.degrees["cfg"] > 1:
                 peer = work.actor(0, 1, stage)
                 output = prediction_bytes(model, cost.local_query_tokens, work.dtype_bytes)
-                t += net.duration_s(cluster.route(actor.devices[0], peer.devices[0]), output)
+                swap = cfg_swap_s(net, (actor.devices[0], peer.devices[0]), output)
+                t += net.duration_s(cluster.route(actor.devices[0], peer.devices[0]), output) if swap is None else swap
         return t
 
     once = sim.first_pass_s() + sim.vae_s()  # the cold first pass and the VAE decode at the end

@@ -217,6 +217,8 @@ class Network:
         self.traffic = TrafficLog()
         self._links: dict[LinkId, Link] = {}
         self._order: dict[tuple[LinkId, ...], tuple[Link, ...]] = {}
+        self.round_plans: dict[tuple, list[tuple[tuple[str, str], ...]]] = {}
+        """(collective, devices, …) → its rounds' moves, built once (:mod:`simulator.collectives`)."""
         self.owner: object = None
         """Who starts the next transfers (set by the engine just before it starts them): kept with
         each round in flight so that :meth:`FairShareNetwork.state` can say whose it is."""
@@ -396,10 +398,9 @@ class FairShareNetwork(Network):
         self._wake_s = float("inf")
         """When the pending simpy timer fires (inf: none pending)."""
         self._waking = False
-        self._alone_memo: dict[tuple, _Alone] = {}
-        """(round, bytes, messages) → its closed form alone on its links."""
         self._rounds: dict[tuple, tuple] = {}
-        """Moves of a round → its routes' states and the links they use, built once per simulation."""
+        """Moves of a round → its routes' states, the links they use, its routes and its closed forms
+        alone on its links by (bytes, messages), built once per simulation."""
         self._values: dict[int, object] = {}
         """id(done) → the value it fires with (:meth:`start_round`)."""
 
@@ -504,6 +505,12 @@ class FairShareNetwork(Network):
     def _alone_prices(self, started: tuple, links_used: tuple, nbytes: int, messages: int) -> _Alone:
         """The round alone on its links: the network's own re-timing, without the network."""
         n = len(started)
+        if n == 1 and len(links_used) == len(started[0][1]):  # one transfer (a stage send): no re-timing
+            _, links, speed, latency = started[0]
+            rate1 = speed * min(link.bytes_per_s / 1 for link in links)
+            lat1 = messages * latency
+            end = 0.0 + (lat1 + float(nbytes) / rate1)  # the loop below's arithmetic for one flow
+            return _Alone(end, [end], [[(0.0, float(nbytes), lat1, rate1)]])
         count = dict.fromkeys(links_used, 0)
         users: dict[_FairLink, list[int]] = {link: [] for link in links_used}
         for i, (_, links, _, _) in enumerate(started):
@@ -611,7 +618,7 @@ class FairShareNetwork(Network):
                chain: _Chain | None) -> bool:
         """Start one round's flows now (False: none has a route to cross)."""
         now = self.env.now
-        key = tuple(moves)
+        key = moves if type(moves) is tuple else tuple(moves)
         prepared = self._rounds.get(key)
         if prepared is None:
             started = []
@@ -622,8 +629,8 @@ class FairShareNetwork(Network):
             used: dict[_FairLink, None] = {}
             for _, links, _, _ in started:
                 used.update(dict.fromkeys(links))
-            prepared = self._rounds[key] = (tuple(started), tuple(used), tuple(r for r, _, _, _ in started))
-        started, links_used, routes = prepared
+            prepared = self._rounds[key] = (tuple(started), tuple(used), tuple(r for r, _, _, _ in started), {})
+        started, links_used, routes, alone_memo = prepared
         if not started:
             return False
         for link in links_used:
@@ -631,7 +638,7 @@ class FairShareNetwork(Network):
                 break
         else:
             self.traffic.add_round(routes, int(nbytes))
-            return self._start_alone(key, started, links_used, nbytes, messages, done, chain, now)
+            return self._start_alone(alone_memo, started, links_used, nbytes, messages, done, chain, now)
         for link in links_used:
             if link.alone is not None:
                 self._materialise(link.alone, now)
@@ -654,13 +661,12 @@ class FairShareNetwork(Network):
         self._arm()
         return True
 
-    def _start_alone(self, key: tuple, started: tuple, links_used: tuple, nbytes: int, messages: int,
-                     done: simpy.Event | None, chain: _Chain | None, now: float) -> bool:
-        """A round on idle links: priced in closed form (memoised), one heap entry for its end."""
-        memo = (key, nbytes, messages)
-        prices = self._alone_memo.get(memo)
+    def _start_alone(self, memo: dict[tuple[int, int], _Alone], started: tuple, links_used: tuple, nbytes: int,
+                     messages: int, done: simpy.Event | None, chain: _Chain | None, now: float) -> bool:
+        """A round on idle links: priced in closed form (memoised per round in ``memo``), one heap entry for its end."""
+        prices = memo.get((nbytes, messages))
         if prices is None:
-            prices = self._alone_memo[memo] = self._alone_prices(started, links_used, nbytes, messages)
+            prices = memo[(nbytes, messages)] = self._alone_prices(started, links_used, nbytes, messages)
         alone = _AloneRound(now, prices, started, links_used, done, chain,
                             chain.owner if chain is not None else self.owner)
         for link in links_used:

@@ -22,6 +22,26 @@ run from ``k`` is the run from ``k − 1`` shifted by ``Δ``, one step later. A 
 added between the two step starts. The engine then stops the run at ``m`` steps and adds
 ``T − m`` periods (:func:`extend`). Proof sketch and limits: docs/simulator.md.
 
+Why deep pipelines settle late or not at all (diagnosed 2026-12-02 with :func:`difference` on the
+15 plans the 64-GPU flux-dev search simulates; none of it is float drift or transient bookkeeping
+in the snapshot, apart from the in-flight sends once compared as reprs, now compared like every
+other float):
+
+- a genuine transient: one stage group's slack shrinks by the same amount every step (pixart-alpha
+  1024 px ``pipefusion=16, M=16`` on l40-2node: stage 3 drifts 2.1e-4 s a step for 8 steps until a
+  slower cycle takes over and the step time changes from 15.24 to 15.45 ms);
+- then a damped oscillation: under fair sharing the timeline converges geometrically, never exactly
+  (the same plan: the differences fall from 1e-5 s to 2e-10 s over 16 steps, still above the tolerance
+  at step 27);
+- in several search plans no convergence at all within 28 steps: the upstream stages repeat, but
+  the stages downstream of a shared NIC keep a jitter of ~1e-4 s on a 1.16 s step that neither
+  grows nor decays (``pipefusion29×ulysses2``, ``pipefusion15×ulysses4``, ``pipefusion21×ulysses3``,
+  ``pipefusion8×ring2×ulysses4``, and ``pipefusion8×ulysses8`` under its second placement), nor
+  repeats with a period of 2 to 8 steps.
+
+So no exact cut can fire earlier on them; what bounds their cost is stopping a simulation that can
+no longer win (the search's ``stop_after_s``) and the per-event cost.
+
 Only the fair-share network without measured collective curves is watched (the FIFO model's
 queue order and a curve's timer are state this does not capture); a run is never watched
 while recording a trace.
@@ -158,11 +178,13 @@ class StepWatch:
             events.append((key[:-2] + (key[-2] - step, key[-1]), fired, ev.processed,
                            ev.value - now if fired else None, 0 if ev.processed else len(ev.callbacks)))
         events.sort(key=repr)
-        sends = sorted((self._relative(owner, step, now), done.triggered, done.processed)
-                       for owner, done in sim._inflight.values())
+        # compared like every other float (to REL_TOL), not as reprs: a send's start time relative to
+        # now differs in its last bits between step starts (seen once in 28 steps of pipefusion8×ulysses8)
+        sends = sorted(((self._relative(owner, step, now), done.triggered, done.processed)
+                        for owner, done in sim._inflight.values()), key=repr)
         network = sim.net.state(now, lambda owner: self._relative(owner, step, now))
         traffic = sim.net.traffic
-        return Snapshot(step, now, (tuple(actors), tuple(events), tuple(map(repr, sends)), tuple(network)),
+        return Snapshot(step, now, (tuple(actors), tuple(events), tuple(sends), tuple(network)),
                         {k: dict(v) for k, v in sim.totals.items()},
                         {k: dict(v) for k, v in sim.after_warmup.items()},
                         (dict(traffic.by_route_class), dict(traffic.sent_by_device), dict(traffic.received_by_device),
@@ -198,6 +220,37 @@ def same(a: Any, b: Any, now: float) -> bool:
     if type(a) in (tuple, list):
         return len(a) == len(b) and all(same(x, y, now) for x, y in zip(a, b))
     return a == b
+
+
+def difference(a: Snapshot, b: Snapshot) -> str | None:
+    """Where two snapshots first differ beyond :func:`same`'s tolerance, in words (None: they agree):
+    why a run does not settle. ``actors[3] (d0c0s3)[2][2]: -0.000657 vs -0.000447`` reads: the fourth
+    stage group's wait state, its third field (a start time relative to the step start)."""
+    parts = ("actors", "events", "sends", "network")
+    for name, x, y in zip(parts, a.state, b.state):
+        path = _first_difference(x, y, b.now, ())
+        if path is not None:
+            where, (u, v) = path
+            label = f"{name}[{where[0]}]" if where else name
+            if name == "actors" and where:
+                label += f" ({x[where[0]][0]})"
+            label += "".join(f"[{i}]" for i in where[1:])
+            return f"{label}: {u!r} vs {v!r}"
+    return None
+
+
+def _first_difference(a: Any, b: Any, now: float, path: tuple) -> tuple[tuple, tuple] | None:
+    if type(a) is not type(b):
+        return path, (a, b)
+    if type(a) in (tuple, list):
+        if len(a) != len(b):
+            return path, (f"{len(a)} items", f"{len(b)} items")
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = _first_difference(x, y, now, path + (i,))
+            if found is not None:
+                return found
+        return None
+    return None if same(a, b, now) else (path, (a, b))
 
 
 def extend(sim: Simulation, watch: StepWatch, steps: int) -> None:

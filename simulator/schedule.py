@@ -88,10 +88,15 @@ def latent_source(unit: Unit, warmup: int, patches: int) -> tuple[int, int | Non
 
     ``patch`` None means the whole latent (the previous step was full).
     """
-    if unit.step == 0:
+    return latent_source_of(unit.step, unit.patch, warmup, patches)
+
+
+def latent_source_of(step: int, patch: int | None, warmup: int, patches: int) -> tuple[int, int | None] | None:
+    """:func:`latent_source` of the unit (``step``, ``patch``), without building it (asked once per
+    stage-0 pass)."""
+    if step == 0:
         return None
-    previous_full = unit.step - 1 < warmup or patches == 1
-    return (unit.step - 1, None if previous_full else unit.patch)
+    return (step - 1, None if step - 1 < warmup or patches == 1 else patch)
 
 
 def receives_new_latent(unit: Unit, warmup: int, patches: int) -> bool:

@@ -27,7 +27,7 @@ import simpy
 
 from profiles.catalog.models import ModelPreset
 from simulator.result import PassCost
-from simulator.schedule import Unit, latent_source
+from simulator.schedule import Unit, latent_source_of
 from simulator.strategies.cfg import latent_bytes, prediction_bytes
 from simulator.workload import Actor, Workload
 
@@ -80,7 +80,7 @@ def dependencies(sim: StageRunner, actor: Actor, step: int, item: int | None) ->
     work = sim.work
     deps = []
     if actor.stage == 0:
-        source = latent_source(Unit(step, item, 0, 0), work.warmup_steps, work.patches)
+        source = latent_source_of(step, item, work.warmup_steps, work.patches)
         if source is not None:
             deps.append(sim.event(return_key(actor, *source)))
     else:

@@ -35,6 +35,7 @@ class BlockFormulas(Protocol):
     text_only_flops: Callable[..., tuple[int, int]]
     joint: bool
     long_skip: bool
+    tensor_all_reduces: tuple[int, int, int, int]
 
 
 class BlockCatalog(Protocol):

@@ -169,6 +169,9 @@ class RuntimeLaunch(FormatModel):
                                        "span, seconds; None when the preset has no VAE.")
     latency_s: float = Field(gt=0, description="Median latency_s of the launches, seconds.")
     launches: int = Field(ge=1)
+    fresh_process: bool = Field(False, description="True when each launch ran in a new process, as a pfrun "
+                                "command's own (profiles from 2026-12-02 19:00 on); False: the one-rank launches ran "
+                                "in the profiler's process after its own timings, so their decode was warm.")
 
 
 class RingAttentionTiming(FormatModel):

@@ -40,7 +40,7 @@ from profiles.costs.cost_model import EMBED, FINAL, LayerShape
 from profiles.errors import InputError
 from profiles.costs.flops import is_joint
 from profiles.catalog.models import ModelPreset
-from profiles.costs.profile_format import Profile, Timing, load_profile, profile_path
+from profiles.costs.profile_format import Profile, Timing, VaeTiming, load_profile, profile_path
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -257,17 +257,30 @@ class ProfiledCostModel:
 
     def vae_decode_time_s(self, height_px: int, width_px: int) -> float | None:
         """The measured decode at this resolution, other sizes proportional to the pixels from the
-        nearest measured one. Which figure: where the runtime's own launches decoded faster than
-        the profiler's cold first call (a fresh pfrun rank does not pay that set-up: its
-        transformer ran first), the warm median of the profiler's repeats; else the cold first call
-        (what a one-image run pays), else the median. The launches only decide between the two:
-        three decodes are too few to price on a shared host (one per launch; on 2026-12-02 they
-        read 72 ms while that hour's runs paid 95-114 ms and the warm median was 104 ms)."""
+        nearest measured one. Which figure: where the runtime's launches ran each in a fresh process
+        (``fresh_process``), what a fresh pfrun rank's one decode took there, carried to other
+        resolutions by the profiler's warm medians (launch decode / warm median at the launch's
+        resolution, × the warm median nearest this one): the decode of a new process pays first-touch
+        set-up that neither the warm median (pixart-tiny 256 px: 91 ms) nor the profiler's cold call
+        after its other timings (159 ms) measures (fresh ranks: 92-141 ms, 2026-12-02). Older
+        profiles' launches ran warm in the profiler's process and only decide between the cold first
+        call (what a one-image run pays) and the warm median, as before."""
         entries = self.profile.vae_decode
         if not entries:
             return None
         pixels = height_px * width_px
-        near = min(entries, key=lambda e: (abs(math.log(e.height_px * e.width_px / pixels)), e.height_px))
+
+        def nearest(px: int) -> VaeTiming:
+            return min(entries, key=lambda e: (abs(math.log(e.height_px * e.width_px / px)), e.height_px))
+
+        near = nearest(pixels)
+        fresh = [e for e in self.profile.runtime_launch if e.fresh_process and e.vae_decode_s is not None]
+        if fresh:
+            launch = fresh[0]
+            at_launch = nearest(launch.height_px * launch.width_px)
+            ratio = launch.vae_decode_s / at_launch.median_s * (
+                at_launch.height_px * at_launch.width_px / (launch.height_px * launch.width_px))
+            return near.median_s * ratio * pixels / (near.height_px * near.width_px)
         warm_in_runs = any(e.vae_decode_s is not None and near.first_s is not None and e.vae_decode_s < near.first_s
                            for e in self.profile.runtime_launch)
         seconds = near.first_s if near.first_s is not None and not warm_in_runs else near.median_s

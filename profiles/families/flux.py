@@ -58,8 +58,10 @@ SPEC = FamilySpec(
     pipeline_class="FluxPipeline",
     usual_dtype="bf16",  # FluxPipeline docs load torch.bfloat16 (xDiT's flux_example too)
     build=build,
-    blocks=(BlockKind("flux_double_block", joint_block_flops, joint_attention_flops, joint=True),
-            BlockKind("flux_single_block", single_block_flops, joint_attention_flops, joint=True)),
+    blocks=(BlockKind("flux_double_block", joint_block_flops, joint_attention_flops, joint=True,
+                      tensor_all_reduces=(2, 2, 0, 0)),
+            BlockKind("flux_single_block", single_block_flops, joint_attention_flops, joint=True,
+                      tensor_all_reduces=(0, 0, 1, 0))),
     attention="joint",
     # FluxPipeline: a CLIPTextModel whose pooled output alone reaches the transformer
     # (pooled_projection_dim=768), and a T5EncoderModel, max_sequence_length=512.

@@ -69,9 +69,10 @@ SPEC = FamilySpec(
     diffusers_class="HunyuanDiT2DModel",
     pipeline_class="HunyuanDiTPipeline",
     build=build,
-    blocks=(BlockKind("hunyuan_block", cross_block_flops, self_attention_kv_flops, cross_text_only_flops),
+    blocks=(BlockKind("hunyuan_block", cross_block_flops, self_attention_kv_flops, cross_text_only_flops,
+                      tensor_all_reduces=(3, 0, 0, 0)),
             BlockKind("hunyuan_skip_block", skip_block_flops, self_attention_kv_flops, cross_text_only_flops,
-                      long_skip=True)),
+                      long_skip=True, tensor_all_reduces=(3, 0, 0, 0))),
     attention="cross",
     # HunyuanDiTPipeline: a BertModel (77 tokens) and a T5EncoderModel (mT5, 256 tokens),
     # max_length 77 and 256 in encode_prompt; widths are HunyuanDiT2DModel's

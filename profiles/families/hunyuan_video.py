@@ -66,8 +66,10 @@ SPEC = FamilySpec(
     diffusers_class="HunyuanVideoTransformer3DModel",
     pipeline_class="HunyuanVideoPipeline",
     build=build,
-    blocks=(BlockKind("hunyuan_video_double_block", joint_block_flops, joint_attention_flops, joint=True),
-            BlockKind("hunyuan_video_single_block", single_block_flops, joint_attention_flops, joint=True)),
+    blocks=(BlockKind("hunyuan_video_double_block", joint_block_flops, joint_attention_flops, joint=True,
+                      tensor_all_reduces=(2, 2, 0, 0)),
+            BlockKind("hunyuan_video_single_block", single_block_flops, joint_attention_flops, joint=True,
+                      tensor_all_reduces=(0, 0, 1, 0))),
     attention="joint",
     # HunyuanVideoPipeline: a LlamaModel (llava-llama-3-8b) whose hidden states, after the prompt
     # template is cropped, are 256 tokens of 4096 (max_sequence_length=256), and a CLIPTextModel

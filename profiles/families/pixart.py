@@ -42,7 +42,8 @@ SPEC = FamilySpec(
     diffusers_class="PixArtTransformer2DModel",
     pipeline_class="PixArtAlphaPipeline",
     build=build,
-    blocks=(BlockKind("pixart_block", cross_block_flops, self_attention_kv_flops, cross_text_only_flops),),
+    blocks=(BlockKind("pixart_block", cross_block_flops, self_attention_kv_flops, cross_text_only_flops,
+                      tensor_all_reduces=(3, 0, 0, 0)),),
     attention="cross",
     # PixArtAlphaPipeline: one T5EncoderModel, max_sequence_length=120; its width is the
     # transformer's caption_channels, which PixArtTransformer2DModel leaves None by default.

@@ -53,7 +53,8 @@ SPEC = FamilySpec(
     diffusers_class="QwenImageTransformer2DModel",
     pipeline_class="QwenImagePipeline",
     build=build,
-    blocks=(BlockKind("qwen_image_block", joint_block_flops, joint_attention_flops, joint=True),),
+    blocks=(BlockKind("qwen_image_block", joint_block_flops, joint_attention_flops, joint=True,
+                      tensor_all_reduces=(2, 2, 0, 0)),),
     attention="joint",
     # QwenImagePipeline: one Qwen2_5_VLForConditionalGeneration whose last hidden states
     # (3584 wide) are the prompt tokens, max_sequence_length=512.

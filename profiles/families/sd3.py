@@ -54,8 +54,10 @@ SPEC = FamilySpec(
     diffusers_class="SD3Transformer2DModel",
     pipeline_class="StableDiffusion3Pipeline",
     build=build,
-    blocks=(BlockKind("sd3_joint_block", joint_block_flops, joint_attention_flops, joint=True),
-            BlockKind("sd3_joint_block_last", last_block_flops, joint_attention_flops, joint=True)),
+    blocks=(BlockKind("sd3_joint_block", joint_block_flops, joint_attention_flops, joint=True,
+                      tensor_all_reduces=(2, 2, 0, 0)),
+            BlockKind("sd3_joint_block_last", last_block_flops, joint_attention_flops, joint=True,
+                      tensor_all_reduces=(2, 0, 0, 0))),
     attention="joint",
     # Two CLIPTextModelWithProjection (their 77-token embeddings concatenated in width and
     # zero-padded to the T5 width, their pooled outputs concatenated: pooled_projection_dim

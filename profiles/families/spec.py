@@ -61,6 +61,15 @@ class BlockKind:
     """Text tokens run through the projections and attention beside the image tokens (MMDiT)."""
     long_skip: bool = False
     """The block also reads an earlier block's output (HunyuanDiT's U-Net-like skips)."""
+    tensor_all_reduces: tuple[int, int, int, int] = (2, 0, 0, 0)
+    """All-reduces of one forward of this block in pfrun's tensor-parallel loop, one per row-split
+    Linear (:func:`runtime.families.base.default_tensor_plan` or the family's own plan) and per
+    head-sharded RMS norm, by what the call carries: ``(query tokens × hidden, text tokens ×
+    hidden, query and text tokens × hidden, one sum of squares per query token)``. Self-attention
+    and MLP: 2; a cross-attention adds one; a joint block's text projection and text MLP add two
+    on the text tokens; a single-stream block (Flux's ``proj_out``) has one over both streams.
+    FLUX.2 (no tensor plan in pfrun) keeps the default. ``tests/runtime/test_tensor_all_reduces.py``
+    counts them on each tiny preset's blocks."""
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,11 @@ class PassWork:
     compute a transfer of each layer's K/V can hide behind."""
     first_step: bool = False
     """True for the generation's first step: there are no stale activations from an earlier step yet."""
+    tensor_all_reduces: tuple[int, int, int, int] | None = None
+    """The stage's blocks' tensor-parallel all-reduces, summed per kind of call (see
+    :attr:`profiles.families.spec.BlockKind.tensor_all_reduces`); None: two per layer."""
+    text_tokens: int = 0
+    """Text tokens beside the image tokens (the joint blocks' text stream)."""
 
 
 @dataclass(frozen=True)

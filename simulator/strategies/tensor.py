@@ -2,7 +2,8 @@
 
 Every rank runs all ``q`` tokens through ``1/t`` of each weight matrix, then the attention
 output and the MLP output are summed across the ``t`` ranks: two ring all-reduces of the
-item's ``q × hidden`` activations per block, on the critical path. That traffic
+item's ``q × hidden`` activations per block, on the critical path (a cross-attention adds a
+third, a joint block's text stream two more over the text tokens: the families' counts). That traffic
 (4·S·hs per layer per step, docs/references.md §1) is why TP loses on PCIe.
 """
 
@@ -38,11 +39,17 @@ class TensorParallel(Strategy):
         return replace(shape, tensor_shard=shape.tensor_shard * degree)
 
     def collectives(self, work: PassWork, degree: int, local_query_tokens: int) -> list[CollectiveSpec]:
+        """One blocking all-reduce per row-split Linear (and per head-sharded norm), as pfrun calls
+        them: the blocks' own counts where the family states them, else two per layer."""
         if degree < 2:
             return []
-        per = local_query_tokens * work.hidden * work.batch * work.dtype_bytes
-        count = ALL_REDUCES_PER_LAYER * work.layers
-        return [CollectiveSpec(self.name, "all_reduce", per * count, count, overlapped=False)]
+        image, text, both, norms = work.tensor_all_reduces or (ALL_REDUCES_PER_LAYER * work.layers, 0, 0, 0)
+        row = work.batch * work.dtype_bytes
+        sizes = ((image, local_query_tokens * work.hidden * row), (text, work.text_tokens * work.hidden * row),
+                 (both, (local_query_tokens + work.text_tokens) * work.hidden * row),
+                 (norms, local_query_tokens * row))
+        return [CollectiveSpec(self.name, "all_reduce", per * count, count, overlapped=False)
+                for count, per in sizes if count and per]
 
     def buffers(self, ctx: MemoryContext, degree: int) -> MemoryTerms:
         """The all-reduce's buffer ``2·b·q·h`` (its division of weights is its shard's ``tensor_shard``)."""

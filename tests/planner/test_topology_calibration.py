@@ -158,5 +158,5 @@ def test_bad_measurements_fail_in_one_line_and_write_nothing(pfplan, tmp_path, c
 def test_communication_out_of_range_is_a_topology_error(pfplan, tmp_path):
     text = (Path(__file__).resolve().parents[2] / "profiles/data/topologies/pcie8.yaml").read_text()
     bad = tmp_path / "topo.yaml"
-    bad.write_text(text.replace("bandwidth_efficiency: 0.3924", "bandwidth_efficiency: 0"))
+    bad.write_text(text.replace("bandwidth_efficiency: 0.5198", "bandwidth_efficiency: 0"))
     assert_one_line_error(pfplan("topology", "show", bad), "topo.yaml: communication.bandwidth_efficiency:")

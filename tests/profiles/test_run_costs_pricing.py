@@ -14,9 +14,9 @@ def vae(px: int, median: float, first: float) -> VaeTiming:
     return VaeTiming(height_px=px, width_px=px, median_s=median, p10_s=median, p90_s=median, repeats=3, first_s=first)
 
 
-def launch(first_extra: float, decode: float | None) -> RuntimeLaunch:
-    return RuntimeLaunch(height_px=256, width_px=256, steps=4, batch=2, step_s=0.01, first_step_extra_s=first_extra,
-                         vae_decode_s=decode, latency_s=0.1, launches=3)
+def launch(first_extra: float, decode: float | None, *, fresh: bool = False, px: int = 256) -> RuntimeLaunch:
+    return RuntimeLaunch(height_px=px, width_px=px, steps=4, batch=2, step_s=0.01, first_step_extra_s=first_extra,
+                         vae_decode_s=decode, latency_s=0.1, launches=3, fresh_process=fresh)
 
 
 def overhead(first: float) -> PassOverhead:
@@ -46,6 +46,25 @@ def test_a_launch_that_decoded_cold_keeps_the_cold_figure() -> None:
     profile = synthetic().model_copy(update={"vae_decode": [vae(256, 0.06, 0.07)],
                                              "runtime_launch": [launch(0.0, 0.08)]})
     assert cost_model(profile).vae_decode_time_s(256, 256) == 0.07
+
+
+def test_fresh_launches_price_the_decode_a_new_rank_pays_at_every_resolution() -> None:
+    """A fresh rank decoded 256 px in 0.09 s where the warm median is 0.06: ×1.5 at every size."""
+    profile = synthetic().model_copy(update={"vae_decode": [vae(256, 0.06, 0.12), vae(512, 0.25, 0.3)],
+                                             "runtime_launch": [launch(0.004, 0.09, fresh=True)]})
+    model = cost_model(profile)
+    assert model.vae_decode_time_s(256, 256) == pytest.approx(0.09)
+    assert model.vae_decode_time_s(512, 512) == pytest.approx(1.5 * 0.25)
+    assert model.vae_decode_time_s(1024, 1024) == pytest.approx(4 * 1.5 * 0.25)
+    assert model.first_pass_overhead_s(2) == 0.004
+
+
+def test_a_fresh_launch_at_an_unmeasured_size_is_compared_at_its_own_pixels() -> None:
+    """Launched at 384 px, nearest decode timing 256 px: the warm median there counts 384²/256² as many pixels."""
+    profile = synthetic().model_copy(update={"vae_decode": [vae(256, 0.06, 0.12)],
+                                             "runtime_launch": [launch(0.0, 0.09 * 384 ** 2 / 256 ** 2, fresh=True,
+                                                                       px=384)]})
+    assert cost_model(profile).vae_decode_time_s(256, 256) == pytest.approx(0.09)
 
 
 def ring(degree: int, batch: int, q: int, excess: float, sdpa: float = 1e-4) -> RingAttentionTiming:

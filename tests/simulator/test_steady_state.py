@@ -10,7 +10,7 @@ from profiles.catalog.models import load_model
 from profiles.costs.selection import cost_model_for
 from profiles.topology.graph import load_cluster
 from simulator.engine import Simulation, simulate
-from simulator.plan import Degrees, ParallelPlan, violations
+from simulator.plan import Degrees, ParallelPlan, parse_parallel_spec, violations
 from tests.simulator.test_properties import MODELS, PROPERTY, TOPOLOGIES, cluster, model, run
 
 
@@ -45,6 +45,24 @@ def long_scenarios(draw):
     return plan, topo
 
 
+@st.composite
+def deep_scenarios(draw):
+    """Deep PipeFusion pipelines with as many patches as stages (S = M >= 8), the shapes a large search
+    simulates: their downstream stages take the longest to settle, if they settle at all."""
+    topo = draw(st.sampled_from(("pcie8", "a100-nvlink8", "l40-2node")))
+    name = draw(st.sampled_from(MODELS))
+    stages = draw(st.sampled_from([8, 16]))
+    plan = ParallelPlan(model=name, height_px=512, width_px=draw(st.sampled_from([512, 1024])),
+                        steps=draw(st.integers(6, 14)),
+                        degrees=Degrees(pipefusion=stages, ulysses=draw(st.sampled_from([1, 2]))),
+                        patches=stages, warmup_steps=draw(st.integers(1, 2)))
+    assume(not violations(plan, model(name), cluster(topo)))
+    if draw(st.booleans()):
+        devices = draw(st.permutations(cluster(topo).devices))[:plan.world_size]
+        plan = plan.model_copy(update={"placement": list(devices)})
+    return plan, topo
+
+
 def pixart_on_pcie8():
     """pixart-alpha, pcie8 and its GPU's shipped cost model."""
     m, c = load_model("pixart-alpha"), load_cluster("pcie8")
@@ -56,6 +74,27 @@ def pixart_on_pcie8():
 def test_a_run_stopped_at_its_steady_state_equals_the_whole_simulation(scenario):
     plan, topo = scenario
     assert_same(run(plan, topo), run(plan, topo, extrapolate=False))
+
+
+@PROPERTY
+@given(deep_scenarios())
+def test_a_deep_pipeline_stopped_at_its_steady_state_equals_the_whole_simulation(scenario):
+    plan, topo = scenario
+    assert_same(run(plan, topo), run(plan, topo, extrapolate=False))
+
+
+@pytest.mark.parametrize("px, spec, settles_by", [(512, "pipefusion=16,patches=16,warmup=2", 5),
+                                                   (1024, "pipefusion=8,ulysses=2,patches=8,warmup=1", 9)])
+def test_a_deep_pipeline_on_two_nodes_is_cut_and_equals_the_whole_simulation(px, spec, settles_by):
+    """pixart-alpha on l40-2node with S = M (16, and 8 stages of two Ulysses ranks): the cut fires, at the
+    step the diagnosis found (simulator/periodic.py), and the result is the whole run's."""
+    m, c = load_model("pixart-alpha"), load_cluster("l40-2node")
+    cost = cost_model_for(m, c.gpu_of(c.devices[0]))
+    plan = ParallelPlan(model="pixart-alpha", height_px=px, width_px=px, steps=20, **parse_parallel_spec(spec))
+    sim = Simulation(plan, m, c, cost, watch=True)
+    short = sim.run()
+    assert sim.watch is not None and sim.watch.found is not None and sim.watch.stopped_at_steps == settles_by
+    assert_same(short, simulate(plan, m, c, cost, extrapolate=False))
 
 
 def test_a_search_sized_run_stops_early_and_equals_the_whole_simulation():
@@ -98,3 +137,33 @@ def test_the_lazy_schedule_is_the_listed_one(steps, warmup, rows):
     warm = min(warmup, steps)
     assert unit_count(steps, warm, len(rows)) == len(listed)
     assert [unit_at(i, warm, row_bounds(rows)) for i in range(len(listed))] == listed
+
+
+def test_a_run_that_does_not_settle_says_where_its_step_starts_differ():
+    """pixart-alpha 1024 px pipefusion=16 M=16 on l40-2node: a stage group's slack shrinks every step
+    (a genuine transient, simulator/periodic.py), so it is never cut; difference() names that group."""
+    from simulator.periodic import Snapshot, StepWatch, difference
+
+    m, c = load_model("pixart-alpha"), load_cluster("l40-2node")
+    cost = cost_model_for(m, c.gpu_of(c.devices[0]))
+    plan = ParallelPlan(model="pixart-alpha", height_px=1024, width_px=1024, steps=8,
+                        degrees={"pipefusion": 16}, patches=16, warmup_steps=1)
+    sim = Simulation(plan, m, c, cost, watch=True)
+    snaps: list[Snapshot] = []
+    watch = StepWatch(sim)
+
+    class Recorder:
+        found = None
+
+        def step_began(self, step: int, index: int) -> None:
+            snap = watch._snapshot(step, index)
+            if snap is not None:
+                snaps.append(snap)
+
+    sim.watch = Recorder()  # type: ignore[assignment]
+    sim.run()
+    assert [s.step for s in snaps] == [2, 3, 4, 5, 6, 7]
+    said = [difference(a, b) for a, b in zip(snaps, snaps[1:])]
+    assert all(s is not None for s in said)
+    assert said[1].startswith("actors[3] (d0c0s3)[2][2]: ")  # its wait began 2.1e-4 s later in the step
+    assert difference(snaps[-1], snaps[-1]) is None

@@ -34,8 +34,9 @@ def test_ulysses_four_tensors_all_to_all_per_block_and_the_output_per_step(n):
 
 
 @pytest.mark.parametrize("n", [2, 4])
-def test_tensor_parallel_two_ring_all_reduces_per_block(n):
-    assert total_bytes(degrees=Degrees(tensor=n)) == pytest.approx(STEPS * L * 2 * 2 * (n - 1) * S * H * B * DT,
+def test_tensor_parallel_three_ring_all_reduces_per_pixart_block(n):
+    """Self-attention, cross-attention and MLP outputs: three row-split Linears, as pfrun shards them."""
+    assert total_bytes(degrees=Degrees(tensor=n)) == pytest.approx(STEPS * L * 3 * 2 * (n - 1) * S * H * B * DT,
                                                                    rel=1e-6)
 
 
