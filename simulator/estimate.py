@@ -213,6 +213,21 @@ def route_floor(cluster: ClusterGraph, link_fits: dict[str, LinkFit] | None = No
                       max(per_host.values(), default=1))
 
 
+def _tensor_all_reduces(model: ModelPreset, kinds: list[str] | tuple[str, ...]) -> tuple[int, int, int, int] | None:
+    """Every block's tensor-parallel all-reduces by kind of call, summed (as :class:`Pricing` sums a stage's;
+    None when a block kind states no count)."""
+    spec = model.arch.spec
+    if spec is None:
+        return None
+    total = [0, 0, 0, 0]
+    for kind in kinds:
+        found = spec.find_block(kind)
+        if found is None:
+            return None
+        total = [a + b for a, b in zip(total, found.tensor_all_reduces)]
+    return (total[0], total[1], total[2], total[3])
+
+
 def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostModel, *, dtype_bytes: int = 2,
                     cache: PriceCache | None = None, routes: RouteFloor | None = None,
                     overlap_efficiency: float = 1.0) -> float:
@@ -248,6 +263,7 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
     sharding = tuple((s.axis, n) for s, n in strategies)
     passes = cache.bounds
     hidden, layers = model.arch.hidden_size, len(kinds)
+    all_reduces = _tensor_all_reduces(model, kinds)
 
     def layer_s(kind: str, q: int, k: int) -> float:
         shape = LayerShape(kind, q, k, batch)
@@ -281,9 +297,11 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
         for strategy, degree in strategies:
             local = strategy.shard(local, degree)
         work = PassWork(q, image, batch, layers, hidden, dtype_bytes, warmup, prediction_bytes(model, q, dtype_bytes),
-                        0.0, False)
+                        0.0, False, all_reduces, model.text_tokens)
         total = 0.0
         for strategy, degree in strategies:
+            if strategy.axis == "tensor" and all_reduces is None:
+                continue  # a block without a stated count: stages price it differently, so count none (still a bound)
             for spec in strategy.collectives(work, degree, local.query_tokens):
                 for part in split_by_overlap(spec, overlap_efficiency):
                     if not part.overlapped:
