@@ -63,7 +63,7 @@ def ring_rounds(net: Network, devices: Sequence[str], chunk_bytes: float, rounds
     n = len(devices)
     if n < 2:
         return
-    plan = _planned(net, ("ring", tuple(devices), rounds),
+    plan = _planned(net, ("ring_rounds", tuple(devices), rounds),
                     lambda: [[(devices[i], devices[(i + 1) % n]) for i in range(n)]] * rounds)
     yield from _rounds(net, plan, chunk_bytes, messages, planned=True)
 

@@ -36,7 +36,7 @@ other float):
 - in several search plans no convergence at all within 28 steps: the upstream stages repeat, but
   the stages downstream of a shared NIC keep a jitter of ~1e-4 s on a 1.16 s step that neither
   grows nor decays (``pipefusion29×ulysses2``, ``pipefusion15×ulysses4``, ``pipefusion21×ulysses3``,
-  ``pipefusion8×ring2×ulysses4``, and ``pipefusion8×ulysses8`` under its second placement), nor
+  ``pipefusion8×ulysses4`` with Ring degree 2, and ``pipefusion8×ulysses8`` under its second placement), nor
   repeats with a period of 2 to 8 steps.
 
 So no exact cut can fire earlier on them; what bounds their cost is stopping a simulation that can

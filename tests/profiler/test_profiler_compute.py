@@ -100,7 +100,7 @@ def test_compute_cli_writes_a_profile_with_its_command(pfplan, tmp_path) -> None
         assert r.query_tokens * r.degree == r.kv_tokens == 256 and r.repeats == 3
         assert r.excess_s == pytest.approx(r.degree * r.partial_s + (r.degree - 1) * r.merge_s - r.sdpa_s)
     [launch] = profile.runtime_launch
-    assert (launch.height_px, launch.steps, launch.launches, launch.batch) == (256, 4, 3, 2)
+    assert (launch.height_px, launch.steps, launch.launches, launch.batch) == (256, 4, 5, 2) and launch.fresh_process
     assert launch.step_s > 0 and launch.first_step_extra_s >= 0 and launch.vae_decode_s > 0
 
 
