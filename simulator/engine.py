@@ -157,7 +157,7 @@ class Pricing:
         pw = PassWork(q, k, b, len(work.stage_kinds[stage]), work.hidden, work.dtype_bytes, warmup,
                       prediction_bytes(self.model, q, work.dtype_bytes) if stage == work.stages - 1 else 0,
                       self._attention_share(stage, q, k, b),
-                      first, self._tensor_all_reduces(stage), self.model.text_tokens)
+                      first, self.model.arch.tensor_all_reduces(work.stage_kinds[stage]), self.model.text_tokens)
         overlap = self.cluster.topology.communication.overlap_efficiency
         specs = tuple(part for strategy, degree in self.strategies
                       for spec in strategy.collectives(pw, degree, local.query_tokens)
@@ -169,19 +169,6 @@ class Pricing:
         cost = self._costs[key] = self._shared_passes[shared_key] = PassCost(
             compute, embed, final, local.query_tokens, specs, scheduler, overhead)
         return cost
-
-    def _tensor_all_reduces(self, stage: int) -> tuple[int, int, int, int] | None:
-        """The stage's blocks' tensor-parallel all-reduces by kind of call (None: a kind without a count)."""
-        spec = self.model.arch.spec
-        if spec is None:
-            return None
-        total = [0, 0, 0, 0]
-        for kind in self.work.stage_kinds[stage]:
-            found = spec.find_block(kind)
-            if found is None:
-                return None
-            total = [a + b for a, b in zip(total, found.tensor_all_reduces)]
-        return (total[0], total[1], total[2], total[3])
 
     def _attention_share(self, stage: int, q: int, k: int, b: int) -> float:
         """Attention-over-image-K/V FLOPs / all FLOPs of the stage's blocks, per rank (any cost model).

@@ -213,21 +213,6 @@ def route_floor(cluster: ClusterGraph, link_fits: dict[str, LinkFit] | None = No
                       max(per_host.values(), default=1))
 
 
-def _tensor_all_reduces(model: ModelPreset, kinds: list[str] | tuple[str, ...]) -> tuple[int, int, int, int] | None:
-    """Every block's tensor-parallel all-reduces by kind of call, summed (as :class:`Pricing` sums a stage's;
-    None when a block kind states no count)."""
-    spec = model.arch.spec
-    if spec is None:
-        return None
-    total = [0, 0, 0, 0]
-    for kind in kinds:
-        found = spec.find_block(kind)
-        if found is None:
-            return None
-        total = [a + b for a, b in zip(total, found.tensor_all_reduces)]
-    return (total[0], total[1], total[2], total[3])
-
-
 def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostModel, *, dtype_bytes: int = 2,
                     cache: PriceCache | None = None, routes: RouteFloor | None = None,
                     overlap_efficiency: float = 1.0) -> float:
@@ -263,7 +248,7 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
     sharding = tuple((s.axis, n) for s, n in strategies)
     passes = cache.bounds
     hidden, layers = model.arch.hidden_size, len(kinds)
-    all_reduces = _tensor_all_reduces(model, kinds)
+    all_reduces = model.arch.tensor_all_reduces(kinds)
 
     def layer_s(kind: str, q: int, k: int) -> float:
         shape = LayerShape(kind, q, k, batch)

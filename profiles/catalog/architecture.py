@@ -102,6 +102,20 @@ class Architecture:
     def layer_params(self) -> list[int]:
         return [group.params for group in self.blocks for _ in range(group.count)]
 
+    def tensor_all_reduces(self, kinds: list[str] | tuple[str, ...]) -> tuple[int, int, int, int] | None:
+        """The blocks' tensor-parallel all-reduces by kind of call
+        (:attr:`profiles.families.spec.BlockKind.tensor_all_reduces`), summed over ``kinds``; None
+        when the family is unknown or a kind is not its own."""
+        if self.spec is None:
+            return None
+        total = [0, 0, 0, 0]
+        for kind in kinds:
+            found = self.spec.find_block(kind)
+            if found is None:
+                return None
+            total = [a + b for a, b in zip(total, found.tensor_all_reduces)]
+        return (total[0], total[1], total[2], total[3])
+
     def block_kind(self, kind: str) -> BlockFormulas:
         """The formulas of block kind ``kind`` (an :class:`InputError` for a kind no family here has)."""
         found = self.spec.find_block(kind) if self.spec is not None else None

@@ -46,6 +46,22 @@ def test_measured_gloo_collectives_replace_the_point_to_point_decomposition():
     assert times == sorted(times) and curve.time_s(2 ** 24, 2.0) < curve.time_s(2 ** 24)
 
 
+def test_cfg_swap_is_the_measured_all_gather_the_runtime_calls_and_sends_without_a_curve():
+    cluster = load_cluster("cpu2")
+    pair = [tuple(cluster.devices)]
+    measured = NETWORK_MODELS["fair"](simpy.Environment(), cluster, link_fits=link_fits_from("cpu2-links"))
+    measured.env.process(collectives.cfg_swap(measured, pair, 16384))
+    measured.env.run()
+    curve = measured.collective_curve("all_gather", pair[0])
+    assert measured.env.now == curve.time_s(16384) + curve.extra_s
+    assert collectives.cfg_swap_s(measured, pair[0], 16384) == measured.env.now
+    plain = NETWORK_MODELS["fair"](simpy.Environment(), cluster)
+    plain.env.process(collectives.cfg_swap(plain, pair, 16384))
+    plain.env.run()
+    assert collectives.cfg_swap_s(plain, pair[0], 16384) is None
+    assert 0 < plain.env.now < measured.env.now  # one round of sends: no call set-up, no synchronisation
+
+
 def test_real_presets_price_vae_and_scheduler():
     model, cluster = load_model("pixart-alpha"), load_cluster("a100-pcie4")
     plan = plan_from_spec("pixart-alpha", "", height_px=1024, width_px=1024, steps=20)
