@@ -6,6 +6,12 @@ SD3, bf16 Flux; ``examples/*_example.py``), the last rank prints
 ``torch.cuda.max_memory_allocated() / 1e9`` (GB, without CUDA context or allocator slack),
 and ``examples/run.sh`` says speed runs use ``--output_type latent`` (no VAE decode) — which
 the rows agree with: 1024 → 2048 px adds ≈ 1 GB, where a full decode would add ≈ 5 GB.
+
+PipeFusion's stages hold the blocks xDiT's own split gives them when no ``--attn_layer_num_for_pp``
+is passed (:func:`planner.xdit.xdit_stage_split`: ceil(L/N) blocks per stage, so Flux's printing
+last rank holds one single-stream block of 57, not a balanced seventh). Where that rule leaves the
+last stage empty (PixArt-α's 28 blocks on 8 stages: [4]*7 + [0]), which a plan cannot hold, the
+nearest plan that can is used: one block moved onto the last stage ([4]*6 + [3, 1]).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from dataclasses import dataclass
 
 from profiles.catalog.models import load_model
 from simulator.memory import MemoryBreakdown, MemoryOptions, memory_per_rank
-from simulator.plan import plan_from_spec
+from planner.xdit import xdit_stage_split
+from simulator.plan import ParallelPlan, plan_from_spec
 
 SOURCE = "xDiT paper, peak-memory figure (docs/references.md §7)"
 AS_PUBLISHED = MemoryOptions(text_encoders="gpu", vae_decode="none")
@@ -47,10 +54,29 @@ ROWS: tuple[PeakRow, ...] = tuple(PeakRow(m, r, method, SPEC[method], gb)
                                   for (m, r), methods in _TABLE.items() for method, gb in methods.items())
 
 
+def xdit_split(layers: int, stages: int) -> list[int]:
+    """xDiT's default split, with an empty last stage given one block from the stage before it."""
+    split = xdit_stage_split(layers, stages)
+    while 0 in split:
+        empty = split.index(0)
+        split[empty - 1] -= 1
+        split[empty] = 1
+    return split
+
+
+def published_plan(row: PeakRow) -> ParallelPlan:
+    """The row's run as a plan: its degrees, and xDiT's stage split where it pipelines."""
+    model = load_model(row.model)
+    plan = plan_from_spec(row.model, row.spec, height_px=row.resolution, width_px=row.resolution, steps=20)
+    stages = plan.degrees.pipeline_stages
+    if stages > 1:
+        plan = plan.model_copy(update={"stage_split": xdit_split(model.layers, stages)})
+    return plan
+
+
 def predicted(row: PeakRow, options: MemoryOptions = AS_PUBLISHED) -> MemoryBreakdown:
     """The printing (last) rank's predicted breakdown for the row's run."""
-    plan = plan_from_spec(row.model, row.spec, height_px=row.resolution, width_px=row.resolution, steps=20)
-    return memory_per_rank(plan, load_model(row.model), options=options)[-1]
+    return memory_per_rank(published_plan(row), load_model(row.model), options=options)[-1]
 
 
 def error_pct(row: PeakRow, options: MemoryOptions = AS_PUBLISHED) -> float:

@@ -136,6 +136,17 @@ def launcher(plan: ParallelPlan) -> tuple[dict[str, str], list[str], list[str]]:
         f"start it on each of {', '.join(order)} with --node_rank and --master_addr (hosts in that order)"]
 
 
+def xdit_stage_split(layers: int, stages: int) -> list[int]:
+    """The blocks per stage xDiT cuts without ``--attn_layer_num_for_pp``: ceil(L/N) each, in order,
+    so the last stages get what is left (Flux's 57 blocks on 8 stages: [8]*7 + [1]; PixArt's 28: [4]*7 + [0]).
+
+    Read from xDiT's ``_split_transformer_blocks`` (base_transformer.py), which counts Flux's joint and
+    single-stream blocks as one list; a stage may be left empty, which pfplan's plans do not allow.
+    """
+    per_stage = -(-layers // stages)
+    return [max(0, min(per_stage, layers - i * per_stage)) for i in range(stages)]
+
+
 def to_xdit(plan: ParallelPlan, model: ModelPreset, *, strategies: Registry = STRATEGIES) -> XditCommand:
     """The xDiT command that runs ``plan``; a one-line :class:`InputError` for what xDiT cannot run."""
     pipeline_class = model.spec.pipeline_class
@@ -297,6 +308,15 @@ def from_xdit(line: str, model: ModelPreset, *, strategies: Registry = STRATEGIE
         "steps": args.num_inference_steps or XDIT_DEFAULTS["num_inference_steps"],
         "stage_split": list(args.attn_layer_num_for_pp) if args.attn_layer_num_for_pp else None,
     }
+    if stages > 1 and args.attn_layer_num_for_pp is None:
+        default = xdit_stage_split(model.layers, stages)
+        if 0 in default:
+            notes.append(f"no --attn_layer_num_for_pp: xDiT would cut {default} blocks per stage, leaving a stage "
+                         "empty, which a pfplan plan cannot hold; the stage split is pfplan's balanced one")
+        else:
+            fields["stage_split"] = default
+            notes.append(f"no --attn_layer_num_for_pp: the stage split is xDiT's own, ceil(L/N) blocks per stage "
+                         f"({default})")
     warmup = args.warmup_steps if args.warmup_steps is not None else XDIT_DEFAULTS["warmup_steps"]
     if needs_warmup(degrees, patches, strategies=strategies):
         fields["warmup_steps"] = warmup
@@ -304,9 +324,6 @@ def from_xdit(line: str, model: ModelPreset, *, strategies: Registry = STRATEGIE
         fields["warmup_steps"] = 0
         if args.warmup_steps:
             notes.append(f"--warmup_steps {args.warmup_steps} ignored: only PipeFusion reads it")
-    if stages > 1 and args.attn_layer_num_for_pp is None:
-        notes.append("no --attn_layer_num_for_pp: the stage split is pfplan's balanced one "
-                     "(xDiT itself would cut ceil(L/N) blocks per stage)")
     ignored = sorted({t.partition("=")[0] for t in flags if t.partition("=")[0] in IGNORED_FLAGS}
                      - {"--no_use_resolution_binning"})  # the export writes it: pfplan's sizes are exact
     if ignored:

@@ -105,8 +105,16 @@ def test_import_reads_xdit_defaults_and_dashes():
     assert fields["degrees"] == {"cfg": 2, "pipefusion": 2}
     assert fields["patches"] == 2 and fields["warmup_steps"] == 1  # xDiT: patches = stages, warm-up 1
     assert (fields["height_px"], fields["steps"]) == (1024, 20)
-    assert fields["stage_split"] is None and any("balanced" in n for n in notes)
+    assert fields["stage_split"] == [14, 14] and any("xDiT's own" in n for n in notes)
     assert any("--prompt" in n and "--seed" in n for n in notes)
+
+
+def test_import_takes_xdits_own_stage_split_where_a_plan_can_hold_it():
+    flux, notes = from_xdit("--pipefusion_parallel_degree 8 --num_pipeline_patch 8", load_model("flux-dev"))
+    assert flux["stage_split"] == [8] * 7 + [1] and any("ceil(L/N)" in n for n in notes)
+    pixart, notes = from_xdit("--pipefusion_parallel_degree 8", load_model("pixart-alpha"))
+    assert pixart["stage_split"] is None                  # [4]*7 + [0]: a plan's stages each need a block
+    assert any("empty" in n and "balanced" in n for n in notes)
 
 
 @pytest.mark.parametrize("args, message", [
