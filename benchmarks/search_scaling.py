@@ -63,9 +63,14 @@ def copies(nodes: int):
     return ClusterGraph(topology.model_copy(update={"name": f"l40-{nodes}node", "nodes": [node]}))
 
 
-def time_search(model_name: str, px: int, steps: int, gpus: int) -> tuple[float, float, float, float, dict, str]:
-    """(graph build s, search wall s, search CPU s, of which pricing before simulation, counts, winner)."""
-    from planner.search import search
+def time_search(model_name: str, px: int, steps: int, gpus: int,
+                jobs: int = 1) -> tuple[float, float, float, float, dict, str]:
+    """(graph build s, search wall s, search CPU s, of which pricing before simulation, counts, winner).
+
+    The CPU time is this process's and its search workers' (``jobs`` > 1; reaped before the search returns)."""
+    import resource
+
+    from planner.search import SearchSettings, search
     from profiles.catalog.models import load_model
     from profiles.costs.selection import cost_model_for
 
@@ -74,17 +79,21 @@ def time_search(model_name: str, px: int, steps: int, gpus: int) -> tuple[float,
     built = time.perf_counter() - start
     model = load_model(model_name)
     cost = cost_model_for(model, cluster.gpu_of(cluster.devices[0]))
-    start, cpu = time.perf_counter(), time.process_time()
+    def children_s() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+    start, cpu, workers = time.perf_counter(), time.process_time(), children_s()
     simulating_from: list[float] = []
 
     def progress(phase: str, done: int, total: int) -> None:
         if phase == "simulating" and not simulating_from:
             simulating_from.append(time.process_time())
-    result = search(model, cluster, cost, height_px=px, width_px=px, steps=steps, progress=progress)
+    result = search(model, cluster, cost, height_px=px, width_px=px, steps=steps, progress=progress,
+                    settings=SearchSettings(jobs=jobs))
     took, end = time.perf_counter() - start, time.process_time()
     pricing = (simulating_from[0] if simulating_from else end) - cpu
     best = result.best
-    return built, took, end - cpu, pricing, result.counts, \
+    return built, took, end - cpu + children_s() - workers, pricing, result.counts, \
         f"{best.plan.degrees.label()} M={best.plan.patches} {best.latency_s:.3g} s"
 
 
@@ -111,25 +120,33 @@ def main() -> int:
     parser.add_argument("--max-gpus", type=int, default=1024)
     parser.add_argument("--budget-s", type=float, default=900.0,
                         help="search seconds per model; a size projected to overrun what is left is skipped")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="processes that simulate a search's best shapes (default: the cores this process may use)")
     parser.add_argument("--stdout", action="store_true")
     args = parser.parse_args()
+    from planner.simulate_chosen import default_jobs
+    jobs = args.jobs or default_jobs()
     sizes = [n for n in (8, 16, 32, 64, 128, 256, 512, 1024) if n <= args.max_gpus]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [BEGIN, "## Search time against GPU count", "",
              f"`{COMMAND}` on {platform.machine()} with {os.cpu_count()} CPU cores, Python "
              f"{platform.python_version()}, {started}; {load()} at the start (other sessions share the cores, "
              "so times are wall-clock under that load). Copies of l40-2node (8 L40s per node, InfiniBand "
-             "between nodes), one process, analytic L40 cost model, default settings (10 shapes simulated, the "
-             f"best 4 under every placement), a budget of {args.budget_s:g} s of search per model. "
+             "between nodes), analytic L40 cost model, default settings (10 shapes simulated, the "
+             f"best 4 under every placement, one per placement class), the chosen shapes simulated on {jobs} "
+             f"process{'es' if jobs > 1 else ''} (`--jobs`, the cores this process may use; any number gives the "
+             f"same answer, tests/planner/test_simulate_chosen.py), a budget of {args.budget_s:g} s of search per model. "
              f"Targets: 64 GPUs ≤ {TARGETS[64]:g} s, 512 GPUs ≤ {TARGETS[512]:g} s, "
              "growth no worse than linear from 64 GPUs.", "",
-             "The CPU column is this process's CPU time (`time.process_time`): on a shared box it is the "
-             "better guide to what the search costs; the targets are judged on wall time. The load column is "
+             "The CPU column is the CPU time of this process and its search workers (`time.process_time`, "
+             "`getrusage(RUSAGE_CHILDREN)`): on a shared box it is the better guide to what the search costs; the "
+             "targets are judged on wall time. The load column is "
              "the 1-minute load average after each search.", "",
              "| model px steps | GPUs | graph build s | search wall s | search CPU s | of which pricing | "
              "of which simulating | load | shapes | pruned by bound | estimated | winner |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     growth: dict[str, dict[int, float]] = {}
+    winners: dict[tuple[str, int], str] = {}
     for model_name, px, steps in CASES:
         spent = 0.0
         label = f"{model_name} {px} {steps}"
@@ -144,9 +161,10 @@ def main() -> int:
                                  f"{args.budget_s:g} s budget spent) | | | | | | | | |")
                     print(lines[-1], flush=True)
                     continue
-            built, took, cpu, pricing, counts, winner = time_search(model_name, px, steps, gpus)
+            built, took, cpu, pricing, counts, winner = time_search(model_name, px, steps, gpus, jobs)
             spent += took
             growth.setdefault(label, {})[gpus] = took
+            winners[label, gpus] = winner
             estimated = counts["shapes"] - counts.get("pruned_by_bound", 0)
             lines.append(f"| {label} | {gpus} | {built:.3f} | {took:.1f} | {cpu:.1f} | {pricing:.1f} | "
                          f"{cpu - pricing:.1f} | {os.getloadavg()[0]:.1f} | {counts['shapes']:,} | "
@@ -163,6 +181,17 @@ def main() -> int:
             worst = max(times[b] / times[a] / (b / a) for a, b in steps_up)
             lines.append(f"- {label}: worst growth from 64 GPUs up is {worst:.2f} × linear per doubling "
                          f"({'no worse than linear' if worst <= 1.0 else 'worse than linear'})")
+    if jobs > 1 and 64 in sizes:
+        lines += ["", f"The same 64-GPU searches on one process, right after (wall s; the winner must be the same):", ""]
+        for model_name, px, steps in CASES:
+            label = f"{model_name} {px} {steps}"
+            if 64 not in growth.get(label, {}):
+                continue
+            _, took, cpu, _, _, winner = time_search(model_name, px, steps, 64, 1)
+            lines.append(f"- {label}: {took:.1f} s on 1 process (CPU {cpu:.1f} s), {growth[label][64]:.1f} s on "
+                         f"{jobs}: ×{took / growth[label][64]:.2f}; winner {winner} "
+                         f"({'the same' if winner == winners[label, 64] else 'DIFFERENT: ' + winners[label, 64]})")
+            print(lines[-1], flush=True)
     first, median, latency, inside, wall = time_simulate()
     lines += ["", "One `simulate` of pixart-alpha 1024 px, 20 steps, `pipefusion=8, patches=8, warmup=1` on pcie8, "
               "in a fresh process:", "",

@@ -14,6 +14,7 @@ from planner.job import load_job, resolution_of, run_search
 from planner.prices import load_prices
 from planner.report import write_report
 from planner.search import SearchSettings
+from planner.simulate_chosen import default_jobs
 from planner.serving import ROUTINGS
 from planner.tables import Column, print_rows, text_console
 from profiles.cli_support import out_console, print_json
@@ -80,6 +81,8 @@ def register(app: typer.Typer) -> None:
         top: int = typer.Option(8, min=1, help="Options to show."),
         results: Optional[Path] = typer.Option(None, "--results", help="Write capacity.json (for pfplan report)."),
         json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+        jobs: Optional[int] = typer.Option(None, min=1, help="Processes that simulate the best shapes side by side "
+                                           "(default: the cores this process may use); any number gives the same answer."),
         frames: Optional[int] = typer.Option(None, min=1, help="Video frames (default: the model's; 1 for images)."),
     ) -> None:
         """Fewest GPUs (and boxes) whose simulated tail latency meets --slo-s at the traffic, and their cost."""
@@ -104,7 +107,8 @@ def register(app: typer.Typer) -> None:
                            trace_path=arrivals if kind == "trace" else None)
         reqs = spec.draw(rate or 1.0, (res, steps))
         box = len(cluster.devices)
-        settings = SearchSettings(objective="latency", min_warmup=min_warmup, best_per_device_count=True)
+        settings = SearchSettings(objective="latency", min_warmup=min_warmup, best_per_device_count=True,
+                                  jobs=jobs or default_jobs())
         result = run_search(cluster, preset, cost_model, resolution=res, steps=steps, settings=settings,
                             topology=topology)
         dtype = dtype_bytes_of(cost_model)

@@ -18,6 +18,7 @@ from planner import commands_capacity
 from profiles.cli_support import print_json
 from planner.job import load_job, resolution_of, run_search, sha256_of
 from planner.search import SearchSettings
+from planner.simulate_chosen import default_jobs
 from planner.search_format import CandidateRecord, SearchReport, SweepReport, latency_text, search_report
 from planner.search_table import print_search_table
 from planner.tables import text_console
@@ -107,6 +108,8 @@ def register(app: typer.Typer) -> None:
         resolutions: Optional[str] = typer.Option(None, "--resolutions",
                                                   help="Sweep: search each of these sides (e.g. 1024,2048,4096); "
                                                        "-o writes PLAN-<res>px.json each, --results one sweep file."),
+        jobs: Optional[int] = typer.Option(None, min=1, help="Processes that simulate the best shapes side by side "
+                                           "(default: the cores this process may use); any number gives the same answer."),
         frames: Optional[int] = typer.Option(None, min=1, help="Video frames (default: the model's; 1 for images)."),
     ) -> None:
         """Find the fastest plan that fits: degrees, patches, warm-up, stage split, placement."""
@@ -119,7 +122,8 @@ def register(app: typer.Typer) -> None:
             raise InputError("give --resolution or --resolutions, not both", field="--resolutions")
         steps = steps if steps is not None else preset.default_steps
         settings = SearchSettings(objective=objective, min_warmup=min_warmup,  # type: ignore[arg-type]
-                                  max_devices=max_gpus, runnable_only=runnable_only, simulate_top=top)
+                                  max_devices=max_gpus, runnable_only=runnable_only, simulate_top=top,
+                                  jobs=jobs or default_jobs())
         console = text_console()
         done: list[tuple[SearchReport, ParallelPlan, Path | None]] = []
         for res in [resolution_of(preset, r) for r in (sweep or [resolution])]:

@@ -146,7 +146,9 @@ def nearest_subset(cluster: ClusterGraph, ordered: list[str], count: int) -> lis
 
 def alternatives(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, *,
                  greedy_only: bool = False) -> list[Placement]:
-    """Distinct candidate placements for ``plan`` (the first is the greedy one; ``greedy_only``: just it)."""
+    """Distinct candidate placements for ``plan`` (the first is the greedy one; ``greedy_only``: just it):
+    no two of one placement class (:meth:`~profiles.topology.graph.ClusterGraph.placement_class`), whose
+    simulations would be the same run with the hosts renamed."""
     degrees = plan.degrees
     n = degrees.world_size()
     standard = tuple(AXES)
@@ -166,9 +168,14 @@ def alternatives(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, 
         # the reverse nesting: the lightest axis innermost, as a contrast the simulator judges.
         lightest_inner = tuple(inactive + sorted(traffic, key=lambda a: -traffic[a]))
         found.append(Placement("reversed", _place(degrees, grouped[:n], lightest_inner)))
+    # one per placement class: hosts stamped from one node entry are identical and the fabric meets every
+    # NIC alike, so two device lists of a class simulate alike (tests/planner/test_placement.py checks it)
     unique: list[Placement] = []
+    classes: set[tuple] = set()
     for p in found:
-        if all(p.devices != q.devices for q in unique):
+        placement_class = cluster.placement_class(p.devices)
+        if placement_class not in classes:
+            classes.add(placement_class)
             unique.append(p)
     return unique
 

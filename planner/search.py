@@ -24,8 +24,11 @@ At cluster scale the same answer costs less (``SearchSettings.exhaustive`` turns
   without comparing every pair of devices (:mod:`planner.placement`).
 - a simulation stops once its clock passes what it would have to beat to change the answer
   (:mod:`planner.stopping`): a placement alternative the best placement so far, a shape the
-  K-th best finished latency (``SearchSettings.exact_top``). The best K, the plan written and
-  every finished number are the full runs'; a stopped shape is ranked by its lower bound.
+  K-th best latency finished in the waves of K shapes before its own (``SearchSettings.exact_top``).
+  The best K, the plan written and every finished number are the full runs'; a stopped shape is
+  ranked by its lower bound;
+- the shapes of one wave are simulated side by side on ``SearchSettings.jobs`` processes
+  (:mod:`planner.simulate_chosen`), with the same answer for any number.
 
 Never returned: a plan that breaks a rule or does not fit in device memory (checked by the
 memory model before ranking and again by the simulation). The objective is the latency
@@ -142,6 +145,9 @@ class SearchSettings:
     exact_top: int | None = 5
     """K: the best K shapes are ranked exactly; a later shape's simulation stops once its clock passes
     the K-th best finished latency (reported as a lower bound, :mod:`planner.stopping`). None: never."""
+    jobs: int = 1
+    """Processes that simulate the chosen shapes side by side (:mod:`planner.simulate_chosen`); the
+    answer is the same for any number."""
 
 
 def memory_check(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,
@@ -321,6 +327,7 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
            progress: Progress | None = None, topology_name: str | None = None) -> SearchResult:
     """Rank the plans for ``model`` on ``cluster``; raise :class:`PlannerError` if none fits."""
     from simulator.estimate import compute_bound_s, route_floor
+    from planner.simulate_chosen import simulate_chosen
     from planner.space import replica_shapes, with_replicas
 
     from simulator.limits import size_violations
@@ -393,7 +400,8 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
                 sizes.add(c.plan.world_size)
                 chosen.append((c, shape))
     baseline = baseline_latency(model, cluster, cost_model, options, dtype_bytes)
-    simulated = _simulate_chosen(chosen, pricer, settings, rejected, counts, report)
+    simulated, refused = simulate_chosen(chosen, pricer, settings, counts, report)
+    rejected += [Rejected(plan, reason) for plan, reason in refused]
     report("simulating", len(chosen), len(chosen))
     counts["simulated"] = len(chosen)
     if not simulated:
@@ -404,56 +412,6 @@ def search(model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel, *, 
     ranked = simulated + rest
     explain_losses(ranked, settings.objective)
     return SearchResult(ranked, rejected, baseline, counts)
-
-
-def _simulate_chosen(chosen: list[tuple[Candidate, ParallelPlan]], pricer: _Pricer, settings: SearchSettings,
-                     rejected: list[Rejected], counts: dict[str, int], report: Progress) -> list[Candidate]:
-    """Simulate each chosen shape (best estimate first) under its placement alternatives; keep the fastest.
-
-    A placement's run stops once its clock passes the best placement's latency so far (it cannot
-    replace it: a tie keeps the first), and a shape's once it passes :class:`StopLimits`' limit:
-    such a shape is kept with that lower bound only (``stopped_at_s``). ``exhaustive``: no stops.
-    """
-    from planner.stopping import StopLimits
-    from simulator.deadline import SlowerThan
-
-    model, cluster, cost_model, dtype_bytes = pricer.model, pricer.cluster, pricer.cost_model, pricer.dtype_bytes
-    limits = StopLimits(settings.objective, None if settings.exhaustive else settings.exact_top,
-                        settings.best_per_device_count)
-    counts.update(stopped=0, runs_stopped=0)
-    simulated: list[Candidate] = []
-    for index, (candidate, shape) in enumerate(chosen):
-        report("simulating", index, len(chosen))
-        variants = pricer.prepare(shape)
-        if index >= settings.placement_top:
-            variants = variants[:1]
-        shape_limit = limits.limit_s(candidate)
-        best: Candidate | None = None
-        stopped: Candidate | None = None
-        for plan, placement in variants:
-            limit = best.latency_s if best is not None else shape_limit
-            try:
-                prediction, why = simulate_prediction(plan, model, cluster, cost_model, dtype_bytes,
-                                                      stop_after_s=None if settings.exhaustive else limit)
-            except SlowerThan as stop:
-                counts["runs_stopped"] += 1
-                if best is None and stopped is None:
-                    stopped = replace(candidate, plan=plan, placement_name=placement.name, stopped_at_s=stop.bound_s)
-                continue
-            if prediction is None:
-                rejected.append(Rejected(plan, f"{why} (simulated, {placement.name} placement)"))
-                continue
-            trial = replace(candidate, plan=plan.model_copy(update={"prediction": prediction}),
-                            placement_name=placement.name, prediction=prediction)
-            if best is None or trial.objective_key(settings.objective) < best.objective_key(settings.objective):
-                best = trial
-        if best is not None:
-            simulated.append(best)
-            limits.add(best)
-        elif stopped is not None:
-            simulated.append(stopped)
-            counts["stopped"] += 1
-    return simulated
 
 
 def impossible(model: ModelPreset, cluster: ClusterGraph, height_px: int, rejected: list[Rejected],

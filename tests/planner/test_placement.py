@@ -54,3 +54,29 @@ def test_subset_of_devices_stays_close():
     two_nodes = load_cluster("l40-2node")
     eight = nearest_subset(two_nodes, grouped_devices(two_nodes), 8)
     assert len({two_nodes.device_host[d] for d in eight}) == 1
+
+
+def test_one_alternative_per_placement_class_and_a_class_simulates_alike():
+    """The search simulates one placement per class; that holds only if two device lists of one class
+    (the same local devices on hosts renamed) give the same simulation, which this checks."""
+    from benchmarks.search_scaling import copies
+    from profiles.costs.selection import cost_model_for
+    from simulator.engine import simulate
+
+    cluster, model = copies(4), load_model("pixart-alpha")
+    plan = plan_of(Degrees(pipefusion=2, ulysses=8), patches=2)
+    found = alternatives(plan, model, cluster)
+    assert len({cluster.placement_class(p.devices) for p in found}) == len(found)
+    hosts = cluster.hosts()
+    by_host = {h: [d for d in cluster.devices if cluster.device_host[d] == h] for h in hosts}
+    first = by_host[hosts[0]] + by_host[hosts[1]]
+    renamed = by_host[hosts[3]] + by_host[hosts[1]]  # hosts 0, 1 → 3, 1: the same class
+    assert cluster.placement_class(first) == cluster.placement_class(renamed)
+    cost = cost_model_for(model, cluster.gpu_of(cluster.devices[0]))
+    a, b = (simulate(plan.model_copy(update={"placement": devices}), model, cluster, cost)
+            for devices in (first, renamed))
+    assert a.latency_s == b.latency_s
+    assert a.prediction.breakdown_s == b.prediction.breakdown_s
+    assert a.prediction.bytes_by_route_class == b.prediction.bytes_by_route_class
+    assert sorted(a.utilisation.values()) == sorted(b.utilisation.values())
+    assert sorted(a.prediction.peak_memory_bytes.values()) == sorted(b.prediction.peak_memory_bytes.values())

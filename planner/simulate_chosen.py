@@ -1,0 +1,182 @@
+"""Simulate the search's chosen shapes, in fixed waves, on one process or several.
+
+Why: on a cluster of 64 GPUs and more, nearly all of a search's time is the event simulation of
+its ten or so best-estimated shapes, and each simulation is independent of the others except
+for the bar a shape must beat (:class:`planner.stopping.StopLimits`). A user's planning box
+has cores to spare, so the shapes of one wave run side by side.
+
+The answer must not depend on how many processes ran it, so the bar is frozen per wave:
+the chosen shapes, best estimate first, are cut into waves of ``exact_top`` (K) shapes; every
+shape of a wave is simulated against the limits set by the shapes of the waves before it,
+and only then are the wave's finished shapes counted. The first wave (the best K by estimate)
+has no bar at all, as before. With ``jobs=1`` the same waves run in this process, so the
+ranking, every finished number and which shapes were stopped are the same for any ``jobs``
+(tests/planner/test_simulate_chosen.py). Placement alternatives of one shape stay in one
+process, in order: each later one stops once it passes the best one so far.
+
+Workers are forked (they inherit the model, cluster and price caches; nothing is pickled but
+the shapes and the results) and are always joined or terminated before :func:`simulate_chosen`
+returns. Where ``fork`` is not available the waves run in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import traceback
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable
+
+from planner.stopping import StopLimits
+from simulator.plan import ParallelPlan
+
+if TYPE_CHECKING:
+    from planner.search import Candidate, SearchSettings, _Pricer
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class ShapeOutcome:
+    """What simulating one chosen shape under its placement alternatives gave."""
+
+    best: Candidate | None = None
+    """The fastest placement simulated to the end."""
+    stopped: Candidate | None = None
+    """Set when every placement was stopped at the shape's limit: the first, with its lower bound."""
+    rejected: list[tuple[ParallelPlan, str]] = field(default_factory=list)
+    runs_stopped: int = 0
+    warnings: list[tuple[type[Warning], str]] = field(default_factory=list)
+    """Warnings a worker's simulations raised, to be raised again in the parent (which reports them)."""
+
+
+def simulate_shape(pricer: _Pricer, settings: SearchSettings, index: int, candidate: Candidate,
+                   shape: ParallelPlan, shape_limit: float | None) -> ShapeOutcome:
+    """Simulate ``shape`` (the ``index``-th chosen) under its placement alternatives; keep the fastest.
+
+    A placement's run stops once its clock passes the best placement's latency so far (it cannot
+    replace it: a tie keeps the first), and the first one's once it passes ``shape_limit``.
+    """
+    from planner.search import simulate_prediction
+    from simulator.deadline import SlowerThan
+
+    outcome = ShapeOutcome()
+    variants = pricer.prepare(shape)
+    if index >= settings.placement_top:
+        variants = variants[:1]
+    for plan, placement in variants:
+        limit = outcome.best.latency_s if outcome.best is not None else shape_limit
+        try:
+            prediction, why = simulate_prediction(plan, pricer.model, pricer.cluster, pricer.cost_model,
+                                                  pricer.dtype_bytes,
+                                                  stop_after_s=None if settings.exhaustive else limit)
+        except SlowerThan as stop:
+            outcome.runs_stopped += 1
+            if outcome.best is None and outcome.stopped is None:
+                outcome.stopped = replace(candidate, plan=plan, placement_name=placement.name,
+                                          stopped_at_s=stop.bound_s)
+            continue
+        if prediction is None:
+            outcome.rejected.append((plan, f"{why} (simulated, {placement.name} placement)"))
+            continue
+        trial = replace(candidate, plan=plan.model_copy(update={"prediction": prediction}),
+                        placement_name=placement.name, prediction=prediction)
+        if outcome.best is None or \
+                trial.objective_key(settings.objective) < outcome.best.objective_key(settings.objective):
+            outcome.best = trial
+    return outcome
+
+
+def default_jobs() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_WORK: tuple[_Pricer, SearchSettings] | None = None
+"""The pricer and settings the forked workers read (set by the parent just before it forks)."""
+
+
+def _worker_init() -> None:
+    """Ctrl-C and SIGTERM are the parent's to handle: it terminates the workers on its way out, and a
+    worker that writes a result into the pipe it has already closed ends quietly (SIGPIPE), not with a
+    traceback under the parent's one-line message."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+def _work(args: tuple[int, Candidate, ParallelPlan, float | None]) -> ShapeOutcome | BaseException:
+    """One shape in a worker; an error comes back as a value, as itself when it survives pickling."""
+    assert _WORK is not None, "a worker forked without its search"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            outcome = simulate_shape(*_WORK, *args)
+        outcome.warnings = [(w.category, str(w.message)) for w in caught]
+        return outcome
+    except Exception as error:  # noqa: BLE001 - handed to the parent, which raises it
+        try:
+            return pickle.loads(pickle.dumps(error))
+        except Exception:  # noqa: BLE001 - an exception whose class does not pickle
+            return RuntimeError(f"simulating {args[2].degrees.label()} in a search worker: "
+                                f"{''.join(traceback.format_exception(error)).strip()}")
+
+
+def simulate_chosen(chosen: list[tuple[Candidate, ParallelPlan]], pricer: _Pricer, settings: SearchSettings,
+                    counts: dict[str, int], report: Progress) -> tuple[list[Candidate], list[tuple[ParallelPlan, str]]]:
+    """Each chosen shape's fastest finished placement (or its stopped lower bound), in ``chosen``'s
+    order, and the (plan, reason) of every placement the simulation rejected."""
+    global _WORK
+
+    exact_top = None if settings.exhaustive else settings.exact_top
+    limits = StopLimits(settings.objective, exact_top, settings.best_per_device_count)
+    wave = max(1, exact_top or len(chosen))
+    counts.update(stopped=0, runs_stopped=0)
+    simulated: list[Candidate] = []
+    rejected: list[tuple[ParallelPlan, str]] = []
+    jobs = min(settings.jobs, wave, len(chosen))
+    use_pool = jobs > 1 and "fork" in multiprocessing.get_all_start_methods()
+    pool = None
+    if use_pool:
+        _WORK = (pricer, settings)
+        pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)
+    try:
+        done = 0
+        report("simulating", done, len(chosen))
+        for start in range(0, len(chosen), wave):
+            tasks = [(i, cand, shape, limits.limit_s(cand))
+                     for i, (cand, shape) in enumerate(chosen[start:start + wave], start)]
+            results = pool.imap(_work, tasks) if pool is not None else \
+                (simulate_shape(pricer, settings, *task) for task in tasks)
+            finished = []
+            for outcome in results:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                for category, message in outcome.warnings:
+                    warnings.warn(message, category, stacklevel=2)
+                done += 1
+                report("simulating", done, len(chosen))
+                counts["runs_stopped"] += outcome.runs_stopped
+                rejected += outcome.rejected
+                if outcome.best is not None:
+                    simulated.append(outcome.best)
+                    finished.append(outcome.best)
+                elif outcome.stopped is not None:
+                    simulated.append(outcome.stopped)
+                    counts["stopped"] += 1
+            for cand in finished:  # the next wave's bar: only now, so no shape of this wave saw another's
+                limits.add(cand)
+        if pool is not None:
+            pool.close()
+            pool.join()
+    finally:
+        if pool is not None:
+            pool.terminate()
+        _WORK = None
+    return simulated, rejected

@@ -1,0 +1,76 @@
+"""The search's simulations on several processes: the same answer as on one, errors raised as
+themselves, and no worker left behind."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from benchmarks.search_scaling import copies
+from planner.errors import PlannerError
+from planner.search import SearchResult, SearchSettings, search
+from profiles.catalog.models import load_model
+from profiles.costs.selection import cost_model_for
+
+
+def run(jobs: int, **settings) -> SearchResult:
+    cluster, model = copies(2), load_model("pixart-alpha")
+    cost = cost_model_for(model, cluster.gpu_of(cluster.devices[0]))
+    return search(model, cluster, cost, height_px=1024, width_px=1024, steps=20,
+                  settings=SearchSettings(jobs=jobs, **settings))
+
+
+def outline(result: SearchResult) -> list[tuple]:
+    return [(c.plan.degrees.label(), c.plan.patches, c.placement_name, tuple(c.plan.placement or ()),
+             c.prediction.model_dump(exclude={"created_at"}) if c.prediction else None, c.stopped_at_s,
+             c.estimate_s) for c in result.ranked]
+
+
+@pytest.fixture(scope="module")
+def serial() -> SearchResult:
+    return run(1)
+
+
+def test_two_processes_give_the_serial_answer(serial: SearchResult):
+    assert serial.counts["runs_stopped"] > 0  # the waves' limits are exercised, not only full runs
+    parallel = run(2)
+    assert outline(parallel) == outline(serial)
+    assert parallel.counts == serial.counts
+    assert [(r.plan.degrees.label(), r.reason) for r in parallel.rejected] == \
+        [(r.plan.degrees.label(), r.reason) for r in serial.rejected]
+    assert multiprocessing.active_children() == []
+
+
+def test_a_worker_error_is_raised_as_itself(monkeypatch: pytest.MonkeyPatch):
+    import planner.search
+
+    def broken(*args, **kwargs):
+        raise PlannerError("no simulation today", field="--profile")
+    monkeypatch.setattr(planner.search, "simulate_prediction", broken)  # the forked workers inherit it
+    with pytest.raises(PlannerError, match="no simulation today") as caught:
+        run(2)
+    assert caught.value.field == "--profile"
+    assert multiprocessing.active_children() == []
+
+
+def test_exhaustive_search_is_the_same_on_two_processes():
+    assert outline(run(2, exhaustive=True, simulate_top=6)) == outline(run(1, exhaustive=True, simulate_top=6))
+
+
+def test_a_worker_warning_reaches_the_parent(monkeypatch: pytest.MonkeyPatch):
+    import warnings
+
+    import planner.search
+
+    real = planner.search.simulate_prediction
+
+    def warns(*args, **kwargs):
+        if multiprocessing.parent_process() is not None:  # only in a worker: the parent's own runs do not warn
+            warnings.warn("a shape outside the profile", UserWarning)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(planner.search, "simulate_prediction", warns)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(2, simulate_top=2)
+    assert any("a shape outside the profile" in str(w.message) for w in caught)
