@@ -15,8 +15,11 @@ ranking, every finished number and which shapes were stopped are the same for an
 process, in order: each later one stops once it passes the best one so far.
 
 Workers are forked (they inherit the model, cluster and price caches; nothing is pickled but
-the shapes and the results) and are always joined or terminated before :func:`simulate_chosen`
-returns. Where ``fork`` is not available the waves run in this process.
+the shapes and the results; a spawned worker would spend ~0.7 s importing) and are always joined
+or terminated before :func:`simulate_chosen` returns. A forked child of a process with threads
+(the CLI's progress bar) must not touch a lock another thread may have held: the workers write
+nothing, their errors and warnings come back as values for the parent to raise or report. Where
+``fork`` is not available the waves run in this process.
 """
 
 from __future__ import annotations
