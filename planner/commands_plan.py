@@ -143,7 +143,8 @@ def write_checked_plan(plan: ParallelPlan, *, model: str, topology: str, profile
     """Check ``plan`` by the rules, give it the search's split (unless it has one) and placement and the
     simulator's prediction, and write it: what ``plan new`` and ``plan import`` share."""
     from planner.job import load_job, sha256_of
-    from planner.search import prepare, simulate_prediction
+    from planner.search import prepare
+    from planner.simulated import simulate_prediction
     from profiles.costs.selection import dtype_bytes_of
     from simulator.plan import Provenance
 
