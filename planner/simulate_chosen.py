@@ -30,10 +30,13 @@ import pickle
 import signal
 import traceback
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Literal, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Protocol
 
 from planner import simulated
+from planner.errors import PlannerError
 from planner import stopping
 from planner.stopping import MARGIN, StopLimits
 from profiles.catalog.models import ModelPreset
@@ -88,8 +91,9 @@ class ShapeOutcome:
     """Set when every placement was stopped at the shape's limit: the first, with its lower bound."""
     rejected: list[tuple[ParallelPlan, str]] = field(default_factory=list)
     runs_stopped: int = 0
-    warnings: list[tuple[type[Warning], str]] = field(default_factory=list)
-    """Warnings a worker's simulations raised, to be raised again in the parent (which reports them)."""
+    warnings: list[tuple[type[Warning], str, tuple | None]] = field(default_factory=list)
+    """Warnings a worker's simulations raised (category, text, dedupe key), to be raised again in the
+    parent, which reports them; one key is reported once, however many workers raised it."""
 
 
 def simulate_shape(pricer: Pricer, settings: Settings, index: int, candidate: Candidate,
@@ -165,7 +169,7 @@ def _work(args: tuple[int, Candidate, ParallelPlan, float | None]) -> ShapeOutco
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             outcome = simulate_shape(*_WORK, *args)
-        outcome.warnings = [(w.category, str(w.message)) for w in caught]
+        outcome.warnings = [(w.category, str(w.message), getattr(w.message, "key", None)) for w in caught]
         return outcome
     except Exception as error:  # noqa: BLE001 - handed to the parent, which raises it
         try:
@@ -173,6 +177,32 @@ def _work(args: tuple[int, Candidate, ParallelPlan, float | None]) -> ShapeOutco
         except Exception:  # noqa: BLE001 - an exception whose class does not pickle
             return RuntimeError(f"simulating {args[2].degrees.label()} in a search worker: "
                                 f"{''.join(traceback.format_exception(error)).strip()}")
+
+
+class WorkerDied(PlannerError):
+    """A search worker process ended without answering (killed from outside, e.g. by the OOM killer)."""
+
+    exit_code = 1
+
+
+def _checked(results: Iterable[ShapeOutcome | BaseException]) -> Iterator[ShapeOutcome | BaseException]:
+    try:
+        yield from results
+    except BrokenProcessPool:
+        raise WorkerDied("a search worker process died while simulating (killed from outside? out of memory?); "
+                         "rerun with --jobs 1 to simulate in this process", field="--jobs") from None
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """End the workers now and reap them. SIGTERM, not a clean exit: a clean exit flushes stdio, whose
+    lock a forked child may hold locked forever (another thread of the parent had it at the fork)."""
+    processes = list(getattr(pool, "_processes", {}).values())  # the executor has no public handle before 3.14
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+    for process in processes:
+        process.join()
 
 
 def simulate_chosen(chosen: list[tuple[Candidate, ParallelPlan]], pricer: Pricer, settings: Settings,
@@ -187,25 +217,31 @@ def simulate_chosen(chosen: list[tuple[Candidate, ParallelPlan]], pricer: Pricer
     counts.update(stopped=0, runs_stopped=0)
     ranked: list[Candidate] = []
     rejected: list[tuple[ParallelPlan, str]] = []
+    warned: set[tuple] = set()
     jobs = min(settings.jobs, wave, len(chosen))
-    use_pool = jobs > 1 and "fork" in multiprocessing.get_all_start_methods()
-    pool = None
-    if use_pool:
-        _WORK = (pricer, settings)
-        pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)
+    pool: ProcessPoolExecutor | None = None
     try:
+        if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
+            _WORK = (pricer, settings)
+            pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_worker_init)
         done = 0
         report("simulating", done, len(chosen))
         for start in range(0, len(chosen), wave):
             tasks = [(i, cand, shape, limits.limit_s(cand))
                      for i, (cand, shape) in enumerate(chosen[start:start + wave], start)]
-            results = pool.imap(_work, tasks) if pool is not None else \
+            # a worker killed from outside (the OOM killer) raises BrokenProcessPool here, not a hang
+            results = pool.map(_work, tasks) if pool is not None else \
                 (simulate_shape(pricer, settings, *task) for task in tasks)
             finished = []
-            for outcome in results:
+            for outcome in _checked(results):
                 if isinstance(outcome, BaseException):
                     raise outcome
-                for category, message in outcome.warnings:
+                for category, message, key in outcome.warnings:
+                    if key is not None:
+                        if key in warned:
+                            continue
+                        warned.add(key)
                     warnings.warn(message, category, stacklevel=2)
                 done += 1
                 report("simulating", done, len(chosen))
@@ -219,11 +255,8 @@ def simulate_chosen(chosen: list[tuple[Candidate, ParallelPlan]], pricer: Pricer
                     counts["stopped"] += 1
             for cand in finished:  # the next wave's bar: only now, so no shape of this wave saw another's
                 limits.add(cand)
-        if pool is not None:
-            pool.close()
-            pool.join()
     finally:
         if pool is not None:
-            pool.terminate()
+            _stop(pool)
         _WORK = None
     return ranked, rejected

@@ -46,7 +46,14 @@ DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
 class ProfileRangeWarning(UserWarning):
-    """A shape outside a profile's measured range was priced by the scaled analytic model."""
+    """A shape outside a profile's measured range was priced by the scaled analytic model.
+
+    ``key`` (profile file, layer kind, batch, shard) says which warnings are one: a search's worker
+    processes each warn once per key, and the parent reports each key once."""
+
+    def __init__(self, message: str, key: tuple | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class ProfileStackWarning(UserWarning):
@@ -293,10 +300,11 @@ class ProfiledCostModel:
             self._warned.add(key)
             label = (f"{shape.kind} (query_tokens={shape.query_tokens}, kv_tokens={shape.kv_tokens}, "
                      f"batch={shape.batch}, tensor_shard={shape.tensor_shard})")
-            warnings.warn(f"{self.file}: {label} is outside the measured range ({why}); using the analytic "
-                          f"model × {scale:.3g} (this profile's measured efficiency); other {shape.kind} shapes of this batch "
-                          f"and shard outside the range are treated the same and not reported", ProfileRangeWarning,
-                          stacklevel=3)
+            warnings.warn(ProfileRangeWarning(
+                f"{self.file}: {label} is outside the measured range ({why}); using the analytic "
+                f"model × {scale:.3g} (this profile's measured efficiency); other {shape.kind} shapes of this batch "
+                f"and shard outside the range are treated the same and not reported", key=(self.file, *key)),
+                stacklevel=3)
         return scale * self.analytic.layer_time_s(shape)
 
 

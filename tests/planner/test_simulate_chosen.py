@@ -33,7 +33,7 @@ def serial() -> SearchResult:
 
 
 def test_two_processes_give_the_serial_answer(serial: SearchResult):
-    assert serial.counts["runs_stopped"] > 0  # the waves' limits are exercised, not only full runs
+    assert serial.counts["stopped"] > 0  # shapes of the second wave stopped at the first wave's limits
     parallel = run(2)
     assert outline(parallel) == outline(serial)
     assert parallel.counts == serial.counts
@@ -42,15 +42,60 @@ def test_two_processes_give_the_serial_answer(serial: SearchResult):
     assert multiprocessing.active_children() == []
 
 
+def in_a_worker() -> bool:
+    return multiprocessing.parent_process() is not None
+
+
 def test_a_worker_error_is_raised_as_itself(monkeypatch: pytest.MonkeyPatch):
     import planner.simulated
 
+    real = planner.simulated.simulate_prediction
+
     def broken(*args, **kwargs):
-        raise PlannerError("no simulation today", field="--profile")
+        if in_a_worker():  # the parent's own runs (the serial baseline) succeed: the error is a worker's
+            raise PlannerError("no simulation today", field="--profile")
+        return real(*args, **kwargs)
     monkeypatch.setattr(planner.simulated, "simulate_prediction", broken)  # the forked workers inherit it
     with pytest.raises(PlannerError, match="no simulation today") as caught:
         run(2)
     assert caught.value.field == "--profile"
+    assert multiprocessing.active_children() == []
+
+
+def test_an_error_that_does_not_pickle_comes_back_as_its_traceback(monkeypatch: pytest.MonkeyPatch):
+    import planner.simulated
+
+    class Local(Exception):  # a class defined in a function does not pickle
+        pass
+    real = planner.simulated.simulate_prediction
+
+    def broken(*args, **kwargs):
+        if in_a_worker():
+            raise Local("a local failure")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(planner.simulated, "simulate_prediction", broken)
+    with pytest.raises(RuntimeError, match="a local failure"):
+        run(2)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_killed_worker_fails_the_search_in_one_line_instead_of_hanging(monkeypatch: pytest.MonkeyPatch):
+    import os
+    import signal
+
+    import planner.simulated
+    from planner.simulate_chosen import WorkerDied
+
+    real = planner.simulated.simulate_prediction
+
+    def killed(*args, **kwargs):
+        if in_a_worker():
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(planner.simulated, "simulate_prediction", killed)
+    with pytest.raises(WorkerDied, match="--jobs 1") as caught:
+        run(2)
+    assert caught.value.exit_code == 1
     assert multiprocessing.active_children() == []
 
 
@@ -66,7 +111,7 @@ def test_a_worker_warning_reaches_the_parent(monkeypatch: pytest.MonkeyPatch):
     real = planner.simulated.simulate_prediction
 
     def warns(*args, **kwargs):
-        if multiprocessing.parent_process() is not None:  # only in a worker: the parent's own runs do not warn
+        if in_a_worker():  # only in a worker: the parent's own runs do not warn
             warnings.warn("a shape outside the profile", UserWarning)
         return real(*args, **kwargs)
     monkeypatch.setattr(planner.simulated, "simulate_prediction", warns)
@@ -102,3 +147,22 @@ def test_alternatives_run_best_estimate_first_and_the_fastest_is_kept():
     fastest = min(range(len(variants)), key=lambda i: (latencies[i], i))
     assert every.best.placement_name == variants[fastest][1].name
     assert every.best.latency_s == latencies[fastest]
+
+
+def test_one_warning_key_is_reported_once_however_many_workers_raise_it(monkeypatch: pytest.MonkeyPatch):
+    import warnings
+
+    import planner.simulated
+    from profiles.costs.profiled import ProfileRangeWarning
+
+    real = planner.simulated.simulate_prediction
+
+    def warns(*args, **kwargs):
+        if in_a_worker():  # every run of every worker: a worker's own once-per-key memory is not the parent's
+            warnings.warn(ProfileRangeWarning("embed outside the measured range", key=("p.json", "embed")))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(planner.simulated, "simulate_prediction", warns)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(2, simulate_top=4)
+    assert sum("embed outside the measured range" in str(w.message) for w in caught) == 1
