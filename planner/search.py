@@ -38,7 +38,7 @@ produce one image per generation. Every runner-up says why it lost to the chosen
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 from simulator.runnable import unrunnable_reason

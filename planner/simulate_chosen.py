@@ -78,6 +78,7 @@ class Settings(Protocol):
     placement_top: int
     jobs: int
 
+
 Progress = Callable[[str, int, int], None]
 
 
@@ -88,7 +89,7 @@ class ShapeOutcome:
     best: Candidate | None = None
     """The fastest placement simulated to the end."""
     stopped: Candidate | None = None
-    """Set when every placement was stopped at the shape's limit: the first, with its lower bound."""
+    """Set when no placement finished (each stopped at the shape's limit): the first run, with its lower bound."""
     rejected: list[tuple[ParallelPlan, str]] = field(default_factory=list)
     runs_stopped: int = 0
     warnings: list[tuple[type[Warning], str, tuple | None]] = field(default_factory=list)
@@ -121,9 +122,9 @@ def simulate_shape(pricer: Pricer, settings: Settings, index: int, candidate: Ca
         plan, placement = variants[i]
         limit = outcome.best.latency_s * (1 + MARGIN) if outcome.best is not None else shape_limit
         try:
-            prediction, why = simulated.simulate_prediction(plan, pricer.model, pricer.cluster, pricer.cost_model,
-                                                  pricer.dtype_bytes,
-                                                  stop_after_s=None if settings.exhaustive else limit)
+            prediction, why = simulated.simulate_prediction(
+                plan, pricer.model, pricer.cluster, pricer.cost_model, pricer.dtype_bytes,
+                stop_after_s=None if settings.exhaustive else limit)
         except SlowerThan as stop:
             outcome.runs_stopped += 1
             if outcome.best is None and outcome.stopped is None:

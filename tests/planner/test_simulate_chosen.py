@@ -23,7 +23,7 @@ def run(jobs: int, **settings) -> SearchResult:
 
 def outline(result: SearchResult) -> list[tuple]:
     return [(c.plan.degrees.label(), c.plan.patches, c.placement_name, tuple(c.plan.placement or ()),
-             c.prediction.model_dump(exclude={"created_at"}) if c.prediction else None, c.stopped_at_s,
+             c.prediction.model_dump() if c.prediction else None, c.stopped_at_s,
              c.estimate_s) for c in result.ranked]
 
 
