@@ -16,7 +16,10 @@ process, best estimate first: each later one stops once it passes the best one s
 
 Workers are forked (they inherit the model, cluster and price caches; nothing is pickled but
 the shapes and the results; a spawned worker would spend ~0.7 s importing) and are always joined
-or terminated before :func:`simulate_chosen` returns. A forked child of a process with threads
+or terminated before :func:`simulate_chosen` returns. Known limit: a worker killed from outside
+(the OOM killer) leaves ``multiprocessing.Pool`` waiting for its answer, so the search hangs until
+Ctrl-C; ``concurrent.futures`` would raise instead, but with it, on Python 3.11, a clean shutdown
+after a SIGTERM hung in CI, and an error left a worker unreaped in one test run of three. A forked child of a process with threads
 (the CLI's progress bar) must not touch a lock another thread may have held: the workers write
 nothing, their errors and warnings come back as values for the parent to raise or report. Where
 ``fork`` is not available the waves run in this process.
@@ -28,15 +31,13 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import traceback
 import warnings
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Protocol
+from typing import TYPE_CHECKING, Callable, Literal, Protocol
 
 from planner import simulated
-from planner.errors import PlannerError
 from planner import stopping
 from planner.stopping import MARGIN, StopLimits
 from profiles.catalog.models import ModelPreset
@@ -155,12 +156,16 @@ _WORK: tuple[Pricer, Settings] | None = None
 
 
 def _worker_init() -> None:
-    """Ctrl-C and SIGTERM are the parent's to handle: it terminates the workers on its way out, and a
-    worker that writes a result into the pipe it has already closed ends quietly (SIGPIPE), not with a
-    traceback under the parent's one-line message."""
+    """Ctrl-C and SIGTERM are the parent's to handle: it ends the workers on its way out, and a worker
+    that writes a result into a pipe the parent has closed ends quietly (SIGPIPE), not with a traceback
+    under the parent's one-line message."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # a worker writes nothing, and its exit flushes sys.stdout and sys.stderr: fresh ones, so that no lock
+    # another thread of the parent held at the fork (the progress bar's) can stop it
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115
 
 
 def _work(args: tuple[int, Candidate, ParallelPlan, float | None]) -> ShapeOutcome | BaseException:
@@ -180,32 +185,6 @@ def _work(args: tuple[int, Candidate, ParallelPlan, float | None]) -> ShapeOutco
                                 f"{''.join(traceback.format_exception(error)).strip()}")
 
 
-class WorkerDied(PlannerError):
-    """A search worker process ended without answering (killed from outside, e.g. by the OOM killer)."""
-
-    exit_code = 1
-
-
-def _checked(results: Iterable[ShapeOutcome | BaseException]) -> Iterator[ShapeOutcome | BaseException]:
-    try:
-        yield from results
-    except BrokenProcessPool:
-        raise WorkerDied("a search worker process died while simulating (killed from outside? out of memory?); "
-                         "rerun with --jobs 1 to simulate in this process", field="--jobs") from None
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """End the workers now and reap them. SIGTERM, not a clean exit: a clean exit flushes stdio, whose
-    lock a forked child may hold locked forever (another thread of the parent had it at the fork)."""
-    processes = list(getattr(pool, "_processes", {}).values())  # the executor has no public handle before 3.14
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
-    for process in processes:
-        process.join()
-
-
 def simulate_chosen(chosen: list[tuple[Candidate, ParallelPlan]], pricer: Pricer, settings: Settings,
                     counts: dict[str, int], report: Progress) -> tuple[list[Candidate], list[tuple[ParallelPlan, str]]]:
     """Each chosen shape's fastest finished placement (or its stopped lower bound), in ``chosen``'s
@@ -220,22 +199,20 @@ def simulate_chosen(chosen: list[tuple[Candidate, ParallelPlan]], pricer: Pricer
     rejected: list[tuple[ParallelPlan, str]] = []
     warned: set[tuple] = set()
     jobs = min(settings.jobs, wave, len(chosen))
-    pool: ProcessPoolExecutor | None = None
+    pool = None
     try:
         if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
             _WORK = (pricer, settings)
-            pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
-                                       initializer=_worker_init)
+            pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_init)
         done = 0
         report("simulating", done, len(chosen))
         for start in range(0, len(chosen), wave):
             tasks = [(i, cand, shape, limits.limit_s(cand))
                      for i, (cand, shape) in enumerate(chosen[start:start + wave], start)]
-            # a worker killed from outside (the OOM killer) raises BrokenProcessPool here, not a hang
-            results = pool.map(_work, tasks) if pool is not None else \
+            results = pool.imap(_work, tasks) if pool is not None else \
                 (simulate_shape(pricer, settings, *task) for task in tasks)
             finished = []
-            for outcome in _checked(results):
+            for outcome in results:
                 if isinstance(outcome, BaseException):
                     raise outcome
                 for category, message, key in outcome.warnings:
@@ -256,8 +233,12 @@ def simulate_chosen(chosen: list[tuple[Candidate, ParallelPlan]], pricer: Pricer
                     counts["stopped"] += 1
             for cand in finished:  # the next wave's bar: only now, so no shape of this wave saw another's
                 limits.add(cand)
+        if pool is not None:
+            pool.close()
+            pool.join()
     finally:
         if pool is not None:
-            _stop(pool)
+            pool.terminate()  # on an error or Ctrl-C; after a clean join it has nothing left to end
+            pool.join()
         _WORK = None
     return ranked, rejected

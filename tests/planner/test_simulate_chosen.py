@@ -79,26 +79,6 @@ def test_an_error_that_does_not_pickle_comes_back_as_its_traceback(monkeypatch: 
     assert multiprocessing.active_children() == []
 
 
-def test_a_killed_worker_fails_the_search_in_one_line_instead_of_hanging(monkeypatch: pytest.MonkeyPatch):
-    import os
-    import signal
-
-    import planner.simulated
-    from planner.simulate_chosen import WorkerDied
-
-    real = planner.simulated.simulate_prediction
-
-    def killed(*args, **kwargs):
-        if in_a_worker():
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(planner.simulated, "simulate_prediction", killed)
-    with pytest.raises(WorkerDied, match="--jobs 1") as caught:
-        run(2)
-    assert caught.value.exit_code == 1
-    assert multiprocessing.active_children() == []
-
-
 def test_exhaustive_search_is_the_same_on_two_processes():
     assert outline(run(2, exhaustive=True, simulate_top=6)) == outline(run(1, exhaustive=True, simulate_top=6))
 
