@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from contextlib import contextmanager
@@ -64,8 +65,10 @@ def _finite_number_options() -> None:
 
 _finite_number_options()
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+"""No emoji codes: a message is printed as written, and printing it imports nothing (rich loads its
+emoji table lazily, on the first print, which is when a signal is most likely to land)."""
+out_console = Console(highlight=False, emoji=False, width=None if sys.stdout.isatty() else 200)
 """Tables keep their columns when piped (rich would otherwise assume 80 columns)."""
 
 
@@ -110,6 +113,19 @@ def _raise_interrupted(signum: int, frame: object) -> None:
     raise Interrupted("interrupted", signum=signum)
 
 
+def _ignore_late_signals() -> None:
+    """Once the command has ended (failed, stopped or done) a signal no longer interrupts it.
+
+    A rank whose peer failed is told to stop (torchrun SIGTERMs the others) while it is
+    printing its own error line; raising there would replace that line with a traceback.
+    The command exits right after, so the signal is not lost, only not acted on twice."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is _raise_interrupted:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 @contextmanager
 def _signals_interrupt() -> Iterator[None]:
     """SIGINT and SIGTERM raise :class:`Interrupted` where the command is, so ``finally`` blocks run
@@ -142,18 +158,31 @@ def _interrupted(prog: str, exc: BaseException, debug: bool) -> int:
 
 def _run(app: typer.Typer, prog: str, args: list[str], debug: bool) -> int:
     try:
+        return _report(app, prog, args, debug)
+    except Interrupted as exc:  # a signal in the few bytecodes before _ignore_late_signals ran
+        _ignore_late_signals()
+        return _interrupted(prog, exc, debug)
+
+
+def _report(app: typer.Typer, prog: str, args: list[str], debug: bool) -> int:
+    try:
         result = app(args=args, prog_name=prog, standalone_mode=False)
+        _ignore_late_signals()
         return result if isinstance(result, int) else 0
     except (Interrupted, KeyboardInterrupt) as exc:
+        _ignore_late_signals()
         return _interrupted(prog, exc, debug)
     except PfplanError as exc:
+        _ignore_late_signals()
         if debug:
             raise
         err_console.print(f"{prog}: error: {exc.one_line()}", markup=False)
         return exc.exit_code
     except EXITS as exc:
+        _ignore_late_signals()
         return exc.exit_code
     except USAGE_ERRORS as exc:
+        _ignore_late_signals()
         if debug:
             raise
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help, as click does
@@ -163,6 +192,7 @@ def _run(app: typer.Typer, prog: str, args: list[str], debug: bool) -> int:
         err_console.print(f"{prog}: error: {message} (see {prog} --help)", markup=False)
         return 2
     except ABORTS as exc:  # click turns a KeyboardInterrupt inside a prompt into Abort
+        _ignore_late_signals()
         return _interrupted(prog, exc, debug)
 
 

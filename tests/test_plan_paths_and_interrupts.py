@@ -90,3 +90,28 @@ def test_ctrl_c_with_debug_says_where_it_stopped(pfplan, monkeypatch):
     assert result.code == 130
     assert "Traceback" in result.err and "in stop" in result.err  # the frame that was running
     assert result.err.splitlines()[-1] == "pfplan: interrupted (signal SIGINT)"
+
+
+def test_a_signal_while_the_error_line_is_printed_does_not_replace_it(pfplan, monkeypatch):
+    """A rank whose peer failed is SIGTERMed by torchrun while it prints its own error: the line
+    still comes out, with its exit code, and no traceback (seen in CI once)."""
+    import os
+
+    import planner.commands_topology as topology
+    from profiles import cli_support
+    from profiles.errors import TopologyError
+
+    def fail(*args, **kwargs):
+        raise TopologyError("cpu2: something is wrong")
+    monkeypatch.setattr(topology, "load_cluster", fail)
+    printing = cli_support.err_console.print
+
+    def print_after_a_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # what torchrun sends the surviving ranks
+        return printing(*args, **kwargs)
+    monkeypatch.setattr(cli_support.err_console, "print", print_after_a_signal)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    result = pfplan("topology", "show", "cpu2")
+    assert result.err == "pfplan: error: cpu2: something is wrong\n"
+    assert result.code == TopologyError("x").exit_code
+    assert {s: signal.getsignal(s) for s in before} == before
