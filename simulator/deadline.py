@@ -10,7 +10,9 @@ The limit is one extra simpy event at ``at_s`` with simpy's URGENT priority (wha
 the extra event reorders nothing: a run that finishes before the limit is event for event the
 run without one, and its result is identical. When it fires, no event at ``at_s`` has been
 processed, so the run's latency is at least ``at_s`` (the steady-state cut only adds whole
-periods to a clock that has already passed it).
+periods to a clock that has already passed it). A run may also be stopped earlier, once the
+work it has left shows that it cannot end before the limit (:meth:`Deadline.stop_now`,
+:mod:`simulator.work_left`); it then reports that larger bound.
 """
 
 from __future__ import annotations
@@ -39,9 +41,24 @@ class Deadline:
         self.event._ok = True  # a triggered event, as simpy's own ``run(until=number)`` builds it
         self.event._value = None
         self.fired = False
+        self.bound_s: float | None = None
+        """Set by :meth:`stop_now`: the lower bound the run was stopped with."""
         env.schedule(self.event, URGENT, max(at_s - env.now, 0.0))
         self.event.callbacks.append(self._fire)
         self.event.callbacks.append(StopSimulation.callback)  # ends whichever env.run is going on
+
+    def stop_now(self, bound_s: float) -> None:
+        """End the run at once: its latency is known to be at least ``bound_s`` (≥ ``at_s``;
+        :mod:`simulator.work_left`). Same URGENT event, due now; the first call wins."""
+        if self.bound_s is not None:
+            return
+        self.bound_s = bound_s
+        env = self.event.env
+        now = simpy.Event(env)
+        now._ok, now._value = True, None
+        now.callbacks.append(self._fire)
+        now.callbacks.append(StopSimulation.callback)
+        env.schedule(now, URGENT, 0.0)
 
     def _fire(self, _event: simpy.Event) -> None:
         # a flag, not ``event.processed``: simpy re-queues an event whose callback stopped the run
@@ -49,7 +66,7 @@ class Deadline:
 
     def check(self) -> None:
         if self.fired:
-            raise SlowerThan(self.at_s)
+            raise SlowerThan(self.at_s if self.bound_s is None else max(self.bound_s, self.at_s))
 
 
 def arm(env: simpy.Environment, at_s: float | None) -> Deadline | None:

@@ -25,7 +25,7 @@ from profiles.costs.flops import attention_flops, layer_flops
 from profiles.catalog.models import ModelPreset
 from profiles.topology.graph import ClusterGraph
 from simulator import collectives
-from simulator.deadline import arm
+from simulator.deadline import Deadline, arm
 from simulator.errors import SimulatorError
 from simulator.limits import MAX_DIRECT_PASSES
 from simulator.network import NETWORK_MODELS, FairShareNetwork, LinkFit
@@ -38,6 +38,8 @@ from simulator.strategies import STRATEGIES
 from simulator.strategies.base import CollectiveSpec, PassWork, Strategy, split_by_overlap
 from simulator.strategies.cfg import prediction_bytes
 from simulator.summary import build_result
+from simulator.work_left import SLACK as WORK_LEFT_SLACK
+from simulator.work_left import WorkLeft
 from simulator.workload import Actor, Workload, build_workload
 
 TIME_UNIT_S = 1.0
@@ -194,6 +196,8 @@ class Simulation(Pricing):
 
     stop_after_s: float | None = None
     """Raise :class:`~simulator.deadline.SlowerThan` when the clock reaches this unfinished (:func:`simulate`)."""
+    _deadline: Deadline | None = None
+    _work_left: WorkLeft | None = None
 
     def __init__(self, plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
                  settings: SimSettings = SimSettings(), *, cache: PriceCache | None = None,
@@ -502,11 +506,24 @@ class Simulation(Pricing):
         """Start a background transfer that the generation must wait for (sends between stages)."""
         self._sends.append(self.env.process(process))
 
+    def check_work_left(self, actor: Actor, index: int) -> None:
+        """Stop the run when ``actor``'s remaining timers from unit ``index`` end past the limit
+        (:mod:`simulator.work_left`; only with a limit)."""
+        left = self._work_left
+        if left is None or self._deadline is None:
+            return
+        bound = (self.env.now + left.least_s(actor, index)) * (1.0 - WORK_LEFT_SLACK)
+        if bound >= self._deadline.at_s:
+            self._deadline.stop_now(bound)
+
     def run(self) -> SimulationResult:
         """Run until every actor and every send has finished (not until the event queue is empty:
         the fair-share network leaves superseded completion timers behind)."""
         env = self.env
-        deadline = arm(env, self.stop_after_s)
+        deadline = self._deadline = arm(env, self.stop_after_s)
+        if deadline is not None:
+            self._work_left = WorkLeft(self.work, self.pass_cost, self._bounds, compute_scale=self.compute_scale,
+                                       first_pass_s=self.first_pass_s(), vae_s=self.vae_s() * self.vae_scale)
         env.run(until=env.all_of([env.process(stage_actor(self, actor)) for actor in self.work.actors]))
         while True:
             if deadline is not None:

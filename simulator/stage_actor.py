@@ -45,6 +45,7 @@ class StageRunner(Protocol):
 
     def unit(self, index: int) -> Unit: ...
     def step_began(self, step: int, index: int) -> None: ...
+    def check_work_left(self, actor: Actor, index: int) -> None: ...
     def event(self, key: tuple) -> simpy.Event: ...
     def record_wait(self, actor: Actor, start: float, end: float, sent_at: float, **tags: Any) -> None: ...
     def pass_cost(self, stage: int, item: int | None, *, warmup: bool, first: bool = False) -> PassCost: ...
@@ -104,8 +105,10 @@ def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
         step, item = unit.step, unit.patch
         sim.position[label] = index
         sim.where[label] = ("deps", env.now)
-        if watched and item in (None, 0):
-            sim.step_began(step, index)
+        if item in (None, 0):
+            if watched:
+                sim.step_began(step, index)
+            sim.check_work_left(actor, index)  # a run that can no longer win stops here (simulator.work_left)
         tags = {"step": step, "patch": item, "stage": actor.stage}
         deps = dependencies(sim, actor, step, item)
         if deps:

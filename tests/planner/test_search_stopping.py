@@ -1,8 +1,8 @@
 """Stopping simulations that cannot change the search's answer changes none of it.
 
 A run given ``stop_after_s`` either finishes exactly as without it (with the steady-state cut
-it may finish, and be extended, below the limit) or raises ``SlowerThan`` with a bound that
-the full run's latency reaches; a search that stops placements and shapes
+it may finish, and be extended, below the limit) or raises ``SlowerThan`` with a bound, at
+least the limit, that the full run's latency reaches; a search that stops placements and shapes
 ranks the same top K (and writes the same plan) as one that runs every simulation to its end,
 and each stopped shape's lower bound is below its full latency.
 """
@@ -48,7 +48,7 @@ def test_a_limited_run_is_the_full_run_or_a_true_lower_bound(pcie8, case, fracti
     try:
         limited = simulate(plan, model, cluster, cost, extrapolate=extrapolate, stop_after_s=limit)
     except SlowerThan as stop:
-        assert stop.bound_s == limit <= full.latency_s
+        assert limit <= stop.bound_s <= full.latency_s  # the bound may be the work left (simulator.work_left)
         assert "slower than" in str(stop)
         return
     if whole:  # with the steady-state cut the run may end (and be extended) before the limit
