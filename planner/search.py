@@ -44,7 +44,7 @@ from typing import Callable, Literal
 from simulator.runnable import unrunnable_reason
 from planner.errors import PlannerError
 from planner.placement import Placement, alternatives, with_placement
-from planner.simulated import does_not_fit, simulate_prediction
+from planner.simulated import GB, does_not_fit, simulate_prediction
 from planner.space import SpaceOptions, plan_shapes
 from planner.stage_split import choose_split
 from profiles.costs.cost_model import CostModel
@@ -58,7 +58,6 @@ Objective = Literal["latency", "throughput"]
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: the CLI draws a bar; the library stays silent."""
 
-GB = 1e9
 
 
 @dataclass

@@ -18,14 +18,13 @@ def does_not_fit(peak: int, capacity: int, device: str) -> str:
     return f"does not fit: {peak / GB:.1f} GB > {capacity / GB:.1f} GB on {device}"
 
 
-
 def simulate_prediction(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph,
                         cost_model: CostModel, dtype_bytes: int, *,
                         stop_after_s: float | None = None) -> tuple[Prediction | None, str | None]:
     """The simulator's prediction, or why the simulated run does not fit.
 
-    ``stop_after_s``: raises :class:`~simulator.deadline.SlowerThan` once the run's clock passes it,
-    unless the plan does not fit (memory does not depend on the run: that answer is the full run's).
+    ``stop_after_s``: raises :class:`~simulator.deadline.SlowerThan` once the run cannot end before it
+    (its clock, or the work a stage group has left, passes it), unless the plan does not fit (memory does not depend on the run: that answer is the full run's).
     """
     from simulator.deadline import SlowerThan
     from simulator.engine import simulate

@@ -195,7 +195,8 @@ class Simulation(Pricing):
     """One run: the environment, the network, the actors' records. Not reusable across runs."""
 
     stop_after_s: float | None = None
-    """Raise :class:`~simulator.deadline.SlowerThan` when the clock reaches this unfinished (:func:`simulate`)."""
+    """Raise :class:`~simulator.deadline.SlowerThan` once the run cannot end before this: its clock
+    reached it unfinished, or a stage group's remaining timers would (:func:`simulate`)."""
     _deadline: Deadline | None = None
     _work_left: WorkLeft | None = None
 
@@ -564,8 +565,9 @@ def simulate(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost
     run that does not settle is simulated whole, or refused when that is more than
     :data:`simulator.limits.MAX_DIRECT_PASSES` stage passes.
     ``stop_after_s``: raise :class:`~simulator.deadline.SlowerThan` once the simulated clock
-    reaches it before the run ends (the latency is then at least that; a search's runs that
-    cannot win); only the first run and the whole-run fallback carry it, not a long run's
+    reaches it before the run ends, or earlier once a stage group's remaining timers would
+    (:mod:`simulator.work_left`; the latency is then at least the bound raised; a search's runs
+    that cannot win); only the first run and the whole-run fallback carry it, not a long run's
     extrapolation from short runs or its checks.
     Raises :class:`~simulator.errors.PlanError` listing every rule the plan breaks.
     """

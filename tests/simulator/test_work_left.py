@@ -11,7 +11,7 @@ from profiles.catalog.models import load_model
 from profiles.costs.selection import cost_model_for
 from profiles.topology.graph import load_cluster
 from simulator.deadline import SlowerThan
-from simulator.engine import Simulation, simulate
+from simulator.engine import SimSettings, Simulation, simulate
 from simulator.plan import Degrees, ParallelPlan, violations
 from simulator.work_left import WorkLeft
 
@@ -22,6 +22,14 @@ def pcie8():
     return model, cluster, cost_model_for(model, cluster.gpu_of(cluster.devices[0]))
 
 
+@pytest.fixture(scope="module")
+def cpu2():
+    """The shipped CPU profile: it prices what the analytic model leaves at 0 (first pass, VAE,
+    scheduler, pass overheads) and a co-run slowdown, so every term of the bound is non-zero."""
+    model, cluster = load_model("pixart-tiny"), load_cluster("cpu2")
+    return model, cluster, cost_model_for(model, cluster.gpu_of(cluster.devices[0]), "pixart-tiny-cpu")
+
+
 @st.composite
 def plans(draw):
     degrees = {"cfg": draw(st.sampled_from([1, 2])), "pipefusion": draw(st.sampled_from([1, 2, 4])),
@@ -29,6 +37,15 @@ def plans(draw):
     steps = draw(st.integers(1, 12))
     return ParallelPlan(model="pixart-alpha", height_px=1024, width_px=1024, steps=steps, degrees=Degrees(**degrees),
                         patches=draw(st.sampled_from([1, 2, 4, 8])), warmup_steps=draw(st.integers(0, min(3, steps))))
+
+
+@st.composite
+def cpu_plans(draw):
+    degrees = draw(st.sampled_from([{}, {"cfg": 2}, {"data": 2}, {"pipefusion": 2}, {"ulysses": 2}, {"ring": 2},
+                                    {"tensor": 2}, {"distrifusion": 2}]))
+    steps = draw(st.integers(1, 8))
+    return ParallelPlan(model="pixart-tiny", height_px=256, width_px=256, steps=steps, degrees=Degrees(**degrees),
+                        patches=draw(st.sampled_from([1, 2, 4])), warmup_steps=draw(st.integers(0, min(2, steps))))
 
 
 def _work_left(pcie8, plan: ParallelPlan) -> tuple[Simulation, WorkLeft]:
@@ -61,13 +78,23 @@ def test_the_closed_form_is_the_sum_over_the_units(pcie8, plan):
 
 
 @PROPERTY
-@given(plan=plans())
-def test_no_stage_group_has_more_left_than_the_whole_run(pcie8, plan):
-    sim, left = _work_left(pcie8, plan)
-    model, cluster, cost = pcie8
-    latency = simulate(plan, model, cluster, cost, extrapolate=False).latency_s
-    for actor in sim.work.actors:
-        assert left.least_s(actor, 0) <= latency * (1 + 1e-12)
+@given(gpu_plan=plans(), cpu_plan=cpu_plans(), on_cpu=st.booleans(), record=st.booleans())
+def test_at_every_step_start_the_work_left_ends_no_later_than_the_run(pcie8, cpu2, gpu_plan, cpu_plan, on_cpu,
+                                                                      record):
+    """Each stage group, at each of its step starts (where the engine checks), with and without a
+    trace (the two ways a pass is timed): now + its work left <= the run's latency."""
+    box, plan = (cpu2, cpu_plan) if on_cpu else (pcie8, gpu_plan)
+    model, cluster, cost = box
+    assume(not violations(plan, model, cluster))
+    sim = Simulation(plan, model, cluster, cost, SimSettings(record=record))
+    _, left = _work_left(box, plan)
+    seen: list[tuple[float, str, int]] = []
+    sim.check_work_left = lambda actor, index: seen.append(  # type: ignore[method-assign]
+        (sim.env.now + left.least_s(actor, index), actor.label, index))
+    latency = sim.run().latency_s
+    assert seen and {label for _, label, _ in seen} == {a.label for a in sim.work.actors}
+    worst = max(seen)
+    assert worst[0] <= latency * (1 + 1e-9), worst
 
 
 def test_a_compute_bound_pipeline_is_stopped_long_before_its_clock_reaches_the_limit(pcie8):
