@@ -367,6 +367,44 @@ class _AloneRound:
         self.owner = owner
 
 
+class _ChainAlone:
+    """The rest of a collective's rounds running back to back in closed form, on links nothing else
+    uses: one heap entry for the last round's end instead of one per round. When another transfer
+    needs one of its links, :meth:`FairShareNetwork._split` turns it into the round running then
+    (an :class:`_AloneRound`) and the chain goes on round by round."""
+
+    __slots__ = ("t0", "end", "plan", "links", "chain", "version", "owner")
+
+    def __init__(self, t0: float, plan: "_ChainPlan", chain: _Chain, owner: object) -> None:
+        self.t0, self.plan, self.links, self.chain = t0, plan, plan.links, chain
+        self.end = t0
+        for *_, end in plan.ends(t0):
+            self.end = end
+        self.version = 1
+        self.owner = owner
+
+
+class _ChainPlan:
+    """A chain's rounds from one index on, at one size, on idle links: each round that moves anything
+    with its prepared routes and closed form, and every link any of them uses. Built once per
+    (rounds, index, bytes, messages)."""
+
+    __slots__ = ("rounds", "start", "steps", "links")
+
+    def __init__(self, rounds: list, start: int, steps: list[tuple[int, tuple, _Alone]], links: tuple) -> None:
+        self.rounds, self.start, self.steps, self.links = rounds, start, steps, links
+        """``steps``: (round index, prepared round, its closed form), the rounds with a route to cross."""
+
+    def ends(self, t0: float):
+        """(round index, prepared, closed form, its start, its end) in order, started back to back from ``t0``
+        with the arithmetic round-by-round starts use (each start the one before plus its closed-form end)."""
+        t = t0
+        for index, prepared, prices in self.steps:
+            end = t + prices.end
+            yield index, prepared, prices, t, end
+            t = end
+
+
 _SHARE = operator.attrgetter("share")
 
 
@@ -403,6 +441,9 @@ class FairShareNetwork(Network):
         alone on its links by (bytes, messages), built once per simulation."""
         self._values: dict[int, object] = {}
         """id(done) → the value it fires with (:meth:`start_round`)."""
+        self._chain_plans: dict[tuple[int, int, int, int], _ChainPlan | None] = {}
+        """(id(rounds), index, bytes, messages) → the closed form of the rest of a chain (None: nothing to move);
+        each plan holds its rounds, so the id is not reused while it is kept."""
 
     def _route_state(self, route: Route) -> tuple[tuple[_FairLink, ...], float, float]:
         """(links, measured / data-sheet speed, latency per message) of ``route``, built once."""
@@ -461,19 +502,22 @@ class FairShareNetwork(Network):
         self._waking = True
         while heap and heap[0][0] <= now:
             due: list[_Flow] = []
-            ended: list[_AloneRound] = []
+            ended: list[_AloneRound | _ChainAlone] = []
             while heap and heap[0][0] <= now:
                 _, _, flow, version = heapq.heappop(heap)
                 if version == flow.version:
                     flow.version = -1  # its later entries are dead
-                    (ended if type(flow) is _AloneRound else due).append(flow)
+                    (due if type(flow) is _Flow else ended).append(flow)
             if due:
                 self._finish(due, now)
             for alone in ended:
                 for link in alone.links:
                     if link.alone is alone:
                         link.alone = None
-                self._round_ended(alone.done, alone.chain)
+                if type(alone) is _ChainAlone:
+                    self._chain_ended(alone)
+                else:
+                    self._round_ended(alone.done, alone.chain)
         self._waking = False
         self._arm()
 
@@ -606,7 +650,25 @@ class FairShareNetwork(Network):
         return chain.done
 
     def _next_round(self, chain: _Chain) -> bool:
-        """Start ``chain``'s next round that moves anything; False when none is left."""
+        """Start ``chain``'s next round that moves anything; False when none is left. When every link the
+        rest of the chain uses is idle, the rest runs in closed form (:class:`_ChainAlone`)."""
+        if chain.index < len(chain.rounds) - 1:
+            plan = self._chain_plan(chain)
+            if plan is None:
+                chain.index = len(chain.rounds)
+                return False
+            for link in plan.links:
+                if link.flows or link.alone is not None:
+                    break
+            else:
+                now = self.env.now
+                alone = _ChainAlone(now, plan, chain, chain.owner)
+                for link in plan.links:
+                    link.alone = alone
+                self._order += 1
+                heapq.heappush(self._heap, (alone.end, self._order, alone, 1))
+                self._arm()
+                return True
         while chain.index < len(chain.rounds):
             moves = chain.rounds[chain.index]
             chain.index += 1
@@ -614,10 +676,51 @@ class FairShareNetwork(Network):
                 return True
         return False
 
-    def _start(self, moves: list[tuple[str, str]], nbytes: int, messages: int, done: simpy.Event | None,
-               chain: _Chain | None) -> bool:
-        """Start one round's flows now (False: none has a route to cross)."""
-        now = self.env.now
+    def _chain_plan(self, chain: _Chain) -> _ChainPlan | None:
+        """The closed form of ``chain``'s rounds from its index on (None: none of them moves anything)."""
+        key = (id(chain.rounds), chain.index, chain.nbytes, chain.messages)
+        plan = self._chain_plans.get(key)
+        if plan is None or plan.rounds is not chain.rounds:
+            steps, used = [], {}
+            for index in range(chain.index, len(chain.rounds)):
+                started, links_used, routes, memo = prepared = self._prepared(chain.rounds[index])
+                if started:
+                    steps.append((index, prepared, self._alone_memo(memo, started, links_used, chain.nbytes,
+                                                                    chain.messages)))
+                    used.update(dict.fromkeys(links_used))
+            plan = self._chain_plans[key] = _ChainPlan(chain.rounds, chain.index, steps, tuple(used))
+        return plan if plan.steps else None
+
+    def _chain_ended(self, alone: _ChainAlone) -> None:
+        chain = alone.chain
+        for _, (_, _, routes, _), _ in alone.plan.steps:
+            self.traffic.add_round(routes, int(chain.nbytes))
+        chain.index = len(chain.rounds)
+        self._round_ended(None, chain)
+
+    def _split(self, alone: _ChainAlone, now: float) -> None:
+        """Turn a closed-form chain into the round it is running ``now`` (another transfer needs one of its
+        links): rounds that ended at or before ``now`` are done, the next starts where the one before ended."""
+        for link in alone.links:
+            if link.alone is alone:
+                link.alone = None
+        if now >= alone.end:
+            return  # its last round ends now: its heap entry ends the chain
+        alone.version = -1
+        chain = alone.chain
+        for index, (started, links_used, routes, _), prices, t, end in alone.plan.ends(alone.t0):
+            self.traffic.add_round(routes, int(chain.nbytes))
+            if end > now:
+                break
+        chain.index = index + 1
+        current = _AloneRound(t, prices, started, links_used, None, chain, alone.owner)
+        for link in links_used:
+            link.alone = current
+        self._order += 1
+        heapq.heappush(self._heap, (end, self._order, current, 1))
+
+    def _prepared(self, moves: list[tuple[str, str]] | tuple) -> tuple:
+        """A round's routes' states, the links they use, its routes and its closed forms by (bytes, messages)."""
         key = moves if type(moves) is tuple else tuple(moves)
         prepared = self._rounds.get(key)
         if prepared is None:
@@ -630,7 +733,13 @@ class FairShareNetwork(Network):
             for _, links, _, _ in started:
                 used.update(dict.fromkeys(links))
             prepared = self._rounds[key] = (tuple(started), tuple(used), tuple(r for r, _, _, _ in started), {})
-        started, links_used, routes, alone_memo = prepared
+        return prepared
+
+    def _start(self, moves: list[tuple[str, str]], nbytes: int, messages: int, done: simpy.Event | None,
+               chain: _Chain | None) -> bool:
+        """Start one round's flows now (False: none has a route to cross)."""
+        now = self.env.now
+        started, links_used, routes, alone_memo = self._prepared(moves)
         if not started:
             return False
         for link in links_used:
@@ -639,6 +748,18 @@ class FairShareNetwork(Network):
         else:
             self.traffic.add_round(routes, int(nbytes))
             return self._start_alone(alone_memo, started, links_used, nbytes, messages, done, chain, now)
+        split = False
+        for link in links_used:
+            if type(link.alone) is _ChainAlone:
+                self._split(link.alone, now)
+                split = True
+        if split:
+            for link in links_used:
+                if link.flows or link.alone is not None:
+                    break
+            else:
+                self.traffic.add_round(routes, int(nbytes))
+                return self._start_alone(alone_memo, started, links_used, nbytes, messages, done, chain, now)
         for link in links_used:
             if link.alone is not None:
                 self._materialise(link.alone, now)
@@ -661,12 +782,17 @@ class FairShareNetwork(Network):
         self._arm()
         return True
 
-    def _start_alone(self, memo: dict[tuple[int, int], _Alone], started: tuple, links_used: tuple, nbytes: int,
-                     messages: int, done: simpy.Event | None, chain: _Chain | None, now: float) -> bool:
-        """A round on idle links: priced in closed form (memoised per round in ``memo``), one heap entry for its end."""
+    def _alone_memo(self, memo: dict[tuple[int, int], _Alone], started: tuple, links_used: tuple, nbytes: int,
+                    messages: int) -> _Alone:
         prices = memo.get((nbytes, messages))
         if prices is None:
             prices = memo[(nbytes, messages)] = self._alone_prices(started, links_used, nbytes, messages)
+        return prices
+
+    def _start_alone(self, memo: dict[tuple[int, int], _Alone], started: tuple, links_used: tuple, nbytes: int,
+                     messages: int, done: simpy.Event | None, chain: _Chain | None, now: float) -> bool:
+        """A round on idle links: priced in closed form (memoised per round in ``memo``), one heap entry for its end."""
+        prices = self._alone_memo(memo, started, links_used, nbytes, messages)
         alone = _AloneRound(now, prices, started, links_used, done, chain,
                             chain.owner if chain is not None else self.owner)
         for link in links_used:
@@ -692,6 +818,9 @@ class FairShareNetwork(Network):
             if type(item) is _AloneRound:
                 chain = item.chain
                 rounds[id(item)] = [relative(item.owner), _chain_state(chain), "alone", item.t0 - now, id(item.alone)]
+                continue
+            if type(item) is _ChainAlone:
+                rounds[id(item)] = [relative(item.owner), _chain_state(item.chain), "chain", item.t0 - now, id(item.plan)]
                 continue
             join = item.join
             entry = rounds.get(id(join))
