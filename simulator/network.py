@@ -460,27 +460,26 @@ class FairShareNetwork(Network):
             out = self._fair_routes[route.links] = (tuple(made), speed, self.latency_s(route))
         return out
 
-    @staticmethod
-    def _advance(flow: _Flow, now: float) -> None:
-        elapsed = now - flow.updated
-        if elapsed > 0:
-            waiting = min(flow.latency_left, elapsed)
-            flow.latency_left -= waiting
-            flow.remaining = max(flow.remaining - flow.rate * (elapsed - waiting), 0.0)
-        flow.updated = now
-
     def _retime(self, flow: _Flow, now: float) -> None:
         """Give ``flow`` its rate under today's sharing; its completion stands when the rate is unchanged
         (bytes at one rate from its last update: the same end, to rounding)."""
         rate = flow.speed * min(map(_SHARE, flow.links))
         if rate == flow.rate:
             return
-        self._advance(flow, now)  # at the old rate, up to now
+        elapsed = now - flow.updated  # bring its progress up to now, at the old rate (inline: the hottest call)
+        if elapsed > 0:
+            latency_left = flow.latency_left
+            waiting = latency_left if latency_left < elapsed else elapsed
+            flow.latency_left = latency_left = latency_left - waiting
+            remaining = flow.remaining - flow.rate * (elapsed - waiting)
+            flow.remaining = remaining = remaining if remaining > 0.0 else 0.0
+        else:
+            latency_left, remaining = flow.latency_left, flow.remaining
+        flow.updated = now
         flow.rate = rate
-        flow.version += 1
-        self._order += 1
-        heapq.heappush(self._heap, (now + (flow.latency_left + flow.remaining / flow.rate), self._order, flow,
-                                    flow.version))
+        version = flow.version = flow.version + 1
+        order = self._order = self._order + 1
+        heapq.heappush(self._heap, (now + (latency_left + remaining / rate), order, flow, version))
 
     def _arm(self) -> None:
         """Make sure a simpy timer fires at the earliest live completion."""
