@@ -27,3 +27,16 @@ def test_report_has_mape_tau_and_top1():
     text = suite.section(rows, repeats=1, wall_s=1.0, command="cmd", load=(0.1, 0.2))
     assert "MAPE 40.0%" in text and "Kendall τ +1.00" in text and "(same)" in text
     assert suite.kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_a_missed_fastest_plan_is_reported_with_both_plans_runs_side_by_side():
+    rows = [{"strategy": "serial", "spec": "", "steps": 4, "predicted_s": 0.1215, "measured_s": 0.134,
+             "runs": [0.136, 0.121, 0.128, 0.134, 0.144]},
+            {"strategy": "cfg", "spec": "cfg=2", "steps": 4, "predicted_s": 0.1212, "measured_s": 0.148,
+             "runs": [0.168, 0.135, 0.140, 0.152, 0.148]}]
+    for r in rows:
+        r["error_pct"] = 100 * (r["predicted_s"] - r["measured_s"]) / r["measured_s"]
+    text = suite.section(rows, repeats=5, wall_s=1.0, command="cmd", load=(0.1, 0.2))
+    assert "(different)" in text
+    assert "`serial` was the faster in 5 of 5 repetitions, its median 10.4 % below" in text
+    assert "predicted, `cfg=2` is 0.25 % below `serial`" in text
