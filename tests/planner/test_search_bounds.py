@@ -44,7 +44,12 @@ def test_the_bound_is_below_the_estimate_and_the_simulation(topology, model_name
     bound = _bound(plan, model, cluster, cost, floor)
     dtype = dtype_bytes_of(cost)
     assert bound * (1 - 1e-9) <= estimate_latency_s(plan, model, cluster, cost, dtype_bytes=dtype)
-    assert bound * (1 - 1e-9) <= simulate(plan, model, cluster, cost, dtype_bytes=dtype).latency_s
+    result = simulate(plan, model, cluster, cost, dtype_bytes=dtype)
+    # the simulator moves whole bytes (``int``) per transfer and the bound exact fractions, so the run may
+    # beat it by at most a byte per transfer (seen: data2×distrifusion3 on h100-nvlink8, 2e-11 s below);
+    # priced here at a tenth of the slowest link's data-sheet rate, far under any real miss
+    slowest = min(d["bandwidth_gb_s"] for _, _, d in cluster.graph.edges(data=True)) * 1e9 * 0.1
+    assert bound * (1 - 1e-9) - result.traffic.transfers / slowest <= result.latency_s
     assert bound >= compute_bound_s(plan, model, cost, dtype_bytes=dtype)
 
 
