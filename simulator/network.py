@@ -421,7 +421,8 @@ class FairShareNetwork(Network):
     version)``; a re-timed flow's old entry is skipped by version), and the network keeps
     one simpy timer, for the earliest completion, instead of one per flow and per re-timing;
     a round of transfers (:meth:`start_round`) is one simpy event, not one process per
-    transfer. Completion times are the same sums as one timer per flow gives (``now +
+    transfer; a collective whose links are all idle runs all its rounds as one closed form, one
+    heap entry (:class:`_ChainAlone`), until another transfer needs one of its links. Completion times are the same sums as one timer per flow gives (``now +
     latency + remaining / rate``); ``tests/simulator/test_network_reference.py`` checks the
     times against the earlier one-timer-per-flow model on random transfer sets.
     """
@@ -656,10 +657,7 @@ class FairShareNetwork(Network):
             if plan is None:
                 chain.index = len(chain.rounds)
                 return False
-            for link in plan.links:
-                if link.flows or link.alone is not None:
-                    break
-            else:
+            if _idle(plan.links):
                 now = self.env.now
                 alone = _ChainAlone(now, plan, chain, chain.owner)
                 for link in plan.links:
@@ -741,24 +739,15 @@ class FairShareNetwork(Network):
         started, links_used, routes, alone_memo = self._prepared(moves)
         if not started:
             return False
-        for link in links_used:
-            if link.flows or link.alone is not None:
-                break
-        else:
+        idle = _idle(links_used)
+        if not idle and any(type(link.alone) is _ChainAlone for link in links_used):
+            for link in links_used:  # a closed-form chain on these links becomes the round it is running
+                if type(link.alone) is _ChainAlone:
+                    self._split(link.alone, now)
+            idle = _idle(links_used)
+        if idle:
             self.traffic.add_round(routes, int(nbytes))
             return self._start_alone(alone_memo, started, links_used, nbytes, messages, done, chain, now)
-        split = False
-        for link in links_used:
-            if type(link.alone) is _ChainAlone:
-                self._split(link.alone, now)
-                split = True
-        if split:
-            for link in links_used:
-                if link.flows or link.alone is not None:
-                    break
-            else:
-                self.traffic.add_round(routes, int(nbytes))
-                return self._start_alone(alone_memo, started, links_used, nbytes, messages, done, chain, now)
         for link in links_used:
             if link.alone is not None:
                 self._materialise(link.alone, now)
@@ -842,6 +831,14 @@ class FairShareNetwork(Network):
         done = self.start_round([(src, dst)], nbytes, messages)
         if done is not None:
             yield done
+
+
+def _idle(links: tuple[_FairLink, ...]) -> bool:
+    """No flow and no closed-form round on any of ``links``."""
+    for link in links:
+        if link.flows or link.alone is not None:
+            return False
+    return True
 
 
 def _chain_state(chain: _Chain | None) -> tuple | None:
