@@ -373,10 +373,12 @@ class _ChainAlone:
     needs one of its links, :meth:`FairShareNetwork._split` turns it into the round running then
     (an :class:`_AloneRound`) and the chain goes on round by round."""
 
-    __slots__ = ("t0", "end", "plan", "links", "chain", "version", "owner")
+    __slots__ = ("t0", "end", "plan", "links", "chain", "version", "owner", "marking")
 
     def __init__(self, t0: float, plan: "_ChainPlan", chain: _Chain, owner: object) -> None:
         self.t0, self.plan, self.links, self.chain = t0, plan, plan.links, chain
+        self.marking = True
+        """Its links point at it (until its end or a split)."""
         self.end = t0
         for *_, end in plan.ends(t0):
             self.end = end
@@ -442,6 +444,8 @@ class FairShareNetwork(Network):
         alone on its links by (bytes, messages), built once per simulation."""
         self._values: dict[int, object] = {}
         """id(done) → the value it fires with (:meth:`start_round`)."""
+        self._chains_marking = 0
+        """Closed-form chains whose links point at them (none: a round start need not look for one)."""
         self._chain_plans: dict[tuple[int, int, int, int], _ChainPlan | None] = {}
         """(id(rounds), index, bytes, messages) → the closed form of the rest of a chain (None: nothing to move);
         each plan holds its rounds, so the id is not reused while it is kept."""
@@ -511,12 +515,13 @@ class FairShareNetwork(Network):
             if due:
                 self._finish(due, now)
             for alone in ended:
-                for link in alone.links:
-                    if link.alone is alone:
-                        link.alone = None
                 if type(alone) is _ChainAlone:
+                    self._unmark(alone)
                     self._chain_ended(alone)
                 else:
+                    for link in alone.links:
+                        if link.alone is alone:
+                            link.alone = None
                     self._round_ended(alone.done, alone.chain)
         self._waking = False
         self._arm()
@@ -662,6 +667,7 @@ class FairShareNetwork(Network):
                 alone = _ChainAlone(now, plan, chain, chain.owner)
                 for link in plan.links:
                     link.alone = alone
+                self._chains_marking += 1
                 self._order += 1
                 heapq.heappush(self._heap, (alone.end, self._order, alone, 1))
                 self._arm()
@@ -688,6 +694,15 @@ class FairShareNetwork(Network):
             plan = self._chain_plans[key] = _ChainPlan(chain.rounds, chain.index, steps, tuple(used))
         return plan if plan.steps else None
 
+    def _unmark(self, alone: _ChainAlone) -> None:
+        """Its links stop pointing at it."""
+        if alone.marking:
+            alone.marking = False
+            self._chains_marking -= 1
+            for link in alone.links:
+                if link.alone is alone:
+                    link.alone = None
+
     def _chain_ended(self, alone: _ChainAlone) -> None:
         chain = alone.chain
         for _, (_, _, routes, _), _ in alone.plan.steps:
@@ -698,9 +713,7 @@ class FairShareNetwork(Network):
     def _split(self, alone: _ChainAlone, now: float) -> None:
         """Turn a closed-form chain into the round it is running ``now`` (another transfer needs one of its
         links): rounds that ended at or before ``now`` are done, the next starts where the one before ended."""
-        for link in alone.links:
-            if link.alone is alone:
-                link.alone = None
+        self._unmark(alone)
         if now >= alone.end:
             return  # its last round ends now: its heap entry ends the chain
         alone.version = -1
@@ -740,7 +753,7 @@ class FairShareNetwork(Network):
         if not started:
             return False
         idle = _idle(links_used)
-        if not idle and any(type(link.alone) is _ChainAlone for link in links_used):
+        if not idle and self._chains_marking and any(type(link.alone) is _ChainAlone for link in links_used):
             for link in links_used:  # a closed-form chain on these links becomes the round it is running
                 if type(link.alone) is _ChainAlone:
                     self._split(link.alone, now)
@@ -755,9 +768,8 @@ class FairShareNetwork(Network):
         touched: dict[_Flow, None] = {}
         for link in links_used:
             touched.update(link.flows)
-        add = self.traffic.add
+        self.traffic.add_round(routes, int(nbytes))
         for route, links, speed, latency in started:
-            add(route, int(nbytes))
             flow = _Flow(nbytes, messages * latency, links, speed, join)
             flow.updated = now
             for link in links:
