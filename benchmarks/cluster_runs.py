@@ -4,8 +4,9 @@ Why: at 256 GPUs and up nearly all of ``pfplan search``'s time is the full simul
 first wave (the five best-estimated shapes, each under every placement alternative, with no
 limit to stop them), so the cost of one such run bounds the search from below. This times the
 flux-dev 4096 px winners of the scaling table (docs/benchmarks.md) on copies of l40-2node:
-each placement's simulation in this process, CPU seconds (``time.process_time``), rounds of
-transfers started in the network, and the simulated latency (which no speed-up may change).
+each placement's simulation in this process, CPU seconds (``time.process_time``), the rounds of
+transfers the network started one by one (those a collective's closed form ran are not counted),
+and the simulated latency (which no speed-up may change).
 
     python benchmarks/cluster_runs.py [--gpus 256,512] [--repeats 1]
 
@@ -26,7 +27,8 @@ from benchmarks.search_scaling import copies  # noqa: E402
 
 WINNERS = {256: ({"pipefusion": 20, "ulysses": 12}, 20), 512: ({"pipefusion": 20, "ulysses": 24}, 20),
            64: ({"pipefusion": 8, "ulysses": 8}, 8)}
-"""GPUs → (degrees, patches) of the flux-dev 4096 px, 28-step winner in the scaling table."""
+"""GPUs → (degrees, patches) of the flux-dev 4096 px, 28-step winner in the scaling table (round 9,
+docs/benchmarks.md; plans to time, not results)."""
 
 
 def run(gpus: int, repeats: int) -> list[str]:

@@ -11,8 +11,9 @@ Each case is simulated ``--repeat`` times in this process; the table shows the f
 median of the rest, as this process's CPU time (``time.process_time``: what the simulation
 itself costs, the better guide on a shared box) beside wall time; the target is judged on the
 median CPU time. ``simulate`` stops each run once its state at a step start repeats
-(:mod:`simulator.periodic`): the "steps simulated" column says where, and the whole
-simulation (``extrapolate=False``) is timed beside it.
+(:mod:`simulator.periodic`): the "steps simulated" column counts the steps every simulation of
+one call began (the stopped run, the check beyond it, an extrapolation's short runs), and the
+whole simulation (``extrapolate=False``) is timed beside it, up to ``WHOLE_MAX_STEPS`` steps.
 """
 
 from __future__ import annotations

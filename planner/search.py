@@ -59,7 +59,6 @@ Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: the CLI draws a bar; the library stays silent."""
 
 
-
 @dataclass
 class Candidate:
     """One plan that fits, with its estimate and (for the best K) its simulation."""

@@ -24,7 +24,8 @@ def simulate_prediction(plan: ParallelPlan, model: ModelPreset, cluster: Cluster
     """The simulator's prediction, or why the simulated run does not fit.
 
     ``stop_after_s``: raises :class:`~simulator.deadline.SlowerThan` once the run cannot end before it
-    (its clock, or the work a stage group has left, passes it), unless the plan does not fit (memory does not depend on the run: that answer is the full run's).
+    (its clock, or the work a stage group has left, passes it), unless the plan does not fit (memory
+    does not depend on the run: that answer is the full run's).
     """
     from simulator.deadline import SlowerThan
     from simulator.engine import simulate

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from collections import deque
 import heapq
 import operator
-from typing import Callable, Generator
+from typing import Callable, Generator, Iterator
 
 import simpy
 
@@ -391,13 +391,13 @@ class _ChainPlan:
     with its prepared routes and closed form, and every link any of them uses. Built once per
     (rounds, index, bytes, messages)."""
 
-    __slots__ = ("rounds", "start", "steps", "links")
+    __slots__ = ("rounds", "steps", "links")
 
-    def __init__(self, rounds: list, start: int, steps: list[tuple[int, tuple, _Alone]], links: tuple) -> None:
-        self.rounds, self.start, self.steps, self.links = rounds, start, steps, links
+    def __init__(self, rounds: list, steps: list[tuple[int, tuple, _Alone]], links: tuple) -> None:
+        self.rounds, self.steps, self.links = rounds, steps, links
         """``steps``: (round index, prepared round, its closed form), the rounds with a route to cross."""
 
-    def ends(self, t0: float):
+    def ends(self, t0: float) -> Iterator[tuple[int, tuple, _Alone, float, float]]:
         """(round index, prepared, closed form, its start, its end) in order, started back to back from ``t0``
         with the arithmetic round-by-round starts use (each start the one before plus its closed-form end)."""
         t = t0
@@ -424,8 +424,9 @@ class FairShareNetwork(Network):
     one simpy timer, for the earliest completion, instead of one per flow and per re-timing;
     a round of transfers (:meth:`start_round`) is one simpy event, not one process per
     transfer; a collective whose links are all idle runs all its rounds as one closed form, one
-    heap entry (:class:`_ChainAlone`), until another transfer needs one of its links. Completion times are the same sums as one timer per flow gives (``now +
-    latency + remaining / rate``); ``tests/simulator/test_network_reference.py`` checks the
+    heap entry (:class:`_ChainAlone`), until another transfer needs one of its links.
+    Completion times are the same sums as one timer per flow gives (``now + latency +
+    remaining / rate``); ``tests/simulator/test_network_reference.py`` checks the
     times against the earlier one-timer-per-flow model on random transfer sets.
     """
 
@@ -446,9 +447,9 @@ class FairShareNetwork(Network):
         """id(done) → the value it fires with (:meth:`start_round`)."""
         self._chains_marking = 0
         """Closed-form chains whose links point at them (none: a round start need not look for one)."""
-        self._chain_plans: dict[tuple[int, int, int, int], _ChainPlan | None] = {}
-        """(id(rounds), index, bytes, messages) → the closed form of the rest of a chain (None: nothing to move);
-        each plan holds its rounds, so the id is not reused while it is kept."""
+        self._chain_plans: dict[tuple[int, int, int, int], _ChainPlan] = {}
+        """(id(rounds), index, bytes, messages) → the closed form of the rest of a chain (no steps: nothing
+        moves); each plan holds its rounds, so the id is not reused while it is kept."""
 
     def _route_state(self, route: Route) -> tuple[tuple[_FairLink, ...], float, float]:
         """(links, measured / data-sheet speed, latency per message) of ``route``, built once."""
@@ -691,7 +692,7 @@ class FairShareNetwork(Network):
                     steps.append((index, prepared, self._alone_memo(memo, started, links_used, chain.nbytes,
                                                                     chain.messages)))
                     used.update(dict.fromkeys(links_used))
-            plan = self._chain_plans[key] = _ChainPlan(chain.rounds, chain.index, steps, tuple(used))
+            plan = self._chain_plans[key] = _ChainPlan(chain.rounds, steps, tuple(used))
         return plan if plan.steps else None
 
     def _unmark(self, alone: _ChainAlone) -> None:
