@@ -435,6 +435,7 @@ class FairShareNetwork(Network):
         super().__init__(env, cluster, bandwidth_scale=bandwidth_scale, link_fits=link_fits)
         self._fair_links: dict[LinkId, _FairLink] = {}
         self._fair_routes: dict[tuple[LinkId, ...], tuple[tuple[_FairLink, ...], float, float]] = {}
+        self._binds: dict[LinkId, bool] = {}
         self._heap: list[tuple[float, int, _Flow, int]] = []
         self._order = 0
         self._wake_s = float("inf")
@@ -452,11 +453,19 @@ class FairShareNetwork(Network):
         moves); each plan holds its rounds, so the id is not reused while it is kept."""
 
     def _route_state(self, route: Route) -> tuple[tuple[_FairLink, ...], float, float]:
-        """(links, measured / data-sheet speed, latency per message) of ``route``, built once."""
+        """(links that can bind, measured / data-sheet speed, latency per message) of ``route``, built once.
+
+        A link that is never the slowest share on any route through it (:func:`never_binding`) is left
+        out: it cannot change a rate, and on routes between nodes it is a third of the links to track."""
         out = self._fair_routes.get(route.links)
         if out is None:
             made = []
             for link in route.links:
+                binds = self._binds.get(link)
+                if binds is None:
+                    binds = self._binds[link] = not never_binding(self.cluster, link)
+                if not binds:
+                    continue
                 state = self._fair_links.get(link)
                 if state is None:
                     bandwidth = self.cluster.link(link)["bandwidth_gb_s"] * 1e9 * self.bandwidth_scale
@@ -844,6 +853,27 @@ class FairShareNetwork(Network):
         done = self.start_round([(src, dst)], nbytes, messages)
         if done is not None:
             yield done
+
+
+def never_binding(cluster: ClusterGraph, link: LinkId) -> bool:
+    """Whether ``link``'s equal share can never be the smallest on a route through it, so leaving it
+    out of every rate changes no rate (not even in the last bit).
+
+    Where an end of the link is a relay with only two neighbours (a NIC between its switch and the
+    fabric), every route through the link also takes the link on the relay's other side, so that
+    link carries at least as many transfers; when it is also no faster (ties broken by name), its
+    share is never larger. Following such links from one to the next ends at one that can bind,
+    which is on every route through the ones left out."""
+    graph, (u, v) = cluster.graph, link
+    own = (graph.edges[link]["bandwidth_gb_s"], link)
+    beside = [(w, u) for w in graph.neighbors(u) if w != v] if _relay_of_two(graph, u) else []
+    beside += [(v, x) for x in graph.neighbors(v) if x != u] if _relay_of_two(graph, v) else []
+    return any((graph.edges[other]["bandwidth_gb_s"], other) < own for other in beside)
+
+
+def _relay_of_two(graph, node: str) -> bool:
+    """A graph node no route starts or ends at, with exactly two neighbours."""
+    return graph.nodes[node]["kind"] != "gpu" and graph.degree(node) == 2
 
 
 def _idle(links: tuple[_FairLink, ...]) -> bool:

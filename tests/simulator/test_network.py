@@ -160,3 +160,52 @@ def test_measured_link_fits_replace_the_topology_figures_for_their_route_class(m
     env2.process(net2.transfer("node0/gpu0", "node0/gpu2", GB))  # PHB: the topology's figures
     env2.run()
     assert env2.now == pytest.approx(cluster.route("node0/gpu0", "node0/gpu2").transfer_time_s(GB))
+
+
+def test_links_that_never_bind_are_the_faster_side_of_a_two_neighbour_relay():
+    """A NIC relays only between its switch and the fabric: of the two links through it, the faster one
+    carries every transfer the slower one does, so its share is never the smallest and is not tracked."""
+    from profiles.topology.graph import ClusterGraph, load_cluster
+    from simulator.network import never_binding
+
+    l40 = load_cluster("l40-2node")  # NIC ↔ switch 22 GB/s, NIC ↔ fabric 25 GB/s
+    route = l40.route("node0/gpu0", "node1/gpu1")
+    left_out = [link for link in route.links if never_binding(l40, link)]
+    assert left_out == [("node0/nic0", "fabric"), ("fabric", "node1/nic0")]
+    slow_fabric = l40.topology.model_copy(update={"network": l40.topology.network.model_copy(
+        update={"bandwidth_gb_s": 10.0})})
+    slow = ClusterGraph(slow_fabric)
+    assert [link for link in route.links if never_binding(slow, link)] == [("node0/sw0", "node0/nic0"),
+                                                                            ("node1/nic0", "node1/sw0")]
+    pcie8 = load_cluster("pcie8")  # no relay with two neighbours: every link can bind
+    assert not any(never_binding(pcie8, link) for a in pcie8.devices for b in pcie8.devices
+                   for link in pcie8.route(a, b).links)
+
+
+def test_leaving_out_links_that_never_bind_changes_no_time():
+    """Four transfers from one NIC's GPUs to other nodes, with and without the pruning: the same ends."""
+    import simulator.network as network
+    from profiles.topology.graph import load_cluster
+
+    cluster = load_cluster("l40-2node")
+    pairs = [("node0/gpu0", "node1/gpu0"), ("node0/gpu1", "node1/gpu2"), ("node0/gpu2", "node1/gpu4"),
+             ("node0/gpu3", "node1/gpu1")]
+
+    def ends(prune: bool) -> list[float]:
+        env = simpy.Environment()
+        net = network.FairShareNetwork(env, cluster)
+        if not prune:
+            net._binds = dict.fromkeys(cluster.graph.edges, True) | {(v, u): True for u, v in cluster.graph.edges}
+        out = []
+
+        def one(i, src, dst):
+            yield env.timeout(i * 1e-4)
+            yield from net.transfer(src, dst, 10 ** 7 * (i + 1))
+            out.append((i, env.now))
+
+        for i, (src, dst) in enumerate(pairs):
+            env.process(one(i, src, dst))
+        env.run()
+        return sorted(out)
+
+    assert ends(True) == ends(False)
