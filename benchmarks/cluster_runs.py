@@ -8,7 +8,11 @@ each placement's simulation in this process, CPU seconds (``time.process_time``)
 transfers the network started one by one (those a collective's closed form ran are not counted),
 and the simulated latency (which no speed-up may change).
 
-    python benchmarks/cluster_runs.py [--gpus 256,512] [--repeats 1]
+    python benchmarks/cluster_runs.py [--gpus 256,512] [--repeats 1] [--pairwise-all-to-all]
+
+``--pairwise-all-to-all`` runs the model before round 10 instead of today's: every all-to-all as
+n − 1 rounds, in round k rank i sending to rank i + k (where today's sends to every peer at once,
+:func:`simulator.collectives.all_to_all`), to show what that modelling choice costs the simulator.
 
 Prints a Markdown table; nothing is written.
 """
@@ -29,6 +33,16 @@ WINNERS = {256: ({"pipefusion": 20, "ulysses": 12}, 20), 512: ({"pipefusion": 20
            64: ({"pipefusion": 8, "ulysses": 8}, 8)}
 """GPUs → (degrees, patches) of the flux-dev 4096 px, 28-step winner in the scaling table (round 9,
 docs/benchmarks.md; plans to time, not results)."""
+
+
+def pairwise_all_to_all(net, devices, bytes_per_rank: float, messages: int = 1):
+    """The all-to-all before round 10: n − 1 rounds, in round k rank i sends 1/n of its buffer to rank i + k."""
+    from simulator import collectives
+
+    n = len(devices)
+    rounds = collectives._planned(net, ("all_to_all, pairwise", tuple(devices)),
+                                  lambda: [[(devices[i], devices[(i + k) % n]) for i in range(n)] for k in range(1, n)])
+    yield from collectives._rounds(net, rounds, bytes_per_rank / n, messages, planned=True)
 
 
 def run(gpus: int, repeats: int) -> list[str]:
@@ -73,7 +87,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", default="256,512")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--pairwise-all-to-all", action="store_true",
+                        help="the model before round 10: every all-to-all as n - 1 pairwise rounds")
     args = parser.parse_args()
+    if args.pairwise_all_to_all:
+        from simulator import collectives
+
+        collectives.ALGORITHMS["all_to_all"] = collectives.Algorithm(pairwise_all_to_all, lambda n: n - 1,
+                                                                     lambda b, n: b / n)
     print("| GPUs | plan | placement | CPU s | rounds started one by one | latency s |")
     print("|---|---|---|---|---|---|")
     for gpus in (int(g) for g in args.gpus.split(",")):

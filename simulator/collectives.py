@@ -1,11 +1,14 @@
 """Collectives as sets of point-to-point transfers on the real routes, joined with ``env.all_of``.
 
-Each algorithm is decomposed into rounds; in a round every rank sends one chunk to one peer
-over the topology route between their devices, and the next round starts when all the
-round's transfers are done (NCCL's ring and pairwise algorithms are round-synchronous to a
-good approximation). Because the chunks travel through :class:`~simulator.network.Network`,
-rounds whose routes share a link (two GPUs behind one PCIe uplink) take longer, exactly as
-the hardware would make them.
+Each algorithm is decomposed into rounds, and the next round starts when all the round's
+transfers are done. In a round of a ring algorithm every rank sends one chunk to the next
+(NCCL's rings are round-synchronous to a good approximation); an all-to-all is one round in
+which every rank sends to every other rank at once (NCCL runs the grouped sends and receives
+of an all-to-all "in parallel, up to 8 operations per p2p channel at a time", its maintainer
+in NVIDIA/nccl#1028, so with the group sizes a DiT uses every peer is in flight together).
+Because the chunks travel through :class:`~simulator.network.Network`, transfers whose routes
+share a link (two GPUs behind one PCIe uplink, a rank's own link to its switch) take longer,
+exactly as the hardware would make them.
 
 ``messages`` lets a caller fold several identical collectives (say one per layer of a
 pipeline stage) into one: the bytes are the total, and each round pays the route latency
@@ -94,14 +97,19 @@ def ring_pass(net: Network, devices: Sequence[str], bytes_per_rank: float, messa
 
 
 def all_to_all(net: Network, devices: Sequence[str], bytes_per_rank: float, messages: int = 1) -> Generator:
-    """Pairwise all-to-all of a ``bytes_per_rank`` buffer: in round k rank i sends 1/n of it to rank i+k
-    (or the measured curve)."""
+    """All-to-all of a ``bytes_per_rank`` buffer: one round in which every rank sends 1/n of it to each
+    other rank, all at once (or the measured curve).
+
+    Why one round: NCCL's all-to-all is a group of sends and receives that runs all peers in parallel
+    (module docstring). Before 2026-12-03 it was modelled as NCCL's pairwise schedule one shift at a
+    time (n − 1 rounds), which charged n − 1 route latencies, left links idle between shifts, and made a
+    contended all-to-all the costliest thing the simulator runs (docs/benchmarks.md, round 10)."""
     if curve := net.collective_curve("all_to_all", devices):
         yield from net.timed_collective(curve, devices, bytes_per_rank, messages)
         return
     n = len(devices)
     rounds = _planned(net, ("all_to_all", tuple(devices)),
-                      lambda: [[(devices[i], devices[(i + k) % n]) for i in range(n)] for k in range(1, n)])
+                      lambda: [[(devices[i], devices[(i + k) % n]) for k in range(1, n) for i in range(n)]])
     yield from _rounds(net, rounds, bytes_per_rank / n, messages, planned=True)
 
 
@@ -135,17 +143,22 @@ def cfg_swap_s(net: Network, pair: tuple[str, str], nbytes: float) -> float | No
 @dataclass(frozen=True)
 class Algorithm:
     """A collective's simpy algorithm and its closed form: ``rounds(n)`` rounds of ``chunk_bytes(b, n)``
-    each, for ``b`` bytes per rank on ``n`` ranks (what :mod:`simulator.estimate` prices)."""
+    each, for ``b`` bytes per rank on ``n`` ranks (what :mod:`simulator.estimate` prices).
+
+    ``peers``: how many chunks each rank sends at once in a round (1 for a ring; n − 1 for the
+    all-to-all, whose chunks all leave the rank's device together, so its closed form is one
+    latency plus the n − 1 chunks at the route's speed)."""
 
     run: Callable[..., Generator]
     rounds: Callable[[int], int]
     chunk_bytes: Callable[[float, int], float]
+    peers: Callable[[int], int] = lambda n: 1
 
 
 ALGORITHMS: dict[str, Algorithm] = {
     "all_reduce": Algorithm(all_reduce, lambda n: 2 * (n - 1), lambda b, n: b / n),
     "all_gather": Algorithm(all_gather, lambda n: n - 1, lambda b, n: b),
-    "all_to_all": Algorithm(all_to_all, lambda n: n - 1, lambda b, n: b / n),
+    "all_to_all": Algorithm(all_to_all, lambda n: 1, lambda b, n: b / n, lambda n: n - 1),
     "ring_pass": Algorithm(ring_pass, lambda n: n - 1, lambda b, n: b),
 }
 """Collective kind → algorithm; a ring-attention K/V pass moves data like an all-gather."""

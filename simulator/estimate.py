@@ -65,14 +65,28 @@ def _group_figures(sim: Pricing, net: Network, groups: list[list[str]], fits_key
 
 
 def _collective_s(groups: list[tuple[int, Figures]], spec: CollectiveSpec) -> float:
-    """The collective alone at its worst route's speed: rounds × the slowest chunk transfer."""
+    """The collective alone at its worst route's speed: rounds × the slowest round, a round being one
+    latency and the chunks a rank sends at once (one, or an all-to-all's n − 1) one after the other."""
     algorithm = ALGORITHMS[spec.kind]
     worst = 0.0
     for n, figures in groups:
-        chunk = algorithm.chunk_bytes(spec.bytes_per_rank, n)
-        per_round = max(spec.messages * latency + chunk / speed if speed else 0.0 for latency, speed in figures)
+        sent = algorithm.peers(n) * algorithm.chunk_bytes(spec.bytes_per_rank, n)
+        per_round = max(spec.messages * latency + sent / speed if speed else 0.0 for latency, speed in figures)
         worst = max(worst, algorithm.rounds(n) * per_round)
     return worst
+
+
+def _collective_floor_s(n: int, figure: tuple[float, float], egress_bytes_per_s: float, spec: CollectiveSpec) -> float:
+    """At most what the collective takes on any ``n`` devices: each round at least the fastest latency and
+    its chunk at the fastest speed, and where a rank sends several chunks at once, all of them out of its
+    device at no more than the fastest device's whole egress (:attr:`RouteFloor.egress_bytes_per_s`)."""
+    algorithm = ALGORITHMS[spec.kind]
+    latency, speed = figure
+    chunk, peers = algorithm.chunk_bytes(spec.bytes_per_rank, n), algorithm.peers(n)
+    moving = chunk / speed if speed else 0.0
+    if peers > 1 and egress_bytes_per_s:
+        moving = max(moving, peers * chunk / egress_bytes_per_s)
+    return algorithm.rounds(n) * (spec.messages * latency + moving)
 
 
 def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
@@ -177,6 +191,10 @@ class RouteFloor:
     """None on a one-host cluster."""
     host_devices: int
     """Devices on the largest host."""
+    egress_bytes_per_s: float = float("inf")
+    """The most bytes/s all transfers out of one device can move together: the sum of its links' bandwidth
+    (every route leaves by one of them, and a link's shares sum to its bandwidth) times the largest
+    measured / data-sheet speed of any route; the largest over devices."""
 
     def figures(self, group_size: int) -> tuple[float, float]:
         if group_size > self.host_devices and self.cross_host is not None:
@@ -196,13 +214,17 @@ def route_floor(cluster: ClusterGraph, link_fits: dict[str, LinkFit] | None = No
     devices = [d for d in cluster.devices if cluster.device_host[d] in shown]
     same: list[tuple[float, float]] = []
     cross: list[tuple[float, float]] = []
+    speed = 0.0
     for a in devices:
         for b in devices:
             route = cluster.route(a, b)
             if a != b and route.links:
                 (same if cluster.device_host[a] == cluster.device_host[b] else cross).append(
                     (net.latency_s(route), net.route_bytes_per_s(route)))
+                speed = max(speed, net.route_bytes_per_s(route) / (route.bottleneck_gb_s * 1e9 * net.bandwidth_scale))
     every = same + cross
+    egress = max((sum(cluster.link((d, x))["bandwidth_gb_s"] for x in cluster.graph.neighbors(d))
+                  for d in devices), default=0.0) * 1e9 * net.bandwidth_scale * speed
 
     def floor(figures: list[tuple[float, float]]) -> tuple[float, float]:
         return min(f[0] for f in figures), max(f[1] for f in figures)
@@ -210,7 +232,7 @@ def route_floor(cluster: ClusterGraph, link_fits: dict[str, LinkFit] | None = No
     for d in cluster.devices:
         per_host[cluster.device_host[d]] = per_host.get(cluster.device_host[d], 0) + 1
     return RouteFloor(floor(every) if every else (0.0, float("inf")), floor(cross) if cross else None,
-                      max(per_host.values(), default=1))
+                      max(per_host.values(), default=1), egress or float("inf"))
 
 
 def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostModel, *, dtype_bytes: int = 2,
@@ -290,7 +312,7 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
             for spec in strategy.collectives(work, degree, local.query_tokens):
                 for part in split_by_overlap(spec, overlap_efficiency):
                     if not part.overlapped:
-                        total += _collective_s([(degree, (routes.figures(degree),))], part)
+                        total += _collective_floor_s(degree, routes.figures(degree), routes.egress_bytes_per_s, part)
         return total
 
     def pass_s(q: int, warmup: bool = False) -> float:

@@ -7,7 +7,9 @@ main at 17f39c7, before strategies and families became plug-ins (then named
 (whole-deployment memory, VAE and scheduler, communication priors, Ring merges, measured
 collectives) change predictions on purpose; re-recorded in round 6 when tensor parallel got the
 runtime's own all-reduce count per block kind (flux-dev: ``tensor8`` enters the top 10, the
-other rows unchanged). Re-record only when a change means to. Since round 6 a shape below the
+other rows unchanged); re-recorded in round 10 when an all-to-all became one round of sends to every
+peer at once (the rows with Ulysses 0.3-3.5 % faster, reordering two pairs of near ties: flux-dev's
+``ulysses8`` ahead of ``distrifusion8``; the others unchanged). Re-record only when a change means to. Since round 6 a shape below the
 exactly ranked top K may be stopped early in a search (``"stopped": true``, its latency a lower
 bound); the recording runs every simulation to its end (``exact_top=None``).
 """

@@ -52,6 +52,16 @@ def test_all_gather_and_all_to_all_closed_forms_on_a_star():
     assert took == pytest.approx(3 * (alpha + size / 4 / bandwidth), rel=0.01)
 
 
+def test_an_all_to_all_sends_to_every_peer_at_once():
+    """One round: one latency, and a rank's n − 1 chunks share its link (NCCL's grouped sends), where the
+    pairwise schedule one shift at a time paid n − 1 latencies."""
+    cluster = star_cluster(4, bandwidth_gb_s=10.0, latency_us=500.0)
+    bandwidth, alpha, size = 10e9, 2 * 500e-6, 4 * 10 ** 6
+    took, net = run(cluster, collectives.all_to_all, cluster.devices, size)
+    assert took == pytest.approx(alpha + 3 * (size / 4) / bandwidth, rel=1e-9)
+    assert net.traffic.transfers == 4 * 3
+
+
 def test_messages_multiply_latency_only():
     cluster = star_cluster(2, bandwidth_gb_s=1.0, latency_us=100.0)
     one, _ = run(cluster, collectives.all_reduce, cluster.devices, 10 ** 6, messages=1)

@@ -149,25 +149,26 @@ def _pairwise_round(group: tuple[str, ...], k: int) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("when", ["inside the first round", "at the first round's end", "inside the last round"])
 def test_a_collective_priced_whole_splits_where_another_transfer_needs_its_links(when):
-    """An all-to-all on idle links runs all its rounds in closed form (one heap entry); a transfer over
+    """A ring pass on idle links runs all its rounds in closed form (one heap entry); a transfer over
     its links, started mid-round or exactly at a round boundary, must meet the round the reference is
     running then (the chain goes on round by round from there)."""
     group = ("node0/gpu0", "node0/gpu1", "node0/gpu4", "node0/gpu5")
-    nbytes = 4 * 10 ** 7
-    first_round, _ = run(ReferenceFairShareNetwork, "pcie8", [(0.0, _pairwise_round(group, 1), nbytes // 4, 1)], False)
-    whole, _ = run(ReferenceFairShareNetwork, "pcie8", [(0.0, ("all_to_all", group), nbytes, 1)], False)
+    nbytes = 10 ** 7
+    first_round, _ = run(ReferenceFairShareNetwork, "pcie8", [(0.0, _pairwise_round(group, 1), nbytes, 1)], False)
+    whole, _ = run(ReferenceFairShareNetwork, "pcie8", [(0.0, ("ring_pass", group), nbytes, 1)], False)
     at = {"inside the first round": first_round[0] / 2, "at the first round's end": first_round[0],
           "inside the last round": whole[0] * 0.9}[when]
-    rounds = [(0.0, ("all_to_all", group), nbytes, 1), (at, [("node0/gpu0", "node0/gpu6")], 10 ** 7, 1)]
+    rounds = [(0.0, ("ring_pass", group), nbytes, 1), (at, [("node0/gpu0", "node0/gpu6")], 10 ** 7, 1)]
     fast, fast_traffic = run(FairShareNetwork, "pcie8", rounds, False)
     slow, slow_traffic = run(ReferenceFairShareNetwork, "pcie8", rounds, False)
     assert fast == pytest.approx(slow, rel=1e-9)
     assert fast_traffic == slow_traffic
-    assert slow[0] > whole[0] * (1 + 1e-6), "the transfer must slow the all-to-all down"
+    assert slow[0] > whole[0] * (1 + 1e-6), "the transfer must slow the ring pass down"
 
 
 def test_a_collective_on_idle_links_is_one_heap_entry():
-    """The closed form is what runs: an all-to-all of 8 ranks alone wakes the network once, not once a round."""
+    """The closed form is what runs: a ring pass of 8 ranks (7 rounds) alone wakes the network once, not
+    once a round."""
     env = simpy.Environment()
     net = FairShareNetwork(env, CLUSTERS["pcie8"])
     group = [f"node0/gpu{i}" for i in range(8)]
@@ -176,10 +177,10 @@ def test_a_collective_on_idle_links_is_one_heap_entry():
     net._wake = lambda at: (wakes.append(at), original(at))[1]
 
     def one():
-        yield from collectives.all_to_all(net, group, 8 * 10 ** 6)
+        yield from collectives.ring_pass(net, group, 10 ** 6)
 
     env.process(one())
     env.run()
     assert len(wakes) == 1
-    ends, _ = run(ReferenceFairShareNetwork, "pcie8", [(0.0, ("all_to_all", tuple(group)), 8 * 10 ** 6, 1)], False)
+    ends, _ = run(ReferenceFairShareNetwork, "pcie8", [(0.0, ("ring_pass", tuple(group)), 10 ** 6, 1)], False)
     assert env.now == pytest.approx(ends[0], rel=1e-9)
