@@ -97,3 +97,25 @@ def test_two_groups_behind_the_same_uplinks_contend(model):
     latency = cluster.route(d[0], d[2]).latency_us * 1e-6
     # fifo: one group after the other; fair: side by side at half bandwidth, latencies overlapping
     assert both() == pytest.approx(2 * alone if model == "fifo" else 2 * alone - latency, rel=1e-9)
+
+
+@pytest.mark.parametrize("topology, size", [("l40-2node", 16), ("l40-2node", 8), ("pcie8", 8), ("a100-nvlink8", 8),
+                                            ("h100-nvlink8", 4)])
+def test_the_search_floor_of_an_all_to_all_is_below_its_simulation(topology, size):
+    """The search's lower bound (fastest latency, and all n − 1 chunks at the fastest device's whole egress)
+    stays under the simulated all-to-all alone, and where one PCIe link carries a rank's chunks the egress
+    term is what sets it (above one chunk at the fastest route)."""
+    from simulator.estimate import _collective_floor_s, route_floor
+    from simulator.strategies.base import CollectiveSpec
+
+    cluster = load_shipped(topology)  # the shipped efficiencies: the floor must hold with them too
+    devices = cluster.devices[:size]
+    nbytes = 64 * 2 ** 20
+    took, _ = run(cluster, collectives.all_to_all, devices, nbytes)
+    floor = route_floor(cluster)
+    spec = CollectiveSpec("ulysses", "all_to_all", nbytes, 1, False)
+    bound = _collective_floor_s(size, floor.figures(size), floor.egress_bytes_per_s, spec)
+    assert bound <= took
+    if topology in ("l40-2node", "pcie8"):
+        latency, speed = floor.figures(size)
+        assert bound > 1.5 * (latency + nbytes / size / speed)
