@@ -315,7 +315,7 @@ class _Join:
 class _Flow:
     """A transfer in flight under the fair-share model."""
 
-    __slots__ = ("remaining", "latency_left", "links", "speed", "rate", "updated", "version", "join", "least")
+    __slots__ = ("remaining", "latency_left", "links", "speed", "rate", "updated", "version", "join")
 
     def __init__(self, nbytes: float, latency_s: float, links: tuple["_FairLink", ...], speed: float,
                  join: _Join) -> None:
@@ -328,9 +328,6 @@ class _Flow:
         self.updated = 0.0
         self.version = 0
         self.join = join
-        self.least = -1.0
-        """The smallest share on its links when it was last re-timed (-1: not known, re-time it): a start or
-        an end that changes no share at or below it leaves its rate as it is (:meth:`FairShareNetwork._finish`)."""
 
 
 class _FairLink:
@@ -481,8 +478,7 @@ class FairShareNetwork(Network):
     def _retime(self, flow: _Flow, now: float) -> None:
         """Give ``flow`` its rate under today's sharing; its completion stands when the rate is unchanged
         (bytes at one rate from its last update: the same end, to rounding)."""
-        least = flow.least = min(map(_SHARE, flow.links))
-        rate = flow.speed * least
+        rate = flow.speed * min(map(_SHARE, flow.links))
         if rate == flow.rate:
             return
         elapsed = now - flow.updated  # bring its progress up to now, at the old rate (inline: the hottest call)
@@ -549,12 +545,8 @@ class FairShareNetwork(Network):
                 links[link] = None
         neighbours: dict[_Flow, None] = {}
         for link in links:
-            was = link.share
             link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
-            # a share that grew changes only the rates it was the smallest share of
-            for other in link.flows:
-                if other.least == was or other.least < 0.0:
-                    neighbours[other] = None
+            neighbours.update(link.flows)
         for other in neighbours:
             self._retime(other, now)
         for flow in due:
@@ -783,23 +775,18 @@ class FairShareNetwork(Network):
             if link.alone is not None:
                 self._materialise(link.alone, now)
         join = _Join(len(started), done, chain, chain.owner if chain is not None else self.owner)
+        touched: dict[_Flow, None] = {}
+        for link in links_used:
+            touched.update(link.flows)
         self.traffic.add_round(routes, int(nbytes))
-        new: list[_Flow] = []
         for route, links, speed, latency in started:
             flow = _Flow(nbytes, messages * latency, links, speed, join)
             flow.updated = now
             for link in links:
                 link.flows[flow] = None
-            new.append(flow)
-        touched: dict[_Flow, None] = {}
-        for link in links_used:
-            share = link.share = link.bytes_per_s / len(link.flows)
-            # a share that shrank changes only the rates it now undercuts
-            for flow in link.flows:
-                if flow.join is not join and (share < flow.least or flow.least < 0.0):
-                    touched[flow] = None
-        for flow in new:
             touched[flow] = None
+        for link in links_used:
+            link.share = link.bytes_per_s / len(link.flows)
         for flow in touched:
             self._retime(flow, now)
         self._arm()
