@@ -76,17 +76,19 @@ def _collective_s(groups: list[tuple[int, Figures]], spec: CollectiveSpec) -> fl
     return worst
 
 
-def _collective_floor_s(n: int, figure: tuple[float, float], egress_bytes_per_s: float, spec: CollectiveSpec) -> float:
-    """At most what the collective takes on any ``n`` devices: each round at least the fastest latency and
-    its chunk at the fastest speed, and where a rank sends several chunks at once, all of them out of its
-    device at no more than the fastest device's whole egress (:attr:`RouteFloor.egress_bytes_per_s`)."""
+def _collective_floor_s(n: int, figure: tuple[float, float], floor: "RouteFloor", spec: CollectiveSpec) -> float:
+    """At most what the collective takes on any ``n`` devices: each round at least the latency and one chunk
+    at the speed of ``figure`` (the fastest route a group of ``n`` must use); where a rank sends several
+    chunks at once, also all of them out of its device at no more than the fastest device's whole egress
+    (:attr:`RouteFloor.egress_bytes_per_s`), after the lowest latency of any route (its nearer peers' chunks
+    start moving before the farther ones')."""
     algorithm = ALGORITHMS[spec.kind]
     latency, speed = figure
     chunk, peers = algorithm.chunk_bytes(spec.bytes_per_rank, n), algorithm.peers(n)
-    moving = chunk / speed if speed else 0.0
-    if peers > 1 and egress_bytes_per_s:
-        moving = max(moving, peers * chunk / egress_bytes_per_s)
-    return algorithm.rounds(n) * (spec.messages * latency + moving)
+    per_round = spec.messages * latency + (chunk / speed if speed else 0.0)
+    if peers > 1 and floor.egress_bytes_per_s:
+        per_round = max(per_round, spec.messages * floor.any_route[0] + peers * chunk / floor.egress_bytes_per_s)
+    return algorithm.rounds(n) * per_round
 
 
 def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,
@@ -254,7 +256,7 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
     ``routes`` (with the topology's ``overlap_efficiency``): ``P(q)`` also counts the collectives
     a pass cannot overlap (Ulysses' all-to-alls, tensor all-reduces, the gathers of the output,
     the share of overlapped ones the box cannot hide), each alone at the cluster's fastest route
-    figures. Their bytes and calls are proportional to a stage's blocks, so over the stages they
+    figures (an all-to-all also no faster than the fastest device's whole egress allows). Their bytes and calls are proportional to a stage's blocks, so over the stages they
     sum to the whole model's, whatever the split; the estimate prices each at its group's
     slowest route, and the simulation adds contention, so the bound stays below both.
     """
@@ -312,7 +314,7 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
             for spec in strategy.collectives(work, degree, local.query_tokens):
                 for part in split_by_overlap(spec, overlap_efficiency):
                     if not part.overlapped:
-                        total += _collective_floor_s(degree, routes.figures(degree), routes.egress_bytes_per_s, part)
+                        total += _collective_floor_s(degree, routes.figures(degree), routes, part)
         return total
 
     def pass_s(q: int, warmup: bool = False) -> float:

@@ -21,6 +21,9 @@ from simulator.network import NETWORK_MODELS, LinkFit
 from tests.simulator.test_overlap import gather_s, hideable_fraction, ring_comm_s
 from tests.simulator.test_properties import ANOMALY, PROPERTY, cluster, scenarios
 
+HOLD_ANOMALY = 0.03
+"""How much slower a run may be with more overlap (a sender held less): see the property test below."""
+
 TINY = load_model("pixart-tiny")  # 4 blocks, 16×16 = 256 tokens, CFG (batch 2), hidden 64
 TOKENS, BATCH, DT = 256, 2, 2
 
@@ -145,10 +148,16 @@ def test_long_skip_sends_are_held_too_and_the_estimate_charges_them():
 @given(scenarios(), st.sampled_from([0.1, 0.4, 0.8]), st.sampled_from([0.0, 0.3, 0.7]))
 @example((ParallelPlan(model="pixart-alpha", height_px=512, width_px=512, steps=1, patches=2, warmup_steps=0,
                        degrees=Degrees(pipefusion=4, ring=2)), "pcie8"), 0.1, 0.3)
+@example((ParallelPlan(model="hunyuan-dit", height_px=512, width_px=512, steps=1, patches=2, warmup_steps=0,
+                       degrees=Degrees(pipefusion=2)), "a100-pcie4"), 0.1, 0.7)
 def test_better_communication_is_never_slower_up_to_scheduling_anomalies(scenario, bandwidth, overlap):
     """Holding a sender longer can reorder who shares a link with whom (hypothesis found
     a pipefusion4×ring2 plan on pcie8 0.4 % slower with overlap 0.6 than 0.3), so, as for
-    random placements, the bound allows ANOMALY."""
+    random placements, more bandwidth is allowed ANOMALY; more overlap HOLD_ANOMALY, since
+    hypothesis found (a local run, 2026-12-03; the same figures on the tree before that day's changes)
+    hunyuan-dit ``pipefusion2`` on a100-pcie4 at a tenth of the bandwidth 2.7 % slower with overlap
+    1.0 than 0.7 (0.08866 against 0.08630 s; a pipeline whose long-skip sends share the link with
+    its activation sends; not diagnosed further)."""
     plan, topo = scenario
     m = load_model(plan.model)
 
@@ -159,4 +168,4 @@ def test_better_communication_is_never_slower_up_to_scheduling_anomalies(scenari
 
     slow = latency(bandwidth, overlap)
     assert latency(min(1.0, 2 * bandwidth), overlap) <= slow * (1 + ANOMALY)
-    assert latency(bandwidth, min(1.0, overlap + 0.3)) <= slow * (1 + ANOMALY)
+    assert latency(bandwidth, min(1.0, overlap + 0.3)) <= slow * (1 + HOLD_ANOMALY)
