@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from collections import deque
+import bisect
 import heapq
 import operator
 from typing import Callable, Generator, Iterator
@@ -618,12 +619,10 @@ class FairShareNetwork(Network):
         alone.version = -1
         live = [i for i in range(len(alone.started)) if t0 + prices.finish[i] > now]
         join = _Join(len(live), alone.done, alone.chain, alone.owner)
+        started_by = lambda state: t0 + state[0]  # noqa: E731 - the key the scan compared on, in its arithmetic
         for i in live:
-            state = prices.states[i][0]
-            for candidate in prices.states[i]:
-                if t0 + candidate[0] <= now:
-                    state = candidate
-            at, remaining, latency_left, rate = state
+            states = prices.states[i]  # by time: its last re-timing at or before now is the state it is in
+            at, remaining, latency_left, rate = states[max(bisect.bisect_right(states, now, key=started_by) - 1, 0)]
             _, links, speed, _ = alone.started[i]
             flow = _Flow(remaining, latency_left, links, speed, join)
             flow.rate, flow.updated, flow.version = rate, t0 + at, 1
