@@ -31,8 +31,8 @@ from benchmarks.search_scaling import copies  # noqa: E402
 
 WINNERS = {256: ({"pipefusion": 20, "ulysses": 12}, 20), 512: ({"pipefusion": 20, "ulysses": 24}, 20),
            64: ({"pipefusion": 8, "ulysses": 8}, 8)}
-"""GPUs → (degrees, patches) of the flux-dev 4096 px, 28-step winner in the scaling table (round 9,
-docs/benchmarks.md; plans to time, not results)."""
+"""GPUs → (degrees, patches) of the flux-dev 4096 px, 28-step winner in the scaling table (rounds 9 and 10
+pick the same shapes, docs/benchmarks.md; plans to time, not results)."""
 
 
 def pairwise_all_to_all(net, devices, bytes_per_rank: float, messages: int = 1):

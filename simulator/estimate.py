@@ -256,8 +256,9 @@ def compute_bound_s(plan: ParallelPlan, model: ModelPreset, cost_model: CostMode
     ``routes`` (with the topology's ``overlap_efficiency``): ``P(q)`` also counts the collectives
     a pass cannot overlap (Ulysses' all-to-alls, tensor all-reduces, the gathers of the output,
     the share of overlapped ones the box cannot hide), each alone at the cluster's fastest route
-    figures (an all-to-all also no faster than the fastest device's whole egress allows). Their bytes and calls are proportional to a stage's blocks, so over the stages they
-    sum to the whole model's, whatever the split; the estimate prices each at its group's
+    figures (an all-to-all also no faster than the fastest device's whole egress allows). Their
+    bytes and calls are proportional to a stage's blocks, so over the stages they sum to the whole
+    model's, whatever the split; the estimate prices each at its group's
     slowest route, and the simulation adds contention, so the bound stays below both.
     """
     cache = cache if cache is not None else PriceCache()

@@ -8,8 +8,10 @@ main at 17f39c7, before strategies and families became plug-ins (then named
 collectives) change predictions on purpose; re-recorded in round 6 when tensor parallel got the
 runtime's own all-reduce count per block kind (flux-dev: ``tensor8`` enters the top 10, the
 other rows unchanged); re-recorded in round 10 when an all-to-all became one round of sends to every
-peer at once (the rows with Ulysses 0.3-3.5 % faster, reordering two pairs of near ties: flux-dev's
-``ulysses8`` ahead of ``distrifusion8``; the others unchanged). Re-record only when a change means to. Since round 6 a shape below the
+peer at once (the rows with Ulysses degree 4 or 8 0.2-3.5 % faster, reordering four pairs of near ties:
+flux-dev's ``ulysses8`` ahead of ``distrifusion8`` and ``ring2×ulysses4`` of ``distrifusion7``, hunyuan-dit's
+``cfg2×ulysses4`` ahead of ``cfg2×pipefusion4`` and ``ulysses8`` of ``cfg2×pipefusion2×ring2``; the others
+unchanged). Re-record only when a change means to. Since round 6 a shape below the
 exactly ranked top K may be stopped early in a search (``"stopped": true``, its latency a lower
 bound); the recording runs every simulation to its end (``exact_top=None``).
 """
