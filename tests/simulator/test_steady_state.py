@@ -167,3 +167,43 @@ def test_a_run_that_does_not_settle_says_where_its_step_starts_differ():
     assert all(s is not None for s in said)
     assert said[1].startswith("actors[3] (d0c0s3)[2][2]: ")  # its wait began 2.1e-4 s later in the step
     assert difference(snaps[-1], snaps[-1]) is None
+
+
+@PROPERTY
+@given(deep_scenarios(), st.floats(min_value=0.3, max_value=0.999))
+def test_a_limited_run_stopped_at_its_steady_state_could_not_have_ended_under_the_limit(scenario, fraction):
+    """The bound a steady state gives a run with a limit (the last step's start and the work left from there)
+    never exceeds the latency."""
+    from simulator.deadline import SlowerThan
+
+    plan, topo = scenario
+    latency = run(plan, topo, extrapolate=False).latency_s
+    limit = fraction * latency
+    try:
+        finished = run(plan, topo, stop_after_s=limit)
+    except SlowerThan as stop:
+        assert limit <= stop.bound_s <= latency * (1 + 1e-9)
+    else:  # a cut run may end before its clock reaches the limit: then it is the whole run's answer
+        assert finished.latency_s == pytest.approx(latency, rel=1e-9)
+
+
+def test_a_run_that_settles_past_its_limit_stops_at_that_step_start():
+    """pixart-alpha 1024 px pipefusion=8 ulysses=2 M=8 on l40-2node settles at step 8 of its 20 (0.25 of its 0.60 s)
+    steps; with a limit 5 % under its latency the run stops there, bounded by the last step's start and the
+    work left from there, not at the end of its cut run (its last steps and the drain)."""
+    from simulator.deadline import SlowerThan
+
+    m, c = load_model("pixart-alpha"), load_cluster("l40-2node")
+    cost = cost_model_for(m, c.gpu_of(c.devices[0]))
+    plan = ParallelPlan(model="pixart-alpha", height_px=1024, width_px=1024, steps=20,
+                        **parse_parallel_spec("pipefusion=8,ulysses=2,patches=8,warmup=1"))
+    whole = simulate(plan, m, c, cost, extrapolate=False).latency_s
+    sim = Simulation(plan, m, c, cost, watch=True)
+    sim.stop_after_s = 0.95 * whole
+    with pytest.raises(SlowerThan) as stop:
+        sim.run()
+    before, settled = sim.watch.found
+    assert sim.env.now == settled.now < 0.5 * whole
+    period = settled.now - before.now
+    assert stop.value.bound_s >= settled.now + (20 - 1 - settled.step) * period  # the last step start, and then its work
+    assert 0.95 * whole <= stop.value.bound_s <= whole
