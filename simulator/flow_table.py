@@ -21,9 +21,6 @@ import numpy as np
 
 NO_LINK = 0
 """Link index of the padding column: its share is infinite, so it is never a flow's smallest."""
-SMALL = 12
-"""Up to this many rows are re-timed one by one, in Python floats (the same operations): numpy's
-fixed cost per call (~40 µs for a re-timing) is more than a short loop's."""
 
 
 class FlowTable:
@@ -47,8 +44,6 @@ class FlowTable:
         self.end = np.full(capacity, np.inf)
         self.order = np.zeros(capacity, dtype=np.int64)
         self.links = np.zeros((capacity, width), dtype=np.intp)
-        self.row_links: list[list[int]] = [[] for _ in range(capacity)]
-        """Each row's link indices as Python ints (the one-by-one re-timing reads them)."""
 
     def new_link(self, bytes_per_s: float) -> int:
         """A column for one more link, its share its whole bandwidth."""
@@ -61,14 +56,12 @@ class FlowTable:
 
     def _grow(self, capacity: int, width: int) -> None:
         old = (self.remaining, self.latency_left, self.rate, self.updated, self.speed, self.end, self.order, self.links)
-        row_links = self.row_links
         n, w = len(old[0]), old[7].shape[1]
         self._alloc(capacity, width)
         for new, was in zip((self.remaining, self.latency_left, self.rate, self.updated, self.speed, self.end,
                              self.order), old[:7]):
             new[:n] = was
         self.links[:n, :w] = old[7]
-        self.row_links[:n] = row_links
         self.free = list(range(capacity - 1, n - 1, -1)) + self.free
 
     def add(self, remaining: np.ndarray | float, latency_left: np.ndarray, links: np.ndarray,
@@ -90,9 +83,6 @@ class FlowTable:
         self.speed[slots] = speed
         self.links[slots] = NO_LINK
         self.links[slots, :width] = links
-        row_links = self.row_links
-        for slot, row in zip(slots.tolist(), links.tolist()):
-            row_links[slot] = row
         self.live += count
         return slots
 
@@ -106,7 +96,7 @@ class FlowTable:
         self.free.extend(slots)
         self.live -= len(slots)
 
-    def retime(self, rows: "dict[int, None] | list[int]", now: float, order: int) -> int:
+    def retime(self, slots: np.ndarray, now: float, order: int) -> int:
         """Give each row of ``slots`` (in this order) its rate under today's shares; rows whose rate changed
         are brought up to ``now`` at their old rate and get a new end, with orders ``order + 1, …`` in the
         order given. Returns how many changed (the caller's order counter moves on by that much).
@@ -115,9 +105,6 @@ class FlowTable:
         else ``waiting = min(latency_left, elapsed)``, ``latency_left −= waiting``,
         ``remaining = max(remaining − old_rate · (elapsed − waiting), 0)`` when ``elapsed > 0``, and
         ``end = now + (latency_left + remaining / rate)``."""
-        if len(rows) <= SMALL:
-            return self._retime_each(rows, now, order)
-        slots = np.fromiter(rows, dtype=np.intp, count=len(rows))
         rate = self.speed[slots] * self.shares[self.links[slots]].min(axis=1)
         changed = rate != self.rate[slots]
         if not changed.all():
@@ -141,31 +128,6 @@ class FlowTable:
         self.rate[slots] = rate
         self.end[slots] = now + (latency_left + remaining / rate)
         self.order[slots] = np.arange(order + 1, order + 1 + count)
-        return count
-
-    def _retime_each(self, rows: "dict[int, None] | list[int]", now: float, order: int) -> int:
-        """:meth:`retime`, row by row (what the network did per flow before the table)."""
-        shares, row_links = self.shares, self.row_links
-        speed, rates, updated, latencies, remainders = self.speed, self.rate, self.updated, self.latency_left, \
-            self.remaining
-        count = 0
-        for slot in rows:
-            rate = speed.item(slot) * min([shares.item(i) for i in row_links[slot]])
-            old = rates.item(slot)
-            if rate == old:
-                continue
-            elapsed = now - updated.item(slot)
-            latency_left, remaining = latencies.item(slot), remainders.item(slot)
-            if elapsed > 0:
-                waiting = latency_left if latency_left < elapsed else elapsed
-                latency_left = latency_left - waiting
-                remaining = remaining - old * (elapsed - waiting)
-                remaining = remaining if remaining > 0.0 else 0.0
-                latencies[slot], remainders[slot] = latency_left, remaining
-            updated[slot], rates[slot] = now, rate
-            count += 1
-            self.end[slot] = now + (latency_left + remaining / rate)
-            self.order[slot] = order + count
         return count
 
     def next_end(self) -> float:

@@ -474,7 +474,9 @@ class FairShareNetwork(Network):
         """Give each flow of ``rows`` its rate under today's sharing, in this order; a flow whose rate is
         unchanged keeps its end (bytes at one rate from its last update: the same end, to rounding)."""
         if rows:
-            self._order += self._flows.retime(rows, now, self._order)
+            table = self._flows
+            picked = np.fromiter(rows, dtype=np.intp, count=len(rows))
+            self._order += table.retime(picked, now, self._order)
 
     def _arm(self) -> None:
         """Make sure a simpy timer fires at the earliest live completion."""
