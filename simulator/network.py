@@ -28,13 +28,12 @@ from dataclasses import dataclass, field
 from collections import deque
 import bisect
 import heapq
+import operator
 from typing import Callable, Generator, Iterator
 
-import numpy as np
 import simpy
 
 from profiles.topology.graph import ClusterGraph, LinkId, Route
-from simulator.flow_table import FlowTable
 
 
 @dataclass(frozen=True)
@@ -314,16 +313,32 @@ class _Join:
         self.owner = owner
 
 
-class _FairLink:
-    __slots__ = ("bytes_per_s", "flows", "index", "alone")
+class _Flow:
+    """A transfer in flight under the fair-share model."""
 
-    def __init__(self, bytes_per_s: float, index: int) -> None:
+    __slots__ = ("remaining", "latency_left", "links", "speed", "rate", "updated", "version", "join")
+
+    def __init__(self, nbytes: float, latency_s: float, links: tuple["_FairLink", ...], speed: float,
+                 join: _Join) -> None:
+        self.remaining = float(nbytes)
+        self.latency_left = latency_s
+        self.links = links
+        self.speed = speed
+        """Measured / data-sheet speed of the route (1 without a link fit)."""
+        self.rate = 0.0
+        self.updated = 0.0
+        self.version = 0
+        self.join = join
+
+
+class _FairLink:
+    __slots__ = ("bytes_per_s", "flows", "share", "alone")
+
+    def __init__(self, bytes_per_s: float) -> None:
         self.bytes_per_s = bytes_per_s
-        self.flows: dict[int, None] = {}
-        """The flows (rows of the network's :class:`~simulator.flow_table.FlowTable`) on this link,
-        insertion-ordered: deterministic iteration."""
-        self.index = index
-        """Its column in the flow table, whose ``shares[index]`` is ``bytes_per_s / len(flows)``."""
+        self.flows: dict[_Flow, None] = {}  # insertion-ordered: deterministic iteration
+        self.share = bytes_per_s
+        """``bytes_per_s / len(flows)``, kept up to date as flows come and go."""
         self.alone: _AloneRound | None = None
         """The round priced in closed form that has this link to itself, if any."""
 
@@ -393,6 +408,8 @@ class _ChainPlan:
             t = end
 
 
+_SHARE = operator.attrgetter("share")
+
 
 class FairShareNetwork(Network):
     """``fair`` model: every link's bandwidth shared equally by the transfers crossing it.
@@ -403,11 +420,8 @@ class FairShareNetwork(Network):
     with it get their progress brought up to date and a new rate (a transfer alone on its
     links is priced in closed form once).
 
-    Why it is fast: flows are rows of numpy arrays (:class:`~simulator.flow_table.FlowTable`),
-    so the hundreds of neighbours one start or end re-times on a busy NIC are re-timed by a few
-    array operations, and the next completion is the smallest end of a live row; closed-form
-    rounds live in the network's own heap (``(time, order, round, version)``; a superseded entry
-    is skipped by version); the network keeps
+    Why it is fast: completions live in the network's own heap (``(time, order, flow,
+    version)``; a re-timed flow's old entry is skipped by version), and the network keeps
     one simpy timer, for the earliest completion, instead of one per flow and per re-timing;
     a round of transfers (:meth:`start_round`) is one simpy event, not one process per
     transfer; a collective whose links are all idle runs all its rounds as one closed form, one
@@ -423,15 +437,7 @@ class FairShareNetwork(Network):
         self._fair_links: dict[LinkId, _FairLink] = {}
         self._fair_routes: dict[tuple[LinkId, ...], tuple[tuple[_FairLink, ...], float, float]] = {}
         self._binds: dict[LinkId, bool] = {}
-        self._flows = FlowTable()
-        self._flow_links: dict[int, tuple[_FairLink, ...]] = {}
-        """Row → the links its flow holds."""
-        self._flow_join: dict[int, _Join] = {}
-        """Row → the round its flow belongs to."""
-        self._round_columns: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        """id(a prepared round's started tuple) → :meth:`_columns`."""
-        self._heap: list[tuple[float, int, object, int]] = []
-        """Closed-form rounds and chains (:class:`_AloneRound`, :class:`_ChainAlone`) by end."""
+        self._heap: list[tuple[float, int, _Flow, int]] = []
         self._order = 0
         self._wake_s = float("inf")
         """When the pending simpy timer fires (inf: none pending)."""
@@ -464,19 +470,32 @@ class FairShareNetwork(Network):
                 state = self._fair_links.get(link)
                 if state is None:
                     bandwidth = self.cluster.link(link)["bandwidth_gb_s"] * 1e9 * self.bandwidth_scale
-                    state = self._fair_links[link] = _FairLink(bandwidth, self._flows.new_link(bandwidth))
+                    state = self._fair_links[link] = _FairLink(bandwidth)
                 made.append(state)
             speed = self.route_bytes_per_s(route) / (route.bottleneck_gb_s * 1e9 * self.bandwidth_scale)
             out = self._fair_routes[route.links] = (tuple(made), speed, self.latency_s(route))
         return out
 
-    def _retime(self, rows: dict[int, None] | list[int], now: float) -> None:
-        """Give each flow of ``rows`` its rate under today's sharing, in this order; a flow whose rate is
-        unchanged keeps its end (bytes at one rate from its last update: the same end, to rounding)."""
-        if rows:
-            table = self._flows
-            picked = np.fromiter(rows, dtype=np.intp, count=len(rows))
-            self._order += table.retime(picked, now, self._order)
+    def _retime(self, flow: _Flow, now: float) -> None:
+        """Give ``flow`` its rate under today's sharing; its completion stands when the rate is unchanged
+        (bytes at one rate from its last update: the same end, to rounding)."""
+        rate = flow.speed * min(map(_SHARE, flow.links))
+        if rate == flow.rate:
+            return
+        elapsed = now - flow.updated  # bring its progress up to now, at the old rate (inline: the hottest call)
+        if elapsed > 0:
+            latency_left = flow.latency_left
+            waiting = latency_left if latency_left < elapsed else elapsed
+            flow.latency_left = latency_left = latency_left - waiting
+            remaining = flow.remaining - flow.rate * (elapsed - waiting)
+            flow.remaining = remaining = remaining if remaining > 0.0 else 0.0
+        else:
+            latency_left, remaining = flow.latency_left, flow.remaining
+        flow.updated = now
+        flow.rate = rate
+        version = flow.version = flow.version + 1
+        order = self._order = self._order + 1
+        heapq.heappush(self._heap, (now + (latency_left + remaining / rate), order, flow, version))
 
     def _arm(self) -> None:
         """Make sure a simpy timer fires at the earliest live completion."""
@@ -485,11 +504,8 @@ class FairShareNetwork(Network):
         heap = self._heap
         while heap and heap[0][3] != heap[0][2].version:
             heapq.heappop(heap)
-        at = self._flows.next_end()
-        if heap and heap[0][0] < at:
-            at = heap[0][0]
-        if at < self._wake_s:
-            self._wake_s = at
+        if heap and heap[0][0] < self._wake_s:
+            at = self._wake_s = heap[0][0]
             timer = self.env.timeout(at - self.env.now)
             timer.callbacks.append(lambda _ev, t=at: self._wake(t))
 
@@ -499,15 +515,14 @@ class FairShareNetwork(Network):
         self._wake_s = float("inf")
         now, heap = self.env.now, self._heap
         self._waking = True
-        flows = self._flows
-        while (heap and heap[0][0] <= now) or flows.next_end() <= now:
-            due = flows.due(now)
+        while heap and heap[0][0] <= now:
+            due: list[_Flow] = []
             ended: list[_AloneRound | _ChainAlone] = []
             while heap and heap[0][0] <= now:
-                _, _, alone, version = heapq.heappop(heap)
-                if version == alone.version:
-                    alone.version = -1  # its later entries are dead
-                    ended.append(alone)
+                _, _, flow, version = heapq.heappop(heap)
+                if version == flow.version:
+                    flow.version = -1  # its later entries are dead
+                    (due if type(flow) is _Flow else ended).append(flow)
             if due:
                 self._finish(due, now)
             for alone in ended:
@@ -522,24 +537,21 @@ class FairShareNetwork(Network):
         self._waking = False
         self._arm()
 
-    def _finish(self, due: list[int], now: float) -> None:
+    def _finish(self, due: list[_Flow], now: float) -> None:
         """End the flows ``due`` now, together: the flows they shared a link with are re-timed once."""
         links: dict[_FairLink, None] = {}
-        flow_links = self._flow_links
-        for row in due:
-            for link in flow_links.pop(row):
-                del link.flows[row]
+        for flow in due:
+            for link in flow.links:
+                del link.flows[flow]
                 links[link] = None
-        neighbours: dict[int, None] = {}
-        shares = self._flows.shares
+        neighbours: dict[_Flow, None] = {}
         for link in links:
-            shares[link.index] = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
+            link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
             neighbours.update(link.flows)
-        self._retime(neighbours, now)
-        flow_join = self._flow_join
-        joins = [flow_join.pop(row) for row in due]
-        self._flows.release(due)  # before a round that ends here starts the next (which may take these rows)
-        for join in joins:
+        for other in neighbours:
+            self._retime(other, now)
+        for flow in due:
+            join = flow.join
             join.left -= 1
             if join.left == 0:
                 self._round_ended(join.done, join.chain)
@@ -608,25 +620,18 @@ class FairShareNetwork(Network):
         live = [i for i in range(len(alone.started)) if t0 + prices.finish[i] > now]
         join = _Join(len(live), alone.done, alone.chain, alone.owner)
         started_by = lambda state: t0 + state[0]  # noqa: E731 - the key the scan compared on, in its arithmetic
-        states = [prices.states[i] for i in live]  # by time: its last re-timing at or before now is its state
-        picked = np.array([s[max(bisect.bisect_right(s, now, key=started_by) - 1, 0)] for s in states])
-        at, remaining, latency_left, rate = picked.T
-        columns, speeds, _ = self._columns(alone.started)
-        updated = t0 + at
-        table, flow_links, flow_join = self._flows, self._flow_links, self._flow_join
-        rows = table.add(remaining, latency_left, columns[live], speeds[live], rate, updated)
-        # the end its last re-timing gave (not the alone end: its neighbours may now be slower)
-        table.place(rows, updated + (latency_left + remaining / rate), self._order)
-        self._order += len(live)
-        started = alone.started
-        for row, i in zip(rows.tolist(), live):
-            links = started[i][1]
-            flow_links[row], flow_join[row] = links, join
+        for i in live:
+            states = prices.states[i]  # by time: its last re-timing at or before now is the state it is in
+            at, remaining, latency_left, rate = states[max(bisect.bisect_right(states, now, key=started_by) - 1, 0)]
+            _, links, speed, _ = alone.started[i]
+            flow = _Flow(remaining, latency_left, links, speed, join)
+            flow.rate, flow.updated, flow.version = rate, t0 + at, 1
             for link in links:
-                link.flows[row] = None
-        shares = table.shares
+                link.flows[flow] = None
+            self._order += 1  # the end its last re-timing gave (not the alone end: its neighbours may now be slower)
+            heapq.heappush(self._heap, (flow.updated + (latency_left + remaining / rate), self._order, flow, 1))
         for link in alone.links:
-            shares[link.index] = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
+            link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
 
     def start_round(self, moves: list[tuple[str, str]], nbytes: int, messages: int = 1, *,
                     done: simpy.Event | None = None, value: object = None) -> simpy.Event | None:
@@ -749,19 +754,6 @@ class FairShareNetwork(Network):
             prepared = self._rounds[key] = (tuple(started), tuple(used), tuple(r for r, _, _, _ in started), {})
         return prepared
 
-    def _columns(self, started: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A prepared round's flows as the flow table takes them: link indices (padded), speeds, latencies
-        per message; built once per round (``started`` lives as long as the network's round cache)."""
-        out = self._round_columns.get(id(started))
-        if out is None:
-            width = max(len(links) for _, links, _, _ in started)
-            columns = np.zeros((len(started), width), dtype=np.intp)
-            for i, (_, links, _, _) in enumerate(started):
-                columns[i, :len(links)] = [link.index for link in links]
-            out = self._round_columns[id(started)] = (columns, np.array([s for _, _, s, _ in started]),
-                                                      np.array([lat for _, _, _, lat in started]))
-        return out
-
     def _start(self, moves: list[tuple[str, str]], nbytes: int, messages: int, done: simpy.Event | None,
                chain: _Chain | None) -> bool:
         """Start one round's flows now (False: none has a route to cross)."""
@@ -782,22 +774,20 @@ class FairShareNetwork(Network):
             if link.alone is not None:
                 self._materialise(link.alone, now)
         join = _Join(len(started), done, chain, chain.owner if chain is not None else self.owner)
-        touched: dict[int, None] = {}
+        touched: dict[_Flow, None] = {}
         for link in links_used:
             touched.update(link.flows)
         self.traffic.add_round(routes, int(nbytes))
-        table, flow_links, flow_join = self._flows, self._flow_links, self._flow_join
-        columns, speeds, latencies = self._columns(started)
-        rows = table.add(float(nbytes), messages * latencies, columns, speeds, 0.0, now)
-        for row, (_, links, _, _) in zip(rows.tolist(), started):
-            flow_links[row], flow_join[row] = links, join
+        for route, links, speed, latency in started:
+            flow = _Flow(nbytes, messages * latency, links, speed, join)
+            flow.updated = now
             for link in links:
-                link.flows[row] = None
-            touched[row] = None
-        shares = table.shares
+                link.flows[flow] = None
+            touched[flow] = None
         for link in links_used:
-            shares[link.index] = link.bytes_per_s / len(link.flows)
-        self._retime(touched, now)
+            link.share = link.bytes_per_s / len(link.flows)
+        for flow in touched:
+            self._retime(flow, now)
         self._arm()
         return True
 
@@ -838,16 +828,15 @@ class FairShareNetwork(Network):
                 chain = item.chain
                 rounds[id(item)] = [relative(item.owner), _chain_state(chain), "alone", item.t0 - now, id(item.alone)]
                 continue
-            rounds[id(item)] = [relative(item.owner), _chain_state(item.chain), "chain", item.t0 - now, id(item.plan)]
-        table = self._flows
-        for row, links in self._flow_links.items():
-            join = self._flow_join[row]
+            if type(item) is _ChainAlone:
+                rounds[id(item)] = [relative(item.owner), _chain_state(item.chain), "chain", item.t0 - now, id(item.plan)]
+                continue
+            join = item.join
             entry = rounds.get(id(join))
             if entry is None:
                 entry = rounds[id(join)] = [relative(join.owner), _chain_state(join.chain), "flows", join.left, []]
-            entry[4].append((tuple(ids[id(link)] for link in links), float(table.remaining[row]),
-                             float(table.latency_left[row]), float(table.rate[row]),
-                             float(table.updated[row]) - now, float(table.speed[row])))
+            entry[4].append((tuple(ids[id(link)] for link in item.links), item.remaining, item.latency_left,
+                             item.rate, item.updated - now, item.speed))
         out = []
         for entry in rounds.values():
             if entry[2] == "flows":

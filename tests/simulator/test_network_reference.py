@@ -97,13 +97,13 @@ def test_the_comparison_can_fail():
     """A network that ignores contention ends shared transfers sooner than the reference."""
 
     class NoContention(FairShareNetwork):
-        def _retime(self, rows, now):  # every link at its whole bandwidth while the flows are priced
-            shares = self._flows.shares
-            kept = shares.copy()
-            for link in self._fair_links.values():
-                shares[link.index] = link.bytes_per_s
-            super()._retime(rows, now)
-            shares[:] = kept
+        def _retime(self, flow, now):  # every link at its whole bandwidth while the flow is priced
+            shares = [link.share for link in flow.links]
+            for link in flow.links:
+                link.share = link.bytes_per_s
+            super()._retime(flow, now)
+            for link, share in zip(flow.links, shares):
+                link.share = share
 
     rounds = [(0.0, [("node0/gpu0", "node0/gpu1")], 10 ** 7, 1), (0.0, [("node0/gpu0", "node0/gpu1")], 10 ** 7, 1)]
     slow, _ = run(ReferenceFairShareNetwork, "pcie8", rounds, False)
