@@ -146,3 +146,36 @@ def test_one_warning_key_is_reported_once_however_many_workers_raise_it(monkeypa
         warnings.simplefilter("always")
         run(2, simulate_top=4)
     assert sum("embed outside the measured range" in str(w.message) for w in caught) == 1
+
+
+def test_a_wave_is_handed_out_costliest_first_and_read_back_in_its_order():
+    """Longest first: the shape with the most placements × devices × patches starts first; outcomes come back
+    in the wave's order, whatever order the workers ran them in."""
+    from types import SimpleNamespace
+
+    from planner.simulate_chosen import ShapeOutcome, _costliest_first
+    from simulator.plan import ParallelPlan
+
+    def shape(degrees: dict, patches: int) -> ParallelPlan:
+        return ParallelPlan(model="flux-dev", height_px=4096, width_px=4096, steps=28, degrees=degrees,
+                            patches=patches, warmup_steps=1)
+
+    shapes = [shape({"pipefusion": 8}, 8), shape({"pipefusion": 20, "ulysses": 24}, 20),
+              shape({"data": 4, "pipefusion": 4}, 4), shape({"pipefusion": 20, "ring": 2, "ulysses": 12}, 20)]
+    placements = {0: 2, 1: 2, 2: 2, 3: 3}
+    pricer = SimpleNamespace(prepare=lambda s: [None] * placements[shapes.index(s)])
+    settings = SimpleNamespace(placement_top=3)  # the fourth runs only its first placement
+    handed: list[int] = []
+
+    class Pool:
+        def imap(self, work, tasks):
+            for task in tasks:
+                handed.append(task[0])
+            return [ShapeOutcome(runs_stopped=task[0]) for task in reversed(tasks)][::-1]
+
+    counts: list[int] = []
+    tasks = [(i, None, s, None) for i, s in enumerate(shapes)]
+    outcomes = _costliest_first(Pool(), tasks, pricer, settings, counts.append)
+    # costs: 2·8·8, 2·480·20, 2·4·4 (one replica of data 4), 1·480·20
+    assert handed == [1, 3, 0, 2]
+    assert [o.runs_stopped for o in outcomes] == [0, 1, 2, 3] and counts == [1, 2, 3, 4]
