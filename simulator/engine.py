@@ -292,8 +292,11 @@ class Simulation(Pricing):
         least = 0.0
         for actor in work.actors:
             index = self.position[actor.label] + shift + (actor is not first)
-            if index < left.units:
-                least = max(least, left.least_s(actor, index))
+            if index >= left.units:
+                # a group would have run out of units before the last step starts: the end of the run may
+                # then change the others' timeline (a data replica ahead by a step), so no bound
+                return
+            least = max(least, left.least_s(actor, index))
         bound = (last_start + least) * (1.0 - WORK_LEFT_SLACK)
         if bound >= self._deadline.at_s:
             self._deadline.stop_now(bound)
