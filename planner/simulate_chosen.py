@@ -185,7 +185,7 @@ def _work(args: tuple[int, Candidate, ParallelPlan, float | None]) -> ShapeOutco
                                 f"{''.join(traceback.format_exception(error)).strip()}")
 
 
-def expected_cost(pricer: Pricer, settings: Settings, index: int, shape: ParallelPlan) -> int:
+def _expected_cost(pricer: Pricer, settings: Settings, index: int, shape: ParallelPlan) -> int:
     """A rough size of one shape's task: the placements it runs × devices of one replica × patches (the
     transfers a step starts grow with the devices, the steps' units with the patches)."""
     runs = len(pricer.prepare(shape)) if index < settings.placement_top else 1
@@ -202,7 +202,7 @@ def _costliest_first(pool, tasks: list, pricer: Pricer, settings: Settings,
     512-GPU wave started last and ran alone at the end (flux-dev 4096 px: 98 s of the wave's 234 s CPU,
     on 2 processes). Longest first is the classic list-scheduling remedy. ``arrived(k)`` is called as the
     ``k``-th outcome comes back (the progress bar); a worker's error is raised as soon as it arrives."""
-    order = sorted(range(len(tasks)), key=lambda j: -expected_cost(pricer, settings, tasks[j][0], tasks[j][2]))
+    order = sorted(range(len(tasks)), key=lambda j: -_expected_cost(pricer, settings, tasks[j][0], tasks[j][2]))
     outcomes: dict[int, ShapeOutcome] = {}
     for j, outcome in zip(order, pool.imap(_work, [tasks[j] for j in order])):
         if isinstance(outcome, BaseException):

@@ -297,9 +297,7 @@ class Simulation(Pricing):
                 # then change the others' timeline (a data replica ahead by a step), so no bound
                 return
             least = max(least, left.least_s(actor, index))
-        bound = (last_start + least) * (1.0 - WORK_LEFT_SLACK)
-        if bound >= self._deadline.at_s:
-            self._deadline.stop_now(bound)
+        self._stop_if_past(last_start + least)
 
     # -- bookkeeping ----------------------------------------------------------------------
     def event(self, key: tuple) -> simpy.Event:
@@ -547,7 +545,12 @@ class Simulation(Pricing):
         left = self._work_left
         if left is None or self._deadline is None:
             return
-        bound = (self.env.now + left.least_s(actor, index)) * (1.0 - WORK_LEFT_SLACK)
+        self._stop_if_past(self.env.now + left.least_s(actor, index))
+
+    def _stop_if_past(self, least_end_s: float) -> None:
+        """Stop the run once the least time it can end at (a sum of timers, lowered by
+        :data:`~simulator.work_left.SLACK` for their order of addition) is past the limit."""
+        bound = least_end_s * (1.0 - WORK_LEFT_SLACK)
         if bound >= self._deadline.at_s:
             self._deadline.stop_now(bound)
 
