@@ -16,7 +16,7 @@ from profiles.costs.workloads import ComputeSettings, workloads
 torch = pytest.importorskip("torch")
 
 SERIAL_TOLERANCE = 0.10
-"""The sum of per-layer medians must predict the directly timed serial forward within 10%."""
+"""The sum of per-layer timings must predict the directly timed serial forward within 10%."""
 
 
 def test_workloads_cover_patches_shards_and_batches() -> None:
@@ -117,47 +117,63 @@ def _bigger_tiny_preset(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timing
-def test_sum_of_layer_costs_predicts_a_timed_serial_forward(pfplan, tmp_path) -> None:
+def test_sum_of_layer_costs_predicts_a_timed_serial_forward(tmp_path) -> None:
     """Σ embed + blocks + final from the profile vs. the whole model timed directly (1 thread, batch 2).
 
-    Other jobs share the cores, and their load changes from second to second; load only ever
-    slows a timing down. So the profile measures only the shape needed (whole image, batch 2,
-    no shards), which keeps its timing about as long as the direct timing's, five rounds each
-    make a profile and a direct timing, and the least-loaded round of each is compared (the
-    fastest prediction against the fastest direct median, as `timeit` advises): on a fresh CI
-    machine the per-round ratios ran 0.93-1.24 while the two minima agreed within 6 %.
+    Other jobs share the cores (and, on a VM, the host), and load only ever slows a timing down,
+    so both sides use their least-loaded estimate, as `timeit` advises: each layer's fastest
+    repeat, summed the way the cost model sums layers, against the fastest direct forward. This
+    box's speed drifts by up to 40 % from one second to the next (a block's fastest repeat ran
+    10.4-14.7 ms in six profiles made back to back, with CPU time tracking wall time), so ten
+    short rounds each profile (only the shape needed: whole image, batch 2, no shards) and time
+    the model, alternating which goes first, in this one process, and each side keeps its
+    fastest round. Until 2026-12-03 five rounds compared medians, the profile made by the CLI in
+    a child process: a CI machine's disagreed by 42 % that day (the direct timing sped up
+    77 → 56 ms over the rounds while the children's predictions stayed at 79-90 ms) and this
+    box's by 13 %; compared as here, six runs here gave 0.92-1.04. The CLI's own output is
+    checked by test_compute_cli_writes_a_profile_with_its_command.
     """
-    from runtime.model_build import build_transformer
-    from runtime.forward_inputs import forward_inputs
+    from profiler.compute import profile_compute
     from profiles.costs.profile_derive import serial_prediction_s
-    from profiles.costs.profiled import load_profiled_cost_model
+    from profiles.costs.profiled import ProfiledCostModel
+    from runtime.forward_inputs import forward_inputs
+    from runtime.model_build import build_transformer
 
-    preset_file = _bigger_tiny_preset(tmp_path)
-    preset = load_model(str(preset_file))
+    preset = load_model(str(_bigger_tiny_preset(tmp_path)))
+    settings = ComputeSettings(resolutions_px=(256,), max_patches=1, batches=(2,), tensor_shards=(1,), shards=(),
+                               threads=1, repeats=7, extras=False, pass_overhead=False)
+    torch.set_num_threads(1)
     model = build_transformer(preset)
     rows, cols = preset.token_grid(256, 256)
     inputs = forward_inputs(preset, rows=rows, cols=cols, batch=2, device="cpu", dtype=torch.float32)
-    predictions, measurements = [], []
-    for round_ in range(5):
-        out = tmp_path / f"p{round_}.json"
-        result = pfplan("profile", "compute", "--model", preset_file, "--resolutions", "256", "--max-patches", "1",
-                        "--batches", "2", "--tensor-shards", "1", "--shards", "", "--threads", "1",
-                        "--repeats", "9", "--no-extras", "--no-pass-overhead", "-o", out)
-        assert result.code == 0, result.err
-        cost = load_profiled_cost_model(out, preset, gpu_name="cpu")
-        predicted = serial_prediction_s(cost, preset, resolution_px=256, steps=1)  # batch 2: pixart uses CFG
-        torch.set_num_threads(1)
+
+    def fastest_prediction_s() -> float:
+        profile = profile_compute(preset, settings, command="pfplan profile compute (test)")
+        fastest = {kind: [t.model_copy(update={"median_s": t.min_s}) for t in timings]
+                   for kind, timings in profile.layers.items()}
+        cost = ProfiledCostModel.from_profile(profile.model_copy(update={"layers": fastest}), preset, file="test")
+        return serial_prediction_s(cost, preset, resolution_px=256, steps=1)  # batch 2: pixart uses CFG
+
+    def fastest_forward_s() -> float:
         samples = []
         with torch.inference_mode():
-            for i in range(3 + 15):
+            for i in range(2 + 7):
                 start = time.perf_counter()
                 model(**inputs)
-                if i >= 3:
+                if i >= 2:
                     samples.append(time.perf_counter() - start)
-        measured = statistics.median(samples)
-        sys.__stdout__.write(f"serial forward: predicted {predicted * 1e3:.2f} ms, measured {measured * 1e3:.2f} ms\n")
-        predictions.append(predicted)
-        measurements.append(measured)
+        return min(samples)
+
+    predictions, measurements = [], []
+    for round_ in range(10):
+        if round_ % 2:
+            measurements.append(fastest_forward_s())
+            predictions.append(fastest_prediction_s())
+        else:
+            predictions.append(fastest_prediction_s())
+            measurements.append(fastest_forward_s())
+        sys.__stdout__.write(f"serial forward: predicted {predictions[-1] * 1e3:.2f} ms, "
+                             f"measured {measurements[-1] * 1e3:.2f} ms\n")
     ratio = min(predictions) / min(measurements)
     assert ratio == pytest.approx(1.0, abs=SERIAL_TOLERANCE), (predictions, measurements)
 
