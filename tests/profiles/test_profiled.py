@@ -57,6 +57,26 @@ def test_between_levels_is_between_neighbours() -> None:
     assert lo < mid < hi
 
 
+def test_a_slow_reading_is_lowered_and_does_not_raise_bigger_shapes() -> None:
+    """Load only slows a timing: a patch measured slower than a bigger one takes the bigger one's
+    time, and the bigger patches keep their own (a running maximum would have raised them)."""
+    shapes = [(kv // m, kv) for kv in LEVELS for m in SPLITS]
+    clean = [1e-6 * q * (1 + kv / 512) for q, kv in shapes]
+    noisy = list(clean)
+    slow = shapes.index((64, 256))  # the 4-patch split of the 256-key level, read 5x too slow
+    noisy[slow] *= 5
+    cost = cost_model(synthetic(noisy))
+    for q, kv in ((128, 256), (256, 256)):
+        assert cost.layer_time_s(LayerShape("pixart_block", q, kv)) == pytest.approx(clean[shapes.index((q, kv))])
+    assert cost.layer_time_s(LayerShape("pixart_block", 64, 256)) == pytest.approx(clean[shapes.index((128, 256))])
+    assert cost.layer_time_s(LayerShape("pixart_block", 32, 256)) == pytest.approx(clean[shapes.index((32, 256))])
+    # a slow reading at a lower key level is lowered to the level above at the same queries
+    noisy = list(clean)
+    noisy[shapes.index((64, 64))] *= 5
+    cost = cost_model(synthetic(noisy))
+    assert cost.layer_time_s(LayerShape("pixart_block", 64, 64)) == pytest.approx(clean[shapes.index((64, 256))])
+
+
 times_strategy = st.lists(st.floats(min_value=1e-6, max_value=1.0), min_size=len(LEVELS) * len(SPLITS),
                           max_size=len(LEVELS) * len(SPLITS))
 
