@@ -5,14 +5,15 @@ A profile holds, per layer kind, batch and tensor shard, times at a scatter of
 "level": the whole image at one resolution, or a local shard) several query lengths. A
 shape in between is priced by interpolating in log space:
 
-1. at each level, log time is piecewise linear in log q through the measured points,
-   after each point is lowered to the least time measured at that q or above; above a
+1. each reading is lowered to the least time measured at as many queries and keys or more;
+2. at each level, log time is piecewise linear in log q through those points; above a
    level's largest q it stays at that value;
-2. each level's curve is lowered to at most the levels above it, where they are defined;
-3. between two levels, log time is linear in log kv.
+3. each level's curve is raised to at least the levels below it where they are defined
+   (after 1. this only evens out interpolation between levels measured at unlike queries);
+4. between two levels, log time is linear in log kv.
 
-Both steps keep the result non-decreasing in q and in kv (more queries or more keys never
-cost less). They lower, never raise, because load from other work only ever slows a timing:
+The result is non-decreasing in q and in kv (more queries or more keys never cost less).
+Readings are lowered, never raised, because load from other work only ever slows a timing:
 a shape measured slower than a bigger one is a noisy reading, and the bigger shape's time is
 a truer bound on it. (Until 2026-12-03 a running maximum raised the bigger shapes instead: in
 the shipped ``pixart-tiny-cpu`` one noisy 32-query block, 1.37 ms against 0.96 ms at 64
@@ -115,18 +116,20 @@ class Surface:
 
     @classmethod
     def of(cls, timings: list[Timing], *, ignore_kv: bool = False) -> Surface:
+        points = [(t.query_tokens, 0 if ignore_kv else t.kv_tokens, t.median_s) for t in timings]
         by_kv: dict[int, list[tuple[int, float]]] = {}
-        for t in timings:
-            by_kv.setdefault(0 if ignore_kv else t.kv_tokens, []).append((t.query_tokens, t.median_s))
+        for q, kv, _ in points:  # each reading lowered to the least at as many queries and keys or more
+            least = min(s for q2, kv2, s in points if q2 >= q and kv2 >= kv)
+            by_kv.setdefault(kv, []).append((q, least))
         levels = sorted(by_kv)
         return cls(levels, [Curve.of(by_kv[kv]) for kv in levels])
 
     def _level(self, j: int, q: float) -> float | None:
-        """Level ``j``'s log time at ``q``, lowered to every higher level defined there."""
+        """Level ``j``'s log time at ``q``, raised to every lower level defined there (readings are
+        already lowered, so this only evens out interpolation between unlike query grids)."""
+        values = [v for v in (c(q) for c in self.curves[: j + 1]) if v is not None]
         own = self.curves[j](q)
-        if own is None:
-            return None
-        return min([own, *(v for v in (c(q) for c in self.curves[j + 1:]) if v is not None)])
+        return None if own is None else max(values)
 
     def log_time(self, q: float, kv: float) -> tuple[float | None, str]:
         """(log seconds, '') inside the measured range, else (None, why not)."""
