@@ -225,3 +225,16 @@ def test_embed_and_final_are_whole_under_tensor_parallelism() -> None:
         warnings.simplefilter("error")
         assert cost.layer_time_s(LayerShape("embed", 256, 256, tensor_shard=4)) == \
             cost.layer_time_s(LayerShape("embed", 256, 256))
+
+
+def test_the_monotony_report_counts_each_lowered_reading() -> None:
+    from benchmarks.profile_monotony import lowered
+
+    shapes = [(kv // m, kv) for kv in LEVELS for m in SPLITS]
+    clean = [1e-6 * q * (1 + kv / 512) for q, kv in shapes]
+    assert lowered(synthetic(clean))[0] == 0
+    noisy = list(clean)
+    noisy[shapes.index((64, 256))] *= 5
+    count, priced, least = lowered(synthetic(noisy))
+    assert count == 1 and priced == len(shapes) + 2 * len(LEVELS)  # blocks, embed and final
+    assert least == pytest.approx(clean[shapes.index((128, 256))] / noisy[shapes.index((64, 256))])
