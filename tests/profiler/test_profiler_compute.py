@@ -135,8 +135,10 @@ def test_sum_of_layer_costs_predicts_a_timed_serial_forward(tmp_path) -> None:
     fastest prediction against the fastest forward failed a fresh clone here at 1.104 the same
     evening (one forward round read 41 ms against 46-53 ms in the others), and resampling the
     rounds of five such runs put that statistic outside 10 % in 15 % of draws, the median of
-    paired ratios over 24 rounds in 7 %. The CLI's own output is checked by
-    test_compute_cli_writes_a_profile_with_its_command.
+    paired ratios over 24 rounds in 7 %. So a median outside the tolerance earns a second look:
+    24 rounds more, judged on the median of all 48 (a two-stage sequential test: a real bias of
+    more than 10 % fails both looks, a burst of load on one look is outvoted). The CLI's own output
+    is checked by test_compute_cli_writes_a_profile_with_its_command.
     """
     from profiler.compute import profile_compute
     from profiles.costs.profile_derive import serial_prediction_s
@@ -170,16 +172,23 @@ def test_sum_of_layer_costs_predicts_a_timed_serial_forward(tmp_path) -> None:
         return min(samples)
 
     predictions, measurements = [], []
-    for round_ in range(ROUNDS):
-        if round_ % 2:
-            measurements.append(fastest_forward_s())
-            predictions.append(fastest_prediction_s())
-        else:
-            predictions.append(fastest_prediction_s())
-            measurements.append(fastest_forward_s())
-        sys.__stdout__.write(f"serial forward: predicted {predictions[-1] * 1e3:.2f} ms, "
-                             f"measured {measurements[-1] * 1e3:.2f} ms\n")
-    ratio = statistics.median(p / m for p, m in zip(predictions, measurements))
+
+    def paired_rounds(count: int) -> float:
+        """``count`` more rounds; the median paired ratio over every round so far."""
+        for _ in range(count):
+            if len(predictions) % 2:
+                measurements.append(fastest_forward_s())
+                predictions.append(fastest_prediction_s())
+            else:
+                predictions.append(fastest_prediction_s())
+                measurements.append(fastest_forward_s())
+            sys.__stdout__.write(f"serial forward: predicted {predictions[-1] * 1e3:.2f} ms, "
+                                 f"measured {measurements[-1] * 1e3:.2f} ms\n")
+        return statistics.median(p / m for p, m in zip(predictions, measurements))
+
+    ratio = paired_rounds(ROUNDS)
+    if abs(ratio - 1.0) > SERIAL_TOLERANCE:  # a second look, pooled with the first (a sequential test)
+        ratio = paired_rounds(ROUNDS)
     assert ratio == pytest.approx(1.0, abs=SERIAL_TOLERANCE), (predictions, measurements)
 
 
