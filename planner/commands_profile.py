@@ -339,6 +339,9 @@ def register(app: typer.Typer) -> None:
             step = f"{o.step_s * 1e3:.3g} ms" if o.step_s is not None else "not measured"
             lines.append(f"  overhead batch {o.batch}: {o.block_s * 1e6:.3g} µs per block, runtime loop {step} per "
                          f"step, first pass {o.first_pass_s * 1e3:.3g} ms")
+            if o.patch_passes:
+                lines.append("    PipeFusion loop per patch pass: " + ", ".join(
+                    f"{pp.patches} patches {pp.pass_s * 1e3:.3g} ms" for pp in o.patch_passes))
         out_console.print("\n".join(lines), markup=False)
         if p.layers:
             _summary(p, "layers")

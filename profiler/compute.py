@@ -237,7 +237,9 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
             scheduler = time_scheduler_step(preset, base_res, patch_splits(rows, settings.max_patches), timer.samples,
                                             summarise, device=device, dtype=dtype)
         if full is not None:
-            overhead = full.overheads(layers, settings.batches, timer.samples, scheduler)
+            rows = preset.token_grid(full.resolution_px, full.resolution_px)[0]
+            overhead = full.overheads(layers, settings.batches, timer.samples, scheduler,
+                                      patch_counts=tuple(patch_splits(rows, settings.max_patches)))
     launch, ring = [], []
     if settings.extras:
         from profiler.ring_core import time_ring_core

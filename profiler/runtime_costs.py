@@ -29,7 +29,10 @@ from typing import Any, Callable
 
 from profiles.costs.cost_model import EMBED, FINAL
 from profiles.catalog.models import ModelPreset
-from profiles.costs.profile_format import PassOverhead, Timing, VaeTiming
+from profiles.costs.profile_format import PassOverhead, PatchPassOverhead, Timing, VaeTiming
+
+PRICED_SPANS = frozenset({"embed", "blocks", "final", "scheduler"})
+"""The runtime's spans the simulator prices from the layer table and the scheduler timings."""
 
 
 def time_vae_decode(preset: ModelPreset, resolutions_px: tuple[int, ...], samples: Callable[[Callable], list[float]],
@@ -131,6 +134,36 @@ class FullForward:
                 raise
             # DiT's unpatchify may refuse the learned-sigma output after the blocks ran (profiler_compute does the same)
 
+    def _stage_setup(self, model: Any, batch: int, *, steps: int, warmup: int, patch_rows: tuple[int, ...]) -> Any:
+        """One rank's :class:`~runtime.strategies.base.StageSetup` over ``model``: every block, one stage."""
+        import diffusers
+        import torch
+
+        from runtime.dist_context import DistContext
+        from runtime.measure import Recorder
+        from runtime.model_inputs import initial_latent, make_conditioning
+        from runtime.strategies.base import ModelView, PlanShare, RankInputs, RankPlace, Recording, StageSetup
+        from runtime.strategies.cfg import BatchGuidance, Unguided
+
+        preset = self.preset
+        cond = make_conditioning(preset, seed=self.seed)
+        cfg = preset.uses_cfg and batch == 2
+        branch = cond.branches(("uncond", "cond") if cfg else ("cond",))
+        branch = type(branch)(**{k: (v.to(self.device) if v is not None else None) for k, v in vars(branch).items()})
+        latent = initial_latent(preset, self.resolution_px, self.resolution_px, self.seed,
+                                dtype=self.dtype).to(self.device)
+        rows, cols = preset.token_grid(self.resolution_px, self.resolution_px)
+        scheduler = getattr(diffusers, preset.scheduler)(**preset.scheduler_config)
+        return StageSetup(
+            model=ModelView(preset=preset, transformer=model, scheduler=scheduler, rows=rows, cols=cols),
+            inputs=RankInputs(branch=branch, latent=latent,
+                              guidance=BatchGuidance(cond.guidance_scale) if cfg else Unguided(),
+                              generator=torch.Generator(device="cpu").manual_seed(self.seed)),
+            share=PlanShare(steps=steps, warmup=warmup, patch_rows=patch_rows,
+                            layers=range(len(preset.arch.block_kinds()))),
+            place=RankPlace(dist=DistContext.single({}, 60.0, torch.device(self.device)), pipeline=(0,)),
+            recording=Recording(rec=Recorder(rank=0, cuda=self.device.startswith("cuda"))))
+
     def runtime_step_excess_s(self, batch: int, scheduler_s: float, *, steps: int,
                               repeats: int) -> tuple[float, float]:
         """(median seconds per step of the runtime's own serial loop, median excess per step over
@@ -143,37 +176,13 @@ class FullForward:
         """
         import statistics
 
-        import diffusers
-        import torch
-
-        from runtime.dist_context import DistContext
-        from runtime.measure import Recorder
-        from runtime.strategies.base import ModelView, PlanShare, RankInputs, RankPlace, Recording, StageSetup
-        from runtime.strategies.cfg import BatchGuidance, Unguided
         from runtime.strategies.serial import denoise
-        from runtime.model_inputs import initial_latent, make_conditioning
 
-        preset = self.preset
-        cond = make_conditioning(preset, seed=self.seed)
-        cfg = preset.uses_cfg and batch == 2
-        branch = cond.branches(("uncond", "cond") if cfg else ("cond",))
-        branch = type(branch)(**{k: (v.to(self.device) if v is not None else None) for k, v in vars(branch).items()})
-        latent = initial_latent(preset, self.resolution_px, self.resolution_px, self.seed,
-                                dtype=self.dtype).to(self.device)
-        rows, cols = preset.token_grid(self.resolution_px, self.resolution_px)
-        scheduler = getattr(diffusers, preset.scheduler)(**preset.scheduler_config)
+        rows = self.preset.token_grid(self.resolution_px, self.resolution_px)[0]
         inputs = self.inputs(batch)
         loops, excess = [], []
         for i in range(repeats + 1):  # the first pair is a warm-up
-            setup = StageSetup(
-                model=ModelView(preset=preset, transformer=self.model, scheduler=scheduler, rows=rows, cols=cols),
-                inputs=RankInputs(branch=branch, latent=latent,
-                                  guidance=BatchGuidance(cond.guidance_scale) if cfg else Unguided(),
-                                  generator=torch.Generator(device="cpu").manual_seed(self.seed)),
-                share=PlanShare(steps=steps, warmup=steps, patch_rows=(rows,),
-                                layers=range(len(preset.arch.block_kinds()))),
-                place=RankPlace(dist=DistContext.single({}, 60.0, torch.device(self.device)), pipeline=(0,)),
-                recording=Recording(rec=Recorder(rank=0)))
+            setup = self._stage_setup(self.model, batch, steps=steps, warmup=steps, patch_rows=(rows,))
             start = time.perf_counter()
             denoise(setup)
             per_step = (time.perf_counter() - start) / steps
@@ -184,6 +193,51 @@ class FullForward:
             if i:
                 loops.append(per_step)
                 excess.append(per_step - forward - scheduler_s)
+        return statistics.median(loops), max(statistics.median(excess), 0.0)
+
+    def runtime_patch_excess_s(self, batch: int, patches: int, *, steps: int, repeats: int) -> tuple[float, float]:
+        """(median seconds per patch pass of the runtime's PipeFusion loop, median per patch pass of its
+        time outside the spans the simulator prices on their own: embed, blocks, final, scheduler).
+
+        The loop is ``runtime.strategies.pipefusion`` on one rank (one stage, ``patches`` patches,
+        one warm-up step): what a PipeFusion rank wraps around each patch (the unit loop, the
+        step context, guidance, the latent rows' copies), which the serial loop's per-step excess
+        (:meth:`runtime_step_excess_s`) over-states for a pass over a fraction of the image. Only the
+        patch steps after the first are counted (the first splits the scheduler per patch, once
+        per run). Both sides come from one loop's own spans, so load moves them alike. It runs on
+        a second copy of the model: the loop installs stale-K/V attention on its blocks.
+        """
+        import statistics
+
+        from runtime.model_build import build_transformer
+        from runtime.strategies.pipefusion import PipeFusion
+        from simulator.plan import patch_rows
+
+        import torch
+
+        if steps < 3:
+            raise ValueError("a patch loop needs a warm-up step, a first patch step and one to count")
+        rows = self.preset.token_grid(self.resolution_px, self.resolution_px)[0]
+        model = getattr(self, "_patch_model", None)
+        if model is None:
+            model = self._patch_model = build_transformer(
+                self.preset, device=self.device, dtype=None if self.dtype == torch.float32 else self.dtype,
+                seed=self.seed)
+        counted = set(range(2, steps))  # step 0 warm-up, step 1 the first patch step
+        passes = len(counted) * patches
+        loops, excess = [], []
+        for i in range(repeats + 1):  # the first is a warm-up
+            setup = self._stage_setup(model, batch, steps=steps, warmup=1,
+                                      patch_rows=tuple(patch_rows(rows, patches)))
+            loop = PipeFusion().prepare(setup.model, setup.share, setup.place.dist)
+            loop.run(setup)
+            ends = setup.recording.step_end_s
+            window = ends[-1] - ends[1]
+            priced = sum(e["dur"] for e in setup.recording.rec.events
+                         if e["name"] in PRICED_SPANS and e["args"].get("step") in counted) * 1e-6
+            if i:
+                loops.append(window / passes)
+                excess.append((window - priced) / passes)
         return statistics.median(loops), max(statistics.median(excess), 0.0)
 
     def paired_block_excess_s(self, inputs: dict[str, Any], *, repeats: int) -> float:
@@ -228,11 +282,14 @@ class FullForward:
 
     def overheads(self, layers: dict[str, list[Timing]], batches: tuple[int, ...],
                   samples: Callable[[Callable], list[float]], scheduler: list[Timing] | None = None,
-                  *, loop_repeats: int = 5) -> list[PassOverhead]:
-        """Warm full forwards against the layer table's sum for the same shape, per batch."""
+                  *, loop_repeats: int = 5, patch_counts: tuple[int, ...] = ()) -> list[PassOverhead]:
+        """Warm full forwards against the layer table's sum for the same shape, per batch; with the
+        runtime's loops (serial, and PipeFusion at each of ``patch_counts`` ≥ 2) where it runs the batch."""
         import statistics
 
         import torch
+
+        from simulator.plan import patch_rows
 
         tokens = self.preset.image_tokens(self.resolution_px)
         kinds = self.preset.arch.block_kinds()
@@ -257,8 +314,16 @@ class FullForward:
                 if sched is not None and runs_batch:
                     loop, step = self.runtime_step_excess_s(batch, sched, steps=max(self.preset.default_steps, 2),
                                                             repeats=loop_repeats)
+                patch_passes = []
+                rows, cols = self.preset.token_grid(self.resolution_px, self.resolution_px)
+                for m in (m for m in patch_counts if m >= 2) if runs_batch else ():
+                    patch_loop, patch_pass = self.runtime_patch_excess_s(
+                        batch, m, steps=max(self.preset.default_steps, 4), repeats=loop_repeats)
+                    patch_passes.append(PatchPassOverhead(patches=m, query_tokens=max(patch_rows(rows, m)) * cols,
+                                                          loop_s=patch_loop, pass_s=patch_pass, repeats=loop_repeats))
                 out.append(PassOverhead(batch=batch, query_tokens=tokens, forward_s=forward, layers_sum_s=parts,
                                         block_s=paired, first_pass_s=first,
-                                        runtime_step_s=loop, step_s=step, repeats=len(runs)))
+                                        runtime_step_s=loop, step_s=step, repeats=len(runs),
+                                        patch_passes=patch_passes))
         return out
 

@@ -126,6 +126,36 @@ class Pricing:
             self.unpriced.add(method)
         return value
 
+    def _embed_s(self, q: int, b: int) -> float:
+        """The embed of a pass over ``q`` of the image's tokens, as the rank runs it: where the family's
+        runtime embeds the whole latent and cuts its share (``FamilySpec.patch_embed``), every share pays
+        the whole image's embed (at the rank's batch); else the share's own tokens."""
+        if getattr(self.model.arch.spec, "patch_embed", "rows") == "rows":
+            return self._layer_s(LayerShape(EMBED, q, q, b))
+        shape = LayerShape(EMBED, q, q, b)
+        for strategy, degree in self.strategies:
+            shape = strategy.shard(shape, degree)
+        image = self.work.image_tokens
+        shape = replace(shape, query_tokens=image, kv_tokens=image, text_query_tokens=None)
+        t = self._layer_costs.get(shape)
+        if t is None:
+            t = self._layer_costs[shape] = float(self.cost_model.layer_time_s(shape))
+        return t
+
+    def pass_overhead_s(self, blocks: int, batch: int, patch_tokens: int | None) -> float:
+        """A pass's overhead beyond its layers: a PipeFusion patch pass (``patch_tokens``) at the cost
+        model's patch loop figure where it has one, else (and for whole-image passes) ``pass_overhead_s``."""
+        if patch_tokens is not None:
+            key = ("patch_pass_overhead_s", blocks, batch, patch_tokens)
+            value = self._optional.get(key)
+            if value is None:
+                fn = getattr(self.cost_model, "patch_pass_overhead_s", None)
+                answer = fn(blocks, batch, patch_tokens) if fn is not None else None
+                value = self._optional[key] = -1.0 if answer is None else float(answer)
+            if value >= 0.0:
+                return value
+        return self.optional_s("pass_overhead_s", blocks, batch)
+
     def first_pass_s(self) -> float:
         return self.optional_s("first_pass_overhead_s", self.work.batch)
 
@@ -141,17 +171,18 @@ class Pricing:
         work = self.work
         q, k, b = work.tokens(item), work.image_tokens, work.batch
         last = stage == work.stages - 1
+        patch = item is not None
         shared_key = (self._degree_key, work.stage_kinds[stage], q, k, b, warmup, first, stage == 0, last,
-                      work.hidden, work.dtype_bytes)
+                      work.hidden, work.dtype_bytes, patch)
         cost = self._shared_passes.get(shared_key)
         if cost is not None:
             if last:
                 self.optional_s("scheduler_step_time_s", q)  # notes it as unpriced for this plan too
-            self.optional_s("pass_overhead_s", len(work.stage_kinds[stage]), b)
+            self.pass_overhead_s(len(work.stage_kinds[stage]), b, q if patch else None)
             self._costs[key] = cost
             return cost
         compute = sum(self._layer_s(LayerShape(kind, q, k, b)) for kind in work.stage_kinds[stage])
-        embed = self._layer_s(LayerShape(EMBED, q, q, b)) if stage == 0 else 0.0
+        embed = self._embed_s(q, b) if stage == 0 else 0.0
         final = self._layer_s(LayerShape(FINAL, q, q, b)) if stage == work.stages - 1 else 0.0
         local = LayerShape(work.stage_kinds[stage][0], q, k, b)
         for strategy, degree in self.strategies:
@@ -165,7 +196,7 @@ class Pricing:
                       for spec in strategy.collectives(pw, degree, local.query_tokens)
                       for part in split_by_overlap(spec, overlap))
         scheduler = self.optional_s("scheduler_step_time_s", q) if stage == work.stages - 1 else 0.0
-        overhead = self.optional_s("pass_overhead_s", len(work.stage_kinds[stage]), b) \
+        overhead = self.pass_overhead_s(len(work.stage_kinds[stage]), b, q if patch else None) \
             + sum(strategy.extra_compute_s(pw, degree, local.query_tokens, self.optional_s)
                   for strategy, degree in self.strategies)
         cost = self._costs[key] = self._shared_passes[shared_key] = PassCost(

@@ -60,6 +60,8 @@ class CostModel(Protocol):
 OPTIONAL_METHODS = {
     "scheduler_step_time_s": "(image_tokens) → one scheduler step on that many tokens' latent rows",
     "pass_overhead_s": "(blocks, batch) → a pass's overhead beyond its separately timed layers",
+    "patch_pass_overhead_s": "(blocks, batch, query_tokens) → a PipeFusion patch pass's overhead beyond its "
+                             "separately timed layers (absent or None: ``pass_overhead_s``)",
     "first_pass_overhead_s": "(batch) → extra time of a rank's first pass in a fresh process",
     "vae_decode_time_s": "(height_px, width_px) → the VAE decode of one image in a one-image run",
     "elementwise_time_s": "(nbytes, kernels) → ``kernels`` elementwise kernels moving ``nbytes`` in all "

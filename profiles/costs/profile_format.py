@@ -117,6 +117,25 @@ class VaeTiming(FormatModel):
                                   "of the VAE's kernels), seconds; what a one-image run pays.")
 
 
+class PatchPassOverhead(FormatModel):
+    """What the runtime's PipeFusion loop adds around one patch pass (one rank, one stage).
+
+    Measured by ``runtime.strategies.pipefusion`` on one rank with ``patches`` patches and one
+    warm-up step, over its patch steps after the first: the loop's time per patch pass, and of
+    that the time outside the embed, blocks, final and scheduler spans (which the simulator
+    prices from the layer table and the scheduler timings).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    patches: int = Field(ge=2)
+    query_tokens: int = Field(gt=0, description="Image tokens of one patch (the largest, when they differ).")
+    loop_s: float = Field(ge=0, description="Median over repeats of the patch steps' time per patch pass, seconds.")
+    pass_s: float = Field(ge=0, description="max(0, median over repeats of the patch steps' time outside the embed, "
+                          "blocks, final and scheduler spans, per patch pass), seconds.")
+    repeats: int = Field(ge=1)
+
+
 class PassOverhead(FormatModel):
     """What a whole-model forward costs beyond the sum of its separately timed layers.
 
@@ -126,7 +145,8 @@ class PassOverhead(FormatModel):
     calling one block in a loop does not see. ``first_pass_s``: the first forward in a fresh
     process minus a warm one (allocator and kernel set-up), paid once per rank per run.
     ``step_s``: the runtime's own loop per step (one rank, serial path) minus the warm
-    forward and the scheduler step.
+    forward and the scheduler step. ``patch_passes``: the same for the PipeFusion loop, per
+    patch pass, at each patch count measured.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -144,6 +164,9 @@ class PassOverhead(FormatModel):
                                  "timed right after it − scheduler step)): what the runtime's loop adds around each "
                                  "forward, seconds.")
     repeats: int = Field(ge=1)
+    patch_passes: list[PatchPassOverhead] = Field(
+        default_factory=list, description="The runtime's PipeFusion loop per patch pass, per patch count "
+        "(empty: not measured; the simulator then charges each patch pass the serial loop's step_s).")
 
 
 class RuntimeLaunch(FormatModel):

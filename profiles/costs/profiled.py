@@ -223,6 +223,18 @@ class ProfiledCostModel:
         entry = min(entries, key=lambda e: (abs(e.batch - batch), e.batch))
         return blocks * entry.block_s + (entry.step_s or 0.0)
 
+    def patch_pass_overhead_s(self, blocks: int, batch: int, query_tokens: int) -> float | None:
+        """``blocks`` × the per-block overhead of a whole forward, plus what the runtime's PipeFusion loop
+        adds around a patch pass, measured at the patch count whose patch is nearest ``query_tokens``
+        (in ratio; at this batch, else the nearest batch). None where the profile has no patch loop
+        measurement (the simulator then charges :meth:`pass_overhead_s`, the serial loop's step)."""
+        entries = [e for e in self.profile.pass_overhead if e.patch_passes]
+        if not entries:
+            return None
+        entry = min(entries, key=lambda e: (abs(e.batch - batch), e.batch))
+        near = min(entry.patch_passes, key=lambda p: (abs(math.log(p.query_tokens / max(query_tokens, 1))), p.patches))
+        return blocks * entry.block_s + near.pass_s
+
     def elementwise_time_s(self, nbytes: float, kernels: int) -> float | None:
         """From the measured scheduler steps (the profile's one elementwise measurement): the smallest
         step ÷ its ~12 kernels is one kernel's floor, the largest step's bytes (12 kernels × 3 fp32

@@ -54,6 +54,7 @@ def preset_defaults(config: dict[str, Any]) -> dict[str, Any]:
 
 SPEC = FamilySpec(
     name="flux",
+    patch_embed="rows",  # x_embedder is per token; positions are rotary, applied in the blocks
     diffusers_class="FluxTransformer2DModel",
     pipeline_class="FluxPipeline",
     usual_dtype="bf16",  # FluxPipeline docs load torch.bfloat16 (xDiT's flux_example too)

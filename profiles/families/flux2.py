@@ -71,6 +71,7 @@ def preset_defaults(config: dict[str, Any]) -> dict[str, Any]:
 
 SPEC = FamilySpec(
     name="flux2",
+    patch_embed="rows",  # x_embedder is per token; positions are rotary, applied in the blocks
     diffusers_class="Flux2Transformer2DModel",
     pipeline_class="Flux2Pipeline",
     build=build,

@@ -63,6 +63,7 @@ def preset_defaults(config: dict[str, Any]) -> dict[str, Any]:
 
 SPEC = FamilySpec(
     name="hunyuan_video",
+    patch_embed="rows",  # x_embedder is a per-patch projection; positions are rotary, applied in the blocks
     diffusers_class="HunyuanVideoTransformer3DModel",
     pipeline_class="HunyuanVideoPipeline",
     build=build,

@@ -50,6 +50,7 @@ def preset_defaults(config: dict[str, Any]) -> dict[str, Any]:
 
 SPEC = FamilySpec(
     name="qwen_image",
+    patch_embed="rows",  # img_in is per token; positions are rotary, applied in the blocks
     diffusers_class="QwenImageTransformer2DModel",
     pipeline_class="QwenImagePipeline",
     build=build,

@@ -164,6 +164,12 @@ class FamilySpec:
     ratio_keys: tuple[str, ...] = ()
     """Config keys that must be positive numbers."""
     duplicated_params_note: str = "diffusers stores some shared parameters in every block"
+    patch_embed: str = "whole"
+    """How pfrun's adapter embeds a share of the image (a PipeFusion patch, a sequence-parallel or
+    DistriFusion band): ``whole``, the patch embedding of the whole latent cut to the share (its
+    positional embedding depends on the whole grid), so every share pays the whole image's embed;
+    ``rows``, only the share's latent rows (a per-token projection, positions applied in the blocks).
+    ``tests/runtime/test_family_patch_embed.py`` checks it against the runtime adapters."""
     runtime_lacks: Mapping[str, str] = field(default_factory=dict)
     """Capabilities pfrun's adapter for this family does not have yet, each with why:
     ``sequence_attention`` (a sequence-parallel processor), ``patch_kv_attention`` (a
@@ -173,6 +179,8 @@ class FamilySpec:
     """Why :attr:`Architecture.duplicated_params` is not 0, for ``pfplan models``."""
 
     def __post_init__(self) -> None:
+        if self.patch_embed not in ("whole", "rows"):
+            raise ValueError(f"{self.name}: patch_embed must be 'whole' or 'rows', not {self.patch_embed!r}")
         unknown = set(self.runtime_lacks) - RUNTIME_CAPABILITIES
         if unknown:
             raise ValueError(f"{self.name}: runtime_lacks names unknown capabilities {sorted(unknown)}; "

@@ -64,6 +64,7 @@ def preset_defaults(config: dict[str, Any]) -> dict[str, Any]:
 
 SPEC = FamilySpec(
     name="wan",
+    patch_embed="rows",  # patch_embedding is a per-patch conv; positions are rotary, applied in the blocks
     diffusers_class="WanTransformer3DModel",
     pipeline_class="WanPipeline",
     build=build,

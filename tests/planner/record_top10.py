@@ -11,7 +11,12 @@ other rows unchanged); re-recorded in round 10 when an all-to-all became one rou
 peer at once (the rows with Ulysses degree 4 or 8 0.2-3.5 % faster, reordering four pairs of near ties:
 flux-dev's ``ulysses8`` ahead of ``distrifusion8`` and ``ring2×ulysses4`` of ``distrifusion7``, hunyuan-dit's
 ``cfg2×ulysses4`` ahead of ``cfg2×pipefusion4`` and ``ulysses8`` of ``cfg2×pipefusion2×ring2``; the others
-unchanged). Re-record only when a change means to. Since round 6 a shape below the
+unchanged); re-recorded in round 13 when a share of the image (a PipeFusion patch, a sequence-parallel or
+DistriFusion band) pays the embed its family's runtime adapter runs (``FamilySpec.patch_embed``: PixArt, SD3,
+DiT and HunyuanDiT embed the whole latent for every share): PixArt-α and SD3 PipeFusion rows 0.1-4.4 % slower,
+reordering SD3's ``pipefusion8`` behind ``cfg2×pipefusion2×ulysses2`` and PixArt-α's ``pipefusion7`` rows out of
+the top 10; flux-dev (rows) unchanged; HunyuanDiT rows within 0.6 % (``cfg2×pipefusion2×ring2`` 0.6 % faster:
+its later stage-0 hops meet less contention), swapping two near ties. Re-record only when a change means to. Since round 6 a shape below the
 exactly ranked top K may be stopped early in a search (``"stopped": true``, its latency a lower
 bound); the recording runs every simulation to its end (``exact_top=None``).
 """

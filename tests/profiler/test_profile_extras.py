@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from profiles.costs.analytic import AnalyticCostModel
 from profiles.catalog.models import load_model
-from profiles.costs.profile_format import PassOverhead, Profile, VaeTiming, load_profile, profile_path
+from profiles.costs.profile_format import PassOverhead, PatchPassOverhead, Profile, VaeTiming, load_profile, profile_path
 from profiles.costs.profiled import ProfiledCostModel, load_profiled_cost_model
 from tests.profiles.test_profiled import synthetic, timing
 
@@ -81,6 +81,19 @@ def test_pass_overhead_is_per_block_plus_the_loop_step_at_the_nearest_batch() ->
     assert model.first_pass_overhead_s(1) == pytest.approx(0.01)
 
 
+def test_a_patch_pass_pays_the_patch_loop_figure_nearest_its_tokens() -> None:
+    patch = lambda m, q, s: PatchPassOverhead(patches=m, query_tokens=q, loop_s=10 * s, pass_s=s, repeats=3)  # noqa: E731
+    one = overhead(1, 1e-4, 0.0, 5e-4).model_copy(update={"patch_passes": [patch(2, 128, 3e-4), patch(8, 32, 1e-4)]})
+    two = overhead(2, 2e-4, 0.0, 6e-4).model_copy(update={"patch_passes": [patch(2, 128, 4e-4)]})
+    model = cost(with_extras(pass_overhead=[one, two]))
+    assert model.patch_pass_overhead_s(4, 1, 128) == pytest.approx(4e-4 + 3e-4)
+    assert model.patch_pass_overhead_s(4, 1, 40) == pytest.approx(4e-4 + 1e-4)  # nearer 32 than 128 in ratio
+    assert model.patch_pass_overhead_s(4, 1, 64) == pytest.approx(4e-4 + 3e-4)  # a tie: the fewer patches' figure
+    assert model.patch_pass_overhead_s(2, 2, 16) == pytest.approx(4e-4 + 4e-4)  # its batch's only count
+    assert model.pass_overhead_s(4, 1) == pytest.approx(4e-4 + 5e-4)  # whole passes keep the serial step
+    assert cost(with_extras(pass_overhead=[overhead(1, 1e-4, 0.0, 5e-4)])).patch_pass_overhead_s(4, 1, 128) is None
+
+
 def test_negative_times_are_refused() -> None:
     with pytest.raises(ValidationError):
         VaeTiming(height_px=256, width_px=256, median_s=-1.0, p10_s=0, p90_s=0, repeats=1)
@@ -111,6 +124,10 @@ def test_compute_cli_measures_the_extras(pfplan, tmp_path) -> None:
                                                + blocks * table["pixart_block"][key])
     # the runtime's own loop was timed too (its excess over the forward and the scheduler step is step_s)
     assert entry.runtime_step_s > 0 and entry.step_s is not None and 0 <= entry.step_s < entry.runtime_step_s
+    # and the PipeFusion loop per patch pass, at each patch count profiled (2 patches of 128 tokens here)
+    [patch] = entry.patch_passes
+    assert (patch.patches, patch.query_tokens, patch.repeats) == (2, 128, 5)
+    assert 0 <= patch.pass_s < patch.loop_s < entry.runtime_step_s
 
 
 def test_no_extras_flag_leaves_them_out(pfplan, tmp_path) -> None:

@@ -102,6 +102,31 @@ def test_pipefusion_scheduler_per_patch_on_the_last_stage_and_vae_at_the_end():
     assert sum(b.values()) == pytest.approx(result.latency_s)
 
 
+@dataclass
+class WithPatchLoop(WithExtras):
+    """WithExtras plus a PipeFusion patch pass overhead of its own (a patch count's measured loop)."""
+
+    patch_overhead_s: float = 0.0
+
+    def patch_pass_overhead_s(self, blocks: int, batch: int, query_tokens: int) -> float:
+        return self.patch_overhead_s * blocks + query_tokens / 1024
+
+
+def test_patch_passes_pay_the_patch_loop_overhead_and_whole_passes_the_serial_one():
+    plan = ParallelPlan(model="pixart-tiny", height_px=256, width_px=256, steps=3,
+                        degrees=Degrees(pipefusion=2), patches=2, warmup_steps=1)
+    cost = WithPatchLoop(1.0, 0.25, 0.5, block_overhead_s=0.25, patch_overhead_s=0.125)
+    result = simulate(plan, TINY, star_cluster(2, **FREE_COMM), cost, record_trace=True)
+    overheads = [(actor, step, patch, round(end - start, 9)) for actor, cat, step, patch, start, end in timeline(result)
+                 if cat == "overhead"]
+    whole, patch = 2 * 0.25, 2 * 0.125 + 128 / 1024  # 2 blocks per stage; a patch is 128 tokens
+    assert sorted(overheads) == sorted([(f"d0c0s{s}", 0, None, whole) for s in (0, 1)]
+                                       + [(f"d0c0s{s}", t, m, patch) for s in (0, 1) for t in (1, 2) for m in (0, 1)])
+    assert estimate_latency_s(plan, TINY, star_cluster(2, **FREE_COMM), cost) == pytest.approx(result.latency_s)
+    without = simulate(plan, TINY, star_cluster(2, **FREE_COMM), WithExtras(1.0, 0.25, 0.5, block_overhead_s=0.25))
+    assert result.latency_s < without.latency_s  # the serial figure, charged per patch pass, costs more here
+
+
 def test_cfg_parallel_decodes_once_on_the_first_cfg_group():
     plan = ParallelPlan(model="pixart-tiny", height_px=256, width_px=256, steps=1, degrees=Degrees(cfg=2))
     result = simulate(plan, TINY, star_cluster(2, **FREE_COMM), WithExtras(1.0, vae_s=2.0), record_trace=True)

@@ -84,7 +84,7 @@ def test_a_deep_pipeline_stopped_at_its_steady_state_equals_the_whole_simulation
 
 
 @pytest.mark.parametrize("px, spec, settles_by", [(512, "pipefusion=16,patches=16,warmup=2", 5),
-                                                   (1024, "pipefusion=8,ulysses=2,patches=8,warmup=1", 9)])
+                                                   (1024, "pipefusion=8,ulysses=2,patches=8,warmup=1", 4)])
 def test_a_deep_pipeline_on_two_nodes_is_cut_and_equals_the_whole_simulation(px, spec, settles_by):
     """pixart-alpha on l40-2node with S = M (16, and 8 stages of two Ulysses ranks): the cut fires, at the
     step the diagnosis found (simulator/periodic.py), and the result is the whole run's."""
@@ -165,7 +165,7 @@ def test_a_run_that_does_not_settle_says_where_its_step_starts_differ():
     assert [s.step for s in snaps] == [2, 3, 4, 5, 6, 7]
     said = [difference(a, b) for a, b in zip(snaps, snaps[1:])]
     assert all(s is not None for s in said)
-    assert said[1].startswith("actors[3] (d0c0s3)[2][2]: ")  # its wait began 2.1e-4 s later in the step
+    assert said[1].startswith("actors[4] (d0c0s4)[2][2]: ")  # its wait began at another time in the step
     assert difference(snaps[-1], snaps[-1]) is None
 
 

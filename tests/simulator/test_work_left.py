@@ -110,7 +110,7 @@ def test_a_compute_bound_pipeline_is_stopped_long_before_its_clock_reaches_the_l
     with pytest.raises(SlowerThan) as stop:
         sim.run()
     assert limit <= stop.value.bound_s <= full.latency_s
-    assert sim.env.now < 0.5 * full.latency_s  # stopped by the work left, not by the clock
+    assert sim.env.now < 0.6 * full.latency_s  # stopped by the work left, not by the clock (which reads 0.98)
 
 
 def test_without_a_limit_nothing_is_bounded(pcie8):
