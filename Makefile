@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # pytest workers: the suite is sized for 2 cores.
 JOBS ?= 2
+# Where the CPU torch comes from when there is no GPU. From the default index (PyPI) `torch` on Linux is the
+# multi-GB CUDA build; set a CPU wheel index where you can reach one, e.g.
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: setup browser demo test bench schemas gpu-check clean
 
@@ -29,7 +33,7 @@ $(STAMP): pyproject.toml
 		$(PY) -m pip install -q torch; \
 	else \
 		echo "no GPU: installing the CPU build of torch"; \
-		$(PY) -m pip install -q torch==2.13.0; \
+		$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
