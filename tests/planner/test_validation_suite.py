@@ -40,3 +40,15 @@ def test_a_missed_fastest_plan_is_reported_with_both_plans_runs_side_by_side():
     assert "(different)" in text
     assert "`serial` was the faster in 5 of 5 repetitions, its median 10.4 % below" in text
     assert "predicted, `cfg=2` is 0.25 % below `serial`" in text
+
+
+def test_a_step_count_runs_every_plan_without_its_own_and_writes_its_own_section():
+    assert suite.make_plan("cfg=2", 20).steps == 20 and suite.make_plan("cfg=2").steps == suite.STEPS
+    # a plan's own steps are relative to the preset's, so the ranking compares runs of like length
+    assert suite.make_plan("ulysses=2,steps=8").steps == 8 and suite.make_plan("ulysses=2,steps=8", 20).steps == 40
+    rows = [{"strategy": "serial", "spec": "", "steps": 20, "predicted_s": 1.0, "measured_s": 1.0, "runs": [1.0],
+             "error_pct": 0.0}]
+    text = suite.section(rows, repeats=1, wall_s=1.0, command="cmd", load=(0.1, 0.2), steps=20)
+    assert text.startswith("<!-- validation_suite_steps20:begin -->")
+    assert text.endswith("<!-- validation_suite_steps20:end -->")
+    assert suite.markers(suite.STEPS) == (suite.BEGIN, suite.END)
