@@ -31,7 +31,7 @@ def time_runtime_launches(preset: ModelPreset, *, resolution_px: int, steps: int
                         degrees={}, patches=1, warmup_steps=steps)
     job = job_for(plan, preset, device=device)
     execute(job, fresh_process=True)
-    firsts, later, decodes, latencies = [], [], [], []
+    firsts, later, decodes, latencies, setups = [], [], [], [], []
     for _ in range(launches):
         result = execute(job, fresh_process=True)
         events = sorted(result.events[0], key=lambda e: e["ts"])
@@ -43,9 +43,11 @@ def time_runtime_launches(preset: ModelPreset, *, resolution_px: int, steps: int
         later.append(rest)
         decodes += [e["dur"] / 1e6 for e in events if e.get("cat") == "vae"]
         latencies.append(result.latency_s)
+        setups.append(events[0]["ts"] / 1e6)  # spans start from the barrier (runtime.measure: restart)
     return RuntimeLaunch(height_px=resolution_px, width_px=resolution_px, steps=steps,
                          batch=2 if preset.uses_cfg else 1, step_s=statistics.median(later),
                          first_step_extra_s=max(statistics.median(firsts), 0.0),
                          vae_decode_s=statistics.median(decodes) if decodes else None,
-                         latency_s=statistics.median(latencies), launches=launches,
+                         latency_s=statistics.median(latencies), setup_s=statistics.median(setups),
+                         launches=launches,
                          fresh_process=True)

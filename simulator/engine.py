@@ -45,7 +45,8 @@ from simulator.workload import Actor, Workload, build_workload
 TIME_UNIT_S = 1.0
 """simpy time is in seconds."""
 
-OPTIONAL_COSTS = ("scheduler_step_time_s", "pass_overhead_s", "first_pass_overhead_s", "vae_decode_time_s")
+OPTIONAL_COSTS = ("scheduler_step_time_s", "pass_overhead_s", "first_pass_overhead_s", "image_setup_time_s",
+                  "vae_decode_time_s")
 """Cost-model methods beyond ``layer_time_s`` the engine uses when they exist (see :class:`CostModel`)."""
 
 @dataclass(frozen=True)
@@ -158,6 +159,9 @@ class Pricing:
 
     def first_pass_s(self) -> float:
         return self.optional_s("first_pass_overhead_s", self.work.batch)
+
+    def setup_s(self) -> float:
+        return self.optional_s("image_setup_time_s")
 
     def vae_s(self) -> float:
         return self.optional_s("vae_decode_time_s", self.plan.height_px, self.plan.width_px)

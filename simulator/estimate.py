@@ -154,7 +154,7 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
                 t += net.duration_s(cluster.route(actor.devices[0], peer.devices[0]), output) if swap is None else swap
         return t
 
-    once = sim.first_pass_s() + sim.vae_s()  # the cold first pass and the VAE decode at the end
+    once = sim.setup_s() + sim.first_pass_s() + sim.vae_s()  # the image's set-up, the cold first pass, the VAE
     return once + _loop_s(work, stage_time)
 
 

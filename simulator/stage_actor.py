@@ -53,6 +53,7 @@ class StageRunner(Protocol):
     def computes(self, actor: Actor, step: int, parts: tuple[tuple[float, str, str], ...]) -> Generator: ...
     record: bool
     def first_pass_s(self) -> float: ...
+    def setup_s(self) -> float: ...
     def vae_s(self) -> float: ...
     def stage_pass(self, actor: Actor, cost: PassCost, **tags: Any) -> Generator: ...
     def post_send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str,
@@ -98,6 +99,8 @@ def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
     last = work.stages - 1
     label = actor.label
     watched = actor is work.actors[0]
+    # every rank sets its image up at once after the start barrier, before it waits on any input
+    yield from sim.compute(actor, sim.setup_s(), "overhead", "image set-up", step=0, patch=None, stage=actor.stage)
     index = -1
     while index + 1 < sim.unit_count:  # read each time: the run may be cut short (simulator.periodic)
         index += 1

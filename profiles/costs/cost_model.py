@@ -63,6 +63,8 @@ OPTIONAL_METHODS = {
     "patch_pass_overhead_s": "(blocks, batch, query_tokens) → a PipeFusion patch pass's overhead beyond its "
                              "separately timed layers (absent or None: ``pass_overhead_s``)",
     "first_pass_overhead_s": "(batch) → extra time of a rank's first pass in a fresh process",
+    "image_setup_time_s": "() → a rank's set-up of its image before its first step (conditioning inputs, the "
+                          "latent draw), paid by every rank at once after the start barrier",
     "vae_decode_time_s": "(height_px, width_px) → the VAE decode of one image in a one-image run",
     "elementwise_time_s": "(nbytes, kernels) → ``kernels`` elementwise kernels moving ``nbytes`` in all "
                           "(Ring's online-softmax merges)",

@@ -191,6 +191,9 @@ class RuntimeLaunch(FormatModel):
     vae_decode_s: float | None = Field(None, ge=0, description="Median over launches of the run's one VAE decode "
                                        "span, seconds; None when the preset has no VAE.")
     latency_s: float = Field(gt=0, description="Median latency_s of the launches, seconds.")
+    setup_s: float | None = Field(None, ge=0, description="Median over launches of the time from the start barrier "
+                                  "to the first span (the image's set-up: conditioning inputs, the latent draw), "
+                                  "seconds; None in profiles from before 2026-12-04.")
     launches: int = Field(ge=1)
     fresh_process: bool = Field(False, description="True when each launch ran in a new process, as a pfrun "
                                 "command's own (profiles from 2026-12-02 19:00 on); False: the one-rank launches ran "

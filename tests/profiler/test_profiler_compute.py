@@ -104,6 +104,8 @@ def test_compute_cli_writes_a_profile_with_its_command(pfplan, tmp_path) -> None
     [launch] = profile.runtime_launch
     assert (launch.height_px, launch.steps, launch.launches, launch.batch) == (256, 4, 5, 2) and launch.fresh_process
     assert launch.step_s > 0 and launch.first_step_extra_s >= 0 and launch.vae_decode_s > 0
+    # the image's set-up: from the start barrier to the first span, inside the run's latency
+    assert 0 < launch.setup_s < launch.latency_s
 
 
 def _bigger_tiny_preset(tmp_path):

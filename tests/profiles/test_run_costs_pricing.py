@@ -14,9 +14,10 @@ def vae(px: int, median: float, first: float) -> VaeTiming:
     return VaeTiming(height_px=px, width_px=px, median_s=median, p10_s=median, p90_s=median, repeats=3, first_s=first)
 
 
-def launch(first_extra: float, decode: float | None, *, fresh: bool = False, px: int = 256) -> RuntimeLaunch:
+def launch(first_extra: float, decode: float | None, *, fresh: bool = False, px: int = 256,
+           setup: float | None = None) -> RuntimeLaunch:
     return RuntimeLaunch(height_px=px, width_px=px, steps=4, batch=2, step_s=0.01, first_step_extra_s=first_extra,
-                         vae_decode_s=decode, latency_s=0.1, launches=3, fresh_process=fresh)
+                         vae_decode_s=decode, latency_s=0.1, setup_s=setup, launches=3, fresh_process=fresh)
 
 
 def overhead(first: float) -> PassOverhead:
@@ -112,3 +113,13 @@ def test_in_loop_points_time_the_call_where_measured() -> None:
 def test_without_in_loop_points_the_back_to_back_curve_and_its_extra_stand() -> None:
     timing = call_timing(curve(BACK_TO_BACK, [], extra_us=500.0))
     assert timing.points == tuple(BACK_TO_BACK) and timing.extra_s == pytest.approx(5e-4)
+
+
+def test_the_image_set_up_is_the_launches_time_before_their_first_span() -> None:
+    """Profiles from before the field say nothing (the simulator lists it as unpriced), not 0."""
+    assert cost_model(synthetic()).image_setup_time_s() is None
+    old = synthetic().model_copy(update={"runtime_launch": [launch(0.001, 0.06, fresh=True)]})
+    assert cost_model(old).image_setup_time_s() is None
+    both = synthetic().model_copy(update={"runtime_launch": [launch(0.001, 0.06, fresh=True, setup=0.0028),
+                                                             launch(0.001, 0.2, fresh=True, px=512, setup=0.0031)]})
+    assert cost_model(both).image_setup_time_s() == pytest.approx(0.0031)

@@ -67,4 +67,4 @@ def test_real_presets_price_vae_and_scheduler():
     plan = plan_from_spec("pixart-alpha", "", height_px=1024, width_px=1024, steps=20)
     p = simulate(plan, model, cluster, cost_model_for(model, "a100-pcie", None)).prediction
     assert p.breakdown_s["vae"] > 0 and p.breakdown_s["scheduler"] > 0
-    assert p.unpriced == ["first_pass_overhead_s"]
+    assert p.unpriced == ["first_pass_overhead_s", "image_setup_time_s"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -18,12 +18,14 @@ TINY = load_model("pixart-tiny")  # 4 blocks, 16×16 tokens, CFG
 
 @dataclass
 class WithExtras(ConstantCost):
-    """ConstantCost plus every optional cost: scheduler per token, overhead per block, first pass, VAE."""
+    """ConstantCost plus every optional cost: scheduler per token, overhead per block, first pass, the image's
+    set-up, VAE."""
 
     scheduler_per_token_s: float = 0.0
     block_overhead_s: float = 0.0
     first_s: float = 0.0
     vae_s: float = 0.0
+    setup_s: float = 0.0
 
     def scheduler_step_time_s(self, image_tokens: int) -> float:
         return self.scheduler_per_token_s * image_tokens
@@ -36,6 +38,9 @@ class WithExtras(ConstantCost):
 
     def vae_decode_time_s(self, height_px: int, width_px: int) -> float:
         return self.vae_s
+
+    def image_setup_time_s(self) -> float:
+        return self.setup_s
 
 
 def extras() -> WithExtras:
@@ -141,3 +146,23 @@ def test_a_cost_model_without_the_methods_prices_zero_and_says_so():
     assert result.latency_s == pytest.approx(9.5)
     assert result.prediction.unpriced == sorted(OPTIONAL_COSTS)
     assert result.prediction.breakdown_s["vae"] == 0.0
+
+
+@pytest.mark.parametrize("spec", [{}, {"pipefusion": 2}, {"cfg": 2}, {"ulysses": 2}])
+def test_every_rank_sets_its_image_up_once_and_at_once_before_its_first_input(spec):
+    """The runtime's ranks draw their latents together after the start barrier, so the set-up adds
+    its time once to the latency, whatever the plan, and a downstream stage sets up while it would wait."""
+    patches = 2 if "pipefusion" in spec else 1
+    plan = ParallelPlan(model="pixart-tiny", height_px=256, width_px=256, steps=3, degrees=Degrees(**spec),
+                        patches=patches, warmup_steps=1)
+    cluster = star_cluster(2, **FREE_COMM)
+    base = simulate(plan, TINY, cluster, extras())
+    setup = replace(extras(), setup_s=0.75)
+    result = simulate(plan, TINY, cluster, setup, record_trace=True)
+    assert result.latency_s == pytest.approx(base.latency_s + 0.75)
+    starts = [(e.actor, e.start_s) for e in result.events if e.name == "image set-up"]
+    # one set-up per stage group (a group's ranks do the same thing), all at the start
+    assert sorted(a for a, _ in starts) == sorted({e.actor for e in result.events})
+    assert all(start == 0.0 for _, start in starts)
+    assert estimate_latency_s(plan, TINY, cluster, setup) == pytest.approx(
+        estimate_latency_s(plan, TINY, cluster, extras()) + 0.75)
