@@ -122,8 +122,9 @@ class PatchPassOverhead(FormatModel):
 
     Measured by ``runtime.strategies.pipefusion`` on one rank with ``patches`` patches and one
     warm-up step, over its patch steps after the first: the loop's time per patch pass, and of
-    that the time outside the embed, blocks, final and scheduler spans (which the simulator
-    prices from the layer table and the scheduler timings).
+    that the time outside the embed, blocks and final spans (which the simulator prices from
+    the layer table) and outside the plain scheduler step the profile times on a patch's rows
+    (``scheduler_step``; the runtime's per-patch step costs more, and that excess stays here).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -132,7 +133,8 @@ class PatchPassOverhead(FormatModel):
     query_tokens: int = Field(gt=0, description="Image tokens of one patch (the largest, when they differ).")
     loop_s: float = Field(ge=0, description="Median over repeats of the patch steps' time per patch pass, seconds.")
     pass_s: float = Field(ge=0, description="max(0, median over repeats of the patch steps' time outside the embed, "
-                          "blocks, final and scheduler spans, per patch pass), seconds.")
+                          "blocks and final spans and the profiled scheduler step of each scheduler span (the span "
+                          "itself in profiles from before 2026-12-04 16:00), per patch pass), seconds.")
     repeats: int = Field(ge=1)
 
 

@@ -152,3 +152,18 @@ def test_shipped_tiny_profile_has_the_extras_and_show_lists_them(pfplan) -> None
     assert shown["vae_decode"][0]["height_px"] == 256 and shown["scheduler_step"] and shown["pass_overhead"]
     text = pfplan("profile", "show", "pixart-tiny-cpu")
     assert "vae decode 256×256" in text.out and "runtime loop" in text.out
+
+
+def test_a_patch_loops_scheduler_spans_count_at_the_profiled_plain_step():
+    """The runtime's per-patch scheduler step (its patch state swapped in and out) costs more than the
+    plain step the simulator prices; the excess belongs to the patch pass, as in the serial loop's."""
+    from profiler.runtime_costs import priced_s
+
+    def span(name: str, step: int, dur_us: float) -> dict:
+        return {"name": name, "dur": dur_us, "args": {"step": step}}
+
+    events = [span("blocks", 2, 900.0), span("scheduler", 2, 270.0), span("final", 2, 100.0),
+              span("send latent", 2, 50.0), span("blocks", 1, 5000.0), span("scheduler", 3, 280.0)]
+    assert priced_s(events, {2, 3}, None) == pytest.approx((900 + 270 + 100 + 280) * 1e-6)
+    assert priced_s(events, {2, 3}, 9e-5) == pytest.approx((900 + 100) * 1e-6 + 2 * 9e-5)
+    assert priced_s(events, {1}, 9e-5) == pytest.approx(5000e-6)  # only the counted steps
