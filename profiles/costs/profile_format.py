@@ -134,7 +134,7 @@ class PatchPassOverhead(FormatModel):
     loop_s: float = Field(ge=0, description="Median over repeats of the patch steps' time per patch pass, seconds.")
     pass_s: float = Field(ge=0, description="max(0, median over repeats of the patch steps' time outside the embed, "
                           "blocks and final spans and the profiled scheduler step of each scheduler span (the span "
-                          "itself in profiles from before 2026-12-04 16:00), per patch pass), seconds.")
+                          "itself in profiles from before 2026-12-04 15:28 UTC), per patch pass), seconds.")
     repeats: int = Field(ge=1)
 
 

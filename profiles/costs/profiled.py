@@ -287,7 +287,7 @@ class ProfiledCostModel:
     def image_setup_time_s(self) -> float | None:
         """A rank's set-up of its image before the first step (conditioning inputs, the latent
         draw), as the runtime's own launches measured it: the time from the start barrier to the
-        first span (2.8-3.0 ms for pixart-tiny on this CPU, 2026-12-04); None where the profile's
+        first span (2.4-2.6 ms for pixart-tiny on this CPU, 2026-12-04); None where the profile's
         launches did not record it."""
         setups = [e.setup_s for e in self.profile.runtime_launch if e.setup_s is not None]
         return max(setups) if setups else None
