@@ -131,6 +131,17 @@ def summarise(samples: list[float], *, query_tokens: int, kv_tokens: int, batch:
                   min_s=ordered[0], max_s=ordered[-1], repeats=len(ordered))
 
 
+def with_ring_in_loop(preset: ModelPreset, entry: Any, resolution_px: int, settings: ComputeSettings) -> Any:
+    """``entry`` (a :class:`~profiles.costs.profile_format.RingAttentionTiming`) with the core also timed in a
+    loop of its degree's ranks (:mod:`profiler.ring_loop`), its excess taken from that."""
+    from profiler.ring_loop import time_ring_in_loop
+
+    in_loop = time_ring_in_loop(preset, degree=entry.degree, resolution_px=resolution_px, batch=entry.batch,
+                                calls=max(50 * settings.repeats, 200), seed=settings.seed)
+    return entry.model_copy(update={"in_loop_s": in_loop, "in_loop_ranks": entry.degree,
+                                    "excess_s": in_loop - entry.sdpa_s})
+
+
 def reduced_preset(preset: ModelPreset) -> ModelPreset:
     """The same model with one block of each kind (for its block-kind list)."""
     from runtime.forward_inputs import single_block_overrides
@@ -248,6 +259,9 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
             ring = time_ring_core(preset, resolution_px=base_res, degrees=tuple(settings.shards),
                                   batches=tuple(settings.batches), samples=timer.samples, device=device, dtype=dtype,
                                   seed=settings.seed)
+        if device == "cpu" and settings.corun_ranks >= 2:
+            ring = [with_ring_in_loop(preset, entry, base_res, settings) if entry.degree <= settings.corun_ranks
+                    else entry for entry in ring]
         if preset.tiny:  # real presets need their weights, which a profile run does not load
             from profiler.runtime_launch import time_runtime_launches
 

@@ -209,7 +209,10 @@ class RingAttentionTiming(FormatModel):
     (``runtime/attention/ring.py``) instead calls ``partial_attention`` once per K/V block (a
     matmul, log-sum-exp, exp, matmul) and ``merge`` between them. ``excess_s`` = ``degree`` ×
     partial + (``degree`` − 1) × merge − SDPA over the whole keys, timed on the same shapes
-    (heads and head dim of the preset; queries and keys of one rank's share).
+    (heads and head dim of the preset; queries and keys of one rank's share). Where the profile
+    also ran the core inside a loop of ``in_loop_ranks`` ranks (:mod:`profiler.ring_loop`: CPU
+    profiles with ``--corun-ranks`` at least the degree), ``excess_s`` = ``in_loop_s`` − SDPA:
+    the per-call cost of posting the hop and of computing while it is in flight is in it.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -221,8 +224,14 @@ class RingAttentionTiming(FormatModel):
     partial_s: float = Field(ge=0)
     merge_s: float = Field(ge=0)
     sdpa_s: float = Field(ge=0)
-    excess_s: float = Field(description="degree·partial + (degree−1)·merge − sdpa, seconds (may be < 0).")
+    excess_s: float = Field(description="in_loop_s − sdpa_s where in_loop_s was measured, else "
+                            "degree·partial + (degree−1)·merge − sdpa, seconds (may be < 0).")
     repeats: int = Field(ge=1)
+    in_loop_s: float | None = Field(None, ge=0, description="One call of the runtime's Ring core outside its hop "
+                                    "waits, on in_loop_ranks CPU ranks side by side with compute between calls "
+                                    "(the slowest rank's mean), seconds; None where not measured (GPU profiles, "
+                                    "profiles from before 2026-12-06).")
+    in_loop_ranks: int | None = Field(None, ge=2)
 
 
 class CoRunTiming(FormatModel):

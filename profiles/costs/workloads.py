@@ -38,7 +38,8 @@ class ComputeSettings:
     """Also time the VAE decode and the scheduler step (:mod:`profiler.runtime_costs`)."""
     pass_overhead: bool | None = None
     corun_ranks: int = 0
-    """Also time the whole forward on this many CPU processes at once (0: not; :mod:`profiler.corun`)."""
+    """Also time the whole forward on this many CPU processes at once (0: not; :mod:`profiler.corun`), and Ring's
+    core in a loop of as many ranks for every Ring degree up to it (:mod:`profiler.ring_loop`)."""
     """Build the whole model to measure the pass overhead; None: for tiny presets only."""
 
 

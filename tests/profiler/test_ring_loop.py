@@ -1,0 +1,43 @@
+"""Ring's attention core timed in a loop of its degree's ranks (profiler/ring_loop.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from profiler import compute as compute_module
+from profiler.ring_loop import time_ring_in_loop
+from profiles.catalog.models import load_model
+from profiles.costs.profile_format import RingAttentionTiming
+from profiles.costs.workloads import ComputeSettings
+
+
+def test_the_core_runs_on_two_gloo_ranks_and_gives_a_per_call_time() -> None:
+    seconds = time_ring_in_loop(load_model("pixart-tiny"), degree=2, resolution_px=256, batch=1, calls=20, seed=0)
+    assert math.isfinite(seconds) and 0 < seconds < 1.0  # one call of a 128 × 256 attention: far under a second
+
+
+def test_an_in_loop_entry_takes_its_excess_from_the_loop(monkeypatch) -> None:
+    asked = {}
+
+    def fake(preset, *, degree, resolution_px, batch, calls, seed):
+        asked.update(degree=degree, resolution_px=resolution_px, batch=batch, calls=calls)
+        return 7e-4
+
+    monkeypatch.setattr("profiler.ring_loop.time_ring_in_loop", fake)
+    entry = RingAttentionTiming(degree=2, batch=2, query_tokens=128, kv_tokens=256, partial_s=1.3e-4, merge_s=1.2e-5,
+                                sdpa_s=1.35e-4, excess_s=1.3e-4, repeats=7)
+    settings = ComputeSettings(device="cpu", repeats=7, corun_ranks=2)
+    out = compute_module.with_ring_in_loop(load_model("pixart-tiny"), entry, 256, settings)
+    assert asked == {"degree": 2, "resolution_px": 256, "batch": 2, "calls": 350}
+    assert out.in_loop_s == 7e-4 and out.in_loop_ranks == 2
+    assert out.excess_s == pytest.approx(7e-4 - 1.35e-4)
+    assert (out.partial_s, out.merge_s, out.sdpa_s) == (entry.partial_s, entry.merge_s, entry.sdpa_s)
+
+
+def test_profiles_without_the_loop_still_load() -> None:
+    entry = RingAttentionTiming.model_validate({"degree": 2, "batch": 1, "query_tokens": 128, "kv_tokens": 256,
+                                                "partial_s": 1e-4, "merge_s": 1e-5, "sdpa_s": 1e-4,
+                                                "excess_s": 1e-4, "repeats": 3})
+    assert entry.in_loop_s is None and entry.in_loop_ranks is None
