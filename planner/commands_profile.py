@@ -114,8 +114,9 @@ def register(app: typer.Typer) -> None:
                 corun_ranks: int = typer.Option(
                     0, "--corun-ranks", min=0,
                     help="CPU: also time the whole forward on N processes at once against one at a time "
-                         "(the slowdown of ranks sharing this host), and Ring's attention core in a loop "
-                         "of that many ranks at most (its per-call cost with a hop in flight; 0: not measured)."),
+                         "(the slowdown of ranks sharing this host), and with --extras Ring's attention core in a "
+                         "loop of its degree's ranks for every degree up to N (its per-call cost with a hop in "
+                         "flight; 0: not measured)."),
                 output: Path = typer.Option(..., "-o", "--output", help="Profile JSON to write.")) -> None:
         """Time every layer kind of a model, one block at a time, over the shapes plans need."""
         guard_outputs({"-o": output}, {"--model": model})

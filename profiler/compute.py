@@ -138,8 +138,8 @@ def with_ring_in_loop(preset: ModelPreset, entry: Any, resolution_px: int, setti
 
     in_loop = time_ring_in_loop(preset, degree=entry.degree, resolution_px=resolution_px, batch=entry.batch,
                                 calls=max(50 * settings.repeats, 200), seed=settings.seed)
-    return entry.model_copy(update={"in_loop_s": in_loop, "in_loop_ranks": entry.degree,
-                                    "excess_s": in_loop - entry.sdpa_s})
+    return type(entry).model_validate({**entry.model_dump(), "in_loop_s": in_loop, "in_loop_ranks": entry.degree,
+                                       "excess_s": in_loop - entry.sdpa_s})
 
 
 def reduced_preset(preset: ModelPreset) -> ModelPreset:

@@ -5,18 +5,20 @@ running. Inside a Ring plan each call also posts a K/V hop (``batch_isend_irecv`
 that hop is in flight: on gloo the transfer is carried by the backend's own threads, which on a
 box with a core per rank take cycles from the compute, and posting the pair costs a fixed time
 per call. On this 2-core VM (2026-12-06) one call of pixart-tiny's layer (batch 2, 128 queries
-over 2 blocks of 128 keys) took 0.61-0.71 ms on average outside its hop waits in the loop against
-0.34 ms for its two partials and one merge alone: the one-rank figure priced Ring's forward spans at 111 ms
+over 2 blocks of 128 keys) took 0.75 ms on average outside its hop waits in the loop against 0.33 ms
+for its two partials and one merge alone (the shipped profile, 21:41 UTC): the one-rank figure priced Ring's forward spans at 111 ms
 where the runs measured 180 ms (docs/fidelity.md, round 13).
 
 Here ``degree`` processes (the links profiler's launcher: fork, gloo, one thread each) run the
-runtime's own :class:`~runtime.attention.ring.RingAttention` with a real
-:class:`~runtime.attention.ring.RingExchange`, a layer-sized matmul between calls (a block's
-projections and MLP: the calls follow compute, as in the runtime). Per call, the time outside
+runtime's own ``RingAttention`` with a real ``RingExchange`` (``runtime/attention/ring.py``),
+an MLP-shaped pair of matmuls of the layer's widths between calls (the calls follow compute, as
+in the runtime). Per call, the time outside
 the hop waits the exchange records is the core's cost; the waits are the hop's, which the
 simulator prices on the network. The figure is per call at the measured shape; other shapes
 scale it by the attention's FLOPs from there (:meth:`~profiles.costs.profiled.ProfiledCostModel.ring_attention_excess_s`),
-which over-prices the per-call part at larger shapes: a known limit.
+which over-prices the per-call part at larger shapes: a known limit. The ranks are forked from the
+profiler's process, warm from its timings; each also runs five untimed calls first, so only the
+steady per-call cost is read.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ def _measure(rank: int, world: int, device: Any, *, heads: int, head_dim: int, t
     import torch
     import torch.distributed as dist
 
-    from runtime.attention.ring import RingAttention, RingExchange
+    from runtime.attention import ring as runtime_ring  # (imported as profiler/ring_core.py does)
+
+    RingAttention, RingExchange = runtime_ring.RingAttention, runtime_ring.RingExchange
     from runtime.dist_context import DistContext
 
-    ctx = DistContext(rank=rank, world_size=world, degrees={"ring": world}, timeout_s=60.0, device=device)
+    ctx = DistContext(rank=rank, world_size=world, degrees={}, timeout_s=60.0, device=device)  # the exchange reads rank and timeout only
     exchange = RingExchange(ctx, None, world, list(range(world)), rank)
     core = RingAttention(exchange)
     gen = torch.Generator().manual_seed(seed + rank)
@@ -65,7 +69,7 @@ def time_ring_in_loop(preset: ModelPreset, *, degree: int, resolution_px: int, b
     """Seconds of one Ring attention call outside its hop waits, on ``degree`` CPU ranks side by side:
     each rank's mean over ``calls`` (a run's time is the sum of its calls, and the tail of slow ones,
     the backend's threads holding the core, is part of it: means ran 0.61-0.71 ms against medians of
-    0.47-0.52 ms here), the slowest rank's (the ranks meet at every hop)."""
+    0.47-0.52 ms in four runs of 350 calls, 2026-12-06), the slowest rank's (the ranks meet at every hop)."""
     from profiler.rank_launch import run_ranks
 
     arch = preset.arch

@@ -33,7 +33,7 @@ from profiles.costs.profile_format import RuntimeLaunch
 
 
 def time_runtime_launches(preset: ModelPreset, *, resolution_px: int, steps: int, launches: int,
-                          device: str) -> RuntimeLaunch:
+                          device: str, timeout_s: float = 600.0) -> RuntimeLaunch:
     """Medians over ``launches`` fresh serial runs (after one untimed launch that warms the file cache),
     launched from a clean interpreter (:data:`_CHILD`)."""
     from simulator.plan import ParallelPlan
@@ -42,13 +42,21 @@ def time_runtime_launches(preset: ModelPreset, *, resolution_px: int, steps: int
                         degrees={}, patches=1, warmup_steps=steps)
     args = json.dumps({"plan": plan.model_dump_json(), "preset": preset.model_dump_json(), "device": device,
                        "launches": launches})
-    child = subprocess.run([sys.executable, "-c", _CHILD, args], cwd=Path(__file__).resolve().parents[1],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+    try:
+        child = subprocess.run([sys.executable, "-c", _CHILD, args], cwd=Path(__file__).resolve().parents[1],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False,
+                               timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"the runtime launches of {preset.name} did not end within {timeout_s:g} s") from None
+    tail = (child.stderr.strip().splitlines() or ["no output"])[-1]
     if child.returncode != 0:
-        tail = (child.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the runtime launches of {preset.name} failed: {tail}")
+    try:
+        runs = json.loads((child.stdout.strip().splitlines() or [""])[-1])
+    except json.JSONDecodeError:
+        raise RuntimeError(f"the runtime launches of {preset.name} printed no result (last error line: {tail})") from None
     firsts, later, decodes, latencies, setups = [], [], [], [], []
-    for run in json.loads(child.stdout.strip().splitlines()[-1]):
+    for run in runs:
         events = sorted(run["events"], key=lambda e: e["ts"])
         forwards = [e["dur"] / 1e6 for e in events if e.get("cat") == "compute"]
         if len(forwards) < 2:

@@ -230,8 +230,16 @@ class RingAttentionTiming(FormatModel):
     in_loop_s: float | None = Field(None, ge=0, description="One call of the runtime's Ring core outside its hop "
                                     "waits, on in_loop_ranks CPU ranks side by side with compute between calls "
                                     "(the slowest rank's mean), seconds; None where not measured (GPU profiles, "
-                                    "profiles from before 2026-12-06).")
-    in_loop_ranks: int | None = Field(None, ge=2)
+                                    "degrees above --corun-ranks, profiles from before 2026-12-06).")
+    in_loop_ranks: int | None = Field(None, ge=2, description="The ranks of that loop: the degree.")
+
+    @model_validator(mode="after")
+    def _loop_fields_together(self) -> "RingAttentionTiming":
+        if (self.in_loop_s is None) != (self.in_loop_ranks is None):
+            raise ValueError("ring_attention: in_loop_s and in_loop_ranks are set together or not at all")
+        if self.in_loop_ranks is not None and self.in_loop_ranks != self.degree:
+            raise ValueError(f"ring_attention: in_loop_ranks {self.in_loop_ranks} is not the degree {self.degree}")
+        return self
 
 
 class CoRunTiming(FormatModel):

@@ -37,10 +37,10 @@ class ComputeSettings:
     extras: bool = True
     """Also time the VAE decode and the scheduler step (:mod:`profiler.runtime_costs`)."""
     pass_overhead: bool | None = None
-    corun_ranks: int = 0
-    """Also time the whole forward on this many CPU processes at once (0: not; :mod:`profiler.corun`), and Ring's
-    core in a loop of as many ranks for every Ring degree up to it (:mod:`profiler.ring_loop`)."""
     """Build the whole model to measure the pass overhead; None: for tiny presets only."""
+    corun_ranks: int = 0
+    """Also time the whole forward on this many CPU processes at once (0: not; :mod:`profiler.corun`), and, with
+    ``extras``, Ring's core in a loop of ``degree`` ranks for every timed Ring degree up to it (:mod:`profiler.ring_loop`)."""
 
 
 @dataclass(frozen=True)
