@@ -31,7 +31,7 @@ from typing import Any, Callable
 from profiles.costs.cost_model import EMBED, FINAL
 from profiles.errors import InputError
 from profiles.catalog.models import ModelPreset
-from profiles.costs.profile_format import Profile, ProfileProvenance, SoftwareStack, Timing
+from profiles.costs.profile_format import Profile, ProfileProvenance, RingAttentionTiming, SoftwareStack, Timing
 from profiles.costs.workloads import ComputeSettings, patch_splits, workloads
 
 LAUNCHES = 5
@@ -131,15 +131,16 @@ def summarise(samples: list[float], *, query_tokens: int, kv_tokens: int, batch:
                   min_s=ordered[0], max_s=ordered[-1], repeats=len(ordered))
 
 
-def with_ring_in_loop(preset: ModelPreset, entry: Any, resolution_px: int, settings: ComputeSettings) -> Any:
-    """``entry`` (a :class:`~profiles.costs.profile_format.RingAttentionTiming`) with the core also timed in a
-    loop of its degree's ranks (:mod:`profiler.ring_loop`), its excess taken from that."""
+def with_ring_in_loop(preset: ModelPreset, entry: RingAttentionTiming, resolution_px: int,
+                      settings: ComputeSettings) -> RingAttentionTiming:
+    """``entry`` with the core also timed in a loop of its degree's ranks (:mod:`profiler.ring_loop`), its
+    excess taken from that."""
     from profiler.ring_loop import time_ring_in_loop
 
     in_loop = time_ring_in_loop(preset, degree=entry.degree, resolution_px=resolution_px, batch=entry.batch,
                                 calls=max(50 * settings.repeats, 200), seed=settings.seed)
-    return type(entry).model_validate({**entry.model_dump(), "in_loop_s": in_loop, "in_loop_ranks": entry.degree,
-                                       "excess_s": in_loop - entry.sdpa_s})
+    return RingAttentionTiming.model_validate({**entry.model_dump(), "in_loop_s": in_loop,
+                                               "in_loop_ranks": entry.degree, "excess_s": in_loop - entry.sdpa_s})
 
 
 def reduced_preset(preset: ModelPreset) -> ModelPreset:

@@ -5,16 +5,16 @@ running. Inside a Ring plan each call also posts a K/V hop (``batch_isend_irecv`
 that hop is in flight: on gloo the transfer is carried by the backend's own threads, which on a
 box with a core per rank take cycles from the compute, and posting the pair costs a fixed time
 per call. On this 2-core VM (2026-12-06) one call of pixart-tiny's layer (batch 2, 128 queries
-over 2 blocks of 128 keys) took 0.75 ms on average outside its hop waits in the loop against 0.33 ms
-for its two partials and one merge alone (the shipped profile, 21:41 UTC): the one-rank figure priced Ring's forward spans at 111 ms
-where the runs measured 180 ms (docs/fidelity.md, round 13).
+over 2 blocks of 128 keys) took 0.75 ms on average outside its hop waits in the loop against
+0.33 ms for its two partials and one merge alone (the shipped profile, 21:41 UTC); with the
+one-rank figure Ring's forward spans were priced at 111 ms where the runs measured 180 ms
+(docs/fidelity.md, round 13).
 
 Here ``degree`` processes (the links profiler's launcher: fork, gloo, one thread each) run the
 runtime's own ``RingAttention`` with a real ``RingExchange`` (``runtime/attention/ring.py``),
 an MLP-shaped pair of matmuls of the layer's widths between calls (the calls follow compute, as
-in the runtime). Per call, the time outside
-the hop waits the exchange records is the core's cost; the waits are the hop's, which the
-simulator prices on the network. The figure is per call at the measured shape; other shapes
+in the runtime). Per call, the time outside the hop waits the exchange records is the core's
+cost; the waits are the hop's, which the simulator prices on the network. The figure is per call at the measured shape; other shapes
 scale it by the attention's FLOPs from there (:meth:`~profiles.costs.profiled.ProfiledCostModel.ring_attention_excess_s`),
 which over-prices the per-call part at larger shapes: a known limit. The ranks are forked from the
 profiler's process, warm from its timings; each also runs five untimed calls first, so only the
@@ -36,14 +36,13 @@ def _measure(rank: int, world: int, device: Any, *, heads: int, head_dim: int, t
     import torch
     import torch.distributed as dist
 
-    from runtime.attention import ring as runtime_ring  # (imported as profiler/ring_core.py does)
-
-    RingAttention, RingExchange = runtime_ring.RingAttention, runtime_ring.RingExchange
+    from runtime.attention import ring as runtime_ring  # imported as profiler/ring_core.py does
     from runtime.dist_context import DistContext
 
-    ctx = DistContext(rank=rank, world_size=world, degrees={}, timeout_s=60.0, device=device)  # the exchange reads rank and timeout only
-    exchange = RingExchange(ctx, None, world, list(range(world)), rank)
-    core = RingAttention(exchange)
+    # the exchange reads only the rank and the timeout of its context
+    ctx = DistContext(rank=rank, world_size=world, degrees={}, timeout_s=60.0, device=device)
+    exchange = runtime_ring.RingExchange(ctx, None, world, list(range(world)), rank)
+    core = runtime_ring.RingAttention(exchange)
     gen = torch.Generator().manual_seed(seed + rank)
     share = tokens // world
     q, k, v = (torch.randn(batch, heads, share, head_dim, generator=gen) for _ in range(3))

@@ -14,11 +14,6 @@ from profiles.costs.profile_format import RingAttentionTiming
 from profiles.costs.workloads import ComputeSettings
 
 
-def test_the_core_runs_on_two_gloo_ranks_and_gives_a_per_call_time() -> None:
-    seconds = time_ring_in_loop(load_model("pixart-tiny"), degree=2, resolution_px=256, batch=1, calls=20, seed=0)
-    assert math.isfinite(seconds) and 0 < seconds < 1.0  # one call of a 128 × 256 attention: far under a second
-
-
 def test_an_in_loop_entry_takes_its_excess_from_the_loop(monkeypatch) -> None:
     asked = {}
 
@@ -54,7 +49,7 @@ def test_the_hop_waits_are_not_counted(monkeypatch) -> None:
 
     monkeypatch.setattr(RingExchange, "finish", slow_finish)
     seconds = time_ring_in_loop(load_model("pixart-tiny"), degree=2, resolution_px=256, batch=1, calls=10, seed=0)
-    assert 0 < seconds < 0.02
+    assert math.isfinite(seconds) and 0 < seconds < 0.02
 
 
 BASE = {"degree": 2, "batch": 1, "query_tokens": 128, "kv_tokens": 256, "partial_s": 1e-4, "merge_s": 1e-5,
