@@ -172,7 +172,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=STEPS,
                         help=f"Steps of every plan that does not set its own (default {STEPS}, the preset's).")
     parser.add_argument("--stdout", action="store_true", help="Print the section instead of writing docs/fidelity.md.")
+    parser.add_argument("--runs-json", type=Path, default=None,
+                        help="Also write every plan's measured runs and prediction here (to re-simulate the same "
+                             "measurements with another model: benchmarks/resimulate_suite.py).")
     args = parser.parse_args()
+    if args.runs_json is not None and args.runs_json.exists():
+        parser.error(f"--runs-json: {args.runs_json} exists; expected a new file")
     if args.steps < 1:
         parser.error("--steps: expected a positive number of steps")
     chosen = PLANS[:args.plans]
@@ -203,6 +208,9 @@ def main() -> int:
                    load=(load_start, os.getloadavg()[0]), steps=args.steps)
     if not args.stdout:
         replace_section(PAGE, *markers(args.steps), text, title="# Fidelity: predictions against measured CPU runs")
+    if args.runs_json is not None:
+        args.runs_json.write_text(json.dumps({"command": command, "steps": args.steps, "load": load_start,
+                                              "rows": rows}, indent=1))
     print(text)
     return 0
 

@@ -57,7 +57,10 @@ def link_fits_from(profile: str) -> dict[str, LinkFit]:
     loaded = load_profile(profile)
     curves = tuple(call_timing(c) for c in loaded.collectives if c.points)
     fits = {fit.route_class: LinkFit(fit.latency_us + fit.in_loop_extra_us, fit.bandwidth_gb_s,
-                                     curves if len(loaded.links) == 1 else ())
+                                     curves if len(loaded.links) == 1 else (),
+                                     send_cpu_s=fit.in_loop_send_cpu_us * 1e-6,
+                                     recv_cpu_s=min(fit.in_loop_recv_cpu_us, fit.latency_us + fit.in_loop_extra_us)
+                                     * 1e-6)
             for fit in loaded.links}
     if not fits:
         raise InputError(f"profile {profile} has no measured links (make one with `pfplan profile links`)",

@@ -238,6 +238,64 @@ def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, An
         if rank == 0:
             out.append({"op": op, "group_size": world if op != "p2p" else 2, "bytes": elems * 4,
                         "seconds": statistics.median(excess), "repeats": len(excess), "compute_s": compute_s})
+    out += _stream_cpu(rank, ctx, compute, settings)
+    return out
+
+
+STREAM_SIZES = (4 * KB, IN_LOOP_BYTES)
+"""A stage's messages on the tiny presets (a patch's activations: 4-64 KiB)."""
+STREAM_OPS = ("p2p_send_cpu", "p2p_recv_cpu")
+"""In-loop rows of one end's CPU per message in a one-way stream (:func:`_stream_cpu`)."""
+
+
+def _stream_cpu(rank: int, ctx: Any, compute: Any, settings: LinkSettings) -> list[dict[str, Any]]:
+    """Each end's own time per message of a one-way stream from rank 0 to rank 1, as a PipeFusion
+    stage sends patches: the sender computes and posts an ``isend``, the receiver (its receives
+    posted two ahead, as :class:`runtime.strategies.pipefusion.RecvStream` does) computes and takes
+    the next message. The end measured computes three times as long per message as the other, so it
+    does not wait on its peer: its loop's excess over the same loop without messages is the CPU the message
+    costs that end (posting, gloo's threads sharing the cores), not the wire's latency, which
+    the faster end absorbs. Ranks beyond 1 only keep the barriers."""
+    import torch
+    import torch.distributed as dist
+
+    out = []
+    for op, size in ((op, size) for op in STREAM_OPS for size in STREAM_SIZES):
+        src = torch.ones(size // 4).contiguous()
+        measured = 0 if op == "p2p_send_cpu" else 1
+        slices = 3 if rank == measured else 1
+
+        def loop(with_calls: bool) -> float:
+            dist.barrier()
+            start = time.perf_counter()
+            posted: list[Any] = []
+            if rank == 1 and with_calls:
+                posted = [ctx.irecv(src.shape, src.dtype, 0) for _ in range(2)]
+            for i in range(IN_LOOP_CALLS):
+                for _ in range(slices):
+                    compute()
+                if with_calls and rank == 0:
+                    ctx.isend(src, 1)
+                elif with_calls and rank == 1:
+                    posted.pop(0).wait()
+                    if i + 2 < IN_LOOP_CALLS:
+                        posted.append(ctx.irecv(src.shape, src.dtype, 0))
+            elapsed = time.perf_counter() - start
+            if with_calls and rank == 0:
+                ctx.flush()
+            dist.barrier()
+            return elapsed
+
+        excess = []
+        for i in range(settings.warmup + settings.repeats):
+            bare, looped = loop(False), loop(True)
+            if i >= settings.warmup:
+                excess.append((looped - bare) / IN_LOOP_CALLS)
+        value = torch.tensor([statistics.median(excess) if rank == measured else 0.0], dtype=torch.float64)
+        dist.all_reduce(value)  # the measured end's figure, to rank 0
+        if rank == 0:
+            out.append({"op": op, "group_size": 2, "bytes": size, "seconds": float(value.item()),
+                        "repeats": len(excess)})
     return out
 
 
@@ -283,6 +341,10 @@ def links_profile(cluster: ClusterGraph, settings: LinkSettings, raw: dict[str, 
         if looped is not None and "0->1" in fit.pairs:  # measured between ranks 0 and 1
             extra = max(looped["seconds"] - latency * 1e-6 - looped["bytes"] / (bandwidth * 1e9), 0.0)
             fit = fit.model_copy(update={"in_loop_extra_us": extra * 1e6, "in_loop_points": _points(rows_looped)})
+            for op, key in zip(STREAM_OPS, ("in_loop_send_cpu_us", "in_loop_recv_cpu_us")):
+                row = _at_reference_size([r for r in raw.get("in_loop", []) if r["op"] == op])
+                if row is not None:
+                    fit = fit.model_copy(update={key: max(row["seconds"], 0.0) * 1e6})
         links.append(fit)
     curves = []
     keys = sorted({(r["op"], r["group_size"]) for r in raw["collectives"]})

@@ -24,7 +24,7 @@ from typing import Callable, Generator, Sequence
 from simulator.network import Network
 
 
-def _round(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: int) -> Generator:
+def _round(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: float) -> Generator:
     moves = [(src, dst) for src, dst in pairs if src != dst]
     start_round = getattr(net, "start_round", None)
     if start_round is not None:  # the fair-share network starts a round as one event
@@ -113,7 +113,7 @@ def all_to_all(net: Network, devices: Sequence[str], bytes_per_rank: float, mess
     yield from _rounds(net, rounds, bytes_per_rank / n, messages, planned=True)
 
 
-def exchange(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: int = 1) -> Generator:
+def exchange(net: Network, pairs: Sequence[tuple[str, str]], nbytes: float, messages: float = 1) -> Generator:
     """One round of simultaneous point-to-point sends (CFG's prediction swap, stage-to-stage sends)."""
     yield from _round(net, pairs, nbytes, messages)
 

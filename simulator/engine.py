@@ -274,6 +274,8 @@ class Simulation(Pricing):
         self._inflight: dict[int, tuple[tuple, simpy.Event]] = {}
         """Sends started without a process, not yet arrived: id(done) → (owner, done)."""
         self._pairs: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        self._message_cpu: dict[tuple[str, str], tuple[float, float, float]] = {}
+        """(sender, receiver) labels → their message's (sender CPU, receiver CPU, latency share)."""
         self._held_share = 1.0 - cluster.topology.communication.overlap_efficiency
         """Share of a send's bytes that holds the sender (:meth:`post_send`), looked up once."""
         self._start_round = None if self.record else getattr(self.net, "start_round", None)
@@ -478,7 +480,7 @@ class Simulation(Pricing):
         """
         start = self.env.now if began_s is None else began_s
         pairs = list(zip(actor.devices, peer.devices))
-        yield from collectives.exchange(self.net, pairs, nbytes_per_rank)
+        yield from collectives.exchange(self.net, pairs, nbytes_per_rank, self.message_cpu(actor, peer)[2])
         if self.record and self.env.now > start:
             route = self.cluster.route(*pairs[0])
             self.events.append(SimEvent(start, self.env.now, actor.label, "send", name, tags.get("step"),
@@ -498,7 +500,8 @@ class Simulation(Pricing):
         moves = self._moves(actor, peer)
         owner = ("send", actor.label, key, began_s)
         self.net.owner = owner
-        done = start_round(moves, int(nbytes_per_rank), done=self.event(key), value=began_s) if moves else None
+        share = self.message_cpu(actor, peer)[2]
+        done = start_round(moves, int(nbytes_per_rank), share, done=self.event(key), value=began_s) if moves else None
         if done is None:
             self._arrived(actor, key, began_s)
             return True
@@ -522,6 +525,36 @@ class Simulation(Pricing):
         if moves is None:
             moves = self._pairs[pair] = tuple((a, b) for a, b in zip(actor.devices, peer.devices) if a != b)
         return moves
+
+    def message_cpu(self, actor: Actor, peer: Actor) -> tuple[float, float, float]:
+        """(sender CPU s, receiver CPU s, latency share) of a stage message from ``actor`` to ``peer``
+        (:meth:`~simulator.network.Network.message_cpu` of the route of its first rank pair; none
+        when the groups share their devices), looked up once per pair."""
+        pair = (actor.label, peer.label)
+        out = self._message_cpu.get(pair)
+        if out is None:
+            moves = self._moves(actor, peer)
+            out = self._message_cpu[pair] = (self.net.message_cpu(self.cluster.route(*moves[0])) if moves
+                                             else (0.0, 0.0, 1.0))
+        return out
+
+    def receive_cpu_s(self, actor: Actor) -> float:
+        """The receiver's CPU of one message into ``actor`` from the stage before it (stage 0: from the last)."""
+        work = self.work
+        if work.stages == 1:
+            return 0.0
+        source = work.actor(actor.data, actor.cfg, actor.stage - 1 if actor.stage else work.stages - 1)
+        return self.message_cpu(source, actor)[1]
+
+    def message_time(self, actor: Actor, seconds: float, name: str, **tags: Any) -> Generator:
+        """A rank's own time on a message (posting it, gloo's threads): measured in a two-rank loop,
+        so not scaled by the co-run slowdown; counted as exposed communication."""
+        if seconds <= 0:
+            return
+        start = self.env.now
+        self.where[actor.label] = (name, start)
+        yield self.env.timeout(seconds)
+        self.note(actor, start, self.env.now, "exposed_communication", name, **tags)
 
     def _arrived(self, actor: Actor, key: tuple, start: float) -> None:
         self.event(key).succeed(start)
@@ -554,6 +587,9 @@ class Simulation(Pricing):
         if not self._send_now(actor, peer, nbytes_per_rank - held, key, began_s=began):
             self.spawn(self.send(actor, peer, nbytes_per_rank - held, key, name, began_s=began, held_bytes=held,
                                  **tags))
+        send_cpu = self.message_cpu(actor, peer)[0]
+        if send_cpu > 0:
+            yield from self.message_time(actor, send_cpu, f"{name} (sender CPU)", **tags)
 
     def cfg_exchange(self, actor: Actor, nbytes: int, **tags: Any) -> Generator:
         """Swap noise predictions with the other CFG group's last stage; wait for both directions."""

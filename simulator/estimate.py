@@ -25,7 +25,7 @@ from typing import Callable
 
 from profiles.costs.cost_model import CostModel
 from profiles.catalog.models import ModelPreset
-from profiles.topology.graph import ClusterGraph
+from profiles.topology.graph import ClusterGraph, Route
 from simulator.collectives import ALGORITHMS, cfg_swap_s
 from simulator.engine import PriceCache, Pricing, SimSettings
 from simulator.network import LinkFit, Network
@@ -143,10 +143,10 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
                                                act * count)
         if stage < work.stages - 1:
             nxt = work.actor(0, 0, stage + 1)
-            t += net.duration_s(cluster.route(actor.devices[0], nxt.devices[0]), act)
+            t += message_s(net, cluster.route(actor.devices[0], nxt.devices[0]), act)
         else:
             latent = latent_bytes(model, cost.local_query_tokens, work.dtype_bytes)
-            t += net.duration_s(cluster.route(actor.devices[0], first.devices[0]), latent)
+            t += message_s(net, cluster.route(actor.devices[0], first.devices[0]), latent)
             if work.degrees["cfg"] > 1:
                 peer = work.actor(0, 1, stage)
                 output = prediction_bytes(model, cost.local_query_tokens, work.dtype_bytes)
@@ -156,6 +156,13 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
 
     once = sim.setup_s() + sim.first_pass_s() + sim.vae_s()  # the image's set-up, the cold first pass, the VAE
     return once + _loop_s(work, stage_time)
+
+
+def message_s(net: Network, route: Route, nbytes: float) -> float:
+    """A stage message's time: the wire, and both ends' measured CPU (:meth:`Network.message_cpu`;
+    the receiver's is counted on the sender's stage: every stage sends and receives one per unit)."""
+    send_cpu, recv_cpu, share = net.message_cpu(route)
+    return net.duration_s(route, nbytes, share) + (send_cpu + recv_cpu if route.links else 0.0)
 
 
 def _loop_s(work: Workload, stage_time: Callable[..., float]) -> float:

@@ -81,6 +81,10 @@ class LinkFit:
     latency_us: float
     bandwidth_gb_s: float
     collectives: tuple[CollectiveTiming, ...] = ()
+    send_cpu_s: float = 0.0
+    """What a stage's message costs its sender's loop (``in_loop_send_cpu_us``; 0: not measured)."""
+    recv_cpu_s: float = 0.0
+    """What it costs the receiver's loop, a part of ``latency_us`` (``in_loop_recv_cpu_us``)."""
 
 
 class TrafficLog:
@@ -231,7 +235,7 @@ class Network:
             out = self._order[links] = tuple(self._links.setdefault(link, Link()) for link in sorted(links))
         return out
 
-    def duration_s(self, route: Route, nbytes: float, messages: int = 1) -> float:
+    def duration_s(self, route: Route, nbytes: float, messages: float = 1) -> float:
         """Time of a transfer alone on ``route``: ``messages`` latencies plus bytes over the bottleneck."""
         if not route.links:
             return 0.0
@@ -255,6 +259,21 @@ class Network:
         per_call = curve.time_s(nbytes / max(messages, 1), self.bandwidth_scale) + curve.extra_s
         yield self.env.timeout(max(messages, 1) * per_call)
 
+    def message_cpu(self, route: Route) -> tuple[float, float, float]:
+        """(sender CPU s, receiver CPU s, share of the route's latency left to the wire) of a message
+        a pipeline stage posts between passes, where the links profile measured both ends' CPU.
+
+        The measured in-loop latency is one message's time from post to the receiver's use, which
+        includes the receiver's CPU for it: a stage's next pass cannot hide that part (nor the
+        sender's, spent by gloo's threads on the same cores), so the engine charges both to the ranks
+        and the wire keeps the rest. Unmeasured: (0, 0, 1), the whole latency on the wire."""
+        fit = self.link_fits.get(route.route_class)
+        if fit is None or not route.links or (fit.send_cpu_s <= 0 and fit.recv_cpu_s <= 0):
+            return 0.0, 0.0, 1.0
+        latency = fit.latency_us * 1e-6
+        share = max(latency - fit.recv_cpu_s, 0.0) / latency if latency > 0 else 1.0
+        return fit.send_cpu_s, fit.recv_cpu_s, share
+
     def latency_s(self, route: Route) -> float:
         fit = self.link_fits.get(route.route_class)
         return (fit.latency_us if fit else route.latency_us) * 1e-6
@@ -269,7 +288,7 @@ class Network:
         efficiency = self.efficiency_by_class.get(route.route_class, self.efficiency)
         return route.bottleneck_gb_s * efficiency * 1e9 * self.bandwidth_scale
 
-    def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
+    def transfer(self, src: str, dst: str, nbytes: int, messages: float = 1) -> Generator:
         """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""
         route = self.cluster.route(src, dst)
         if not route.links or (nbytes <= 0 and messages <= 0):
@@ -562,7 +581,7 @@ class FairShareNetwork(Network):
         elif not self._next_round(chain):
             chain.done.succeed()
 
-    def _alone_prices(self, started: tuple, links_used: tuple, nbytes: int, messages: int) -> _Alone:
+    def _alone_prices(self, started: tuple, links_used: tuple, nbytes: int, messages: float) -> _Alone:
         """The round alone on its links: the network's own re-timing, without the network."""
         n = len(started)
         if n == 1 and len(links_used) == len(started[0][1]):  # one transfer (a stage send): no re-timing
@@ -633,13 +652,14 @@ class FairShareNetwork(Network):
         for link in alone.links:
             link.share = link.bytes_per_s / len(link.flows) if link.flows else link.bytes_per_s
 
-    def start_round(self, moves: list[tuple[str, str]], nbytes: int, messages: int = 1, *,
+    def start_round(self, moves: list[tuple[str, str]], nbytes: int, messages: float = 1, *,
                     done: simpy.Event | None = None, value: object = None) -> simpy.Event | None:
         """Start one transfer of ``nbytes`` per ``(src, dst)`` now; the event fires when all have
         ended (None: nothing to move). The flows already on their links are re-timed once.
 
         ``done``: the event to fire (a new one by default), with ``value``: a send fires the
-        receiver's input event itself, one simpy event fewer per send."""
+        receiver's input event itself, one simpy event fewer per send. ``messages``: latencies each
+        transfer pays (a share of one for a stage send whose ends' CPU is charged apart: :meth:`message_cpu`)."""
         if nbytes <= 0 and messages <= 0:
             return None
         done = self.env.event() if done is None else done
@@ -754,7 +774,7 @@ class FairShareNetwork(Network):
             prepared = self._rounds[key] = (tuple(started), tuple(used), tuple(r for r, _, _, _ in started), {})
         return prepared
 
-    def _start(self, moves: list[tuple[str, str]], nbytes: int, messages: int, done: simpy.Event | None,
+    def _start(self, moves: list[tuple[str, str]], nbytes: int, messages: float, done: simpy.Event | None,
                chain: _Chain | None) -> bool:
         """Start one round's flows now (False: none has a route to cross)."""
         now = self.env.now
@@ -791,15 +811,15 @@ class FairShareNetwork(Network):
         self._arm()
         return True
 
-    def _alone_memo(self, memo: dict[tuple[int, int], _Alone], started: tuple, links_used: tuple, nbytes: int,
-                    messages: int) -> _Alone:
+    def _alone_memo(self, memo: dict[tuple[int, float], _Alone], started: tuple, links_used: tuple, nbytes: int,
+                    messages: float) -> _Alone:
         prices = memo.get((nbytes, messages))
         if prices is None:
             prices = memo[(nbytes, messages)] = self._alone_prices(started, links_used, nbytes, messages)
         return prices
 
-    def _start_alone(self, memo: dict[tuple[int, int], _Alone], started: tuple, links_used: tuple, nbytes: int,
-                     messages: int, done: simpy.Event | None, chain: _Chain | None, now: float) -> bool:
+    def _start_alone(self, memo: dict[tuple[int, float], _Alone], started: tuple, links_used: tuple, nbytes: int,
+                     messages: float, done: simpy.Event | None, chain: _Chain | None, now: float) -> bool:
         """A round on idle links: priced in closed form (memoised per round in ``memo``), one heap entry for its end."""
         prices = self._alone_memo(memo, started, links_used, nbytes, messages)
         alone = _AloneRound(now, prices, started, links_used, done, chain,
@@ -847,7 +867,7 @@ class FairShareNetwork(Network):
     def _link_ids(self) -> dict[int, LinkId]:
         return {id(state): link for link, state in self._fair_links.items()}
 
-    def transfer(self, src: str, dst: str, nbytes: int, messages: int = 1) -> Generator:
+    def transfer(self, src: str, dst: str, nbytes: int, messages: float = 1) -> Generator:
         """A simpy process: move ``nbytes`` from device ``src`` to ``dst`` (free when they are the same)."""
         done = self.start_round([(src, dst)], nbytes, messages)
         if done is not None:

@@ -59,6 +59,8 @@ class StageRunner(Protocol):
     def post_send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str,
                   **tags: Any) -> Generator: ...
     def cfg_exchange(self, actor: Actor, nbytes: int, **tags: Any) -> Generator: ...
+    def receive_cpu_s(self, actor: Actor) -> float: ...
+    def message_time(self, actor: Actor, seconds: float, name: str, **tags: Any) -> Generator: ...
 
 
 def input_key(actor: Actor, stage: int, step: int, item: int | None) -> tuple:
@@ -119,6 +121,9 @@ def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
             yield deps[0] if len(deps) == 1 else env.all_of(deps)  # one input: no condition event
             sent_at = max(e.value for e in deps)
             sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
+            receive_s = sim.receive_cpu_s(actor)
+            if receive_s > 0:  # the receiver's own time on each message it takes (measured; else none)
+                yield from sim.message_time(actor, receive_s * len(deps), "receive (CPU)", **tags)
         cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps, first=step == 0)
         if not sim.record and not cost.specs:  # nothing between them can interact: one timer
             yield from sim.computes(actor, step, (

@@ -78,6 +78,13 @@ class LinkFit(FormatModel):
     in_loop_points: list[LinkPoint] = Field(
         default_factory=list, description="One-way seconds per message when each follows compute on both ranks, "
         "per size (`pfplan profile links --in-loop`); [] when not measured.")
+    in_loop_send_cpu_us: float = Field(
+        0.0, ge=0, description="µs a one-way message in a stream costs its sender's loop beyond the compute "
+        "(posting it, gloo's threads sharing the cores), at the in-loop reference size: `pfplan profile links "
+        "--in-loop`; 0: not measured.")
+    in_loop_recv_cpu_us: float = Field(
+        0.0, ge=0, description="The same for the receiver's loop (its receives posted ahead, the message "
+        "already there): part of `in_loop_extra_us`, which a pipeline's next send can hide, but this cannot.")
 
 
 class CollectiveCurve(FormatModel):

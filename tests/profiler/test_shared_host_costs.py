@@ -6,10 +6,12 @@ that they run, land in the profile, and reach the simulator exactly as documente
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from planner.commands_simulate import link_fits_from
-from profiler.links import LinkSettings, links_profile, measure_links
+from profiler.links import STREAM_OPS, LinkSettings, links_profile, measure_links
 from profiles.catalog.models import load_model
 from profiles.costs.profile_format import CoRunTiming, load_profile
 from profiles.costs.profiled import load_profiled_cost_model
@@ -22,10 +24,35 @@ def test_in_loop_measurement_runs_and_fills_every_curve_and_the_link() -> None:
     cluster = load_cluster("cpu2")
     settings = LinkSettings(sizes_bytes=(4096, 65536), warmup=0, repeats=1, in_loop=True)
     raw = measure_links(cluster, settings)
-    assert {r["op"] for r in raw["in_loop"]} == {"all_gather", "all_to_all", "all_reduce", "p2p"}
-    assert all(r["compute_s"] > 0 for r in raw["in_loop"])
+    assert {r["op"] for r in raw["in_loop"]} == {"all_gather", "all_to_all", "all_reduce", "p2p", *STREAM_OPS}
+    assert all(r["compute_s"] > 0 for r in raw["in_loop"] if r["op"] not in STREAM_OPS)
     profile = links_profile(cluster, settings, raw, command="test")
     assert all(c.in_loop_extra_us >= 0 for c in profile.collectives)
+    stream = {r["op"]: r["seconds"] for r in raw["in_loop"] if r["op"] in STREAM_OPS and r["bytes"] == 65536}
+    assert profile.links[0].in_loop_send_cpu_us == pytest.approx(max(stream["p2p_send_cpu"], 0) * 1e6)
+    assert profile.links[0].in_loop_recv_cpu_us == pytest.approx(max(stream["p2p_recv_cpu"], 0) * 1e6)
+
+
+@pytest.mark.timing  # two ranks' loops on two cores: run alone (make test runs these first)
+def test_a_stream_charges_a_costly_post_to_the_sender_only(monkeypatch) -> None:
+    """0.4 ms of CPU spun in every ``isend`` must show in the sender's figure and not the receiver's
+    (the ranks are forked: the patch goes with them); without the stream's one-end timing it would not."""
+    from runtime.dist_context import DistContext
+
+    isend = DistContext.isend
+
+    def costly_isend(self, tensor, dst, group=None):
+        until = time.perf_counter() + 4e-4
+        while time.perf_counter() < until:
+            pass
+        return isend(self, tensor, dst, group)
+
+    monkeypatch.setattr(DistContext, "isend", costly_isend)
+    raw = measure_links(load_cluster("cpu2"), LinkSettings(sizes_bytes=(4096,), warmup=1,
+                                                           repeats=3, in_loop=True))
+    stream = {r["op"]: r["seconds"] for r in raw["in_loop"] if r["op"] in STREAM_OPS and r["bytes"] == 65536}
+    assert stream["p2p_send_cpu"] > 3.5e-4
+    assert stream["p2p_recv_cpu"] < stream["p2p_send_cpu"] - 2.5e-4
 
 
 def test_extras_are_what_the_loop_took_beyond_the_back_to_back_figures() -> None:
