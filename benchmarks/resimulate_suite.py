@@ -5,7 +5,8 @@ compares two models: the suite's runs take minutes and drift with the box's load
     python benchmarks/validation_suite.py --repeats 5 --runs-json /tmp/suite4.json
     python benchmarks/resimulate_suite.py /tmp/suite4.json
 
-Prints per plan the measured median, both predictions and their errors, then MAPE, Kendall τ and
+Prints per plan the measured median, the prediction recorded when the suite ran, the model's now with
+and without the message CPU, and their errors, then MAPE, Kendall τ and
 whether the measured-fastest plan is the predicted-fastest under each.
 """
 
@@ -29,7 +30,7 @@ from simulator.engine import simulate  # noqa: E402
 from simulator.plan import validate  # noqa: E402
 
 
-def predictions(rows: list[dict], steps: int, *, message_cpu: bool) -> list[float]:
+def predictions(rows: list[dict], steps: int, *, message_cpu: bool, profile: str = PROFILE) -> list[float]:
     from planner.commands_simulate import link_fits_from
 
     model, cluster = load_model(MODEL), load_cluster(TOPOLOGY)
@@ -40,7 +41,7 @@ def predictions(rows: list[dict], steps: int, *, message_cpu: bool) -> list[floa
     for row in rows:
         plan = make_plan(row["spec"], steps)
         validate(plan, model, cluster)
-        cost = cost_model_for(model, cluster.gpu_of(plan.devices(cluster)[0]), PROFILE)
+        cost = cost_model_for(model, cluster.gpu_of(plan.devices(cluster)[0]), profile)
         out.append(simulate(plan, model, cluster, cost, link_fits=fits, dtype_bytes=dtype_bytes_of(cost)).latency_s)
     return out
 
@@ -58,6 +59,9 @@ def summary(name: str, rows: list[dict], predicted: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, help="A --runs-json file of benchmarks/validation_suite.py.")
+    parser.add_argument("--profile", default=PROFILE,
+                        help=f"Compute profile to price with (default the shipped {PROFILE}; e.g. the one the runs "
+                             "were predicted with, from git).")
     args = parser.parse_args()
     try:
         data = json.loads(args.runs.read_text())
@@ -65,17 +69,19 @@ def main() -> int:
     except (OSError, ValueError, KeyError) as exc:
         print(f"{args.runs}: expected a --runs-json file of validation_suite.py ({exc})", file=sys.stderr)
         return 2
-    now = predictions(rows, steps, message_cpu=True)
-    before = predictions(rows, steps, message_cpu=False)
-    print(f"{data['command']} (load {data['load']:.1f} at its start); profile {PROFILE}, links {LINKS}")
-    print("| plan | measured s | predicted s | error | without message CPU | error |")
-    print("|---|---|---|---|---|---|")
-    for row, p, b in zip(rows, now, before):
+    now = predictions(rows, steps, message_cpu=True, profile=args.profile)
+    before = predictions(rows, steps, message_cpu=False, profile=args.profile)
+    recorded = [r["predicted_s"] for r in rows]
+    print(f"{data['command']} (load {data['load']:.1f} at its start); profile {args.profile}, links {LINKS}")
+    print("| plan | measured s | predicted then | error | predicted now | error | now without message CPU | error |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row, r, p, b in zip(rows, recorded, now, before):
         m = row["measured_s"]
-        print(f"| `{row['spec'] or 'serial'}` | {m:.3f} | {p:.3f} | {100 * (p - m) / m:+.1f}% | {b:.3f} | "
-              f"{100 * (b - m) / m:+.1f}% |")
-    print(summary("with message CPU", rows, now))
-    print(summary("without", rows, before))
+        print(f"| `{row['spec'] or 'serial'}` | {m:.3f} | {r:.3f} | {100 * (r - m) / m:+.1f}% | {p:.3f} | "
+              f"{100 * (p - m) / m:+.1f}% | {b:.3f} | {100 * (b - m) / m:+.1f}% |")
+    print(summary("predicted when run", rows, recorded))
+    print(summary("now", rows, now))
+    print(summary("now without message CPU", rows, before))
     return 0
 
 

@@ -275,6 +275,9 @@ def profile_compute(preset: ModelPreset, settings: ComputeSettings, *, command: 
         corun = [time_corun(preset, ranks=settings.corun_ranks, resolution_px=base_res,
                             batch=2 if preset.uses_cfg and 2 in settings.batches else settings.batches[0],
                             repeats=max(settings.repeats, 5), seed=settings.seed)]
+        if vae:  # data-parallel replicas decode at once
+            corun.append(time_corun(preset, ranks=settings.corun_ranks, resolution_px=base_res, batch=1,
+                                    repeats=max(settings.repeats, 5), seed=settings.seed, workload="vae_decode"))
     return Profile(model=preset.name, model_family=preset.family, device=catalog_name, device_name=device_name,
                    software=software_stack(device, settings.dtype, settings.threads),
                    text_tokens=preset.text_tokens, layers=layers, vae_decode=vae, scheduler_step=scheduler,

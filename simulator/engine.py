@@ -752,7 +752,8 @@ def corun_scales(plan: ParallelPlan, cluster: ClusterGraph, cost_model: CostMode
     """(compute, VAE) time factors for ranks that share a host (the cost model's measured
     ``concurrent_slowdown``; 1 without one, as on GPUs). Every pass is charged the factor of
     the busiest host's rank count; the VAE decode only when several replicas decode at once
-    (data parallel), since otherwise the other ranks are done by then."""
+    (data parallel), since otherwise the other ranks are done by then, and by the VAE's own
+    measured factor where the profile has one."""
     fn = getattr(cost_model, "concurrent_slowdown", None)
     if fn is None:
         return 1.0, 1.0
@@ -762,7 +763,7 @@ def corun_scales(plan: ParallelPlan, cluster: ClusterGraph, cost_model: CostMode
     ranks = max(hosts.values(), default=1)
     scale = float(fn(ranks) or 1.0) if ranks > 1 else 1.0
     decoders = min(plan.degrees.data, ranks)
-    return scale, (float(fn(decoders) or 1.0) if decoders > 1 else 1.0)
+    return scale, (float(fn(decoders, "vae_decode") or 1.0) if decoders > 1 else 1.0)
 
 
 def _run_steps(plan: ParallelPlan, steps: int, model: ModelPreset, cluster: ClusterGraph, cost_model: CostModel,

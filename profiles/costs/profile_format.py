@@ -263,6 +263,9 @@ class CoRunTiming(FormatModel):
     model_config = ConfigDict(extra="forbid")
 
     ranks: int = Field(ge=2, description="Processes running at once.")
+    workload: Literal["forward", "vae_decode"] = Field(
+        "forward", description="What was timed: the transformer's whole forward, or the runtime's VAE decode to "
+        "PNG (batch 1; its convolutions share the caches and memory bandwidth differently).")
     batch: int = Field(ge=1)
     query_tokens: int = Field(gt=0)
     alone_s: float = Field(gt=0, description="Median warm forward, one rank at a time, seconds.")

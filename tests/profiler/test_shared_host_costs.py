@@ -91,7 +91,7 @@ class _Slowed:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def concurrent_slowdown(self, ranks: int) -> float:
+    def concurrent_slowdown(self, ranks: int, workload: str = "forward") -> float:
         return self.factor
 
 
@@ -120,3 +120,17 @@ def test_the_profile_picks_the_factor_for_the_rank_count() -> None:
     cost.profile = cost.profile.model_copy(update={"corun": entries})
     assert cost.concurrent_slowdown(1) is None
     assert [cost.concurrent_slowdown(n) for n in (2, 3, 4, 8)] == [1.3, 1.3, 1.8, 1.8]
+
+
+def test_the_vae_takes_its_own_factor_where_measured_else_the_forwards() -> None:
+    model = load_model("pixart-tiny")
+    cost = load_profiled_cost_model("pixart-tiny-cpu", model, gpu_name="cpu")
+    forward = CoRunTiming(ranks=2, batch=2, query_tokens=256, alone_s=1.0, together_s=1.3, slowdown=1.3, repeats=1)
+    vae = forward.model_copy(update={"workload": "vae_decode", "batch": 1, "slowdown": 1.7})
+    cost.profile = cost.profile.model_copy(update={"corun": [forward]})
+    assert cost.concurrent_slowdown(2, "vae_decode") == 1.3
+    cost.profile = cost.profile.model_copy(update={"corun": [forward, vae]})
+    assert (cost.concurrent_slowdown(2), cost.concurrent_slowdown(2, "vae_decode")) == (1.3, 1.7)
+    fast = _breakdown("data=2", cost)
+    cost.profile = cost.profile.model_copy(update={"corun": [forward]})
+    assert fast["vae"] == pytest.approx(_breakdown("data=2", cost)["vae"] * 1.7 / 1.3)

@@ -238,3 +238,28 @@ def test_the_monotony_report_counts_each_lowered_reading() -> None:
     count, priced, least = lowered(synthetic(noisy))
     assert count == 1 and priced == len(shapes) + 2 * len(LEVELS)  # blocks, embed and final
     assert least == pytest.approx(clean[shapes.index((128, 256))] / noisy[shapes.index((64, 256))])
+
+
+def test_the_layer_table_is_brought_to_the_forward_timed_beside_the_loop() -> None:
+    """forward_s ÷ (layers_sum_s + blocks × block_s) of the pass-overhead entry nearest the batch scales every
+    layer of that batch; no entry, or a factor outside 0.75-1.33, leaves the table as measured."""
+    from profiles.costs.profile_format import PassOverhead
+
+    model = load_model("pixart-tiny")
+    cost = load_profiled_cost_model("pixart-tiny-cpu", model, gpu_name="cpu")
+    blocks = len(model.arch.block_kinds())
+    shape = LayerShape(model.arch.block_kinds()[0], 256, 256, 2)
+
+    def entry(batch: int, forward_s: float) -> PassOverhead:
+        return PassOverhead(batch=batch, query_tokens=256, forward_s=forward_s, layers_sum_s=0.010 - blocks * 1e-4,
+                            block_s=1e-4, first_pass_s=0.0, repeats=3)
+
+    cost.profile = cost.profile.model_copy(update={"pass_overhead": []})
+    raw = cost.layer_time_s(shape)
+    assert cost.forward_alignment(2) == 1.0
+    cost.profile = cost.profile.model_copy(update={"pass_overhead": [entry(1, 0.011), entry(2, 0.009)]})
+    assert cost.forward_alignment(2) == pytest.approx(0.9) and cost.forward_alignment(1) == pytest.approx(1.1)
+    assert cost.forward_alignment(4) == pytest.approx(0.9)  # the nearest batch's entry
+    assert cost.layer_time_s(shape) == pytest.approx(0.9 * raw)
+    cost.profile = cost.profile.model_copy(update={"pass_overhead": [entry(2, 0.005)]})
+    assert cost.forward_alignment(2) == 1.0 and cost.layer_time_s(shape) == pytest.approx(raw)
