@@ -35,24 +35,29 @@ def test_in_loop_measurement_runs_and_fills_every_curve_and_the_link() -> None:
 
 @pytest.mark.timing  # two ranks' loops on two cores: run alone (make test runs these first)
 def test_a_stream_charges_a_costly_post_to_the_sender_only(monkeypatch) -> None:
-    """0.4 ms of CPU spun in every ``isend`` must show in the sender's figure and not the receiver's
-    (the ranks are forked: the patch goes with them); without the stream's one-end timing it would not."""
+    """1 ms of CPU spun in every ``isend`` must show in the sender's figure and not the receiver's (the ranks
+    are forked: the patch goes with them); a measurement that let either end wait on the other would put
+    it on both. Load can make one measurement's receiver wait (a fresh-clone CI run read 0.45 ms for it
+    with a 0.4 ms spin), so a miss earns a second look, and the test fails only when both miss."""
     from runtime.dist_context import DistContext
 
     isend = DistContext.isend
 
     def costly_isend(self, tensor, dst, group=None):
-        until = time.perf_counter() + 4e-4
+        until = time.perf_counter() + 1e-3
         while time.perf_counter() < until:
             pass
         return isend(self, tensor, dst, group)
 
     monkeypatch.setattr(DistContext, "isend", costly_isend)
-    raw = measure_links(load_cluster("cpu2"), LinkSettings(sizes_bytes=(4096,), warmup=1,
-                                                           repeats=3, in_loop=True))
-    stream = {r["op"]: r["seconds"] for r in raw["in_loop"] if r["op"] in STREAM_OPS and r["bytes"] == 65536}
-    assert stream["p2p_send_cpu"] > 3.5e-4
-    assert stream["p2p_recv_cpu"] < stream["p2p_send_cpu"] - 2.5e-4
+    looks = []
+    for _ in range(2):
+        raw = measure_links(load_cluster("cpu2"), LinkSettings(sizes_bytes=(4096,), warmup=1, repeats=3, in_loop=True))
+        stream = {r["op"]: r["seconds"] for r in raw["in_loop"] if r["op"] in STREAM_OPS and r["bytes"] == 65536}
+        looks.append(stream)
+        if stream["p2p_send_cpu"] > 8e-4 and stream["p2p_recv_cpu"] < stream["p2p_send_cpu"] - 5e-4:
+            return
+    pytest.fail(f"sender's figure not above 0.8 ms and 0.5 ms above the receiver's in two looks: {looks}")
 
 
 def test_extras_are_what_the_loop_took_beyond_the_back_to_back_figures() -> None:
