@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -29,41 +28,18 @@ CALLS, WARMUP, PAIRS = 40, 2, 7
 
 def _measure(rank: int, world: int, device: object, *, kernels: tuple[int, ...]) -> dict | None:
     import torch
-    import torch.distributed as dist
 
+    from profiler.links import compute_slice, excess_per_call
     from runtime.dist_context import DistContext
 
     ctx = DistContext(rank=rank, world_size=world, degrees={"cfg": world}, timeout_s=60)
     ctx.make_groups()
-    x, w = torch.randn(2, 256, 32), torch.randn(32, 32)
     src = torch.ones(2048)
     out = {}
     for k in kernels:
-        def compute() -> None:
-            y = x
-            for _ in range(k):
-                y = torch.nn.functional.layer_norm(torch.nn.functional.gelu(torch.nn.functional.linear(y, w)), (32,))
-
-        def loop(calls: bool) -> float:
-            dist.barrier()
-            start = time.perf_counter()
-            for _ in range(CALLS):
-                compute()
-                if calls:
-                    ctx.exchange_cfg(src)
-            if not calls:
-                dist.barrier()
-            return time.perf_counter() - start
-
-        extra = []
-        for i in range(WARMUP + PAIRS):
-            bare, looped = loop(False), loop(True)
-            if i >= WARMUP:
-                extra.append((looped - bare) / CALLS)
-        start = time.perf_counter()
-        for _ in range(CALLS):
-            compute()
-        out[k] = ((time.perf_counter() - start) / CALLS, statistics.median(extra))
+        excess, compute_s = excess_per_call(compute_slice(k), lambda: ctx.exchange_cfg(src), warmup=WARMUP,
+                                            repeats=PAIRS, calls=CALLS)
+        out[k] = (compute_s, statistics.median(excess))
     return out if rank == 0 else None
 
 

@@ -18,7 +18,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 from profiles.errors import InputError
 from profiler.rank_launch import run_ranks, sync, under_torchrun
@@ -172,6 +172,50 @@ IN_LOOP_KERNELS = 15
 """(linear, GELU, layer norm) triples between two calls: ≈ 1 ms on this VM, a tiny preset's block."""
 
 
+def compute_slice(kernels: int = IN_LOOP_KERNELS) -> Callable[[], None]:
+    """A slice of compute between two calls: ``kernels`` (linear, GELU, layer norm) triples on a tiny
+    preset's activations (≈ one tiny block at the default)."""
+    import torch
+
+    x, w = torch.randn(2, 256, 32), torch.randn(32, 32)
+
+    def compute() -> None:
+        y = x
+        for _ in range(kernels):
+            y = torch.nn.functional.layer_norm(torch.nn.functional.gelu(torch.nn.functional.linear(y, w)), (32,))
+    return compute
+
+
+def excess_per_call(compute: Callable[[], None], call: Callable[[], None], *, warmup: int, repeats: int,
+                    calls: int = IN_LOOP_CALLS) -> tuple[list[float], float]:
+    """(per pair, seconds per call of ``calls`` calls each after ``compute``, less the same loop without the
+    calls; the mean ``compute`` alone). The loops start at a barrier, and the bare one ends at one (the loop
+    with calls ends together); pairs, so load that comes and goes hits both sides."""
+    import torch.distributed as dist
+
+    def loop(with_calls: bool) -> float:
+        dist.barrier()
+        start = time.perf_counter()
+        for _ in range(calls):
+            compute()
+            if with_calls:
+                call()
+        if not with_calls:
+            dist.barrier()
+        return time.perf_counter() - start
+
+    start = time.perf_counter()
+    for _ in range(calls):
+        compute()
+    compute_s = (time.perf_counter() - start) / calls
+    excess = []
+    for i in range(warmup + repeats):
+        bare, looped = loop(False), loop(True)
+        if i >= warmup:
+            excess.append((looped - bare) / calls)
+    return excess, compute_s
+
+
 def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, Any]]:
     """Per op and size over all ranks: seconds per call of ``IN_LOOP_CALLS`` calls, each after a slice of
     compute on every rank (small kernels, as a tiny model's blocks run), less the same compute loop
@@ -187,12 +231,7 @@ def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, An
     ctx = DistContext(rank=rank, world_size=world, degrees={"ulysses": world}, timeout_s=settings.timeout_s)
     ctx.make_groups()
     group = ctx.group("ulysses")
-    x, w = torch.randn(2, 256, 32), torch.randn(32, 32)
-
-    def compute() -> None:  # ≈ one tiny-preset block: a few dozen small kernels
-        y = x
-        for _ in range(IN_LOOP_KERNELS):
-            y = torch.nn.functional.layer_norm(torch.nn.functional.gelu(torch.nn.functional.linear(y, w)), (32,))
+    compute = compute_slice()  # ≈ one tiny-preset block: a few dozen small kernels
 
     out = []
     for op, size in ((op, size) for op in (*OPS, "p2p") for size in IN_LOOP_SIZES):
@@ -215,26 +254,8 @@ def _in_loop(rank: int, world: int, settings: LinkSettings) -> list[dict[str, An
                     else:
                         ctx.irecv(src.shape, src.dtype, peer).wait()
 
-        def loop(with_calls: bool) -> float:
-            dist.barrier()
-            start = time.perf_counter()
-            for _ in range(IN_LOOP_CALLS):
-                compute()
-                if with_calls:
-                    call()
-            if not with_calls:
-                dist.barrier()  # the loop with calls ends together; so must this one
-            return time.perf_counter() - start
-
-        excess = []
-        start = time.perf_counter()
-        for _ in range(IN_LOOP_CALLS):
-            compute()
-        compute_s = (time.perf_counter() - start) / IN_LOOP_CALLS
-        for i in range(settings.warmup + settings.repeats):  # pairs, so load that comes and goes hits both
-            bare, looped = loop(False), loop(True)
-            if i >= settings.warmup:
-                excess.append((looped - bare) / IN_LOOP_CALLS / (2 if op == "p2p" else 1))
+        excess, compute_s = excess_per_call(compute, call, warmup=settings.warmup, repeats=settings.repeats)
+        excess = [e / (2 if op == "p2p" else 1) for e in excess]  # a ping-pong is two one-way messages
         if rank == 0:
             out.append({"op": op, "group_size": world if op != "p2p" else 2, "bytes": elems * 4,
                         "seconds": statistics.median(excess), "repeats": len(excess), "compute_s": compute_s})
