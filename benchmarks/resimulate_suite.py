@@ -66,13 +66,23 @@ def main() -> int:
     try:
         data = json.loads(args.runs.read_text())
         rows, steps = data["rows"], int(data["steps"])
-    except (OSError, ValueError, KeyError) as exc:
+        command, load = str(data["command"]), float(data["load"])
+        if not rows or not all(isinstance(r["spec"], str) and float(r["measured_s"]) > 0
+                               and float(r["predicted_s"]) > 0 for r in rows):
+            raise ValueError("rows: expected plans with a spec and positive measured_s, predicted_s")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"{args.runs}: expected a --runs-json file of validation_suite.py ({exc})", file=sys.stderr)
         return 2
-    now = predictions(rows, steps, message_cpu=True, profile=args.profile)
-    before = predictions(rows, steps, message_cpu=False, profile=args.profile)
+    from profiles.errors import InputError
+
+    try:
+        now = predictions(rows, steps, message_cpu=True, profile=args.profile)
+        before = predictions(rows, steps, message_cpu=False, profile=args.profile)
+    except (InputError, ValueError) as exc:
+        print(f"{args.runs} with --profile {args.profile}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
     recorded = [r["predicted_s"] for r in rows]
-    print(f"{data['command']} (load {data['load']:.1f} at its start); profile {args.profile}, links {LINKS}")
+    print(f"{command} (load {load:.1f} at its start); profile {args.profile}, links {LINKS}")
     print("| plan | measured s | predicted then | error | predicted now | error | now without message CPU | error |")
     print("|---|---|---|---|---|---|---|---|")
     for row, r, p, b in zip(rows, recorded, now, before):

@@ -178,6 +178,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.runs_json is not None and args.runs_json.exists():
         parser.error(f"--runs-json: {args.runs_json} exists; expected a new file")
+    if args.runs_json is not None and not (args.runs_json.parent.is_dir() and os.access(args.runs_json.parent, os.W_OK)):
+        parser.error(f"--runs-json: {args.runs_json.parent} is not a writable folder")
     if args.steps < 1:
         parser.error("--steps: expected a positive number of steps")
     chosen = PLANS[:args.plans]
@@ -206,11 +208,11 @@ def main() -> int:
         + ("" if args.steps == STEPS else f" --steps {args.steps}")
     text = section(rows, repeats=args.repeats, wall_s=time.monotonic() - start, command=command,
                    load=(load_start, os.getloadavg()[0]), steps=args.steps)
-    if not args.stdout:
-        replace_section(PAGE, *markers(args.steps), text, title="# Fidelity: predictions against measured CPU runs")
-    if args.runs_json is not None:
+    if args.runs_json is not None:  # first: a failure here leaves the docs as they were
         args.runs_json.write_text(json.dumps({"command": command, "steps": args.steps, "load": load_start,
                                               "rows": rows}, indent=1))
+    if not args.stdout:
+        replace_section(PAGE, *markers(args.steps), text, title="# Fidelity: predictions against measured CPU runs")
     print(text)
     return 0
 

@@ -276,6 +276,9 @@ class Simulation(Pricing):
         self._pairs: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._message_cpu: dict[tuple[str, str], tuple[float, float, float]] = {}
         """(sender, receiver) labels → their message's (sender CPU, receiver CPU, latency share)."""
+        self._measured_message_cpu = any(fit.send_cpu_s > 0 or fit.recv_cpu_s > 0
+                                         for fit in getattr(self.net, "link_fits", {}).values())
+        """Whether any route has it (else every lookup is skipped: large simulations have none)."""
         self._held_share = 1.0 - cluster.topology.communication.overlap_efficiency
         """Share of a send's bytes that holds the sender (:meth:`post_send`), looked up once."""
         self._start_round = None if self.record else getattr(self.net, "start_round", None)
@@ -530,6 +533,8 @@ class Simulation(Pricing):
         """(sender CPU s, receiver CPU s, latency share) of a stage message from ``actor`` to ``peer``
         (:meth:`~simulator.network.Network.message_cpu` of the route of its first rank pair; none
         when the groups share their devices), looked up once per pair."""
+        if not self._measured_message_cpu:
+            return 0.0, 0.0, 1.0
         pair = (actor.label, peer.label)
         out = self._message_cpu.get(pair)
         if out is None:
@@ -538,13 +543,13 @@ class Simulation(Pricing):
                                              else (0.0, 0.0, 1.0))
         return out
 
-    def receive_cpu_s(self, actor: Actor) -> float:
-        """The receiver's CPU of one message into ``actor`` from the stage before it (stage 0: from the last)."""
+    def receive_cpu_s(self, actor: Actor, sources: list[int]) -> float:
+        """The receiver's CPU of the messages into ``actor`` from the stages ``sources`` (one each; none from
+        a group on the same devices), each at its own route's figure."""
         work = self.work
-        if work.stages == 1:
+        if work.stages == 1 or not self._measured_message_cpu:
             return 0.0
-        source = work.actor(actor.data, actor.cfg, actor.stage - 1 if actor.stage else work.stages - 1)
-        return self.message_cpu(source, actor)[1]
+        return sum(self.message_cpu(work.actor(actor.data, actor.cfg, s), actor)[1] for s in sources)
 
     def message_time(self, actor: Actor, seconds: float, name: str, **tags: Any) -> Generator:
         """A rank's own time on a message (posting it, gloo's threads): measured in a two-rank loop,

@@ -159,10 +159,12 @@ def estimate_latency_s(plan: ParallelPlan, model: ModelPreset, cluster: ClusterG
 
 
 def message_s(net: Network, route: Route, nbytes: float) -> float:
-    """A stage message's time: the wire, and both ends' measured CPU (:meth:`Network.message_cpu`;
-    the receiver's is counted on the sender's stage: every stage sends and receives one per unit)."""
-    send_cpu, recv_cpu, share = net.message_cpu(route)
-    return net.duration_s(route, nbytes, share) + (send_cpu + recv_cpu if route.links else 0.0)
+    """A stage message's share of a stage's time: its post-to-use time (the measured latency and the
+    bytes), or, where the two ends' measured CPU (:meth:`Network.message_cpu`) is more, that: a stage
+    cannot run faster than its own posting and receiving, and the sender's CPU overlaps the wire (every
+    stage sends and receives one message per unit, so both ends count on the sender's stage)."""
+    send_cpu, recv_cpu, _ = net.message_cpu(route)
+    return max(net.duration_s(route, nbytes), send_cpu + recv_cpu if route.links else 0.0)
 
 
 def _loop_s(work: Workload, stage_time: Callable[..., float]) -> float:

@@ -59,7 +59,7 @@ class StageRunner(Protocol):
     def post_send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str,
                   **tags: Any) -> Generator: ...
     def cfg_exchange(self, actor: Actor, nbytes: int, **tags: Any) -> Generator: ...
-    def receive_cpu_s(self, actor: Actor) -> float: ...
+    def receive_cpu_s(self, actor: Actor, sources: list[int]) -> float: ...
     def message_time(self, actor: Actor, seconds: float, name: str, **tags: Any) -> Generator: ...
 
 
@@ -79,20 +79,23 @@ def cfg_key(actor: Actor, step: int, item: int | None) -> tuple:
     return ("cfg", actor.data, actor.cfg, step, item)
 
 
-def dependencies(sim: StageRunner, actor: Actor, step: int, item: int | None) -> list:
-    """The events item (step, item) waits for on ``actor``'s stage."""
+def dependencies(sim: StageRunner, actor: Actor, step: int, item: int | None) -> tuple[list, list[int]]:
+    """The events item (step, item) waits for on ``actor``'s stage, and the stage each comes from."""
     work = sim.work
-    deps = []
+    deps, sources = [], []
     if actor.stage == 0:
         source = latent_source_of(step, item, work.warmup_steps, work.patches)
         if source is not None:
             deps.append(sim.event(return_key(actor, *source)))
+            sources.append(work.stages - 1)
     else:
         deps.append(sim.event(input_key(actor, actor.stage, step, item)))
+        sources.append(actor.stage - 1)
     for (src, dst) in work.skip_layers:
         if dst == actor.stage:
             deps.append(sim.event(skip_key(actor, src, dst, step, item)))
-    return deps
+            sources.append(src)
+    return deps, sources
 
 
 def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
@@ -115,15 +118,15 @@ def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
                 sim.step_began(step, index)
             sim.check_work_left(actor, index)  # a run that can no longer win stops here (simulator.work_left)
         tags = {"step": step, "patch": item, "stage": actor.stage}
-        deps = dependencies(sim, actor, step, item)
+        deps, sources = dependencies(sim, actor, step, item)
         if deps:
             waited_from = env.now
             yield deps[0] if len(deps) == 1 else env.all_of(deps)  # one input: no condition event
             sent_at = max(e.value for e in deps)
             sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
-            receive_s = sim.receive_cpu_s(actor)
-            if receive_s > 0:  # the receiver's own time on each message it takes (measured; else none)
-                yield from sim.message_time(actor, receive_s * len(deps), "receive (CPU)", **tags)
+            receive_s = sim.receive_cpu_s(actor, sources)
+            if receive_s > 0:  # the receiver's own time on the messages it takes (measured; else none)
+                yield from sim.message_time(actor, receive_s, "receive (CPU)", **tags)
         cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps, first=step == 0)
         if not sim.record and not cost.specs:  # nothing between them can interact: one timer
             yield from sim.computes(actor, step, (

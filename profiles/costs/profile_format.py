@@ -84,7 +84,8 @@ class LinkFit(FormatModel):
         "--in-loop`; 0: not measured.")
     in_loop_recv_cpu_us: float = Field(
         0.0, ge=0, description="The same for the receiver's loop (its receives posted ahead, the message "
-        "already there): part of `in_loop_extra_us`, which a pipeline's next send can hide, but this cannot.")
+        "already there): part of the in-loop latency (`latency_us` + `in_loop_extra_us`), which a pipeline's next "
+        "send can hide, but this cannot.")
 
 
 class CollectiveCurve(FormatModel):

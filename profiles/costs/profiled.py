@@ -210,18 +210,19 @@ class ProfiledCostModel:
         The (whole-image) entry of ``pass_overhead`` at this batch (else the nearest) holds the warm
         forward (``forward_s``), timed right beside the loop whose excess is ``step_s``, and what the
         layer table prices that forward at (``layers_sum_s`` plus ``block_s`` per block). Layers timed
-        one by one, seconds earlier, read 3 % above that forward to 9 % below it in this box's profiles
-        (and up to 14 % above in its paired timing test), so a serial step priced from the table missed
-        the loop it was measured beside by that much (docs/fidelity.md, round 15). The factor is
-        ``forward_s`` ÷ that price, the profile's own two measurements, nothing from a run it is checked
-        against; 1 without the entry, and 1 outside 0.75-1.33 (then something other than drift differs,
-        and the table stands as measured)."""
+        one by one, seconds earlier, priced that forward 5 % above to 9 % below it in pixart-tiny's
+        profiles on this box (dit-tiny's at batch 1: 13 % above), so a serial step priced from the table
+        missed the loop it was measured beside by as much (docs/fidelity.md, round 15). The factor,
+        (``forward_s`` − blocks × ``block_s``) ÷ ``layers_sum_s``, makes the priced forward (the scaled
+        layers plus the unscaled per-block overhead) equal ``forward_s``: the profile's own two
+        measurements, nothing from a run it is checked against; 1 without the entry, and 1 outside
+        0.75-1.33 (then something other than drift differs, and the table stands as measured)."""
         entries = [e for e in self.profile.pass_overhead if e.forward_s > 0 and e.layers_sum_s > 0]
         if not entries:
             return 1.0
         entry = min(entries, key=lambda e: (abs(e.batch - batch), e.batch))
-        priced = entry.layers_sum_s + len(self.model.arch.block_kinds()) * entry.block_s
-        factor = entry.forward_s / priced
+        blocks = len(self.model.arch.block_kinds()) * entry.block_s  # charged beside the layers, unscaled
+        factor = (entry.forward_s - blocks) / entry.layers_sum_s
         return factor if 0.75 <= factor <= 4 / 3 else 1.0
 
     # -- optional costs (profiles.costs.cost_model.OPTIONAL_METHODS); None where the profile has no such timings

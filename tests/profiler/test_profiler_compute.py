@@ -19,7 +19,6 @@ SERIAL_TOLERANCE = 0.15
 """10 % until 2026-12-07; see the serial-forward test's docstring for why it is 15 % now."""
 RAW_TOLERANCE = 0.25
 """The layer sum alone against the forward (no alignment): loose, it only catches a broken table."""
-"""The sum of per-layer timings must predict the directly timed serial forward within 10%."""
 ROUNDS = 24
 """Profile-and-forward pairs; each round takes about 1.6 s here."""
 
@@ -142,7 +141,7 @@ def test_sum_of_layer_costs_predicts_a_timed_serial_forward(tmp_path) -> None:
     rounds of five such runs put that statistic outside 10 % in 15 % of draws, the median of
     paired ratios over 24 rounds in 7 %. So a median outside the tolerance earns a second look:
     24 rounds more, judged on the median of all 48 (a two-stage sequential test: a real bias of
-    more than 10 % fails both looks, a burst of load on one look is outvoted). The CLI's own output
+    more than the tolerance fails both looks, a burst of load on one look is outvoted). The CLI's own output
     is checked by test_compute_cli_writes_a_profile_with_its_command.
 
     Since 2026-12-07 the prediction is the product's: the layer table brought to the forward the
@@ -153,7 +152,10 @@ def test_sum_of_layer_costs_predicts_a_timed_serial_forward(tmp_path) -> None:
     table fails. The next fresh-clone CI run read the aligned prediction at 1.116: the profiler's own
     forward, timed right after its layer table, ran 10 % above the test's direct forwards in every
     round of that process (34 against 31 ms), so the same forward reads differently in one process
-    state; the tolerance is 15 % since (the suite's end-to-end checks are docs/fidelity.md's).
+    state; the tolerance is 15 % since (the suite's end-to-end checks are docs/fidelity.md's). The aligned
+    prediction takes its factor from the profile's medians and applies it to the fastest layer repeats, so
+    it mostly compares the profiler's own forward with this test's; the 25 % check on the raw sum is the
+    one that tests the layer table.
     """
     from profiler.compute import profile_compute
     from profiles.costs.profile_derive import serial_prediction_s

@@ -241,8 +241,9 @@ def test_the_monotony_report_counts_each_lowered_reading() -> None:
 
 
 def test_the_layer_table_is_brought_to_the_forward_timed_beside_the_loop() -> None:
-    """forward_s ÷ (layers_sum_s + blocks × block_s) of the pass-overhead entry nearest the batch scales every
-    layer of that batch; no entry, or a factor outside 0.75-1.33, leaves the table as measured."""
+    """(forward_s − blocks × block_s) ÷ layers_sum_s of the pass-overhead entry nearest the batch scales every
+    layer of that batch, so the priced forward is forward_s; no entry, or a factor outside 0.75-1.33, leaves
+    the table as measured."""
     from profiles.costs.profile_format import PassOverhead
 
     model = load_model("pixart-tiny")
@@ -258,8 +259,11 @@ def test_the_layer_table_is_brought_to_the_forward_timed_beside_the_loop() -> No
     raw = cost.layer_time_s(shape)
     assert cost.forward_alignment(2) == 1.0
     cost.profile = cost.profile.model_copy(update={"pass_overhead": [entry(1, 0.011), entry(2, 0.009)]})
-    assert cost.forward_alignment(2) == pytest.approx(0.9) and cost.forward_alignment(1) == pytest.approx(1.1)
-    assert cost.forward_alignment(4) == pytest.approx(0.9)  # the nearest batch's entry
-    assert cost.layer_time_s(shape) == pytest.approx(0.9 * raw)
+    layers = 0.010 - blocks * 1e-4
+    assert cost.forward_alignment(2) == pytest.approx((0.009 - blocks * 1e-4) / layers)
+    assert cost.forward_alignment(1) == pytest.approx((0.011 - blocks * 1e-4) / layers)
+    assert cost.forward_alignment(2) * layers + blocks * 1e-4 == pytest.approx(0.009)  # the forward as timed
+    assert cost.forward_alignment(4) == cost.forward_alignment(2)  # the nearest batch's entry
+    assert cost.layer_time_s(shape) == pytest.approx(cost.forward_alignment(2) * raw)
     cost.profile = cost.profile.model_copy(update={"pass_overhead": [entry(2, 0.005)]})
     assert cost.forward_alignment(2) == 1.0 and cost.layer_time_s(shape) == pytest.approx(raw)

@@ -71,10 +71,13 @@ def test_the_fast_path_prices_it_as_the_trace_does() -> None:
         assert fast.latency_s == pytest.approx(traced.latency_s, rel=1e-9)
 
 
-def test_more_messages_cost_more_per_patch_and_the_estimate_sees_it() -> None:
+def test_more_messages_cost_more_and_the_estimate_takes_the_larger_of_latency_and_cpu() -> None:
     cost = ConstantCost(block_s=1e-3)
     extra = {m: simulate(plan(m), TINY, CLUSTER, cost, link_fits=fits()).latency_s
              - simulate(plan(m), TINY, CLUSTER, cost, link_fits=fits(0.0, 0.0)).latency_s for m in (2, 8)}
     assert 0 < extra[2] < extra[8]
-    estimated = [estimate_latency_s(plan(8), TINY, CLUSTER, cost, link_fits=f) for f in (fits(), fits(0.0, 0.0))]
-    assert estimated[0] > estimated[1]
+    # the estimate: a message costs its post-to-use time, or both ends' CPU where that is more
+    estimated = {f: estimate_latency_s(plan(8), TINY, CLUSTER, cost, link_fits=fits(*f))
+                 for f in ((0.0, 0.0), (SEND_S, RECV_S), (4e-4, 4e-4))}
+    assert estimated[(SEND_S, RECV_S)] == pytest.approx(estimated[(0.0, 0.0)])  # 0.3 ms under a 0.5 ms latency
+    assert estimated[(4e-4, 4e-4)] > estimated[(0.0, 0.0)]
