@@ -276,7 +276,7 @@ class Simulation(Pricing):
         self._pairs: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._message_cpu: dict[tuple[str, str], tuple[float, float, float]] = {}
         """(sender, receiver) labels → their message's (sender CPU, receiver CPU, latency share)."""
-        self._measured_message_cpu = any(fit.send_cpu_s > 0 or fit.recv_cpu_s > 0
+        self.charges_message_cpu = any(fit.send_cpu_s > 0 or fit.recv_cpu_s > 0
                                          for fit in getattr(self.net, "link_fits", {}).values())
         """Whether any route has it (else every lookup is skipped: large simulations have none)."""
         self._held_share = 1.0 - cluster.topology.communication.overlap_efficiency
@@ -533,7 +533,7 @@ class Simulation(Pricing):
         """(sender CPU s, receiver CPU s, latency share) of a stage message from ``actor`` to ``peer``
         (:meth:`~simulator.network.Network.message_cpu` of the route of its first rank pair; none
         when the groups share their devices), looked up once per pair."""
-        if not self._measured_message_cpu:
+        if not self.charges_message_cpu:
             return 0.0, 0.0, 1.0
         pair = (actor.label, peer.label)
         out = self._message_cpu.get(pair)
@@ -547,7 +547,7 @@ class Simulation(Pricing):
         """The receiver's CPU of the messages into ``actor`` from the stages ``sources`` (one each; none from
         a group on the same devices), each at its own route's figure."""
         work = self.work
-        if work.stages == 1 or not self._measured_message_cpu:
+        if work.stages == 1 or not self.charges_message_cpu:
             return 0.0
         return sum(self.message_cpu(work.actor(actor.data, actor.cfg, s), actor)[1] for s in sources)
 

@@ -59,6 +59,7 @@ class StageRunner(Protocol):
     def post_send(self, actor: Actor, peer: Actor, nbytes_per_rank: int, key: tuple, name: str,
                   **tags: Any) -> Generator: ...
     def cfg_exchange(self, actor: Actor, nbytes: int, **tags: Any) -> Generator: ...
+    charges_message_cpu: bool
     def receive_cpu_s(self, actor: Actor, sources: list[int]) -> float: ...
     def message_time(self, actor: Actor, seconds: float, name: str, **tags: Any) -> Generator: ...
 
@@ -79,23 +80,28 @@ def cfg_key(actor: Actor, step: int, item: int | None) -> tuple:
     return ("cfg", actor.data, actor.cfg, step, item)
 
 
-def dependencies(sim: StageRunner, actor: Actor, step: int, item: int | None) -> tuple[list, list[int]]:
-    """The events item (step, item) waits for on ``actor``'s stage, and the stage each comes from."""
+def dependencies(sim: StageRunner, actor: Actor, step: int, item: int | None,
+                 sources: list[int] | None = None) -> list:
+    """The events item (step, item) waits for on ``actor``'s stage; the stage each comes from is appended
+    to ``sources`` when one is given (only where messages' CPU is charged: this runs once per unit)."""
     work = sim.work
-    deps, sources = [], []
+    deps = []
     if actor.stage == 0:
         source = latent_source_of(step, item, work.warmup_steps, work.patches)
         if source is not None:
             deps.append(sim.event(return_key(actor, *source)))
-            sources.append(work.stages - 1)
+            if sources is not None:
+                sources.append(work.stages - 1)
     else:
         deps.append(sim.event(input_key(actor, actor.stage, step, item)))
-        sources.append(actor.stage - 1)
+        if sources is not None:
+            sources.append(actor.stage - 1)
     for (src, dst) in work.skip_layers:
         if dst == actor.stage:
             deps.append(sim.event(skip_key(actor, src, dst, step, item)))
-            sources.append(src)
-    return deps, sources
+            if sources is not None:
+                sources.append(src)
+    return deps
 
 
 def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
@@ -104,6 +110,7 @@ def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
     last = work.stages - 1
     label = actor.label
     watched = actor is work.actors[0]
+    charges_messages = sim.charges_message_cpu and work.stages > 1
     # every rank sets its image up at once after the start barrier, before it waits on any input
     yield from sim.compute(actor, sim.setup_s(), "overhead", "image set-up", step=0, patch=None, stage=actor.stage)
     index = -1
@@ -118,15 +125,15 @@ def stage_actor(sim: StageRunner, actor: Actor) -> Generator:
                 sim.step_began(step, index)
             sim.check_work_left(actor, index)  # a run that can no longer win stops here (simulator.work_left)
         tags = {"step": step, "patch": item, "stage": actor.stage}
-        deps, sources = dependencies(sim, actor, step, item)
+        sources: list[int] | None = [] if charges_messages else None
+        deps = dependencies(sim, actor, step, item, sources)
         if deps:
             waited_from = env.now
             yield deps[0] if len(deps) == 1 else env.all_of(deps)  # one input: no condition event
             sent_at = max(e.value for e in deps)
             sim.record_wait(actor, waited_from, env.now, sent_at, **tags)
-            receive_s = sim.receive_cpu_s(actor, sources)
-            if receive_s > 0:  # the receiver's own time on the messages it takes (measured; else none)
-                yield from sim.message_time(actor, receive_s, "receive (CPU)", **tags)
+            if sources:  # the receiver's own time on the messages it takes (where measured)
+                yield from sim.message_time(actor, sim.receive_cpu_s(actor, sources), "receive (CPU)", **tags)
         cost = sim.pass_cost(actor.stage, item, warmup=step < work.warmup_steps, first=step == 0)
         if not sim.record and not cost.specs:  # nothing between them can interact: one timer
             yield from sim.computes(actor, step, (
